@@ -1,0 +1,210 @@
+"""``mmr-adapter``: run the API, the worker and the scheduler; set up a server; operate the queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, ConfigError, Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_or_exit(require: Iterable[str] = ()) -> Settings:
+    try:
+        return load_settings(require=require)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+def friendly(fn: F) -> F:
+    """Turn configuration errors into one line and exit code 2 instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"configuration error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mmr-adapter")
+def main() -> None:
+    """MMR adapter: the Swedish multimodal pain rehabilitation referral workflow on FHIR.
+
+    Settings come from MMR_* environment variables (see the README's configuration table).
+    """
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, help="Uvicorn worker processes.")
+@friendly
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the notification API: /notify, /health, /metrics."""
+    import uvicorn
+
+    settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
+    uvicorn.run("adapter.api:app_from_settings", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
+@main.command()
+@click.option("--concurrency", "-c", default=2, show_default=True, help="Events processed in parallel.")
+@click.option("--pool", default="prefork", show_default=True,
+              type=click.Choice(["prefork", "threads", "solo"]), help="Celery execution pool.")
+@friendly
+def worker(concurrency: int, pool: str) -> None:
+    """Run a Celery worker that processes events from the queue."""
+    s = settings_or_exit(REQUIRED_FOR_FHIR)
+    from adapter.pipeline.worker import app
+
+    app.worker_main(["worker", "-Q", s.queue, "-c", str(concurrency), "-P", pool, "--loglevel", s.log_level,
+                     "--without-gossip", "--without-mingle", "-n", f"mmr-worker-{os.getpid()}@%h"])
+
+
+@main.command()
+@click.option("--schedule-file", default="/tmp/mmr-beat-schedule", show_default=True,
+              help="Where beat keeps its last-run times.")
+@friendly
+def beat(schedule_file: str) -> None:
+    """Run the scheduler: reconciliation and due timers, periodically."""
+    s = settings_or_exit(REQUIRED_FOR_FHIR)
+    from adapter.pipeline.worker import app
+
+    app.start(["beat", "--loglevel", s.log_level, "-s", schedule_file])
+
+
+@main.command()
+@click.option("--topic-based", is_flag=True, help="Subscribe with R4 backport topics instead of classic criteria.")
+@click.option("--no-conformance", is_flag=True, help="Do not install the conformance package of profiles/.")
+@friendly
+def setup(topic_based: bool, no_conformance: bool) -> None:
+    """Check the FHIR server, install the directory and profiles, create the Subscriptions."""
+    from rich.console import Console
+
+    from adapter.cli_support import fhir_client
+    from adapter.setup import run_setup
+
+    s = settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
+    assert s.webhook_token is not None
+    console = Console()
+    with fhir_client(s) as client:
+        report = run_setup(client, notify_url=s.notify_url, token=s.webhook_token.get_secret_value(),
+                           topic_based=topic_based, install_conformance=not no_conformance)
+    for text in report.warnings:
+        console.print(f"[yellow]warning:[/] {text}")
+    for text in report.missing:
+        console.print(f"[red]missing:[/] {text}")
+    if report.missing:
+        sys.exit(1)
+    counts: dict[str, int] = {}
+    for _, what in report.written:
+        counts[what] = counts.get(what, 0) + 1
+    for ref, what in report.written:
+        if what != "unchanged":
+            console.print(f"  {what:9} {ref}")
+    console.print(f"setup done against {s.fhir_base}: " + ", ".join(f"{n} {w}" for w, n in sorted(counts.items())))
+    console.print(f"notifications go to {s.notify_url}")
+
+
+@main.command()
+@click.option("--port", default=8090, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+def sandbox(port: int) -> None:
+    """Run the sandbox FHIR server (sekmet-fhir) on loopback until Ctrl-C. Development only."""
+    from adapter.sandbox import start_sandbox
+
+    server = start_sandbox(port, quiet=False)
+    click.echo(f"sandbox FHIR server at {server.base_url} (Ctrl-C to stop)")
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect and replay events parked in the dead-letter store."""
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@friendly
+def dlq_list(as_json: bool) -> None:
+    """List parked events with the reason they failed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapter.pipeline.state import State
+
+    entries = State.from_url(settings_or_exit().redis_url).dead_letters()
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    table = Table("id", "parked", "attempts", "event", "reason", title=f"{len(entries)} dead letter(s)")
+    from adapter.pipeline.envelope import Envelope
+
+    for e in entries:
+        table.add_row(e["id"], datetime.fromtimestamp(e["parked_at"]).isoformat(timespec="seconds"),
+                      str(e["attempts"]), Envelope.from_dict(e["envelope"]).label, e["reason"])
+    Console().print(table)
+
+
+@dlq.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every parked event.")
+@friendly
+def dlq_replay(ids: tuple[str, ...], replay_all: bool) -> None:
+    """Put parked events back on the queue (after fixing the cause)."""
+    from adapter.pipeline.envelope import Envelope
+    from adapter.pipeline.state import State
+    from adapter.pipeline.worker import enqueue
+
+    state = State.from_url(settings_or_exit().redis_url)
+    if not ids and not replay_all:
+        raise click.UsageError("name the ids to replay, or pass --all")
+    chosen = [e["id"] for e in state.dead_letters()] if replay_all else list(ids)
+    replayed = 0
+    for entry_id in chosen:
+        entry = state.take_dead_letter(entry_id)
+        if entry is None:
+            click.echo(f"{entry_id}: not in the dead-letter store", err=True)
+            continue
+        enqueue(Envelope.from_dict(entry["envelope"]))
+        replayed += 1
+    click.echo(f"{replayed} event(s) re-queued")
+    if replayed < len(chosen):
+        sys.exit(1)
+
+
+@main.command("fire-timers")
+@click.option("--at", "at", default=None, help="ISO time to fire timers as of (default: now).")
+@friendly
+def fire_timers(at: str | None) -> None:
+    """Queue every timer due now (or at --at) once; beat does this periodically."""
+    from adapter.pipeline.state import State
+    from adapter.pipeline.worker import fire_due_timers
+
+    s = settings_or_exit()
+    state = State.from_url(s.redis_url)
+    moment = datetime.fromisoformat(at) if at else state.now(s.test_clock)
+    click.echo(f"{fire_due_timers(state, moment)} timer(s) fired")
+
+
+if __name__ == "__main__":
+    main()

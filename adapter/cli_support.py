@@ -1,0 +1,24 @@
+"""Building the real parts from settings: shared by the CLI, the API and the worker."""
+
+from __future__ import annotations
+
+import httpx
+
+from adapter.config import Settings
+from adapter.fhir.auth import BearerAuth, ClientCredentialsAuth
+from adapter.fhir.client import FhirClient
+
+
+def fhir_auth(settings: Settings) -> httpx.Auth | None:
+    if settings.fhir_auth == "bearer" and settings.fhir_token:
+        return BearerAuth(settings.fhir_token.get_secret_value())
+    if settings.fhir_auth == "client-credentials":
+        assert settings.oauth_client_secret and settings.oauth_client_id
+        return ClientCredentialsAuth(str(settings.oauth_token_url), settings.oauth_client_id,
+                                     settings.oauth_client_secret.get_secret_value(), settings.oauth_scope)
+    return None
+
+
+def fhir_client(settings: Settings) -> FhirClient:
+    return FhirClient(settings.fhir_base, auth=fhir_auth(settings), timeout=settings.fhir_timeout,
+                      retries=settings.fhir_retries, headers={"User-Agent": "mmr-adapter/0.1"})

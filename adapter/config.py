@@ -1,0 +1,96 @@
+"""Configuration from the environment (prefix ``MMR_``), validated once at start-up.
+
+A missing or malformed setting stops the process with one line naming the variable, never a
+stack trace: see :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MMR_", env_file=".env", extra="ignore")
+
+    fhir_base_url: AnyHttpUrl | None = Field(None, description="FHIR server base, e.g. http://hapi:8080/fhir")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the queue, locks and state")
+    webhook_token: SecretStr | None = Field(None, description="Bearer token the FHIR server sends on /notify")
+    public_url: AnyHttpUrl = Field("http://127.0.0.1:8000", description="Adapter address as the FHIR server sees it")
+
+    fhir_auth: Literal["none", "bearer", "client-credentials"] = Field("none", description="Outbound FHIR auth")
+    fhir_token: SecretStr | None = Field(None, description="Static bearer token (fhir_auth=bearer)")
+    oauth_token_url: AnyHttpUrl | None = Field(None, description="Token endpoint (fhir_auth=client-credentials)")
+    oauth_client_id: str | None = Field(None, description="OAuth2 client id")
+    oauth_client_secret: SecretStr | None = Field(None, description="OAuth2 client secret")
+    oauth_scope: str | None = Field(None, description="OAuth2 scope, e.g. system/*.*")
+    fhir_timeout: float = Field(10.0, gt=0, description="Seconds per FHIR request")
+    fhir_retries: int = Field(3, ge=0, description="Retries of a transient FHIR failure within one attempt")
+
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Largest notification body accepted")
+    max_attempts: int = Field(8, ge=1, description="Attempts per event before it is dead-lettered")
+    retry_backoff: float = Field(2.0, gt=0, description="Base seconds of the retry backoff (doubles per attempt)")
+    retry_backoff_max: float = Field(300.0, gt=0, description="Longest wait between two attempts")
+    lock_timeout: float = Field(120.0, gt=0, description="Seconds a referral lock lives if its holder dies")
+    visibility_timeout: int = Field(3600, gt=0, description="Seconds before an unacknowledged event is redelivered")
+    reconcile_interval: float = Field(60.0, gt=0, description="Seconds between reconciliation runs")
+    timer_interval: float = Field(30.0, gt=0, description="Seconds between runs of the timer job")
+    reconcile_lookback: float = Field(86400.0, gt=0, description="First reconciliation looks this far back (s)")
+    dedup_ttl: int = Field(30 * 86400, gt=0, description="Seconds a processed-event key is remembered")
+    queue: str = Field("mmr-events", description="Celery queue name")
+    language: Literal["sv", "en"] = Field("sv", description="Language of texts sent to people")
+    log_level: str = Field("INFO", description="Log level")
+    log_json: bool = Field(True, description="JSON log lines (false: human-readable)")
+    test_clock: bool = Field(False, description="Let tests and the demo set the clock in Redis; never in production")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value
+
+    @property
+    def fhir_base(self) -> str:
+        return str(self.fhir_base_url).rstrip("/")
+
+    @property
+    def notify_url(self) -> str:
+        return str(self.public_url).rstrip("/") + "/notify"
+
+
+def _env_name(loc: tuple[object, ...]) -> str:
+    return "MMR_" + str(loc[0]).upper() if loc else "MMR_*"
+
+
+REQUIRED_FOR_FHIR = ("fhir_base_url",)
+REQUIRED_FOR_INTAKE = ("webhook_token",)
+
+
+def load_settings(require: Iterable[str] = (), **overrides: object) -> Settings:
+    """Read and check the settings; raise :class:`ConfigError` with one clear line if they are wrong."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{_env_name(err['loc'])}: {err['msg']}") from None
+    missing = [name for name in require if getattr(settings, name) in (None, "")]
+    if missing:
+        raise ConfigError(f"{_env_name((missing[0],))} is required but not set")
+    if settings.fhir_auth == "bearer" and not settings.fhir_token:
+        raise ConfigError("MMR_FHIR_TOKEN is required when MMR_FHIR_AUTH=bearer")
+    if settings.fhir_auth == "client-credentials":
+        for name in ("oauth_token_url", "oauth_client_id", "oauth_client_secret"):
+            if not getattr(settings, name):
+                raise ConfigError(f"{_env_name((name,))} is required when MMR_FHIR_AUTH=client-credentials")
+    if settings.webhook_token is not None and len(settings.webhook_token.get_secret_value()) < 16:
+        raise ConfigError("MMR_WEBHOOK_TOKEN: must be at least 16 characters")
+    return settings

@@ -1,0 +1,1 @@
+"""Talking FHIR: the HTTP client, outbound authentication and OperationOutcome helpers."""

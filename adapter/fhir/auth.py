@@ -1,0 +1,64 @@
+"""Outbound authentication to the FHIR server: none, a static bearer token, or OAuth2 client credentials."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+
+import httpx
+
+
+class BearerAuth(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+
+class ClientCredentialsAuth(httpx.Auth):
+    """OAuth2 client credentials with a cached token, refreshed before expiry and once on a 401.
+
+    One token is shared by every request of the process; the lock keeps a burst of requests
+    from fetching a token each.
+    """
+
+    requires_response_body = False
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str | None = None,
+                 *, leeway: float = 30.0, timeout: float = 10.0) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self._secret = client_secret
+        self.scope = scope
+        self.leeway = leeway
+        self.timeout = timeout
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def _fetch(self) -> None:
+        data = {"grant_type": "client_credentials"}
+        if self.scope:
+            data["scope"] = self.scope
+        r = httpx.post(self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout)
+        r.raise_for_status()
+        body = r.json()
+        self._token = body["access_token"]
+        self._expires_at = time.monotonic() + float(body.get("expires_in", 300))
+
+    def token(self, *, force: bool = False) -> str:
+        with self._lock:
+            if force or self._token is None or time.monotonic() > self._expires_at - self.leeway:
+                self._fetch()
+            assert self._token is not None
+            return self._token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Bearer {self.token(force=True)}"
+            yield request

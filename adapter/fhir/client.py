@@ -1,0 +1,218 @@
+"""A small, synchronous FHIR R4 client on httpx.
+
+It does what the workflow needs and nothing more: read, vread, search following ``next`` links,
+conditional create, version-aware update, transaction. Transient failures (connection errors, 5xx,
+429) are retried with exponential backoff and full jitter, honouring ``Retry-After``; every other
+error raises :class:`FhirError` carrying the server's OperationOutcome text.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from adapter.fhir.outcome import outcome_text
+
+FHIR_JSON = "application/fhir+json"
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class FhirError(Exception):
+    """The FHIR server refused or failed a request; ``message`` is its own explanation."""
+
+    def __init__(self, status: int, message: str, outcome: dict[str, Any] | None = None,
+                 method: str = "", url: str = "") -> None:
+        self.status = status
+        self.message = message
+        self.outcome = outcome
+        self.method = method
+        self.url = url
+        super().__init__(f"{method} {url} -> {status}: {message}".strip())
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying later: the server was unavailable rather than the request wrong."""
+        return self.status in RETRY_STATUSES or self.status == 0
+
+
+class VersionConflict(FhirError):
+    """412/409: the resource changed since it was read; re-read and re-plan, never overwrite."""
+
+
+class NotFound(FhirError):
+    """404 or 410."""
+
+
+def _error_for(response: httpx.Response) -> FhirError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    text = outcome_text(body) or response.reason_phrase or "no explanation given"
+    cls = VersionConflict if response.status_code in (409, 412) else \
+        NotFound if response.status_code in (404, 410) else FhirError
+    outcome = body if isinstance(body, dict) else None
+    return cls(response.status_code, text, outcome, response.request.method, str(response.request.url))
+
+
+class FhirClient:
+    """A connection-pooled client for one FHIR base URL.
+
+    ``retries`` is the number of extra attempts for a transient failure; ``backoff`` the base
+    delay in seconds, doubled each attempt up to ``backoff_max``.
+    """
+
+    def __init__(self, base_url: str, *, auth: httpx.Auth | None = None, timeout: float = 10.0,
+                 retries: int = 3, backoff: float = 0.5, backoff_max: float = 10.0,
+                 headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self._http = httpx.Client(
+            base_url=self.base_url + "/", auth=auth, timeout=timeout, transport=transport,
+            headers={"Accept": FHIR_JSON, **(headers or {})},
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FhirClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ transport
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        if response is not None and (after := response.headers.get("Retry-After")):
+            try:
+                return min(float(after), self.backoff_max)
+            except ValueError:
+                try:
+                    return min(max(parsedate_to_datetime(after).timestamp() - time.time(), 0), self.backoff_max)
+                except (TypeError, ValueError):
+                    pass
+        return random.uniform(0, min(self.backoff * 2**attempt, self.backoff_max))
+
+    def request(self, method: str, url: str, *, json: Any = None, headers: Mapping[str, str] | None = None,
+                idempotent: bool = True) -> httpx.Response:
+        """Send one request, retrying what is safe to retry; raise FhirError on a final failure.
+
+        A non-idempotent request is retried only when the connection was never made.
+        """
+        hdrs = dict(headers or {})
+        if json is not None:
+            hdrs["Content-Type"] = FHIR_JSON
+        attempt = 0
+        while True:
+            response = None
+            try:
+                response = self._http.request(method, url, json=json, headers=hdrs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                failure: Exception = exc
+            except httpx.TransportError as exc:
+                if not idempotent:
+                    raise FhirError(0, f"transport error: {exc!r}", method=method, url=url) from exc
+                failure = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRY_STATUSES or (not idempotent and response.status_code != 429):
+                    raise _error_for(response)
+                failure = _error_for(response)
+            if attempt >= self.retries:
+                if isinstance(failure, FhirError):
+                    raise failure
+                raise FhirError(0, f"transport error: {failure!r}", method=method, url=url) from failure
+            time.sleep(self._delay(attempt, response))
+            attempt += 1
+
+    # ------------------------------------------------------------ interactions
+
+    def capabilities(self) -> dict[str, Any]:
+        return self.request("GET", "metadata").json()
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        return self.request("GET", f"{resource_type}/{resource_id}").json()
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+        return self.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}").json()
+
+    def get(self, relative_url: str) -> dict[str, Any]:
+        """GET a relative URL, e.g. a search written out as ``Task?focus=ServiceRequest/1``."""
+        return self.request("GET", relative_url).json()
+
+    def pages(self, resource_type: str, params: Params | None = None,
+              max_pages: int = 1000) -> Iterator[dict[str, Any]]:
+        """Yield each searchset Bundle, following ``next`` links."""
+        query = urlencode(list(params.items()) if isinstance(params, Mapping) else list(params or ()))
+        url: str | None = f"{resource_type}?{query}" if query else resource_type
+        for _ in range(max_pages):
+            if url is None:
+                return
+            bundle = self.get(url)
+            yield bundle
+            url = next((link["url"] for link in bundle.get("link") or () if link.get("relation") == "next"), None)
+
+    def search(self, resource_type: str, params: Params | None = None) -> list[dict[str, Any]]:
+        """Every resource of every page (matches and includes), without OperationOutcomes."""
+        return [e["resource"] for bundle in self.pages(resource_type, params) for e in bundle.get("entry") or ()
+                if (e.get("resource") or {}).get("resourceType") not in (None, "OperationOutcome")]
+
+    def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
+        headers = {"Prefer": "return=representation"}
+        if if_none_exist:
+            headers["If-None-Exist"] = if_none_exist
+        response = self.request("POST", resource["resourceType"], json=resource, headers=headers,
+                                idempotent=if_none_exist is not None)
+        return response.json()
+
+    def update(self, resource: dict[str, Any], if_match: str | None = None) -> dict[str, Any]:
+        """PUT a resource; with ``if_match`` (a versionId) the server refuses if it has moved on."""
+        headers = {"Prefer": "return=representation"}
+        if if_match:
+            headers["If-Match"] = f'W/"{if_match}"'
+        return self.request("PUT", f"{resource['resourceType']}/{resource['id']}", json=resource,
+                            headers=headers).json()
+
+    def conditional_update(self, resource: dict[str, Any], criteria: str) -> dict[str, Any]:
+        """PUT ``Type?criteria``: update the single match, or create when there is none."""
+        return self.request("PUT", f"{resource['resourceType']}?{criteria}", json=resource,
+                            headers={"Prefer": "return=representation"}).json()
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        self.request("DELETE", f"{resource_type}/{resource_id}")
+
+    def transaction(self, bundle: dict[str, Any], *, idempotent: bool = True) -> dict[str, Any]:
+        """POST a transaction Bundle; atomic on the server.
+
+        The workflow's transactions are idempotent by construction (conditional creates and
+        ``If-Match`` updates), so they are retried like reads.
+        """
+        return self.request("POST", "", json=bundle, idempotent=idempotent).json()
+
+    def batch_get(self, urls: Sequence[str]) -> list[dict[str, Any]]:
+        """Run several GETs in one round trip (a batch Bundle); each answer's Bundle or resource."""
+        if len(urls) == 1:
+            return [self.get(urls[0])]
+        bundle = {"resourceType": "Bundle", "type": "batch",
+                  "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}
+        reply = self.request("POST", "", json=bundle)
+        out = []
+        for url, entry in zip(urls, reply.json().get("entry") or (), strict=False):
+            status = (entry.get("response") or {}).get("status", "")
+            if not status.startswith("2"):
+                raise FhirError(int(status[:3] or 0), outcome_text((entry.get("response") or {}).get("outcome"))
+                                or status, method="GET", url=url)
+            out.append(entry.get("resource") or {})
+        return out

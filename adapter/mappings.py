@@ -1,0 +1,153 @@
+"""Typed access to the data in ``mappings/``: codes, the organisation directory, rules and texts.
+
+The workflow never hard-codes a code, an HSA-id or a text; it asks this module, so a region can
+change its directory or wording without touching Python.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HSA_SYSTEM = "urn:oid:1.2.752.29.4.19"
+
+
+def mappings_dir() -> Path:
+    """Where the mapping files live: ``MMR_MAPPINGS_DIR`` or the repository's ``mappings/``."""
+    return Path(os.environ.get("MMR_MAPPINGS_DIR") or Path(__file__).resolve().parent.parent / "mappings")
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """Load ``mappings/<name>.yaml`` once per process."""
+    with (mappings_dir() / f"{name}.yaml").open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+# ---------------------------------------------------------------- codes
+
+
+@dataclass(frozen=True)
+class Codes:
+    """Code systems and identifier systems, with the canonical base filled in."""
+
+    raw: dict[str, Any]
+
+    @property
+    def base(self) -> str:
+        return self.raw["canonical_base"].rstrip("/")
+
+    def _fill(self, text: str) -> str:
+        return text.replace("{base}", self.base)
+
+    def system(self, code_system: str) -> str:
+        """The URL of one of our code systems, e.g. ``system("task-type")``."""
+        return self._fill(self.raw["code_systems"][code_system]["url"])
+
+    def display(self, code_system: str, code: str, lang: str = "sv") -> str:
+        concept = self.raw["code_systems"][code_system]["concepts"][code]
+        return concept.get(lang) or concept["sv"]
+
+    def coding(self, code_system: str, code: str, lang: str = "sv") -> dict[str, str]:
+        """A Coding of one of our concepts; raises ``KeyError`` for an unknown code."""
+        return {"system": self.system(code_system), "code": code, "display": self.display(code_system, code, lang)}
+
+    def concept(self, code_system: str, code: str, lang: str = "sv") -> dict[str, Any]:
+        """A CodeableConcept of one of our concepts."""
+        return {"coding": [self.coding(code_system, code, lang)]}
+
+    def identifier_system(self, kind: str) -> str:
+        """The business-identifier system for resources of ``kind`` the adapter creates."""
+        return f"{self._fill(self.raw['identifier_systems']['adapter'])}/{kind}"
+
+    @property
+    def personnummer_system(self) -> str:
+        return self.raw["identifier_systems"]["personnummer"]
+
+    @property
+    def referral_category(self) -> dict[str, str]:
+        return dict(self.raw["referral"]["category"])
+
+    @property
+    def referral_code(self) -> dict[str, str]:
+        c = self.raw["referral"]["code"]
+        return {**c, "system": self._fill(c["system"])}
+
+    @property
+    def sdc_task_code(self) -> dict[str, str]:
+        return dict(self.raw["external"]["sdc_task_code"])
+
+
+@cache
+def codes() -> Codes:
+    return Codes(load("codes"))
+
+
+# ---------------------------------------------------------------- organisation directory
+
+
+@dataclass(frozen=True)
+class Unit:
+    """An organisation, site or person of the directory, identified by its HSA-id."""
+
+    key: str
+    hsa_id: str
+    name: str
+    ort: str = ""
+
+    @property
+    def identifier(self) -> dict[str, str]:
+        return {"system": HSA_SYSTEM, "value": self.hsa_id}
+
+    def reference(self, resource_type: str) -> dict[str, Any]:
+        """A logical reference by HSA-id: valid on any server, resolved by setup's directory."""
+        return {"type": resource_type, "identifier": self.identifier, "display": self.name}
+
+
+@dataclass(frozen=True)
+class Clinic(Unit):
+    reviewers: tuple[Unit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Directory:
+    clinics: tuple[Clinic, ...]
+    mmrpv: Unit
+    mmrpv_admin: Unit
+    sites: tuple[Unit, ...]
+
+    def clinic_by_hsa(self, hsa_id: str | None) -> Clinic | None:
+        return next((c for c in self.clinics if c.hsa_id == hsa_id), None)
+
+    def site(self, key: str) -> Unit:
+        return next(s for s in self.sites if s.key == key)
+
+    def site_by_hsa(self, hsa_id: str | None) -> Unit | None:
+        return next((s for s in self.sites if s.hsa_id == hsa_id), None)
+
+
+@cache
+def directory() -> Directory:
+    raw = load("organisations")
+    clinics = tuple(
+        Clinic(
+            key=c["key"], hsa_id=c["hsa_id"], name=c["name"], ort=c.get("ort", ""),
+            reviewers=tuple(
+                Unit(key=r["hsa_id"], hsa_id=r["hsa_id"], name=r["name"]) for r in c.get("reviewers") or ()
+            ),
+        )
+        for c in raw["specialist_clinics"]
+    )
+    unit = raw["mmrpv_unit"]
+    admin = unit["administrative_function"]
+    return Directory(
+        clinics=clinics,
+        mmrpv=Unit(key=unit["key"], hsa_id=unit["hsa_id"], name=unit["name"]),
+        mmrpv_admin=Unit(key="mmrpv-admin", hsa_id=admin["hsa_id"], name=admin["name"]),
+        sites=tuple(Unit(key=s["key"], hsa_id=s["hsa_id"], name=s["name"], ort=s["ort"]) for s in unit["sites"]),
+    )

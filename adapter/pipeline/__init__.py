@@ -1,0 +1,1 @@
+"""The imperative shell: queue, worker, locks, de-duplication, dead letters, timers, reconciliation."""

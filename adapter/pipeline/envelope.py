@@ -1,0 +1,54 @@
+"""What travels on the queue: one event, with where it came from and how to recognise a replay."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from adapter.logs import new_correlation_id
+
+Kind = Literal["changed", "deleted", "ping", "timer"]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    kind: Kind
+    shape: str  # which notification shape (or job) produced it: for metrics and logs
+    resource_type: str | None = None
+    resource_id: str | None = None
+    version_id: str | None = None
+    resource: dict[str, Any] | None = None
+    timer: str | None = None
+    topic_event: str | None = None  # "Subscription/<id>#<event-number>" for topic notifications
+    correlation_id: str = field(default_factory=new_correlation_id)
+    received_at: float = field(default_factory=time.time)
+
+    @property
+    def dedup_keys(self) -> tuple[str, ...]:
+        """Keys that identify this event once processed: version and, for topics, event number."""
+        keys = []
+        if self.kind == "timer":
+            keys.append(f"timer:{self.resource_id}|{self.timer}@{self.version_id}")
+        elif self.resource_type and self.resource_id and self.version_id:
+            keys.append(f"{self.kind}:{self.resource_type}/{self.resource_id}/_history/{self.version_id}")
+        if self.topic_event:
+            keys.append(f"topic:{self.topic_event}")
+        return tuple(keys)
+
+    @property
+    def label(self) -> str:
+        """Safe to log: type, id and version, never content."""
+        if self.kind == "timer":
+            return f"timer {self.timer} for ServiceRequest/{self.resource_id}"
+        if self.kind == "ping":
+            return "ping"
+        return f"{self.kind} {self.resource_type}/{self.resource_id}" + \
+            (f"/_history/{self.version_id}" if self.version_id else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Envelope:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

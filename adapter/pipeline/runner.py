@@ -1,0 +1,195 @@
+"""Process one event: route it to its referral, lock, load, decide, write one transaction.
+
+This is the only place where the pure workflow meets the FHIR server. A version conflict
+(someone else wrote in between) means: read again and plan again, never overwrite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from adapter.fhir.client import FhirClient, NotFound, VersionConflict
+from adapter.logs import log
+from adapter.pipeline.envelope import Envelope
+from adapter.pipeline.state import State
+from adapter.workflow import core, load, routing
+from adapter.workflow.core import Event, Plan, Referral
+
+MAX_REPLANS = 3
+MAX_HOPS = 4
+
+
+@dataclass
+class Outcome:
+    status: Literal["applied", "nothing", "ignored", "duplicate", "reconciled"]
+    referrals: list[str] = field(default_factory=list)
+    writes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Runner:
+    """The shell around :func:`adapter.workflow.core.decide`; one per worker process."""
+
+    def __init__(self, fhir: FhirClient, state: State, *, now: Callable[[], datetime],
+                 options: Mapping[str, Any] | None = None,
+                 reconcile: Callable[[], int] | None = None) -> None:
+        self.fhir = fhir
+        self.state = state
+        self.now = now
+        self.options = dict(options or {})
+        self.reconcile = reconcile
+
+    # ------------------------------------------------------------ entry point
+
+    def process(self, env: Envelope) -> Outcome:
+        if env.kind == "ping":
+            found = self.reconcile() if self.reconcile else 0
+            return Outcome("reconciled", notes=[f"ping: {found} change(s) found and queued"])
+        if self.state.seen(env.dedup_keys):
+            return Outcome("duplicate")
+        referral_ids = self.route(env)
+        if not referral_ids:
+            log.debug("event ignored: not about an MMR referral", event=env.label)
+            self.state.mark_done(env.dedup_keys)
+            return Outcome("ignored", notes=["not about a referral"])
+        total = Outcome("nothing", referrals=referral_ids)
+        for referral_id in referral_ids:
+            with self.state.referral_lock(referral_id):
+                result = self._process_referral(referral_id, env)
+            total.writes += result.writes
+            total.notes += result.notes
+            if result.status == "applied":
+                total.status = "applied"
+            elif result.status == "ignored" and total.status == "nothing":
+                total.status = "ignored"
+        self.state.mark_done(env.dedup_keys)
+        return total
+
+    def _process_referral(self, referral_id: str, env: Envelope) -> Outcome:
+        event = self._event(env, referral_id)
+        for _ in range(MAX_REPLANS):
+            referral = self.load(referral_id)
+            if referral is None:
+                return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"])
+            plan = core.decide(referral, event, core.Context(now=self.now(), options=self.options))
+            for text in plan.notes:
+                log.info("step", referral=referral_id, note=text)
+            if plan.empty:
+                return Outcome("nothing", [referral_id], notes=list(plan.notes))
+            try:
+                self.apply(plan)
+            except VersionConflict as exc:
+                log.info("version conflict, planning again", referral=referral_id, reason=exc.message)
+                continue
+            self.state.set_timers(plan.timers)
+            return Outcome("applied", [referral_id], len(plan.writes), list(plan.notes))
+        raise VersionConflict(412, f"ServiceRequest/{referral_id} kept changing; {MAX_REPLANS} plans conflicted")
+
+    @staticmethod
+    def _event(env: Envelope, referral_id: str) -> Event:
+        if env.kind == "timer":
+            return Event("timer", "ServiceRequest", referral_id, timer=env.timer)
+        return Event(env.kind, env.resource_type or "", env.resource_id or "", env.version_id,  # type: ignore[arg-type]
+                     env.resource)
+
+    # ------------------------------------------------------------ routing
+
+    def route(self, env: Envelope) -> list[str]:
+        """The referral ids this event concerns, following references (with reads) as needed."""
+        if env.kind == "timer":
+            return [env.resource_id] if env.resource_id else []
+        if env.resource_type == "ServiceRequest":
+            return [env.resource_id] if env.resource_id else []
+        resource = env.resource or self._current_or_last(env.resource_type or "", env.resource_id or "")
+        for _ in range(MAX_HOPS):
+            if resource is None:
+                return []
+            hops = routing.next_hops(resource)
+            if not hops:
+                return []
+            if hops[0].startswith("ServiceRequest/"):
+                return [hops[0].split("/", 1)[1]]
+            resource = None
+            for hop in hops:
+                rtype, rid = hop.split("/", 1)
+                resource = self._current_or_last(rtype, rid)
+                if resource is not None:
+                    break
+        return []
+
+    def _current_or_last(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """The resource, or its last version before deletion (a DELETE notification has no body)."""
+        try:
+            return self.fhir.read(resource_type, resource_id)
+        except NotFound:
+            pass
+        try:
+            history = self.fhir.get(f"{resource_type}/{resource_id}/_history?_count=5")
+        except NotFound:
+            return None
+        return next((e["resource"] for e in history.get("entry") or () if e.get("resource")), None)
+
+    # ------------------------------------------------------------ state
+
+    def load(self, referral_id: str) -> Referral | None:
+        """The referral and what surrounds it: one search with includes, then at most one batch."""
+        bundle = self.fhir.get(load.referral_query(referral_id))
+        resources = _collect(bundle)
+        service_request = resources.get(f"ServiceRequest/{referral_id}")
+        if service_request is None:
+            return None
+        more = load.follow_up_queries(service_request, resources)
+        if more:
+            for reply in self.fhir.batch_get(more):
+                resources.update(_collect(reply))
+        return Referral(service_request, resources)
+
+    # ------------------------------------------------------------ writing
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        """Write the plan as one transaction; raise VersionConflict if anything moved."""
+        started = time.perf_counter()
+        reply = self.fhir.transaction(transaction_bundle(plan))
+        log.info("transaction written", writes=len(plan.writes),
+                 seconds=round(time.perf_counter() - started, 3))
+        return reply
+
+
+def _collect(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if doc.get("resourceType") != "Bundle":
+        return {core.ref(doc): doc} if doc.get("id") else {}
+    return {core.ref(e["resource"]): e["resource"] for e in doc.get("entry") or ()
+            if (e.get("resource") or {}).get("id") and e["resource"].get("resourceType") != "OperationOutcome"}
+
+
+def transaction_bundle(plan: Plan) -> dict[str, Any]:
+    """A transaction Bundle: conditional creates (``ifNoneExist``) and ``ifMatch`` updates."""
+    entries = []
+    for w in plan.writes:
+        body = _strip_server_meta(w.resource)
+        rtype = body["resourceType"]
+        if w.is_create:
+            request = {"method": "POST", "url": rtype}
+            if w.if_none_exist:
+                request["ifNoneExist"] = w.if_none_exist
+        else:
+            request = {"method": "PUT", "url": f"{rtype}/{body['id']}"}
+            if w.if_match:
+                request["ifMatch"] = f'W/"{w.if_match}"'
+        entry = {"resource": body, "request": request}
+        if w.is_create:
+            entry = {"fullUrl": w.full_url, **entry}
+        entries.append(entry)
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _strip_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    if meta:
+        body["meta"] = meta
+    return body

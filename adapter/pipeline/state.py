@@ -1,0 +1,151 @@
+"""Everything the shell keeps in Redis: processed-event keys, referral locks, dead letters,
+timers, reconciliation checkpoints, shared metrics and the test clock.
+
+All keys start with ``mmr:``; nothing here holds patient data beyond resource ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from adapter.pipeline.envelope import Envelope
+from adapter.workflow.core import Timer
+
+P = "mmr:"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class LockBusy(Exception):
+    """Another worker is processing this referral; try again shortly."""
+
+
+class State:
+    def __init__(self, client: redis.Redis, *, dedup_ttl: int = 30 * 86400, lock_timeout: float = 120.0) -> None:
+        self.r = client
+        self.dedup_ttl = dedup_ttl
+        self.lock_timeout = lock_timeout
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> State:
+        return cls(redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2),
+                   **kwargs)
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())
+
+    # ------------------------------------------------------------ processed events
+
+    def seen(self, keys: tuple[str, ...]) -> bool:
+        return bool(keys) and bool(self.r.exists(*(P + "done:" + k for k in keys)))
+
+    def mark_done(self, keys: tuple[str, ...]) -> None:
+        if keys:
+            pipe = self.r.pipeline()
+            for k in keys:
+                pipe.set(P + "done:" + k, "1", ex=self.dedup_ttl)
+            pipe.execute()
+
+    # ------------------------------------------------------------ per-referral lock
+
+    @contextmanager
+    def referral_lock(self, referral_id: str, wait: float = 5.0) -> Iterator[None]:
+        """One referral's events one at a time; the lock expires if its holder dies."""
+        lock = self.r.lock(f"{P}lock:referral:{referral_id}", timeout=self.lock_timeout, blocking_timeout=wait)
+        if not lock.acquire():
+            raise LockBusy(referral_id)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()  # it may have expired meanwhile; the work was idempotent anyway
+
+    # ------------------------------------------------------------ dead letters
+
+    def park(self, envelope: Envelope, reason: str, attempts: int) -> str:
+        entry_id = uuid.uuid4().hex[:12]
+        entry = {"id": entry_id, "parked_at": time.time(), "attempts": attempts, "reason": reason,
+                 "envelope": envelope.to_dict()}
+        self.r.hset(P + "dlq", entry_id, json.dumps(entry))
+        return entry_id
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        entries = [json.loads(v) for v in self.r.hvals(P + "dlq")]
+        return sorted(entries, key=lambda e: e["parked_at"])
+
+    def take_dead_letter(self, entry_id: str) -> dict[str, Any] | None:
+        """Remove and return one entry; ``None`` if another replay took it first."""
+        pipe = self.r.pipeline()
+        pipe.hget(P + "dlq", entry_id)
+        pipe.hdel(P + "dlq", entry_id)
+        raw, removed = pipe.execute()
+        return json.loads(raw) if raw and removed else None
+
+    def dlq_size(self) -> int:
+        return int(self.r.hlen(P + "dlq"))
+
+    # ------------------------------------------------------------ timers
+
+    def set_timers(self, timers: tuple[Timer, ...]) -> None:
+        if timers:
+            self.r.zadd(P + "timers", {t.member: t.due.timestamp() for t in timers})
+
+    def due_timers(self, now: datetime, limit: int = 500) -> list[tuple[str, float]]:
+        return self.r.zrangebyscore(P + "timers", "-inf", now.timestamp(), start=0, num=limit, withscores=True)
+
+    def claim_timer(self, member: str, now: datetime) -> bool:
+        """Exactly one caller wins a due timer, however many beat runs race."""
+        script = ("local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
+                  "if s and tonumber(s) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end "
+                  "return 0")
+        return bool(self.r.eval(script, 1, P + "timers", member, now.timestamp()))
+
+    def timers(self) -> list[tuple[str, float]]:
+        return self.r.zrange(P + "timers", 0, -1, withscores=True)
+
+    # ------------------------------------------------------------ reconciliation checkpoints
+
+    def checkpoint(self, name: str) -> str | None:
+        return self.r.hget(P + "checkpoints", name)
+
+    def set_checkpoint(self, name: str, value: str) -> None:
+        self.r.hset(P + "checkpoints", name, value)
+
+    # ------------------------------------------------------------ metrics shared by every process
+
+    def count(self, what: str, kind: str, n: int = 1) -> None:
+        self.r.hincrby(P + "metrics:events", f"{what}|{kind}", n)
+
+    def observe_latency(self, seconds: float) -> None:
+        pipe = self.r.pipeline()
+        for le in LATENCY_BUCKETS:
+            if seconds <= le:
+                pipe.hincrby(P + "metrics:latency", str(le), 1)
+        pipe.hincrby(P + "metrics:latency", "+Inf", 1)
+        pipe.hincrbyfloat(P + "metrics:latency", "sum", seconds)
+        pipe.execute()
+
+    def metrics(self) -> tuple[dict[str, str], dict[str, str]]:
+        return self.r.hgetall(P + "metrics:events"), self.r.hgetall(P + "metrics:latency")
+
+    # ------------------------------------------------------------ clock
+
+    def now(self, test_clock: bool = False) -> datetime:
+        """The time; with the test clock enabled, the one tests and the demo set in Redis."""
+        if test_clock and (frozen := self.r.get(P + "clock")):
+            return datetime.fromisoformat(frozen)
+        return datetime.now(UTC)
+
+    def set_clock(self, when: datetime | None) -> None:
+        if when is None:
+            self.r.delete(P + "clock")
+        else:
+            self.r.set(P + "clock", when.isoformat())

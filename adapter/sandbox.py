@@ -1,0 +1,89 @@
+"""The sandbox FHIR server (``sekmet-fhir``) for development, tests and the demo; never production.
+
+Started on loopback only, with the simulator off (it would act on our orders) and request
+logging off (it would store every request, patient data included).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sandbox_config(port: int, data_dir: Path) -> str:
+    return "\n".join([
+        f"base_url: http://127.0.0.1:{port}/fhir",
+        "host: 127.0.0.1",
+        f"port: {port}",
+        f"data_dir: {data_dir}",
+        f"db_path: {data_dir / 'sandbox.db'}",
+        "simulator:",
+        "  enabled: false",
+        "log_inbound: false",
+        "subscriptions:",
+        "  notify_method: put-resource",
+        "  retries: 3",
+        "",
+    ])
+
+
+@dataclass
+class Sandbox:
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/fhir"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.workdir.cleanup()
+
+
+def start_sandbox(port: int = 0, timeout: float = 30.0, quiet: bool = True) -> Sandbox:
+    """Start the sandbox on ``127.0.0.1`` (a free port if 0) and wait until it answers."""
+    try:
+        import sekmet  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("the sandbox needs the 'sandbox' extra: pip install -e '.[sandbox]'") from exc
+    port = port or free_port()
+    workdir = tempfile.TemporaryDirectory(prefix="mmr-sandbox-")
+    config = Path(workdir.name) / "sandbox.yaml"
+    config.write_text(sandbox_config(port, Path(workdir.name)))
+    out = subprocess.DEVNULL if quiet else None
+    env = {**os.environ, "SEKMET_CONFIG": str(config)}
+    process = subprocess.Popen([sys.executable, "-m", "sekmet.cli", "serve", "-c", str(config)],
+                               stdout=out, stderr=out, cwd=workdir.name, env=env)
+    sandbox = Sandbox(port, process, workdir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the sandbox exited with code {process.returncode}")
+        try:
+            if httpx.get(f"{sandbox.base_url}/metadata", timeout=1).status_code == 200:
+                return sandbox
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    sandbox.stop()
+    raise RuntimeError(f"the sandbox did not answer within {timeout:.0f} s")

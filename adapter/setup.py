@@ -1,0 +1,175 @@
+"""``mmr-adapter setup``: check the server, install the directory (and conformance package), subscribe.
+
+Everything is idempotent: run it on every deployment. A resource is written only when it differs
+from what the server holds, so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapter.fhir.client import FhirClient, FhirError, NotFound
+from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
+from adapter.pipeline.reconcile import subscription_criteria
+
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+NEEDED_TYPES = ("ServiceRequest", "Task", "Communication", "Subscription", "Organization", "PractitionerRole",
+                "Location", "Patient", "Consent", "QuestionnaireResponse")
+
+
+@dataclass
+class Report:
+    missing: list[str] = field(default_factory=list)  # fatal: setup cannot go on
+    warnings: list[str] = field(default_factory=list)
+    written: list[tuple[str, str]] = field(default_factory=list)  # (reference, created|updated|unchanged)
+
+
+def check_capabilities(statement: dict[str, Any], topic_based: bool) -> tuple[list[str], list[str]]:
+    """What the server lacks for the workflow: (fatal, warnings), in plain words."""
+    fatal: list[str] = []
+    warnings: list[str] = []
+    version = statement.get("fhirVersion", "")
+    if not version.startswith("4.0"):
+        fatal.append(f"FHIR version {version or 'unknown'}: the adapter speaks R4 (4.0.x)")
+    rest = next((r for r in statement.get("rest") or () if r.get("mode") == "server"), {})
+    types = {r.get("type"): r for r in rest.get("resource") or ()}
+    for t in NEEDED_TYPES:
+        if t not in types:
+            (fatal if t in ("ServiceRequest", "Task", "Subscription") else warnings).append(
+                f"resource type {t} is not supported")
+    system_interactions = {i.get("code") for i in rest.get("interaction") or ()}
+    if system_interactions and "transaction" not in system_interactions:
+        fatal.append("transactions are not supported (each workflow step writes one transaction)")
+    task = types.get("Task") or {}
+    interactions = {i.get("code") for i in task.get("interaction") or ()}
+    if interactions and not {"create", "update", "search-type"} <= interactions:
+        fatal.append("Task needs create, update and search")
+    if task and not task.get("conditionalCreate", True):
+        warnings.append("conditional create is not declared: duplicates are prevented by locks only")
+    if topic_based and "Basic" not in types and "SubscriptionTopic" not in types:
+        fatal.append("topic-based subscriptions need SubscriptionTopic (or Basic for the R4 backport)")
+    return fatal, warnings
+
+
+# ------------------------------------------------------------------ directory
+
+
+def _org(unit: Unit, part_of: Unit | None = None) -> dict[str, Any]:
+    org: dict[str, Any] = {"resourceType": "Organization", "id": unit.hsa_id, "active": True,
+                           "identifier": [unit.identifier], "name": unit.name}
+    if part_of:
+        org["partOf"] = {"reference": f"Organization/{part_of.hsa_id}", "display": part_of.name}
+    return org
+
+
+def directory_resources() -> list[dict[str, Any]]:
+    """The directory as FHIR resources, each with its HSA-id as identifier and as logical id."""
+    d = directory()
+    out: list[dict[str, Any]] = []
+    for clinic in d.clinics:
+        out.append(_org(clinic))
+        for reviewer in clinic.reviewers:
+            out.append({"resourceType": "PractitionerRole", "id": reviewer.hsa_id, "active": True,
+                        "identifier": [reviewer.identifier],
+                        "organization": {"reference": f"Organization/{clinic.hsa_id}", "display": clinic.name},
+                        "code": [{"text": "Remissgranskare"}], "practitioner": {"display": reviewer.name}})
+    out.append(_org(d.mmrpv))
+    out.append(_org(d.mmrpv_admin, part_of=d.mmrpv))
+    for site in d.sites:
+        out.append({"resourceType": "Location", "id": site.hsa_id, "status": "active", "identifier": [site.identifier],
+                    "name": site.name, "address": {"city": site.ort},
+                    "managingOrganization": {"reference": f"Organization/{d.mmrpv.hsa_id}", "display": d.mmrpv.name}})
+    return out
+
+
+def _same(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return all(current.get(k) == v for k, v in wanted.items())
+
+
+def upsert(client: FhirClient, resource: dict[str, Any]) -> str:
+    """PUT by id unless the server already holds exactly this content."""
+    try:
+        current = client.read(resource["resourceType"], resource["id"])
+    except NotFound:
+        current = None
+    if current is not None and _same(current, resource):
+        return "unchanged"
+    client.update(resource)
+    return "updated" if current else "created"
+
+
+# ------------------------------------------------------------------ subscriptions
+
+
+def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list[dict[str, Any]]:
+    header = [f"Authorization: Bearer {token}"]
+    subs = []
+    entries = load("subscriptions")["subscriptions"]
+    for entry, criteria in zip(entries, subscription_criteria(), strict=True):
+        channel: dict[str, Any] = {"type": "rest-hook", "endpoint": notify_url, "payload": "application/fhir+json",
+                                   "header": header}
+        sub: dict[str, Any] = {"resourceType": "Subscription", "status": "requested", "reason": entry["reason"],
+                               "criteria": criteria, "channel": channel}
+        if topic_based:
+            topic = entry.get("topic", "").replace("{base}", codes().base)
+            if not topic:
+                continue
+            sub["meta"] = {"profile": [f"{BACKPORT}/backport-subscription"]}
+            sub["criteria"] = topic
+            channel["_payload"] = {"extension": [{"url": f"{BACKPORT}/backport-payload-content",
+                                                  "valueCode": "full-resource"}]}
+            if entry.get("filter"):
+                sub["_criteria"] = {"extension": [{"url": f"{BACKPORT}/backport-filter-criteria",
+                                                   "valueString": entry["filter"]}]}
+        subs.append(sub)
+    return subs
+
+
+def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Create what is missing, update what drifted (or went to error/off), leave the rest."""
+    out = []
+    existing = [s for s in client.search("Subscription", {"_count": "200"}) if s.get("resourceType") == "Subscription"]
+    for sub in wanted:
+        endpoint = sub["channel"]["endpoint"]
+        match = next((s for s in existing if s.get("criteria") == sub["criteria"]
+                      and (s.get("channel") or {}).get("endpoint") == endpoint), None)
+        if match is None:
+            created = client.create(sub)
+            out.append((f"Subscription/{created.get('id')}", "created"))
+            continue
+        healthy = match.get("status") in ("active", "requested")
+        same = all((match.get("channel") or {}).get(k) == v for k, v in sub["channel"].items())
+        if healthy and same and match.get("reason") == sub["reason"]:
+            out.append((f"Subscription/{match['id']}", "unchanged"))
+            continue
+        client.update({**sub, "id": match["id"]})
+        out.append((f"Subscription/{match['id']}", "updated"))
+    return out
+
+
+def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: bool = False,
+              install_conformance: bool = True) -> Report:
+    report = Report()
+    try:
+        statement = client.capabilities()
+    except FhirError as exc:
+        report.missing.append(f"the server's CapabilityStatement could not be read: {exc.message}")
+        return report
+    report.missing, report.warnings = check_capabilities(statement, topic_based)
+    if report.missing:
+        return report
+    if install_conformance:
+        try:
+            from adapter.conformance.install import install_package
+        except ImportError:
+            report.warnings.append("conformance package installer not available")
+        else:
+            report.written += install_package(client)
+    for resource in directory_resources():
+        report.written.append((f"{resource['resourceType']}/{resource['id']}", upsert(client, resource)))
+    report.written += ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based))
+    return report
+
+
+__all__ = ["HSA_SYSTEM", "Report", "check_capabilities", "directory_resources", "run_setup"]

@@ -1,0 +1,243 @@
+"""The pure heart of the adapter: state in, planned writes and timers out.
+
+A *step* is a function ``(Referral, Event, Context) -> Plan``. It reads nothing and writes
+nothing; the shell (``adapter.pipeline.runner``) loads the referral, runs the steps registered for
+the event's kind and applies the plan as one FHIR transaction. Steps are level-triggered: they
+compare what the server holds with what the routine requires, so a duplicate, late or
+out-of-order event plans nothing new.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+Resource = dict[str, Any]
+
+EventKind = Literal["changed", "deleted", "timer"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something happened to one resource, or a timer came due, for one referral."""
+
+    kind: EventKind
+    resource_type: str
+    resource_id: str
+    version_id: str | None = None
+    resource: Resource | None = None  # the notified body, if any: a hint, never trusted as state
+    timer: str | None = None  # the timer's name, for kind == "timer"
+
+    @property
+    def key(self) -> str:
+        """The registry key the steps are found under: ``Task``, ``deleted:Task``, ``timer:overdue``."""
+        if self.kind == "timer":
+            return f"timer:{self.timer}"
+        return self.resource_type if self.kind == "changed" else f"deleted:{self.resource_type}"
+
+
+def ref(resource: Resource) -> str:
+    """``Type/id`` of a resource."""
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
+def version(resource: Resource) -> str | None:
+    return (resource.get("meta") or {}).get("versionId")
+
+
+def identifier_value(resource: Resource, system: str) -> str | None:
+    return next((i.get("value") for i in resource.get("identifier") or () if i.get("system") == system), None)
+
+
+@dataclass(frozen=True)
+class Referral:
+    """One referral as the server holds it: the ServiceRequest and everything loaded around it.
+
+    ``resources`` maps ``Type/id`` to the resource; resources a plan creates in the same
+    transaction are present under their ``urn:uuid:`` placeholder.
+    """
+
+    service_request: Resource
+    resources: Mapping[str, Resource] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.service_request["id"]
+
+    @property
+    def reference(self) -> str:
+        return f"ServiceRequest/{self.id}"
+
+    def get(self, reference: str | Mapping[str, Any] | None) -> Resource | None:
+        """Resolve a reference (string or Reference) among the loaded resources."""
+        if isinstance(reference, Mapping):
+            reference = reference.get("reference")
+        if not reference:
+            return None
+        if "/_history/" in reference:
+            reference = reference.split("/_history/")[0]
+        if reference.startswith(("http://", "https://")):
+            reference = "/".join(reference.rstrip("/").split("/")[-2:])
+        return self.resources.get(reference)
+
+    def all(self, resource_type: str) -> list[Resource]:
+        return [r for r in self.resources.values() if r.get("resourceType") == resource_type]
+
+    def tasks(self, code: str | None = None, system: str | None = None) -> list[Resource]:
+        """Tasks whose focus is this referral, optionally with a given code."""
+        out = []
+        for t in self.all("Task"):
+            codings = (t.get("code") or {}).get("coding") or ()
+            if code is None or any(c.get("code") == code and (system is None or c.get("system") == system)
+                                   for c in codings):
+                out.append(t)
+        return out
+
+    def by_identifier(self, system: str, value: str) -> Resource | None:
+        return next((r for r in self.resources.values() if identifier_value(r, system) == value), None)
+
+    def with_plan(self, plan: Plan) -> Referral:
+        """The state as it will be once ``plan`` is applied: lets later steps build on earlier ones."""
+        resources = dict(self.resources)
+        service_request = self.service_request
+        for w in plan.writes:
+            resources[w.key] = w.resource
+            if w.key == self.reference:
+                service_request = w.resource
+        return replace(self, resources=resources, service_request=service_request)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One entry of the transaction: a conditional create or a version-aware update."""
+
+    resource: Resource
+    if_none_exist: str | None = None  # create: "identifier=system|value"
+    if_match: str | None = None  # update: the versionId the plan was made against
+
+    @property
+    def is_create(self) -> bool:
+        return "id" not in self.resource
+
+    @property
+    def key(self) -> str:
+        return self.full_url if self.is_create else ref(self.resource)
+
+    @property
+    def full_url(self) -> str:
+        """A stable placeholder for a new resource, so other writes in the plan can point at it."""
+        if not self.is_create:
+            return ref(self.resource)
+        return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, self.if_none_exist or repr(self.resource))}"
+
+
+def create(resource: Resource, identifier_system: str, identifier_value_: str) -> Write:
+    """Plan the creation of a resource carrying a deterministic business identifier.
+
+    The server keeps it idempotent (``If-None-Exist`` on that identifier), so replaying the
+    event never makes a second one.
+    """
+    ident = {"system": identifier_system, "value": identifier_value_}
+    others = [i for i in resource.get("identifier") or () if i.get("system") != identifier_system]
+    body = {**resource, "identifier": [ident, *others]}
+    return Write(body, if_none_exist=f"identifier={identifier_system}|{identifier_value_}")
+
+
+def update(resource: Resource, **changes: Any) -> Write:
+    """Plan an update of a loaded resource, guarded by the version it was read at.
+
+    ``None`` as a value removes the element. A resource created in the same plan has no version
+    to guard; build it complete in its ``create`` instead.
+    """
+    if "id" not in resource:
+        raise ValueError("update() needs a stored resource; build a new one complete in create()")
+    body = {k: v for k, v in {**resource, **changes}.items() if v is not None}
+    return Write(body, if_match=version(resource))
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Come back to this referral at ``due`` with the event ``timer:<name>``."""
+
+    name: str
+    referral_id: str
+    due: datetime
+
+    @property
+    def member(self) -> str:
+        return f"{self.referral_id}|{self.name}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    writes: tuple[Write, ...] = ()
+    timers: tuple[Timer, ...] = ()
+    notes: tuple[str, ...] = ()  # what the step decided and why: logged, never containing PII
+
+    def __add__(self, other: Plan) -> Plan:
+        merged: dict[str, Write] = {w.key: w for w in self.writes}
+        for w in other.writes:
+            earlier = merged.get(w.key)
+            # A later step's update of something an earlier step planned keeps the original guard.
+            merged[w.key] = replace(w, if_match=earlier.if_match, if_none_exist=earlier.if_none_exist) \
+                if earlier else w
+        return Plan(tuple(merged.values()), self.timers + other.timers, self.notes + other.notes)
+
+    @property
+    def empty(self) -> bool:
+        return not self.writes and not self.timers
+
+
+NOTHING = Plan()
+
+
+def note(text: str) -> Plan:
+    return Plan(notes=(text,))
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a step may know besides the referral: the time and configuration."""
+
+    now: datetime
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+Step = Callable[[Referral, Event, Context], Plan]
+
+_registry: dict[str, list[Step]] = {}
+
+
+def on(*keys: str) -> Callable[[Step], Step]:
+    """Register a step for event keys (``ServiceRequest``, ``Task``, ``timer:overdue``, ...)."""
+
+    def register(step: Step) -> Step:
+        for key in keys:
+            steps = _registry.setdefault(key, [])
+            if step not in steps:
+                steps.append(step)
+        return step
+
+    return register
+
+
+def steps_for(key: str) -> list[Step]:
+    return list(_registry.get(key, ()))
+
+
+def registered_keys() -> Iterable[str]:
+    return tuple(_registry)
+
+
+def decide(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """Run every step registered for the event, each seeing the state the previous ones planned."""
+    plan = NOTHING
+    state = referral
+    for step in steps_for(event.key):
+        part = step(state, event, ctx)
+        plan = plan + part
+        state = state.with_plan(part)
+    return plan

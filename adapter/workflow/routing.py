@@ -1,0 +1,53 @@
+"""Which referral an event belongs to. Pure: each resource says where to look next.
+
+The shell follows the links (reading what it must) until it reaches a ServiceRequest, so that a
+Task, a reply to a supplement request or a patient's QuestionnaireResponse all end up under the
+lock and in the state of their referral.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Resource = dict[str, Any]
+
+
+def _refs(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value] if value else []
+    return [i["reference"] for i in items if isinstance(i, dict) and isinstance(i.get("reference"), str)]
+
+
+def _local(reference: str) -> str | None:
+    """``Type/id`` of a literal reference (relative, absolute or versioned); None for contained/urn."""
+    if reference.startswith(("#", "urn:")):
+        return None
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else None
+
+
+# Where each resource type points on its way to the referral, in order of preference.
+LINKS: dict[str, tuple[str, ...]] = {
+    "Task": ("focus", "basedOn", "partOf"),
+    "Communication": ("basedOn", "about", "inResponseTo", "partOf"),
+    "CommunicationRequest": ("basedOn", "about"),
+    "QuestionnaireResponse": ("basedOn", "partOf"),
+    "Appointment": ("basedOn",),
+    "CarePlan": ("basedOn",),
+    "EpisodeOfCare": ("referralRequest",),
+    "Flag": ("extension",),
+}
+
+
+def next_hops(resource: Resource) -> list[str]:
+    """References (``Type/id``) that lead from this resource towards its ServiceRequest."""
+    if resource.get("resourceType") == "ServiceRequest":
+        return [f"ServiceRequest/{resource.get('id')}"] if resource.get("id") else []
+    out: list[str] = []
+    for element in LINKS.get(resource.get("resourceType", ""), ()):
+        for reference in _refs(resource.get(element)):
+            local = _local(reference)
+            if local and local not in out:
+                out.append(local)
+    # A ServiceRequest among them wins: no need to read anything else.
+    out.sort(key=lambda r: not r.startswith("ServiceRequest/"))
+    return out
