@@ -42,7 +42,14 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        # A killed worker's unacknowledged event becomes visible again after visibility_timeout;
+        # look for such events often enough that redelivery follows soon after.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 2)),
+            "unacked_restore_throttle": 1,
+        },
+        worker_redirect_stdouts=False,
         # The intake must know quickly whether an event is queued: no long publish retries.
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2,

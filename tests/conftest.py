@@ -1,0 +1,202 @@
+"""Real parts for the tests: the sandbox FHIR server, Redis, the API and Celery workers as processes.
+
+Started once per session (a worker per test where a test kills one). Each test works on its own
+referrals, so tests do not need to wipe the server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from adapter.fhir.client import FhirClient
+from adapter.pipeline.state import State
+from adapter.sandbox import Sandbox, free_port, start_sandbox
+from tests.faults import FaultProxy
+
+TOKEN = "test-token-" + uuid.uuid4().hex
+REDIS_URL = os.environ.get("MMR_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+QUEUE = f"mmr-test-{uuid.uuid4().hex[:8]}"
+LOGS = Path(os.environ.get("MMR_TEST_LOGS", "/tmp/mmr-test-logs"))
+# In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.
+for _key in [k for k in os.environ if k.startswith("MMR_") and k != "MMR_TEST_REDIS_URL"]:
+    del os.environ[_key]
+os.environ.update({"MMR_REDIS_URL": REDIS_URL, "MMR_QUEUE": QUEUE, "MMR_TEST_CLOCK": "true"})
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1,
+             what: str = "condition") -> Any:
+    """Poll until ``predicate`` returns something truthy; fail the test with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_logs() -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    for old in LOGS.glob("*.log"):
+        old.unlink()
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL}; .ci/run starts one")
+    for key in client.scan_iter("mmr:*"):  # never FLUSHDB: kombu keeps its queue bindings here
+        client.delete(key)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    server = start_sandbox(0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(sandbox: Sandbox) -> Iterator[FaultProxy]:
+    p = FaultProxy(sandbox.base_url)
+    yield p
+    p.close()
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "proxy" in request.fixturenames:
+        request.getfixturevalue("proxy").clear()
+
+
+@pytest.fixture(scope="session")
+def fhir(sandbox: Sandbox) -> Iterator[FhirClient]:
+    with FhirClient(sandbox.base_url, retries=0) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def state(redis_client: redis.Redis) -> State:
+    return State(redis_client)
+
+
+@dataclass
+class Stack:
+    """The adapter as deployed: API and worker processes, sharing Redis and the (proxied) sandbox."""
+
+    api_url: str
+    env: dict[str, str]
+    queue: str
+
+    def notify(self, method: str, path: str = "", body: bytes | str | None = None,
+               content_type: str = "application/fhir+json; charset=UTF-8", token: str | None = TOKEN,
+               extra: dict[str, str] | None = None) -> httpx.Response:
+        headers = {"Content-Type": content_type, **(extra or {})}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.request(method, f"{self.api_url}/notify{path}", content=body, headers=headers, timeout=10)
+
+
+def adapter_env(fhir_base: str, queue: str, public_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMR_")}
+    env.update({
+        "MMR_FHIR_BASE_URL": fhir_base,
+        "MMR_REDIS_URL": REDIS_URL,
+        "MMR_WEBHOOK_TOKEN": TOKEN,
+        "MMR_PUBLIC_URL": public_url,
+        "MMR_QUEUE": queue,
+        "MMR_TEST_CLOCK": "true",
+        "MMR_FHIR_RETRIES": "1",
+        "MMR_RETRY_BACKOFF": "0.2",
+        "MMR_RETRY_BACKOFF_MAX": "1",
+        "MMR_MAX_ATTEMPTS": "4",
+        "MMR_LOCK_TIMEOUT": "5",
+        "MMR_LOG_JSON": "true",
+        "MMR_LOG_LEVEL": "INFO",
+        **extra,
+    })
+    return env
+
+
+def spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = (LOGS / f"{name}.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "adapter.cli", *args], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def start_worker(env: dict[str, str], name: str, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    """A real Celery worker process; returns once it consumes from its queue."""
+    from adapter.pipeline.worker import app
+
+    process = spawn(name, ["worker", "--pool", "prefork", "-c", str(concurrency)], env)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"worker {name} exited with {process.returncode}; see {LOGS}/{name}.log")
+        replies = app.control.ping(timeout=0.5)
+        return any(str(process.pid) in next(iter(r)) for r in replies)
+
+    wait_for(ready, timeout=30, what=f"worker {name} to start")
+    return process
+
+
+@pytest.fixture(scope="session")
+def stack(sandbox: Sandbox, proxy: FaultProxy, redis_client: redis.Redis) -> Iterator[Stack]:
+    port = free_port()
+    queue = QUEUE
+    env = adapter_env(proxy.base_url, queue, f"http://127.0.0.1:{port}")
+    api = spawn("api", ["serve", "--host", "127.0.0.1", "--port", str(port)], env)
+    worker = start_worker(env, "worker")
+    api_url = f"http://127.0.0.1:{port}"
+
+    def api_ready() -> bool:
+        if api.poll() is not None:
+            pytest.fail(f"API exited with {api.returncode}; see {LOGS}/api.log")
+        try:
+            return httpx.get(f"{api_url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(api_ready, timeout=30, what="the API to become ready")
+    setup = subprocess.run([sys.executable, "-m", "adapter.cli", "setup"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    yield Stack(api_url, env, queue)
+    stop(api)
+    stop(worker)
+
+
+def unique(prefix: str = "R") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,113 @@
+"""FaultProxy: a FAKE, named as such. An HTTP proxy in front of the real sandbox FHIR server that
+can answer errors or hold requests on demand, because a real server cannot be made to fail at
+an exact moment. Everything it does not intercept is forwarded unchanged to the real server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+Match = Callable[[str, str, bytes], bool]
+
+
+@dataclass
+class Rule:
+    match: Match
+    status: int = 503
+    times: int | None = None  # None: until cleared
+    hold: threading.Event | None = None  # hold matching requests until set
+    forward_after_hold: bool = True
+    held: threading.Event = field(default_factory=threading.Event)  # set when a request is being held
+    hits: int = 0
+
+
+class FaultProxy:
+    def __init__(self, target_base: str) -> None:
+        self.target = target_base.rstrip("/")
+        self.rules: list[Rule] = []
+        self.lock = threading.Lock()
+        self.client = httpx.Client(timeout=30)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                rule = proxy._rule_for(self.command, self.path, body)
+                if rule is not None and rule.hold is not None:
+                    rule.held.set()
+                    rule.hold.wait(60)
+                    if not rule.forward_after_hold:
+                        self.close_connection = True
+                        return
+                elif rule is not None:
+                    payload = (b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
+                               b'"code":"transient","diagnostics":"FaultProxy: injected failure"}]}')
+                    self.send_response(rule.status)
+                    self.send_header("Content-Type", "application/fhir+json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                upstream = proxy.client.request(self.command, proxy.target + self.path.removeprefix("/fhir"),
+                                                content=body, headers=headers)
+                content = upstream.content
+                self.send_response(upstream.status_code)
+                for k, v in upstream.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
+
+    def _rule_for(self, method: str, path: str, body: bytes) -> Rule | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.match(method, path, body) and (rule.times is None or rule.hits < rule.times):
+                    rule.hits += 1
+                    return rule
+        return None
+
+    def add(self, rule: Rule) -> Rule:
+        with self.lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.hold is not None:
+                    rule.hold.set()
+            self.rules.clear()
+
+    def close(self) -> None:
+        self.clear()
+        self.server.shutdown()
+        self.client.close()
+
+
+def transaction_about(text: str) -> Match:
+    """Match the worker's transaction POSTs that mention ``text`` (e.g. a referral id)."""
+    return lambda method, path, body: method == "POST" and path.rstrip("/") in ("/fhir", "") and text.encode() in body

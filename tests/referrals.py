@@ -1,0 +1,61 @@
+"""Building referrals on the sandbox and finding what the adapter wrote about them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from adapter.fhir.client import FhirClient
+from adapter.mappings import codes
+
+LUND = "SE2321000255-SML1"
+TEST_PERSONNUMMER = "191212121212"  # Skatteverket's well-known test number
+TEST_NAME = "Tolvan Tolvansson"
+
+
+def new_patient(fhir: FhirClient) -> str:
+    pid = f"p-{uuid.uuid4().hex[:10]}"
+    fhir.update({"resourceType": "Patient", "id": pid,
+                 "identifier": [{"system": codes().personnummer_system, "value": TEST_PERSONNUMMER}],
+                 "name": [{"family": "Tolvansson", "given": ["Tolvan"], "text": TEST_NAME}]})
+    return pid
+
+
+def referral_body(patient_id: str, clinic_hsa: str = LUND, **extra: Any) -> dict[str, Any]:
+    c = codes()
+    return {
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": "https://ehr.example.se/remiss", "value": f"R-{uuid.uuid4().hex[:10]}"}],
+        "status": "active", "intent": "order",
+        "category": [{"coding": [c.referral_category]}],
+        "code": {"coding": [c.referral_code]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "requester": {"display": "Dr. Remittent, Vårdcentralen Exempel"},
+        "performer": [{"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": clinic_hsa}}],
+        **extra,
+    }
+
+
+def new_referral(fhir: FhirClient, clinic_hsa: str = LUND, **extra: Any) -> dict[str, Any]:
+    return fhir.create(referral_body(new_patient(fhir), clinic_hsa, **extra))
+
+
+def review_tasks(fhir: FhirClient, referral_id: str) -> list[dict[str, Any]]:
+    system = codes().system("task-type")
+    return fhir.search("Task", {"focus": f"ServiceRequest/{referral_id}", "code": f"{system}|referral-review"})
+
+
+@contextmanager
+def subscriptions_paused(fhir: FhirClient) -> Iterator[None]:
+    """Switch the server's Subscriptions off, so only what a test sends reaches the adapter."""
+    subs = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"]
+    for sub in subs:
+        fhir.update({**sub, "status": "off"})
+    try:
+        yield
+    finally:
+        for sub in subs:
+            current = fhir.read("Subscription", sub["id"])
+            fhir.update({**current, "status": "requested"})

@@ -1,0 +1,269 @@
+"""The runtime end to end: sandbox FHIR server, Redis, the API and a Celery worker, all real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from adapter.fhir.client import FhirClient
+from adapter.pipeline.envelope import Envelope
+from adapter.pipeline.state import State
+from tests.conftest import LOGS, Stack, adapter_env, start_worker, stop, unique, wait_for
+from tests.faults import FaultProxy, Rule, transaction_about
+from tests.referrals import (
+    TEST_NAME,
+    TEST_PERSONNUMMER,
+    new_referral,
+    review_tasks,
+    subscriptions_paused,
+)
+from tests.shapes import r4_backport, subscription_status
+
+pytestmark = pytest.mark.e2e
+
+
+def one_review_task(fhir: FhirClient, referral_id: str, timeout: float = 20) -> dict[str, Any]:
+    tasks = wait_for(lambda: review_tasks(fhir, referral_id), timeout=timeout,
+                     what=f"the review Task of ServiceRequest/{referral_id}")
+    assert len(tasks) == 1, f"expected one review Task, found {len(tasks)}"
+    return tasks[0]
+
+
+def processed(state: State) -> int:
+    events, _ = state.metrics()
+    return sum(int(v) for k, v in events.items() if k.split("|")[0] in ("applied", "nothing", "duplicate", "ignored"))
+
+
+@pytest.fixture
+def quiet(stack: Stack, fhir: FhirClient) -> Iterator[Stack]:
+    """Subscriptions off: the only notifications are the ones the test sends."""
+    with subscriptions_paused(fhir):
+        yield stack
+
+
+# ------------------------------------------------------------------ real subscription
+
+
+def test_a_real_subscription_delivers_a_change_that_ends_in_the_review_task(stack: Stack, fhir: FhirClient) -> None:
+    sr = new_referral(fhir)
+    task = one_review_task(fhir, sr["id"])
+    assert task["status"] == "received"
+    assert task["owner"]["reference"] == "Organization/SE2321000255-SML1"
+    assert task["for"] == sr["subject"]
+    assert task["identifier"][0]["value"] == f"{sr['identifier'][0]['value']}-referral-review"
+
+
+# ------------------------------------------------------------------ every HAPI shape
+
+
+def _shapes() -> dict[str, Any]:
+    def put_payload(sr: dict[str, Any], _t: Any) -> tuple[str, str, bytes]:
+        return "PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr).encode()
+
+    def put_stripped(sr: dict[str, Any], _t: Any) -> tuple[str, str, bytes]:
+        body = {k: v for k, v in sr.items() if k not in ("meta", "id")}
+        return "PUT", f"/ServiceRequest/{sr['id']}", json.dumps(body).encode()
+
+    def ping(_sr: Any, _t: Any) -> tuple[str, str, bytes]:
+        return "POST", "", b""
+
+    def r4_full(sr: dict[str, Any], n: int) -> tuple[str, str, bytes]:
+        return "POST", "", r4_backport(unique("sub"), n, f"ServiceRequest/{sr['id']}", sr)
+
+    def r4_id_only(sr: dict[str, Any], n: int) -> tuple[str, str, bytes]:
+        return "POST", "", r4_backport(unique("sub"), n, f"ServiceRequest/{sr['id']}")
+
+    def r4_empty(_sr: Any, n: int) -> tuple[str, str, bytes]:
+        return "POST", "", r4_backport(unique("sub"), n, None)
+
+    def r4b(sr: dict[str, Any], n: int) -> tuple[str, str, bytes]:
+        return "POST", "", subscription_status(unique("sub"), n, f"ServiceRequest/{sr['id']}", sr, r5=False)
+
+    def r5(sr: dict[str, Any], n: int) -> tuple[str, str, bytes]:
+        return "POST", "", subscription_status(unique("sub"), n, f"ServiceRequest/{sr['id']}", None, r5=True)
+
+    def post_resource(sr: dict[str, Any], _t: Any) -> tuple[str, str, bytes]:
+        return "POST", "", json.dumps(sr).encode()
+
+    return {"rest-hook PUT with payload": put_payload, "rest-hook PUT without id and versionId": put_stripped,
+            "rest-hook empty POST (ping)": ping, "R4 backport full-resource": r4_full,
+            "R4 backport id-only": r4_id_only, "R4 backport empty": r4_empty, "R4B SubscriptionStatus": r4b,
+            "R5 subscription-notification id-only": r5, "POST of a single resource": post_resource}
+
+
+@pytest.mark.parametrize("shape", list(_shapes()))
+def test_each_hapi_notification_shape_leads_to_the_event_being_processed(quiet: Stack, fhir: FhirClient,
+                                                                         shape: str) -> None:
+    sr = new_referral(fhir)
+    method, path, body = _shapes()[shape](sr, 1)
+    reply = quiet.notify(method, path, body)
+    assert reply.status_code == 202, reply.text
+    assert reply.json()["resourceType"] == "OperationOutcome"
+    one_review_task(fhir, sr["id"])
+
+
+def test_rest_hook_delete_is_processed(quiet: Stack, fhir: FhirClient) -> None:
+    sr = new_referral(fhir)
+    assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
+    first = one_review_task(fhir, sr["id"])
+    fhir.delete("Task", first["id"])
+    reply = quiet.notify("DELETE", f"/Task/{first['id']}", None)
+    assert reply.status_code == 202
+    second = one_review_task(fhir, sr["id"])  # registered anew: the referral does not go silent
+    assert second["id"] != first["id"]
+
+
+@pytest.mark.parametrize("kind", ["handshake", "heartbeat"])
+def test_handshake_and_heartbeat_are_acknowledged(stack: Stack, kind: str) -> None:
+    for body in (r4_backport("s1", 0, None, kind=kind), subscription_status("s1", 0, None, kind=kind)):
+        reply = stack.notify("POST", "", body)
+        assert reply.status_code == 200
+        assert kind in reply.json()["issue"][0]["diagnostics"]
+
+
+# ------------------------------------------------------------------ nothing doubled
+
+
+def test_the_same_notification_five_times_concurrently_has_one_effect(quiet: Stack, fhir: FhirClient,
+                                                                      state: State) -> None:
+    sr = new_referral(fhir)
+    before = processed(state)
+    with ThreadPoolExecutor(5) as pool:
+        replies = list(pool.map(lambda _: quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)),
+                                range(5)))
+    assert [r.status_code for r in replies] == [202] * 5
+    wait_for(lambda: processed(state) >= before + 5, what="all five deliveries to be processed")
+    one_review_task(fhir, sr["id"])
+
+
+def test_replayed_topic_event_number_is_a_no_op(quiet: Stack, fhir: FhirClient, state: State) -> None:
+    sr = new_referral(fhir)
+    body = r4_backport("replay-sub", 41, f"ServiceRequest/{sr['id']}")
+    assert quiet.notify("POST", "", body).status_code == 202
+    one_review_task(fhir, sr["id"])
+    wait_for(lambda: state.seen(("topic:Subscription/replay-sub#41",)), what="the event to be marked processed")
+    events_before, _ = state.metrics()
+    assert quiet.notify("POST", "", body).status_code == 202
+    wait_for(lambda: int(state.metrics()[0].get("duplicate|ServiceRequest", 0))
+             > int(events_before.get("duplicate|ServiceRequest", 0)), what="the replay to be recognised")
+    one_review_task(fhir, sr["id"])
+
+
+@pytest.mark.parametrize("write_lands", [True, False], ids=["killed-after-write", "killed-before-write"])
+def test_a_worker_killed_mid_event_gets_it_redelivered_and_the_effect_happens_once(
+        stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State, write_lands: bool) -> None:
+    from adapter.pipeline.worker import PROCESS, app
+
+    queue = unique("mmr-kill")
+    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_VISIBILITY_TIMEOUT="2", MMR_LOCK_TIMEOUT="3")
+    with subscriptions_paused(fhir):
+        sr = new_referral(fhir)
+        hold = proxy.add(Rule(transaction_about(sr["id"]), hold=threading.Event(),
+                              forward_after_hold=write_lands, times=1))
+        worker = start_worker(env, f"kill-{write_lands}", concurrency=1)
+        envelope = Envelope("changed", "test", "ServiceRequest", sr["id"], "1", sr)
+        app.send_task(PROCESS, args=[envelope.to_dict()], queue=queue)
+        wait_for(hold.held.is_set, what="the worker to reach its transaction")
+        stop(worker, sig=9)  # SIGKILL: no chance to acknowledge or clean up
+        assert hold.hold is not None
+        hold.hold.set()
+        if write_lands:
+            one_review_task(fhir, sr["id"])
+        replacement = start_worker(env, f"kill-{write_lands}-replacement", concurrency=1)
+        try:
+            wait_for(lambda: state.seen(envelope.dedup_keys), timeout=30, what="the redelivered event")
+            one_review_task(fhir, sr["id"])
+        finally:
+            stop(replacement)
+
+
+# ------------------------------------------------------------------ failures: retried, parked, replayed
+
+
+def test_fhir_server_answering_503_for_a_while_then_recovering(quiet: Stack, fhir: FhirClient,
+                                                               proxy: FaultProxy) -> None:
+    sr = new_referral(fhir)
+    rule = proxy.add(Rule(transaction_about(sr["id"]), status=503, times=4))
+    assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
+    one_review_task(fhir, sr["id"])
+    assert rule.hits == 4
+
+
+def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def _dead_letter_for(stack: Stack, referral_id: str) -> dict[str, Any] | None:
+    listing = _cli(stack, "dlq", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    return next((e for e in json.loads(listing.stdout) if e["envelope"]["resource_id"] == referral_id), None)
+
+
+@pytest.mark.parametrize("status", [422, 503], ids=["permanent-4xx", "transient-until-attempts-run-out"])
+def test_a_failing_event_is_dead_lettered_and_replays_after_the_fix(quiet: Stack, fhir: FhirClient,
+                                                                    proxy: FaultProxy, status: int) -> None:
+    sr = new_referral(fhir)
+    proxy.add(Rule(transaction_about(sr["id"]), status=status))
+    assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
+    entry = wait_for(lambda: _dead_letter_for(quiet, sr["id"]), timeout=30, what="the dead letter")
+    assert str(status) in entry["reason"] and "FaultProxy" in entry["reason"]
+    assert review_tasks(fhir, sr["id"]) == []
+    table = _cli(quiet, "dlq", "list")
+    assert entry["id"] in table.stdout
+    proxy.clear()  # the cause is fixed
+    replay = _cli(quiet, "dlq", "replay", entry["id"])
+    assert replay.returncode == 0, replay.stderr
+    one_review_task(fhir, sr["id"])
+    assert _dead_letter_for(quiet, sr["id"]) is None
+
+
+def test_a_version_conflict_is_planned_again_not_overwritten(quiet: Stack, fhir: FhirClient,
+                                                            proxy: FaultProxy) -> None:
+    sr = new_referral(fhir)
+    rule = proxy.add(Rule(transaction_about(sr["id"]), status=412, times=1))
+    assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
+    one_review_task(fhir, sr["id"])
+    assert rule.hits == 1
+
+
+# ------------------------------------------------------------------ reconciliation
+
+
+def test_reconciliation_picks_up_a_change_made_while_no_subscription_existed(quiet: Stack, fhir: FhirClient) -> None:
+    from adapter.pipeline.worker import app
+
+    sr = new_referral(fhir)
+    assert review_tasks(fhir, sr["id"]) == []
+    app.send_task("mmr.reconcile", queue=quiet.queue)
+    one_review_task(fhir, sr["id"])
+
+
+# ------------------------------------------------------------------ operations
+
+
+def test_health_and_metrics(stack: Stack) -> None:
+    import httpx
+
+    health = httpx.get(f"{stack.api_url}/health")
+    assert health.status_code == 200 and health.json()["checks"] == {"redis": "ok", "fhir": "ok"}
+    text = httpx.get(f"{stack.api_url}/metrics").text
+    for name in ("mmr_notifications_received_total", "mmr_events_total", "mmr_queue_depth", "mmr_dead_letters",
+                 "mmr_event_processing_seconds_bucket", "mmr_notify_seconds_bucket"):
+        assert name in text, name
+
+
+def test_no_personnummer_or_name_reaches_a_log_line(stack: Stack, fhir: FhirClient) -> None:
+    sr = new_referral(fhir, note=[{"text": f"Patient {TEST_NAME} {TEST_PERSONNUMMER}"}])
+    one_review_task(fhir, sr["id"])
+    logs = "".join(p.read_text(errors="replace") for p in LOGS.glob("*.log"))
+    assert sr["id"] in logs  # the logs do talk about this referral ...
+    for secret in (TEST_PERSONNUMMER, "19121212-1212", "Tolvansson", "Tolvan"):
+        assert secret not in logs  # ... but never name the patient
