@@ -192,6 +192,36 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--redis-url", default=None, help="Redis to use (default: MMR_REDIS_URL or the local one).")
+def demo(redis_url: str | None) -> None:
+    """Run sandbox, API and worker in this process and walk one example referral through them."""
+    from adapter.demo import run_demo
+
+    sys.exit(run_demo(redis_url=redis_url))
+
+
+@main.command()
+@click.argument("referral")
+@friendly
+def status(referral: str) -> None:
+    """Print a referral's journey: each step so far, who holds it, what is due and when.
+
+    REFERRAL is the referral's business identifier (value or system|value) or its server id.
+    """
+    from adapter.cli_support import fhir_client
+    from adapter.status import find_referral, journey_lines
+
+    s = settings_or_exit(REQUIRED_FOR_FHIR)
+    with fhir_client(s) as client:
+        sr = find_referral(client, referral)
+        if sr is None:
+            click.echo(f"no referral {referral!r} on {s.fhir_base}", err=True)
+            sys.exit(1)
+        for line in journey_lines(client, sr["id"]):
+            click.echo(line)
+
+
 @main.command("fire-timers")
 @click.option("--at", "at", default=None, help="ISO time to fire timers as of (default: now).")
 @friendly

@@ -91,6 +91,9 @@ def load_settings(require: Iterable[str] = (), **overrides: object) -> Settings:
         for name in ("oauth_token_url", "oauth_client_id", "oauth_client_secret"):
             if not getattr(settings, name):
                 raise ConfigError(f"{_env_name((name,))} is required when MMR_FHIR_AUTH=client-credentials")
+    if settings.retry_backoff_max >= settings.visibility_timeout:
+        # A retry waiting longer than the visibility timeout would be delivered twice.
+        raise ConfigError("MMR_RETRY_BACKOFF_MAX: must be shorter than MMR_VISIBILITY_TIMEOUT")
     if settings.webhook_token is not None and len(settings.webhook_token.get_secret_value()) < 16:
         raise ConfigError("MMR_WEBHOOK_TOKEN: must be at least 16 characters")
     return settings

@@ -60,8 +60,11 @@ class Sandbox:
         self.workdir.cleanup()
 
 
-def start_sandbox(port: int = 0, timeout: float = 30.0, quiet: bool = True) -> Sandbox:
-    """Start the sandbox on ``127.0.0.1`` (a free port if 0) and wait until it answers."""
+def start_sandbox(port: int = 0, timeout: float = 30.0, quiet: bool = True, extra_config: str = "") -> Sandbox:
+    """Start the sandbox on ``127.0.0.1`` (a free port if 0) and wait until it answers.
+
+    ``extra_config`` is appended to its YAML settings (e.g. a ``server_auth`` block).
+    """
     try:
         import sekmet  # noqa: F401
     except ImportError as exc:
@@ -69,7 +72,7 @@ def start_sandbox(port: int = 0, timeout: float = 30.0, quiet: bool = True) -> S
     port = port or free_port()
     workdir = tempfile.TemporaryDirectory(prefix="mmr-sandbox-")
     config = Path(workdir.name) / "sandbox.yaml"
-    config.write_text(sandbox_config(port, Path(workdir.name)))
+    config.write_text(sandbox_config(port, Path(workdir.name)) + extra_config)
     out = subprocess.DEVNULL if quiet else None
     env = {**os.environ, "SEKMET_CONFIG": str(config)}
     process = subprocess.Popen([sys.executable, "-m", "sekmet.cli", "serve", "-c", str(config)],

@@ -24,6 +24,7 @@ class Rule:
     forward_after_hold: bool = True
     held: threading.Event = field(default_factory=threading.Event)  # set when a request is being held
     hits: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class FaultProxy:
@@ -56,6 +57,8 @@ class FaultProxy:
                     self.send_response(rule.status)
                     self.send_header("Content-Type", "application/fhir+json")
                     self.send_header("Content-Length", str(len(payload)))
+                    for name, value in rule.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(payload)
                     return

@@ -38,6 +38,7 @@ class ClientCredentialsAuth(httpx.Auth):
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
+        self.fetches = 0  # how many tokens were fetched: for metrics and tests
 
     def _fetch(self) -> None:
         data = {"grant_type": "client_credentials"}
@@ -45,6 +46,7 @@ class ClientCredentialsAuth(httpx.Auth):
             data["scope"] = self.scope
         r = httpx.post(self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout)
         r.raise_for_status()
+        self.fetches += 1
         body = r.json()
         self._token = body["access_token"]
         self._expires_at = time.monotonic() + float(body.get("expires_in", 300))

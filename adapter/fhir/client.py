@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -71,11 +71,13 @@ class FhirClient:
 
     def __init__(self, base_url: str, *, auth: httpx.Auth | None = None, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.5, backoff_max: float = 10.0,
-                 headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
         self.backoff_max = backoff_max
+        self.sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url + "/", auth=auth, timeout=timeout, transport=transport,
             headers={"Accept": FHIR_JSON, **(headers or {})},
@@ -134,7 +136,7 @@ class FhirClient:
                 if isinstance(failure, FhirError):
                     raise failure
                 raise FhirError(0, f"transport error: {failure!r}", method=method, url=url) from failure
-            time.sleep(self._delay(attempt, response))
+            self.sleep(self._delay(attempt, response))
             attempt += 1
 
     # ------------------------------------------------------------ interactions

@@ -7,6 +7,7 @@ All keys start with ``mmr:``; nothing here holds patient data beyond resource id
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -24,6 +25,13 @@ P = "mmr:"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+@functools.cache
+def _memory_redis() -> redis.Redis:
+    import fakeredis
+
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
 class LockBusy(Exception):
     """Another worker is processing this referral; try again shortly."""
 
@@ -36,6 +44,9 @@ class State:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> State:
+        """Connect to Redis; ``memory://`` gives one in-process store (the demo without Redis)."""
+        if url.startswith("memory://"):
+            return cls(_memory_redis(), **kwargs)
         return cls(redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2),
                    **kwargs)
 

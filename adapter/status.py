@@ -1,0 +1,103 @@
+"""``mmr-adapter status``: one referral's journey, step by step, read from the FHIR server.
+
+What happened (arrival, review, supplement requests, questionnaires, decision, forwarding,
+confirmations, booking, programme, discharge, follow-up), who holds it now, when, and what is
+due by when. The formatting is pure (:func:`journey`); only :func:`load_referral` does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from adapter.fhir.client import FhirClient
+from adapter.workflow.load import referral_query
+
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    when: str
+    what: str
+    who: str = ""
+    due: str = ""
+
+
+def _display(coded: dict[str, Any] | None) -> str:
+    if not coded:
+        return ""
+    coding = (coded.get("coding") or [{}])[0]
+    return coded.get("text") or coding.get("display") or coding.get("code") or ""
+
+
+def _who(reference: dict[str, Any] | None) -> str:
+    if not reference:
+        return ""
+    return reference.get("display") or (reference.get("identifier") or {}).get("value") or \
+        reference.get("reference") or ""
+
+
+def _code(resource: Resource) -> str:
+    return ((resource.get("code") or {}).get("coding") or [{}])[0].get("code", "")
+
+
+def find_referral(fhir: FhirClient, key: str) -> Resource | None:
+    """A referral by its business identifier value (any system), ``system|value`` or server id."""
+    for params in ({"identifier": key}, {"_id": key}):
+        found = [r for r in fhir.search("ServiceRequest", params) if r.get("resourceType") == "ServiceRequest"]
+        if found:
+            return found[0]
+    return None
+
+
+def load_referral(fhir: FhirClient, referral_id: str) -> list[Resource]:
+    """The referral with its Tasks and Communications, plus what points at it by basedOn."""
+    resources = [e["resource"] for e in fhir.get(referral_query(referral_id)).get("entry") or ()
+                 if e.get("resource")]
+    for rtype in ("Appointment", "CarePlan"):
+        resources += fhir.search(rtype, {"based-on": f"ServiceRequest/{referral_id}"})
+    return [r for r in resources if r.get("resourceType") != "OperationOutcome"]
+
+
+def journey(resources: list[Resource]) -> list[Step]:
+    """Every step so far, oldest first."""
+    steps: list[Step] = []
+    for r in resources:
+        rtype = r.get("resourceType")
+        when = (r.get("meta") or {}).get("lastUpdated", "")
+        if rtype == "ServiceRequest":
+            ident = (r.get("identifier") or [{}])[0].get("value", r.get("id"))
+            steps.append(Step(r.get("authoredOn") or when, f"referral {ident} ({r.get('status')})",
+                              _who(r.get("requester"))))
+        elif rtype == "Task":
+            status = r.get("status", "")
+            business = _display(r.get("businessStatus"))
+            due = ((r.get("restriction") or {}).get("period") or {}).get("end", "")
+            what = f"Task {_code(r) or '?'}: {status}" + (f" / {business}" if business else "")
+            steps.append(Step(r.get("lastModified") or r.get("authoredOn") or when, what, _who(r.get("owner")),
+                              due if status not in ("completed", "cancelled", "rejected", "failed") else ""))
+        elif rtype == "Communication":
+            category = _display((r.get("category") or [None])[0])
+            recipient = _who((r.get("recipient") or [None])[0])
+            steps.append(Step(r.get("sent") or when, f"message {category}".strip(), recipient))
+        elif rtype == "Appointment":
+            steps.append(Step(when, f"appointment {r.get('status')} {r.get('start', '')}".strip(),
+                              ", ".join(_who(p.get("actor")) for p in r.get("participant") or ()
+                                        if (p.get("actor") or {}).get("reference", "").startswith("Location"))))
+        elif rtype == "CarePlan":
+            period = r.get("period") or {}
+            steps.append(Step(when, f"programme {r.get('status')} {period.get('start', '')}–{period.get('end', '')}"))
+    return sorted(steps, key=lambda s: s.when)
+
+
+def journey_lines(fhir: FhirClient, referral_id: str) -> list[str]:
+    lines = []
+    for s in journey(load_referral(fhir, referral_id)):
+        line = f"{s.when[:16].replace('T', ' '):16}  {s.what}"
+        if s.who:
+            line += f"  [{s.who}]"
+        if s.due:
+            line += f"  due {s.due[:16].replace('T', ' ')}"
+        lines.append(line)
+    return lines

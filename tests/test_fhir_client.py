@@ -1,0 +1,114 @@
+"""The FHIR client against the real sandbox: versions, paging, errors, retries and OAuth2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from adapter.fhir.auth import ClientCredentialsAuth
+from adapter.fhir.client import FhirClient, FhirError, NotFound, VersionConflict
+from adapter.sandbox import Sandbox, start_sandbox
+from tests.conftest import unique
+from tests.faults import FaultProxy, Rule
+
+SYSTEM = "https://test.example.se/id"
+
+
+def patient(value: str) -> dict[str, object]:
+    return {"resourceType": "Patient", "identifier": [{"system": SYSTEM, "value": value}]}
+
+
+def test_conditional_create_returns_the_existing_resource(fhir: FhirClient) -> None:
+    value = unique()
+    first = fhir.create(patient(value), if_none_exist=f"identifier={SYSTEM}|{value}")
+    second = fhir.create(patient(value), if_none_exist=f"identifier={SYSTEM}|{value}")
+    assert first["id"] == second["id"]
+
+
+def test_update_with_a_stale_version_is_refused_with_the_servers_reason(fhir: FhirClient) -> None:
+    created = fhir.create(patient(unique()))
+    fhir.update({**created, "active": True}, if_match="1")
+    with pytest.raises(VersionConflict) as info:
+        fhir.update({**created, "active": False}, if_match="1")
+    assert info.value.status == 412 and info.value.message
+    assert fhir.read("Patient", created["id"])["active"] is True  # nothing overwritten
+
+
+def test_vread_and_not_found(fhir: FhirClient) -> None:
+    created = fhir.create(patient(unique()))
+    fhir.update({**created, "active": True})
+    assert "active" not in fhir.vread("Patient", created["id"], "1")
+    with pytest.raises(NotFound):
+        fhir.read("Patient", unique("missing"))
+
+
+def test_search_follows_next_links(fhir: FhirClient) -> None:
+    value = unique()
+    for _ in range(5):
+        fhir.create(patient(value))
+    found = fhir.search("Patient", {"identifier": f"{SYSTEM}|{value}", "_count": "2"})
+    assert len(found) == 5
+    assert len(list(fhir.pages("Patient", {"identifier": f"{SYSTEM}|{value}", "_count": "2"}))) == 3
+
+
+def test_transient_errors_are_retried_honouring_retry_after(proxy: FaultProxy) -> None:
+    waits: list[float] = []
+    value = unique()
+    rule = proxy.add(Rule(lambda m, p, b: value.encode() in b, status=503, times=2, headers={"Retry-After": "3"}))
+    with FhirClient(proxy.base_url, retries=3, sleep=waits.append) as client:
+        created = client.create(patient(value), if_none_exist=f"identifier={SYSTEM}|{value}")
+    assert created["id"] and rule.hits == 2
+    assert waits == [3.0, 3.0]
+
+
+def test_429_is_retried_and_a_final_failure_carries_the_outcome_text(proxy: FaultProxy) -> None:
+    value = unique()
+    proxy.add(Rule(lambda m, p, b: value.encode() in b, status=429))
+    waits: list[float] = []
+    with FhirClient(proxy.base_url, retries=2, backoff=0.5, sleep=waits.append) as client, \
+            pytest.raises(FhirError) as info:
+        client.create(patient(value))
+    assert info.value.status == 429 and "FaultProxy: injected failure" in info.value.message
+    assert len(waits) == 2 and all(0 <= w <= 1.0 for w in waits)  # jittered exponential backoff
+
+
+def test_client_errors_are_not_retried(proxy: FaultProxy) -> None:
+    value = unique()
+    rule = proxy.add(Rule(lambda m, p, b: value.encode() in b, status=400))
+    with FhirClient(proxy.base_url, retries=3, sleep=lambda _: None) as client, pytest.raises(FhirError):
+        client.create(patient(value), if_none_exist=f"identifier={SYSTEM}|{value}")
+    assert rule.hits == 1
+
+
+def test_a_non_idempotent_post_is_not_retried_after_a_5xx(proxy: FaultProxy) -> None:
+    value = unique()
+    rule = proxy.add(Rule(lambda m, p, b: value.encode() in b, status=503, times=1))
+    with FhirClient(proxy.base_url, retries=3, sleep=lambda _: None) as client, pytest.raises(FhirError):
+        client.create(patient(value))  # no If-None-Exist: a retry could create it twice
+    assert rule.hits == 1
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[Sandbox]:
+    server = start_sandbox(0, extra_config=(
+        "server_auth:\n  types: [smart]\n  token_lifetime: 3600\n  smart_clients:\n"
+        "    - client_id: mmr-adapter\n      client_secret: s3cret-for-tests\n      scopes: system/*.*\n"))
+    yield server
+    server.stop()
+
+
+def test_oauth2_client_credentials_caches_and_refreshes_the_token(guarded: Sandbox) -> None:
+    root = guarded.base_url.removesuffix("/fhir")
+    with FhirClient(guarded.base_url, retries=0) as anonymous, pytest.raises(FhirError) as info:
+        anonymous.search("Patient")
+    assert info.value.status == 401
+
+    auth = ClientCredentialsAuth(f"{root}/auth/token", "mmr-adapter", "s3cret-for-tests", "system/*.*")
+    with FhirClient(guarded.base_url, auth=auth, retries=0) as client:
+        for _ in range(3):
+            client.search("Patient", {"_count": "1"})
+        assert auth.fetches == 1  # one token for every request while it is valid
+        auth._token = "revoked-token"  # the server no longer accepts what we hold
+        client.search("Patient", {"_count": "1"})
+        assert auth.fetches == 2  # a 401 fetched a fresh token once and the request went through
