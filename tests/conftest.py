@@ -6,6 +6,7 @@ referrals, so tests do not need to wipe the server.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -27,7 +28,32 @@ from adapter.sandbox import Sandbox, free_port, start_sandbox
 from tests.faults import FaultProxy
 
 TOKEN = "test-token-" + uuid.uuid4().hex
-REDIS_URL = os.environ.get("MMR_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _redis_url() -> str:
+    """The test Redis: MMR_TEST_REDIS_URL, the local one, or a private redis-server we start."""
+    url = os.environ.get("MMR_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return url
+    except redis.exceptions.RedisError:
+        pass
+    port = free_port()
+    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port),
+                    "--save", "", "--appendonly", "no"], check=True, capture_output=True)
+    url = f"redis://127.0.0.1:{port}/9"
+    atexit.register(lambda: redis.Redis.from_url(url).shutdown(nosave=True))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+            return url
+        except redis.exceptions.RedisError:
+            time.sleep(0.1)
+    raise RuntimeError("could not start a private redis-server for the tests")
+
+
+REDIS_URL = _redis_url()
 QUEUE = f"mmr-test-{uuid.uuid4().hex[:8]}"
 LOGS = Path(os.environ.get("MMR_TEST_LOGS", "/tmp/mmr-test-logs"))
 # In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.

@@ -49,3 +49,13 @@ def test_every_command_has_help(command: str) -> None:
     result = run(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout and len(result.stdout.splitlines()) > 3
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    from adapter.config import Settings
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`MMR_{name.upper()}`" in readme, name

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import structlog
 
 from adapter.fhir.outcome import outcome_text
 
@@ -113,6 +114,8 @@ class FhirClient:
         A non-idempotent request is retried only when the connection was never made.
         """
         hdrs = dict(headers or {})
+        if correlation := structlog.contextvars.get_contextvars().get("correlation_id"):
+            hdrs.setdefault("X-Request-Id", correlation)  # the server's logs line up with ours
         if json is not None:
             hdrs["Content-Type"] = FHIR_JSON
         attempt = 0
