@@ -8,8 +8,10 @@ OperationOutcome and nothing is queued.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,6 +29,7 @@ from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 
 FHIR_JSON = "application/fhir+json"
+SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")  # a caller's X-Request-Id may not inject into our logs
 Enqueue = Callable[[Envelope], None]
 
 
@@ -75,11 +78,11 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
             metrics.rejected.labels(str(exc.status)).inc()
             log.info("notification refused", status=exc.status, reason=exc.text)
             return outcome_response(exc.status, exc.text, exc.code)
-        correlation = request.headers.get("x-request-id") or new_correlation_id()
-        bind_correlation(correlation[:64])
+        correlation = SAFE_ID.sub("", request.headers.get("x-request-id", ""))[:64] or new_correlation_id()
+        bind_correlation(correlation)
         try:
             for env in parsed.envelopes:
-                await run_in_threadpool(enqueue, _with_correlation(env, correlation[:64]))
+                await run_in_threadpool(enqueue, replace(env, correlation_id=correlation))
         except QueueUnavailable as exc:
             metrics.rejected.labels("503").inc()
             log.warning("queue unavailable", error=str(exc))
@@ -135,8 +138,3 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
 
     return app
 
-
-def _with_correlation(env: Envelope, correlation_id: str) -> Envelope:
-    from dataclasses import replace
-
-    return replace(env, correlation_id=correlation_id)

@@ -47,7 +47,11 @@ class Runner:
 
     def process(self, env: Envelope) -> Outcome:
         if env.kind == "ping":
-            found = self.reconcile() if self.reconcile else 0
+            # A ping says only "something changed": search. Pings arriving while a search runs
+            # are covered by the next one, not by one search each.
+            if self.state.reconciled_since(env.received_at) or self.reconcile is None:
+                return Outcome("duplicate")
+            found = self.reconcile()
             return Outcome("reconciled", notes=[f"ping: {found} change(s) found and queued"])
         if self.state.seen(env.dedup_keys):
             return Outcome("duplicate")

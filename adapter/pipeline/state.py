@@ -79,6 +79,27 @@ class State:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()  # it may have expired meanwhile; the work was idempotent anyway
 
+    # ------------------------------------------------------------ reconciliation runs
+
+    @contextmanager
+    def reconciling(self) -> Iterator[float]:
+        """One reconciliation at a time; yields its start time, recorded once it completed."""
+        lock = self.r.lock(f"{P}lock:reconcile", timeout=max(self.lock_timeout, 300), blocking_timeout=0)
+        if not lock.acquire():
+            raise LockBusy("reconciliation")
+        started = time.time()
+        try:
+            yield started
+            self.r.set(f"{P}reconciled-at", started)
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+
+    def reconciled_since(self, moment: float) -> bool:
+        """Did a reconciliation start after ``moment`` and complete? Then a ping from then is covered."""
+        last = self.r.get(f"{P}reconciled-at")
+        return last is not None and float(last) > moment
+
     # ------------------------------------------------------------ dead letters
 
     def park(self, envelope: Envelope, reason: str, attempts: int) -> str:

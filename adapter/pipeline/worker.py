@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import setup_logging
 
 from adapter.config import REQUIRED_FOR_FHIR, Settings, load_settings
 from adapter.fhir.client import FhirClient, FhirError
@@ -100,9 +100,11 @@ def enqueue(env: Envelope) -> None:
 
 
 def run_reconcile() -> int:
+    """Reconcile once; raises LockBusy while another reconciliation runs."""
     s = settings()
-    lookback = timedelta(seconds=s.reconcile_lookback)
-    return reconciliation.reconcile(fhir(), state(), enqueue, now=now(), lookback=lookback)
+    with state().reconciling():
+        return reconciliation.reconcile(fhir(), state(), enqueue, now=now(),
+                                        lookback=timedelta(seconds=s.reconcile_lookback))
 
 
 @cache
@@ -121,8 +123,9 @@ def workflow_options() -> dict[str, Any]:
     return options
 
 
-@worker_process_init.connect
-def _init_process(**_: Any) -> None:
+@setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Our structured, redacting logs for the worker too, instead of Celery's own set-up."""
     s = settings()
     configure(s.log_level, s.log_json)
 
@@ -175,7 +178,10 @@ def _reason(exc: BaseException) -> str:
 
 @app.task(name="mmr.reconcile", acks_late=True, ignore_result=True)
 def reconcile_task() -> int:
-    found = run_reconcile()
+    try:
+        found = run_reconcile()
+    except LockBusy:
+        return 0  # one is running; the next beat tick comes soon
     if found:
         log.info("reconciliation queued changes", found=found)
     return found
