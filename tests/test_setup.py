@@ -1,0 +1,71 @@
+"""``mmr-adapter setup`` against the real sandbox: idempotent, and says plainly what is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from adapter.fhir.client import FhirClient
+from adapter.setup import check_capabilities, directory_resources
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def _setup(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "adapter.cli", "setup", *args], env=stack.env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_setup_twice_leaves_one_copy_of_each_resource(stack: Stack, fhir: FhirClient) -> None:
+    second = _setup(stack)  # the stack fixture ran it once already
+    assert second.returncode == 0, second.stderr
+    assert "created" not in second.stdout and "updated" not in second.stdout.split("setup done")[0]
+    for resource in directory_resources():
+        matches = fhir.search(resource["resourceType"], {"identifier": f"urn:oid:1.2.752.29.4.19|"
+                                                                        f"{resource['identifier'][0]['value']}"})
+        assert len(matches) == 1, resource["id"]
+    subs = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"]
+    ours = Counter(s["criteria"] for s in subs if s["channel"]["endpoint"] == f"{stack.api_url}/notify")
+    assert ours and all(n == 1 for n in ours.values()), ours
+
+
+def test_setup_repairs_a_subscription_the_server_switched_off(stack: Stack, fhir: FhirClient) -> None:
+    subs = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"]
+    victim = subs[0]
+    fhir.update({**victim, "status": "error", "error": "delivery failed"})
+    result = _setup(stack)
+    assert result.returncode == 0 and f"updated   Subscription/{victim['id']}" in result.stdout
+    assert fhir.read("Subscription", victim["id"])["status"] in ("requested", "active")
+
+
+def test_the_directory_can_be_found_by_identifier_and_name(stack: Stack, fhir: FhirClient) -> None:
+    lund = fhir.search("Organization", {"name": "Smärtrehabilitering SUS Lund"})
+    assert [o["id"] for o in lund] == ["SE2321000255-SML1"]
+    sites = fhir.search("Location", {"organization": "Organization/SE2321000255-MMRPV"})
+    assert sorted(s["address"]["city"] for s in sites) == ["Helsingborg", "Kristianstad", "Malmö"]
+    reviewers = fhir.search("PractitionerRole", {"organization": "Organization/SE2321000255-SML1"})
+    assert len(reviewers) == 3
+
+
+def test_capability_check_names_what_is_missing() -> None:
+    statement = {"fhirVersion": "4.0.1", "rest": [{"mode": "server", "interaction": [{"code": "batch"}],
+                                                   "resource": [{"type": "Patient"}, {"type": "Task"}]}]}
+    fatal, warnings = check_capabilities(statement, topic_based=True)
+    assert "resource type ServiceRequest is not supported" in fatal
+    assert "resource type Subscription is not supported" in fatal
+    assert any("transactions" in f for f in fatal)
+    assert any("SubscriptionTopic" in f for f in fatal)
+    assert "resource type Consent is not supported" in warnings
+    assert check_capabilities({"fhirVersion": "5.0.0", "rest": []}, False)[0][0].startswith("FHIR version 5.0.0")
+
+
+def test_setup_against_nothing_fails_with_one_clear_line(stack: Stack) -> None:
+    env = {**stack.env, "MMR_FHIR_BASE_URL": "http://127.0.0.1:9/fhir", "MMR_FHIR_RETRIES": "0"}
+    result = subprocess.run([sys.executable, "-m", "adapter.cli", "setup"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "CapabilityStatement could not be read" in result.stdout
