@@ -58,6 +58,7 @@ def test_a_real_subscription_delivers_a_change_that_ends_in_the_review_task(stac
     assert task["owner"]["reference"] == "Organization/SE2321000255-SML1"
     assert task["for"] == sr["subject"]
     assert task["identifier"][0]["value"] == f"{sr['identifier'][0]['value']}-referral-review"
+    assert task["meta"]["source"].startswith("https://mmr-adapter.se/fhir/Device/mmr-adapter#")  # audit trail
 
 
 # ------------------------------------------------------------------ every HAPI shape

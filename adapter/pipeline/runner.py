@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from adapter.fhir.client import FhirClient, NotFound, VersionConflict
 from adapter.logs import log
+from adapter.mappings import codes
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.workflow import core, load, routing
@@ -85,7 +86,7 @@ class Runner:
             if plan.empty:
                 return Outcome("nothing", [referral_id], notes=list(plan.notes))
             try:
-                self.apply(plan)
+                self.apply(plan, source=f"{codes().base}/Device/mmr-adapter#{env.correlation_id}")
             except VersionConflict as exc:
                 log.info("version conflict, planning again", referral=referral_id, reason=exc.message)
                 continue
@@ -154,10 +155,10 @@ class Runner:
 
     # ------------------------------------------------------------ writing
 
-    def apply(self, plan: Plan) -> dict[str, Any]:
+    def apply(self, plan: Plan, source: str | None = None) -> dict[str, Any]:
         """Write the plan as one transaction; raise VersionConflict if anything moved."""
         started = time.perf_counter()
-        reply = self.fhir.transaction(transaction_bundle(plan))
+        reply = self.fhir.transaction(transaction_bundle(plan, source))
         log.info("transaction written", writes=len(plan.writes),
                  seconds=round(time.perf_counter() - started, 3))
         return reply
@@ -170,11 +171,17 @@ def _collect(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if (e.get("resource") or {}).get("id") and e["resource"].get("resourceType") != "OperationOutcome"}
 
 
-def transaction_bundle(plan: Plan) -> dict[str, Any]:
-    """A transaction Bundle: conditional creates (``ifNoneExist``) and ``ifMatch`` updates."""
+def transaction_bundle(plan: Plan, source: str | None = None) -> dict[str, Any]:
+    """A transaction Bundle: conditional creates (``ifNoneExist``) and ``ifMatch`` updates.
+
+    ``source`` goes in every written version's ``meta.source``: the audit trail of which event
+    (by correlation id) made the adapter write it.
+    """
     entries = []
     for w in plan.writes:
         body = _strip_server_meta(w.resource)
+        if source:
+            body["meta"] = {**body.get("meta", {}), "source": source}
         rtype = body["resourceType"]
         if w.is_create:
             request = {"method": "POST", "url": rtype}
