@@ -103,27 +103,43 @@ def upsert(client: FhirClient, resource: dict[str, Any]) -> str:
 
 
 def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list[dict[str, Any]]:
+    """The Subscriptions of ``mappings/subscriptions.yaml``; ``_fallback`` is our note, never sent."""
     header = [f"Authorization: Bearer {token}"]
-    subs = []
-    entries = load("subscriptions")["subscriptions"]
-    for entry, criteria in zip(entries, subscription_criteria(), strict=True):
+    subs: list[dict[str, Any]] = []
+    base = codes().base
+    for entry, criteria in zip(load("subscriptions")["subscriptions"], subscription_criteria(), strict=True):
         channel: dict[str, Any] = {"type": "rest-hook", "endpoint": notify_url, "payload": "application/fhir+json",
                                    "header": header}
         sub: dict[str, Any] = {"resourceType": "Subscription", "status": "requested", "reason": entry["reason"],
                                "criteria": criteria, "channel": channel}
         if topic_based:
-            topic = entry.get("topic", "").replace("{base}", codes().base)
-            if not topic:
+            topic = entry.get("topic", "").replace("{base}", base)
+            if not topic or any(s["criteria"] == topic for s in subs):
                 continue
             sub["meta"] = {"profile": [f"{BACKPORT}/backport-subscription"]}
             sub["criteria"] = topic
             channel["_payload"] = {"extension": [{"url": f"{BACKPORT}/backport-payload-content",
                                                   "valueCode": "full-resource"}]}
-            if entry.get("filter"):
-                sub["_criteria"] = {"extension": [{"url": f"{BACKPORT}/backport-filter-criteria",
-                                                   "valueString": entry["filter"]}]}
+        elif entry.get("fallback"):
+            sub["_fallback"] = entry["fallback"].replace("{base}", base)
         subs.append(sub)
     return subs
+
+
+def _create(client: FhirClient, sub: dict[str, Any]) -> dict[str, Any]:
+    """Create a Subscription; if the server refuses its criteria, try the fallback criteria."""
+    fallback = sub.pop("_fallback", None)
+    try:
+        created = client.create(sub)
+    except FhirError as exc:
+        if fallback is None or exc.status >= 500:
+            raise
+        return client.create({**sub, "criteria": fallback})
+    if fallback:  # some servers accept first and reject while activating: look again
+        created = client.read("Subscription", created["id"])
+        if created.get("status") == "error":
+            return client.update({**created, "criteria": fallback, "status": "requested"})
+    return created
 
 
 def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -132,18 +148,21 @@ def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> li
     existing = [s for s in client.search("Subscription", {"_count": "200"}) if s.get("resourceType") == "Subscription"]
     for sub in wanted:
         endpoint = sub["channel"]["endpoint"]
-        match = next((s for s in existing if s.get("criteria") == sub["criteria"]
+        accepted = (sub["criteria"], sub.get("_fallback"))
+        match = next((s for s in existing if s.get("criteria") in accepted
                       and (s.get("channel") or {}).get("endpoint") == endpoint), None)
         if match is None:
-            created = client.create(sub)
+            created = _create(client, sub)
             out.append((f"Subscription/{created.get('id')}", "created"))
             continue
+        fallback = sub.pop("_fallback", None)
+        criteria = fallback if fallback and match.get("status") == "error" else match["criteria"]
         healthy = match.get("status") in ("active", "requested")
         same = all((match.get("channel") or {}).get(k) == v for k, v in sub["channel"].items())
         if healthy and same and match.get("reason") == sub["reason"]:
             out.append((f"Subscription/{match['id']}", "unchanged"))
             continue
-        client.update({**sub, "id": match["id"]})
+        client.update({**sub, "criteria": criteria, "id": match["id"]})
         out.append((f"Subscription/{match['id']}", "updated"))
     return out
 

@@ -176,12 +176,16 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-@app.task(name="mmr.reconcile", acks_late=True, ignore_result=True)
-def reconcile_task() -> int:
+@app.task(bind=True, name="mmr.reconcile", acks_late=True, ignore_result=True, max_retries=None)
+def reconcile_task(self: Task, requested_at: float | None = None) -> int:
+    """Reconcile; if one is running, wait for it unless it started after this was requested."""
+    requested_at = requested_at or time.time()
+    if state().reconciled_since(requested_at):
+        return 0
     try:
         found = run_reconcile()
     except LockBusy:
-        return 0  # one is running; the next beat tick comes soon
+        raise self.retry(countdown=1, kwargs={"requested_at": requested_at}) from None
     if found:
         log.info("reconciliation queued changes", found=found)
     return found
