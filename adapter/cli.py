@@ -236,5 +236,15 @@ def fire_timers(at: str | None) -> None:
     click.echo(f"{fire_due_timers(state, moment)} timer(s) fired")
 
 
+def _register_conformance() -> None:
+    from adapter.conformance.cli import profiles_build_command, profiles_doc_command, validate_command
+
+    main.add_command(validate_command, "validate")
+    main.add_command(profiles_doc_command, "profiles-doc")
+    main.add_command(profiles_build_command, "profiles-build")
+
+
+_register_conformance()
+
 if __name__ == "__main__":
     main()

@@ -69,3 +69,28 @@ def test_setup_against_nothing_fails_with_one_clear_line(stack: Stack) -> None:
                             timeout=60)
     assert result.returncode == 1
     assert "CapabilityStatement could not be read" in result.stdout
+
+
+def test_topic_based_setup_subscribes_to_our_topics_and_delivers(stack: Stack, fhir: FhirClient) -> None:
+    import httpx
+
+    from tests.conftest import wait_for
+    from tests.referrals import new_referral, review_tasks, subscriptions_paused
+
+    with subscriptions_paused(fhir):
+        result = _setup(stack, "--topic-based")
+        assert result.returncode == 0, result.stdout + result.stderr
+        backport = [s for s in fhir.search("Subscription", {"_count": "100"})
+                    if s["resourceType"] == "Subscription" and s["criteria"].startswith("https://mmr-adapter.se")]
+        try:
+            assert {s["criteria"].rsplit("/", 1)[1] for s in backport} >= {"mmr-referral", "mmr-task"}
+            wait_for(lambda: all(fhir.read("Subscription", s["id"])["status"] == "active" for s in backport),
+                     what="the handshakes to activate the topic subscriptions")
+            sr = new_referral(fhir)
+            wait_for(lambda: review_tasks(fhir, sr["id"]), what="the review Task via a topic notification")
+            metrics = httpx.get(f"{stack.api_url}/metrics").text
+            assert 'mmr_notifications_received_total{shape="topic-r4-full"}' in metrics
+            assert 'shape="topic-r4-handshake"' in metrics
+        finally:
+            for s in backport:
+                fhir.delete("Subscription", s["id"])

@@ -1,0 +1,68 @@
+"""Base FHIR structure via the fhir.resources models (R4B: the closest to R4 4.0.1 installed).
+
+It catches unknown elements, wrong types and missing base-required elements before any profile
+rule runs; the required code lists of the elements our profiles use are checked here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from adapter.conformance.outcome import Issue, error, warning
+
+# Required bindings of FHIR R4 on the elements the workflow relies on (the models do not check codes).
+CORE_CODES: dict[tuple[str, str], frozenset[str]] = {
+    ("Task", "status"): frozenset({"draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
+                                   "in-progress", "on-hold", "failed", "completed", "entered-in-error"}),
+    ("Task", "intent"): frozenset({"unknown", "proposal", "plan", "order", "original-order", "reflex-order",
+                                   "filler-order", "instance-order", "option"}),
+    ("ServiceRequest", "status"): frozenset({"draft", "active", "on-hold", "revoked", "completed",
+                                             "entered-in-error", "unknown"}),
+    ("ServiceRequest", "intent"): frozenset({"proposal", "plan", "directive", "order", "original-order",
+                                             "reflex-order", "filler-order", "instance-order", "option"}),
+    ("Communication", "status"): frozenset({"preparation", "in-progress", "not-done", "on-hold", "stopped",
+                                            "completed", "entered-in-error", "unknown"}),
+    ("Consent", "status"): frozenset({"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}),
+    ("EpisodeOfCare", "status"): frozenset({"planned", "waitlist", "active", "onhold", "finished", "cancelled",
+                                            "entered-in-error"}),
+    ("CarePlan", "status"): frozenset({"draft", "active", "on-hold", "revoked", "completed", "entered-in-error",
+                                       "unknown"}),
+    ("CarePlan", "intent"): frozenset({"proposal", "plan", "order", "option"}),
+    ("QuestionnaireResponse", "status"): frozenset({"in-progress", "completed", "amended", "entered-in-error",
+                                                    "stopped"}),
+}
+
+
+def _path(root: str, loc: tuple[Any, ...]) -> str:
+    out = root
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def check_structure(resource: dict[str, Any], root_path: str) -> list[Issue]:
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        return [error("structure", root_path or "(resource)", "no resourceType")]
+    try:
+        model = get_fhir_model_class(resource_type)
+    except KeyError:
+        return [warning("not-supported", root_path, f"unknown resource type {resource_type}: structure not checked")]
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        return [error("structure", _path(root_path, tuple(e["loc"])), e["msg"]) for e in exc.errors()]
+    return []
+
+
+def check_core_codes(resource: dict[str, Any], root_path: str) -> list[Issue]:
+    issues = []
+    for (resource_type, element), allowed in CORE_CODES.items():
+        value = resource.get(element)
+        if resource.get("resourceType") == resource_type and value is not None and value not in allowed:
+            issues.append(error("code-invalid", f"{root_path}.{element}",
+                                f"{value!r} is not a FHIR R4 {resource_type}.{element} code"))
+    return issues
