@@ -77,13 +77,16 @@ class Runner:
     def _process_referral(self, referral_id: str, env: Envelope) -> Outcome:
         event = self._event(env, referral_id)
         for _ in range(MAX_REPLANS):
-            referral = self.load(referral_id)
+            referral = self.load(referral_id, event)
             if referral is None:
                 return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"])
             plan = core.decide(referral, event, core.Context(now=self.now(), options=self.options))
             for text in plan.notes:
                 log.info("step", referral=referral_id, note=text)
             if plan.empty:
+                return Outcome("nothing", [referral_id], notes=list(plan.notes))
+            if not plan.writes:  # only timers to (re)arm: nothing to write
+                self.state.set_timers(plan.timers)
                 return Outcome("nothing", [referral_id], notes=list(plan.notes))
             try:
                 self.apply(plan, source=f"{codes().base}/Device/mmr-adapter#{env.correlation_id}")
@@ -140,18 +143,23 @@ class Runner:
 
     # ------------------------------------------------------------ state
 
-    def load(self, referral_id: str) -> Referral | None:
-        """The referral and what surrounds it: one search with includes, then at most one batch."""
-        bundle = self.fhir.get(load.referral_query(referral_id))
-        resources = _collect(bundle)
+    def load(self, referral_id: str, event: Event | None = None) -> Referral | None:
+        """The referral and what surrounds it: one search with includes, then at most two batches."""
+        resources = _collect(self.fhir.get(load.referral_query(referral_id)))
         service_request = resources.get(f"ServiceRequest/{referral_id}")
         if service_request is None:
             return None
-        more = load.follow_up_queries(service_request, resources)
+        more = load.follow_up_queries(service_request, resources, event, self.options)
         if more:
             for reply in self.fhir.batch_get(more):
                 resources.update(_collect(reply))
-        return Referral(service_request, resources)
+        referral = Referral(service_request, resources)
+        record = load.record_queries(referral, self.now())
+        if record:
+            for reply in self.fhir.batch_get(record):
+                resources.update(_collect(reply))
+            referral = Referral(service_request, resources)
+        return referral
 
     # ------------------------------------------------------------ writing
 

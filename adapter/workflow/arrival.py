@@ -1,58 +1,60 @@
-"""Routine step 3: a referral reaching a specialist clinic gets its arrival registered.
+"""Routine steps 3-4: a referral reaching a specialist clinic is registered and assigned.
 
-Which referrals: a ServiceRequest for multimodal pain rehabilitation whose performer is one of
-the specialist clinics of the directory. The review Task is created once, with a business
-identifier derived from the referral's, so a replay never makes a second one.
+Which referrals: a ServiceRequest for multimodal pain rehabilitation (category SNOMED 3457005
+and/or code ``mmr``), ``active``, whose performer is one of the directory's specialist clinics.
+Anything else is ignored with a note.
+
+Registration creates the review Task once (identifier ``<referral key>-referral-review``):
+``received`` / ``registered``, focus the ServiceRequest, for the patient, requester the referrer,
+owner the clinic, ``restriction.period.end`` = the review deadline, and a timer at that deadline.
+
+Assignment gives the Task to a reviewer PractitionerRole of the clinic's pool
+(``Context.options["assignment"]``): ``round-robin`` picks by a stable hash of the referral key
+(pure: no counter to keep, the same referral always gets the same reviewer, the pool is used
+evenly); ``least-open`` picks the reviewer with the fewest open review Tasks among those the
+shell loaded (ties and an empty workload fall back to the hash). Without a pool the clinic
+keeps it: ``awaiting-assignment``. Someone setting the owner by hand makes it ``assigned``.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from typing import Any
 
-from adapter.mappings import HSA_SYSTEM, Clinic, codes, directory
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, create, note, on
+from adapter.mappings import Clinic, Unit, codes
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create, note, on
+from adapter.workflow.review import options
+from adapter.workflow.review.deadline import OVERDUE_TIMER, review_deadline
+from adapter.workflow.review.referral import (
+    ACTIVE,
+    clinic_reference,
+    dig,
+    has_code,
+    is_mmr_referral,
+    patient_reference,
+    performer_clinic,
+    points_to,
+    referral_key,
+    referrer_reference,
+    unit_reference,
+)
+from adapter.workflow.review.state import (
+    business_status,
+    concept,
+    is_open,
+    owner_is_reviewer,
+    review_key,
+    review_task,
+    revise,
+)
 
-ACTIVE = "active"
-
-
-def is_mmr_referral(sr: dict[str, Any]) -> bool:
-    c = codes()
-    category, code = c.referral_category, c.referral_code
-    codings = [cd for cc in sr.get("category") or () for cd in cc.get("coding") or ()] + \
-        list((sr.get("code") or {}).get("coding") or ())
-    return any((cd.get("system"), cd.get("code")) in ((category["system"], category["code"]),
-                                                       (code["system"], code["code"])) for cd in codings)
-
-
-def performer_clinic(referral: Referral) -> Clinic | None:
-    """The directory clinic the referral is addressed to: by HSA-id identifier or by the referenced resource."""
-    d = directory()
-    for performer in referral.service_request.get("performer") or ():
-        ident = performer.get("identifier") or {}
-        if ident.get("system") == HSA_SYSTEM and (clinic := d.clinic_by_hsa(ident.get("value"))):
-            return clinic
-        target = referral.get(performer)
-        for i in (target or {}).get("identifier") or ():
-            if i.get("system") == HSA_SYSTEM and (clinic := d.clinic_by_hsa(i.get("value"))):
-                return clinic
-        reference = performer.get("reference") or ""
-        if reference.startswith("Organization/") and (clinic := d.clinic_by_hsa(reference.split("/", 1)[1])):
-            return clinic
-    return None
+__all__ = ["clinic_reference", "is_mmr_referral", "performer_clinic", "referral_key"]  # kept for importers
 
 
-def referral_key(sr: dict[str, Any]) -> str:
-    """The referral's own business identifier value, else its server id: the root of ours."""
-    ident = next((i for i in sr.get("identifier") or () if i.get("value")), None)
-    return f"{ident['value']}" if ident else f"sr-{sr['id']}"
-
-
-def clinic_reference(clinic: Clinic) -> dict[str, Any]:
-    return {"reference": f"Organization/{clinic.hsa_id}", **clinic.reference("Organization")}
-
-
-@on("ServiceRequest")
+@on("ServiceRequest", "Task", "deleted:Task")
 def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """[3] Create the review Task of an MMR referral addressed to one of our clinics, once."""
     sr = referral.service_request
     if not is_mmr_referral(sr):
         return note("not an MMR referral: ignored")
@@ -61,22 +63,77 @@ def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
     clinic = performer_clinic(referral)
     if clinic is None:
         return note("performer is not a specialist clinic of the directory: ignored")
-    c = codes()
-    if referral.tasks("referral-review", c.system("task-type")):
+    if review_task(referral) is not None:
         return NOTHING
-    task = {
+    deadline = review_deadline(ctx.now, ctx)
+    task: dict[str, Any] = {
         "resourceType": "Task",
         "status": "received",
         "intent": "order",
-        "code": c.concept("task-type", "referral-review"),
-        "businessStatus": c.concept("business-status", "registered"),
+        "code": concept("task-type", "referral-review"),
+        "businessStatus": concept("business-status", "registered"),
         "focus": {"reference": referral.reference},
-        "for": sr.get("subject"),
-        "requester": sr.get("requester"),
+        "for": patient_reference(referral),
+        "requester": referrer_reference(referral),
         "owner": clinic_reference(clinic),
         "authoredOn": ctx.now.isoformat(),
         "lastModified": ctx.now.isoformat(),
+        "restriction": {"period": {"end": deadline.isoformat()}},
     }
     task = {k: v for k, v in task.items() if v is not None}
-    write = create(task, c.identifier_system("task"), f"{referral_key(sr)}-referral-review")
-    return Plan(writes=(write,), notes=(f"arrival registered at {clinic.key}",))
+    write = create(task, codes().identifier_system("task"), review_key(referral))
+    return Plan(writes=(write,), timers=(Timer(OVERDUE_TIMER, referral.id, deadline),),
+                notes=(f"arrival registered at {clinic.key}, review due {deadline.isoformat()}",))
+
+
+@on("ServiceRequest", "Task")
+def assign_reviewer(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """[4] Give a registered review to a reviewer of the clinic's pool, or leave it to the clinic."""
+    task = review_task(referral)
+    clinic = performer_clinic(referral)
+    if task is None or clinic is None or not is_open(task) or referral.service_request.get("status") != ACTIVE:
+        return NOTHING
+    status = business_status(task)
+    if status not in ("registered", "awaiting-assignment"):
+        return NOTHING
+    stamp = {"lastModified": ctx.now.isoformat()}
+    if owner_is_reviewer(task):
+        return Plan(writes=(revise(referral, task, "task", businessStatus=concept("business-status", "assigned"),
+                                   **stamp),), notes=("review assigned by hand",))
+    if not clinic.reviewers:
+        if status == "awaiting-assignment":
+            return NOTHING
+        return Plan(writes=(revise(referral, task, "task", **stamp,
+                                   businessStatus=concept("business-status", "awaiting-assignment")),),
+                    notes=(f"{clinic.key} has no reviewer pool: awaiting assignment by the clinic",))
+    reviewer = choose_reviewer(referral, clinic, str(options.option(ctx, "assignment")))
+    owner = unit_reference(reviewer, "PractitionerRole")
+    return Plan(writes=(revise(referral, task, "task", owner=owner, **stamp,
+                               businessStatus=concept("business-status", "assigned")),),
+                notes=(f"review assigned to reviewer {reviewer.hsa_id}",))
+
+
+def choose_reviewer(referral: Referral, clinic: Clinic, method: str) -> Unit:
+    """Round robin by a stable hash of the referral key; ``least-open`` by the loaded workload."""
+    pool = clinic.reviewers
+    digest = hashlib.sha256(referral_key(referral.service_request).encode()).hexdigest()
+    start = int(digest, 16) % len(pool)
+    if method != "least-open":
+        return pool[start]
+    load = open_reviews(referral)
+    return min(pool, key=lambda r: (load[r.hsa_id], (pool.index(r) - start) % len(pool)))
+
+
+def open_reviews(referral: Referral) -> Counter[str]:
+    """Open review Tasks of *other* referrals per owner HSA-id, as far as the shell loaded them."""
+    system = codes().system("task-type")
+    counts: Counter[str] = Counter()
+    for task in referral.all("Task"):
+        if not has_code(task.get("code"), system, "referral-review") or not is_open(task) \
+                or points_to(task.get("focus"), referral.reference):
+            continue
+        reference = str(dig(task, "owner", "reference") or "")
+        hsa = dig(task, "owner", "identifier", "value") or reference.removeprefix("PractitionerRole/")
+        if hsa:
+            counts[hsa] += 1
+    return counts

@@ -1,12 +1,19 @@
 """What the shell loads for a referral before the steps run: FHIR searches, as data.
 
-Phase one is one search with includes; phase two (only what phase one makes possible, such as
-the patient's active Consent) runs as one batch. Steps add what they need here, not in the shell.
+Phase one is one search with includes. Phase two (what phase one makes possible, such as the
+patient's active Consent) runs as one batch. Phase three, only under an active Consent covering
+the clinic, reads the parts of the patient's record the referral points at. Each part of the
+routine says what it needs in its own ``loading`` module; this one only gathers them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
+
+from adapter.workflow.core import Event, Referral, Resource
+from adapter.workflow.review import loading as review
 
 REFERRAL_INCLUDES = (
     "_include=ServiceRequest:subject",
@@ -21,6 +28,12 @@ def referral_query(referral_id: str) -> str:
     return f"ServiceRequest?_id={referral_id}&" + "&".join(REFERRAL_INCLUDES)
 
 
-def follow_up_queries(service_request: dict[str, Any], loaded: dict[str, dict[str, Any]]) -> list[str]:
-    """Searches that depend on what phase one found. Extended by the review and MMRpv steps."""
-    return []
+def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource], event: Event | None = None,
+                      options: Mapping[str, Any] | None = None) -> list[str]:
+    """Phase two: searches that depend on what phase one found, run as one batch."""
+    return review.follow_up_queries(service_request, loaded, event, options)
+
+
+def record_queries(referral: Referral, now: datetime) -> list[str]:
+    """Phase three: the patient's record the referral points at, only under an active Consent."""
+    return review.record_queries(referral, now)

@@ -1,10 +1,22 @@
 """Importing this module registers every workflow step, in the routine's order.
 
-Read it as the table of contents of the routine: each module is one part of it.
+Read it as the table of contents of the routine: each module is one part of it, and importing a
+module registers its steps (with ``@on``) after those of the modules it builds on.
+
+* [3]-[4] arrival at the specialist clinic and assignment to a reviewer: ``arrival``
+* [5] review within three working days, overdue reviews flagged: ``review.deadline``
+* [6] completeness and supplement requests ``review.completeness``, patient questionnaires
+  ``review.questionnaire``, the level recommendation ``review.recommendation``, the reviewer's
+  decision ``review.decision``
+* [7]-[8] MMRsv booked at the clinic, or the referral forwarded to the MMRpv unit: ``forwarding``;
+  rejected or revoked referrals end with AVV / AVB: ``review.revocation``
 """
 
-from adapter.workflow import arrival, core
+from adapter.workflow import arrival, core, forwarding
+from adapter.workflow.review import deadline, revocation
 
-# [3] Arrival at the specialist clinic. A deleted review Task is registered anew: a referral
-# must never go silent because someone removed its Task.
+# A deleted review Task is registered anew: a referral must never go silent because someone
+# removed its Task.
 core.on("deleted:Task")(arrival.register_arrival)
+
+__all__ = ["deadline", "forwarding", "revocation"]

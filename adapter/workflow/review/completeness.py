@@ -1,0 +1,226 @@
+"""Routine step 6, first part: is the referral complete? If not, ask the referrer (KOM) and wait.
+
+The rules are data (``mappings/completeness.yaml``, FHIRPath). What is missing goes to the
+referrer in one supplement request (a ``KOM`` confirmation, occasion = the round number); the
+review Task goes ``on-hold`` / ``awaiting-supplement``; a reminder timer follows.
+
+The review resumes (``in-progress``) when the round is answered, which is either:
+- a Communication ``inResponseTo`` the KOM (the reviewer reads the reply; the adapter cannot
+  judge free text, so no second request follows automatically), or
+- a version of the ServiceRequest that now passes every rule.
+The answer is recorded on the review Task as an input ``supplement-reply`` (the reply, or the
+ServiceRequest version), so that later events, which may not load the reply, still see it.
+
+A referral whose referrer cannot be reached (no usable requester) gets no KOM: the adapter
+stops there with a note and the clinic takes it by hand (the overdue flag still comes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from adapter.mappings import Clinic, load
+from adapter.workflow import arrival  # noqa: F401  (its steps run first)
+from adapter.workflow import confirmations as conf
+from adapter.workflow.calendar import add_working_days
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, on
+from adapter.workflow.review import options
+from adapter.workflow.review.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
+from adapter.workflow.review.sources import RuleError, fhirpath, is_true, variables
+from adapter.workflow.review.state import (
+    REVIEW_EVENTS,
+    at_stage,
+    base_status,
+    concept,
+    find_own,
+    key_of,
+    open_review,
+    own_value,
+    parameters,
+    revise,
+    stage,
+)
+
+REMINDER_TIMER = "supplement-reminder"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    sv: str
+    en: str
+    expression: str
+
+    def label(self, lang: str) -> str:
+        return self.en if lang == "en" else self.sv
+
+
+def rules() -> list[Rule]:
+    return [Rule(r["id"], r["sv"], r.get("en") or r["sv"], r["expression"]) for r in load("completeness")["rules"]]
+
+
+def missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[list[Rule], list[str]]:
+    """The rules the referral fails, and notes on rules that could not be evaluated (they count as failed)."""
+    env = variables(referral, clinic, now)
+    failed, notes = [], []
+    for rule in rules():
+        try:
+            ok = is_true(fhirpath(rule.expression, referral.service_request, env))
+        except RuleError as exc:
+            ok = False
+            notes.append(f"completeness rule {rule.id} could not be evaluated ({exc}): counted as missing")
+        if not ok:
+            failed.append(rule)
+    return failed, notes
+
+
+# ---------------------------------------------------------------- supplement rounds
+
+
+def kom_id(referral: Referral, round_no: int) -> str:
+    return conf.message_id(referral, "KOM", "referrer", str(round_no))
+
+
+def rounds(referral: Referral) -> list[Resource]:
+    """The KOM Communications sent for this referral, in round order."""
+    pattern = re.compile(re.escape(f"{referral_key(referral.service_request)}-KOM-referrer-") + r"(\d+)$")
+    found = []
+    for comm in referral.all("Communication"):
+        match = pattern.match(own_value(comm, "communication") or "")
+        if match:
+            found.append((int(match.group(1)), comm))
+    return [c for _, c in sorted(found, key=lambda pair: pair[0])]
+
+
+def reply_to(referral: Referral, kom: Resource) -> Resource | None:
+    """A Communication in the loaded state that answers this KOM."""
+    key = key_of(referral, kom) if kom.get("id") else None
+    return next((c for c in referral.all("Communication") if key and points_to(c.get("inResponseTo"), key)), None)
+
+
+def answered(referral: Referral, task: Resource, round_no: int, kom: Resource) -> bool:
+    """Round n is answered once n answers are recorded on the Task, or a reply to it is loaded."""
+    return len(parameters(task, "input", "supplement-reply")) >= round_no or reply_to(referral, kom) is not None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether the review may go past completeness, and why (or why not)."""
+
+    passed: bool
+    missing: tuple[Rule, ...]
+    reason: str
+    notes: tuple[str, ...] = ()
+
+
+def gate(referral: Referral, task: Resource, now: datetime) -> Gate:
+    """Complete, or the last supplement request answered: the rest of the review may go on."""
+    failed, notes = missing(referral, performer_clinic(referral), now)
+    if not failed:
+        return Gate(True, (), "complete", tuple(notes))
+    sent = rounds(referral)
+    if sent and answered(referral, task, len(sent), sent[-1]):
+        return Gate(True, tuple(failed), "supplement answered", tuple(notes))
+    reason = "awaiting supplement" if sent else "incomplete"
+    return Gate(False, tuple(failed), reason, tuple(notes))
+
+
+# ---------------------------------------------------------------- the steps
+
+
+def _answer_reference(referral: Referral, kom: Resource) -> dict[str, Any]:
+    reply = reply_to(referral, kom)
+    if reply is not None:
+        return {"reference": key_of(referral, reply) or ""}
+    sr = referral.service_request
+    ver = dig(sr, "meta", "versionId")
+    return {"reference": f"{referral.reference}/_history/{ver}" if ver else referral.reference}
+
+
+def _record_answer(referral: Referral, task: Resource, ctx: Context, resume: bool) -> Plan:
+    sent = rounds(referral)
+    changes: dict[str, Any] = {}
+    if sent and len(parameters(task, "input", "supplement-reply")) < len(sent):
+        entry = {"type": concept("task-parameter", "supplement-reply"),
+                 "valueReference": _answer_reference(referral, sent[-1])}
+        changes["input"] = [*as_list(task.get("input")), entry]
+    if resume:
+        changes.update(stage("in-progress", base_status(task), ctx))
+    if not changes:
+        return NOTHING
+    changes.setdefault("lastModified", ctx.now.isoformat())
+    return Plan(writes=(revise(referral, task, "task", **changes),),
+                notes=("supplement answered: review resumes" if resume else "supplement answer recorded",))
+
+
+def _request_supplement(referral: Referral, task: Resource, failed: tuple[Rule, ...], ctx: Context) -> Plan:
+    if referrer_reference(referral) is None:
+        return Plan(notes=("referral incomplete (" + ", ".join(r.id for r in failed) + ") but the referrer "
+                           "cannot be reached (no usable requester): no KOM, left to the clinic",))
+    lang = options.language(ctx)
+    round_no = len(rounds(referral)) + 1
+    listing = "\n".join(f"- {r.label(lang)}" for r in failed)
+    plan = conf.confirm(referral, ctx, "KOM", str(round_no), missing=listing)
+    hold = revise(referral, task, "task", **stage("on-hold", "awaiting-supplement", ctx))
+    due = add_working_days(ctx.now, options.number(ctx, "supplement_reminder_days"))
+    return plan + Plan(writes=(hold,), timers=(Timer(REMINDER_TIMER, referral.id, due),),
+                       notes=(f"referral incomplete: KOM round {round_no} for " + ", ".join(r.id for r in failed),))
+
+
+@on(*REVIEW_EVENTS)
+def check_completeness(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """Request a supplement when something is missing; resume the review when it is answered."""
+    task = open_review(referral)
+    if task is None:
+        return NOTHING
+    result = gate(referral, task, ctx.now)
+    notes = Plan(notes=result.notes)
+    waiting = at_stage(task, "on-hold", "awaiting-supplement")
+    if result.passed:
+        return notes + _record_answer(referral, task, ctx, resume=waiting)
+    if rounds(referral):
+        return notes  # a request is out and unanswered: wait for the referrer
+    return notes + _request_supplement(referral, task, result.missing, ctx)
+
+
+@on(f"timer:{REMINDER_TIMER}")
+def remind_referrer(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """Remind the referrer of an unanswered supplement request, every N working days, at most M times."""
+    task = open_review(referral)
+    if task is None or not at_stage(task, "on-hold", "awaiting-supplement"):
+        return NOTHING
+    result = gate(referral, task, ctx.now)
+    sent = rounds(referral)
+    if result.passed or not sent:
+        return NOTHING
+    round_no, most = len(sent), options.number(ctx, "supplement_reminders")
+    reminders = [r for m in range(1, most + 1)
+                 if (r := find_own(referral, "communication", _reminder_id(referral, round_no, m)))]
+    if len(reminders) >= most:
+        return Plan(notes=(f"KOM round {round_no}: all {most} reminders sent, waiting for the referrer",))
+    last = (reminders or [sent[-1]])[-1]
+    due = _next_due(last, ctx)
+    if due is None or ctx.now < due:
+        return Plan(timers=(Timer(REMINDER_TIMER, referral.id, due),)) if due else NOTHING
+    listing = "\n".join(f"- {r.label(options.language(ctx))}" for r in result.missing)
+    plan = conf.notify(referral, ctx, "supplement-reminder", "referrer", f"{round_no}-{len(reminders) + 1}",
+                       extra={"partOf": [{"reference": key_of(referral, sent[-1]) or ""}]}, missing=listing)
+    if len(reminders) + 1 < most:
+        plan += Plan(timers=(Timer(REMINDER_TIMER, referral.id,
+                                   add_working_days(ctx.now, options.number(ctx, "supplement_reminder_days"))),))
+    return plan
+
+
+def _reminder_id(referral: Referral, round_no: int, m: int) -> str:
+    return conf.message_id(referral, "supplement-reminder", "referrer", f"{round_no}-{m}")
+
+
+def _next_due(last: Resource, ctx: Context) -> datetime | None:
+    try:
+        sent = datetime.fromisoformat(str(last.get("sent")))
+    except ValueError:
+        return None
+    return add_working_days(sent, options.number(ctx, "supplement_reminder_days"))

@@ -1,0 +1,207 @@
+"""Routine step 6: completeness, the supplement request (KOM), reminders and resuming."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from adapter.mappings import load
+from adapter.workflow.core import decide
+from adapter.workflow.review.completeness import missing
+from adapter.workflow.review.referral import performer_clinic
+from tests.workflow_helpers import (
+    ALL_MET,
+    NOW,
+    STHLM,
+    add,
+    assert_replay_plans_nothing,
+    base,
+    code,
+    consent,
+    ctx,
+    messages,
+    output_codes,
+    patient,
+    referral,
+    referrer,
+    resource_event,
+    review,
+    run,
+    service_request,
+    sr_event,
+    timer_event,
+    update_resource,
+)
+
+
+def missing_ids(state) -> list[str]:  # type: ignore[no-untyped-def]
+    return [r.id for r in missing(state, performer_clinic(state), NOW)[0]]
+
+
+def test_a_complete_referral_passes_every_rule() -> None:
+    assert missing_ids(referral()) == []
+
+
+@pytest.mark.parametrize(("rule", "breaks"), [
+    ("patient", lambda s: add(s, {**patient(), "identifier": []})),
+    ("consent", lambda s: add(s, consent(status="inactive"))),
+    ("consent", lambda s: add(s, consent(clinic="SE2321000255-SMH1"))),
+    ("patient-informed", lambda s: add(s, consent(verified=False))),
+    ("diagnosis", lambda s: update_resource(s, s.service_request, reasonCode=None)),
+    ("pain-history", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][1:])),
+    ("work-situation", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][::2])),
+    ("current-treatment", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][:2])),
+    ("referrer-contact", lambda s: add(s, {**referrer(), "telecom": []})),
+])
+def test_each_rule_detects_what_is_missing(rule: str, breaks) -> None:  # type: ignore[no-untyped-def]
+    ids = missing_ids(breaks(referral()))
+    assert rule in ids
+    assert set(ids) <= {rule, "patient-informed"}  # a consent that does not cover is no verification either
+
+
+def test_patient_informed_may_also_be_an_extension_on_the_referral() -> None:
+    sr = service_request(extension=[{"url": f"{base()}/StructureDefinition/mmr-patient-informed",
+                                     "valueBoolean": True}])
+    assert missing_ids(add(referral(sr), consent(verified=False))) == []
+
+
+def test_an_expired_consent_does_not_count() -> None:
+    old = consent()
+    old["provision"]["period"] = {"start": "2024-01-01", "end": "2025-01-01"}
+    assert "consent" in missing_ids(add(referral(), old))
+
+
+def test_a_contained_consent_counts() -> None:
+    contained = {**consent(), "id": "cc"}
+    sr = service_request(contained=[contained], supportingInfo=[{"reference": "#cc"}])
+    state = referral(sr)
+    state = type(state)(sr, {k: v for k, v in state.resources.items() if not k.startswith("Consent/")})
+    assert missing_ids(state) == []
+
+
+def _incomplete() -> tuple:  # type: ignore[type-arg]
+    sr = service_request(note=[], extension=ALL_MET)
+    state = referral(sr)
+    state = type(state)(sr, {k: v for k, v in state.resources.items() if not k.startswith("Consent/")})
+    plan, after = run(state, sr_event(state), ctx())
+    return state, plan, after
+
+
+def test_incomplete_referral_gets_one_kom_listing_exactly_what_is_missing() -> None:
+    state, plan, after = _incomplete()
+    task = review(after)
+    assert task["status"] == "on-hold" and code(task["businessStatus"]) == "awaiting-supplement"
+    sent = messages(after)
+    assert list(sent) == ["R-1-KOM-referrer-1"]
+    kom = sent["R-1-KOM-referrer-1"]
+    assert code(kom["category"][0]) == "KOM"
+    assert kom["recipient"] == [{"reference": "PractitionerRole/ref1"}]
+    assert kom["about"] == kom["basedOn"] == [{"reference": "ServiceRequest/sr1"}]
+    assert kom["status"] == "completed" and kom["sent"] == NOW.isoformat()
+    text = kom["payload"][0]["contentString"]
+    labels = {r["id"]: r["sv"] for r in load("completeness")["rules"]}
+    expected = ["consent", "patient-informed", "pain-history", "work-situation", "current-treatment"]
+    assert [line[2:] for line in text.splitlines() if line.startswith("- ")] == [labels[i] for i in expected]
+    assert [t.name for t in plan.timers] == ["review-overdue", "supplement-reminder"]
+    assert next(t.due for t in plan.timers if t.name == "supplement-reminder") == \
+        datetime(2026, 3, 9, 9, 30, tzinfo=STHLM)  # 5 working days
+    assert "recommendation" not in output_codes(task)
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
+
+
+def test_kom_in_english() -> None:
+    sr = service_request(note=[])
+    state = referral(sr)
+    plan = decide(state, sr_event(state), ctx(language="en"))
+    kom = next(w.resource for w in plan.writes if w.resource["resourceType"] == "Communication")
+    assert "needs a supplement" in kom["payload"][0]["contentString"]
+    assert "- Pain history" in kom["payload"][0]["contentString"]
+    assert kom["category"][0]["coding"][0]["display"] == "Supplement request"
+
+
+def test_a_reply_to_the_kom_resumes_the_review_and_is_recorded() -> None:
+    _, _, after = _incomplete()
+    kom = messages(after)["R-1-KOM-referrer-1"]
+    reply = {"resourceType": "Communication", "id": "reply1", "meta": {"versionId": "1"}, "status": "completed",
+             "inResponseTo": [{"reference": f"Communication/{kom['id']}"}],
+             "payload": [{"contentString": "Samtycke inhämtat, se journal."}]}
+    with_reply = add(after, reply)
+    event = resource_event(reply)
+    plan, resumed = run(with_reply, event, ctx())
+    task = review(resumed)
+    assert task["status"] == "in-progress"
+    assert task["input"][0]["valueReference"] == {"reference": "Communication/reply1"}
+    assert output_codes(task)["recommendation"] == "MMRpv"  # the rest of the review ran in the same plan
+    assert_replay_plans_nothing(with_reply, plan, resumed, event, ctx())
+    # Later events no longer load the reply: the recorded input keeps the review going.
+    without = type(resumed)(resumed.service_request,
+                            {k: v for k, v in resumed.resources.items() if k != "Communication/reply1"})
+    assert not decide(without, sr_event(without), ctx()).writes
+
+
+def test_a_new_version_that_passes_resumes_the_review() -> None:
+    _, _, after = _incomplete()
+    fixed = update_resource(after, after.service_request, note=service_request()["note"])
+    fixed = add(fixed, consent())
+    plan, resumed = run(fixed, sr_event(fixed), ctx())
+    task = review(resumed)
+    assert task["status"] == "in-progress" and code(task["businessStatus"]) == "recommended"
+    assert task["input"][0]["valueReference"] == {"reference": "ServiceRequest/sr1/_history/2"}
+    assert_replay_plans_nothing(fixed, plan, resumed, sr_event(fixed), ctx())
+
+
+def test_a_new_version_that_still_fails_keeps_waiting_without_a_second_kom() -> None:
+    _, _, after = _incomplete()
+    partly = update_resource(after, after.service_request, note=service_request()["note"][:1])
+    plan = decide(partly, sr_event(partly), ctx())
+    assert not plan.writes
+
+
+def test_reminders_to_the_referrer_then_silence() -> None:
+    _, _, after = _incomplete()
+    event = timer_event(after, "supplement-reminder")
+    assert not decide(after, event, ctx()).writes  # too early: re-armed only
+    first_due = datetime(2026, 3, 9, 9, 30, tzinfo=STHLM)
+    plan, once = run(after, event, ctx(first_due))
+    reminder = messages(once)["R-1-supplement-reminder-referrer-1-1"]
+    assert code(reminder["category"][0]) == "supplement-reminder"
+    assert reminder["partOf"] == [{"reference": f"Communication/{messages(once)['R-1-KOM-referrer-1']['id']}"}]
+    assert "- Smärtanamnes" in reminder["payload"][0]["contentString"]
+    assert plan.timers[0].due == datetime(2026, 3, 16, 9, 30, tzinfo=STHLM)
+    assert_replay_plans_nothing(after, plan, once, event, ctx(first_due), timers_allowed=True)
+    _, twice = run(once, event, ctx(datetime(2026, 3, 16, 9, 30, tzinfo=STHLM)))
+    assert "R-1-supplement-reminder-referrer-1-2" in messages(twice)
+    last = decide(twice, event, ctx(datetime(2026, 4, 30, tzinfo=STHLM)))
+    assert last.empty and any("all 2 reminders sent" in n for n in last.notes)
+
+
+def test_no_kom_when_the_referrer_cannot_be_reached() -> None:
+    sr = service_request(note=[], requester={"display": "Dr. Remittent"})
+    state = referral(sr)
+    plan, after = run(state, sr_event(state), ctx())
+    assert not messages(after)
+    assert review(after)["status"] == "received"
+    assert any("cannot be reached" in n for n in plan.notes)
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
+
+
+def test_without_consent_the_record_is_not_read() -> None:
+    """A severe psychiatric diagnosis in a referenced Condition counts only under Consent."""
+    condition = {"resourceType": "Condition", "id": "cond1", "meta": {"versionId": "1"},
+                 "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-se", "code": "F31.1"}]}}
+    sr = service_request(extension=ALL_MET, reasonReference=[{"reference": "Condition/cond1"}])
+    from adapter.workflow.review.criteria import evaluate
+
+    with_consent = referral(sr, condition)
+    assert evaluate(with_consent, NOW).result("limited-psychiatric-comorbidity") == "not-met"
+    no_consent = type(with_consent)(sr, {k: v for k, v in with_consent.resources.items()
+                                         if not k.startswith("Consent/")})
+    assert evaluate(no_consent, NOW).result("limited-psychiatric-comorbidity") == "met"
+
+
+def test_the_reply_counts_only_for_this_kom() -> None:
+    _, _, after = _incomplete()
+    stray = {"resourceType": "Communication", "id": "stray", "meta": {"versionId": "1"}, "status": "completed",
+             "inResponseTo": [{"reference": "Communication/other"}]}
+    assert not decide(add(after, stray), resource_event(stray), ctx()).writes

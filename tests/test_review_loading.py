@@ -1,0 +1,44 @@
+"""The searches the shell runs so the review steps see what they need (and nothing more)."""
+
+from __future__ import annotations
+
+from adapter.workflow.core import Event, Referral
+from adapter.workflow.review.loading import follow_up_queries, record_queries
+from tests.workflow_helpers import NOW, consent, referral, service_request
+
+
+def test_phase_two_for_a_referral() -> None:
+    sr = service_request(supportingInfo=[{"reference": "Consent/c1"}, {"reference": "Consent/c2"}])
+    loaded = dict(referral(sr).resources)
+    queries = follow_up_queries(sr, loaded)
+    assert queries == [
+        "Consent?patient=Patient/p1&status=active",
+        "Consent?_id=c2",  # c1 is loaded already
+        "QuestionnaireResponse?subject=Patient/p1&questionnaire=https://mmr-adapter.se/fhir/Questionnaire/mmr-intake",
+    ]
+
+
+def test_the_event_resource_and_the_workload_when_asked_for() -> None:
+    sr = service_request()
+    loaded = {"ServiceRequest/sr1": sr}
+    reply = Event("changed", "Communication", "reply1")
+    queries = follow_up_queries(sr, loaded, reply, {"assignment": "least-open"})
+    assert "Communication?_id=reply1" in queries
+    workload = next(q for q in queries if q.startswith("Task?"))
+    assert "referral-review" in workload and "PractitionerRole/SE2321000255-SML1R1" in workload
+    assert not [q for q in follow_up_queries(sr, loaded, Event("changed", "Task", "t1")) if "_id=t1" in q]
+
+
+def test_nothing_about_the_patient_without_a_subject() -> None:
+    sr = service_request(subject=None, supportingInfo=None)
+    assert follow_up_queries(sr, {"ServiceRequest/sr1": sr}) == []
+
+
+def test_the_record_only_under_consent() -> None:
+    sr = service_request(reasonReference=[{"reference": "Condition/k1"}, {"reference": "#contained"}])
+    with_consent = referral(sr)
+    assert record_queries(with_consent, NOW) == ["Condition?_id=k1"]
+    without = Referral(sr, {k: v for k, v in with_consent.resources.items() if not k.startswith("Consent/")})
+    assert record_queries(without, NOW) == []
+    elsewhere = referral(sr, consent(clinic="SE2321000255-SMH1"))
+    assert record_queries(elsewhere, NOW) == []

@@ -1,0 +1,149 @@
+"""Routine step 6: the patient's intake questionnaire (SDC Task), answers, reminders, giving up."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapter.mappings import codes
+from adapter.workflow.core import Referral, decide
+from tests.workflow_helpers import (
+    ALL_MET,
+    CANONICAL,
+    MMRPV_ANSWERS,
+    STHLM,
+    add,
+    assert_replay_plans_nothing,
+    assessment,
+    code,
+    ctx,
+    messages,
+    output_codes,
+    referral,
+    resource_event,
+    response,
+    review,
+    run,
+    service_request,
+    sr_event,
+    task,
+    timer_event,
+)
+
+QTASK = "R-1-complete-questionnaire-mmr-intake"
+
+
+def asked() -> tuple[Referral, Referral]:
+    state = referral()
+    plan, after = run(state, sr_event(state), ctx())
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
+    return state, after
+
+
+def test_unknown_criteria_ask_the_patient_with_an_sdc_task() -> None:
+    _, after = asked()
+    qtask, rev = task(after, QTASK), review(after)
+    assert qtask["code"]["coding"][0] == codes().sdc_task_code
+    assert qtask["status"] == "requested" and code(qtask["businessStatus"]) == "awaiting-patient"
+    assert qtask["owner"] == qtask["for"] == {"reference": "Patient/p1"}
+    assert qtask["focus"] == {"reference": "ServiceRequest/sr1"}
+    assert qtask["partOf"] == [{"reference": f"Task/{rev['id']}"}]
+    assert qtask["input"] == [{"type": {"coding": [{"system": "http://hl7.org/fhir/uv/sdc/CodeSystem/temp",
+                                                     "code": "questionnaire"}]}, "valueCanonical": CANONICAL}]
+    assert qtask["restriction"]["period"]["end"] == "2026-03-16T16:00:00+01:00"  # 10 working days
+    assert rev["status"] == "on-hold" and code(rev["businessStatus"]) == "awaiting-patient"
+    notice = messages(after)["R-1-questionnaire-request-patient-intake"]
+    assert notice["recipient"] == [{"reference": "Patient/p1"}]
+    assert {"reference": f"Task/{qtask['id']}"} in notice["about"]
+    assert "2026-03-16" in notice["payload"][0]["contentString"]
+
+
+def test_the_answer_completes_the_task_and_the_review_resumes_with_a_recommendation() -> None:
+    _, after = asked()
+    qtask = task(after, QTASK)
+    answer = response(MMRPV_ANSWERS, based_on=f"Task/{qtask['id']}")
+    answered = add(after, answer)
+    event = resource_event(answer)
+    plan, done = run(answered, event, ctx())
+    qtask = task(done, QTASK)
+    assert qtask["status"] == "completed"
+    assert qtask["output"][0]["valueReference"] == {"reference": "QuestionnaireResponse/qr1"}
+    rev = review(done)
+    assert rev["status"] == "in-progress" and code(rev["businessStatus"]) == "recommended"
+    assert output_codes(rev)["recommendation"] == "MMRpv"
+    assert "diagnos-besked = ja" in rev["output"][0]["valueCodeableConcept"]["text"]
+    assert_replay_plans_nothing(answered, plan, done, event, ctx())
+
+
+def test_an_answer_based_on_the_service_request_also_counts() -> None:
+    _, after = asked()
+    answered = add(after, response(with_low_group_answer(), based_on="ServiceRequest/sr1"))
+    _, done = run(answered, sr_event(answered), ctx())
+    assert output_codes(review(done))["recommendation"] == "MMRsv"
+
+
+def with_low_group_answer() -> dict[str, str]:
+    return {**MMRPV_ANSWERS, "grupp-delta": "nej"}
+
+
+def test_no_questionnaire_when_the_referral_already_decides() -> None:
+    state = referral(service_request(extension=ALL_MET))
+    plan = decide(state, sr_event(state), ctx())
+    assert not [w for w in plan.writes if "complete-questionnaire" in str(w.resource.get("code"))]
+    not_met = referral(service_request(extension=[assessment("limited-psychiatric-comorbidity", "not-met")]))
+    plan = decide(not_met, sr_event(not_met), ctx())
+    assert not [w for w in plan.writes if "complete-questionnaire" in str(w.resource.get("code"))]
+
+
+def test_questionnaire_option_never_and_always() -> None:
+    state = referral()
+    never = decide(state, sr_event(state), ctx(questionnaire="never"))
+    assert not [w for w in never.writes if "complete-questionnaire" in str(w.resource.get("code"))]
+    rev = next(w.resource for w in never.writes if code(w.resource.get("code")) == "referral-review")
+    assert code(rev["businessStatus"]) == "recommended" and "recommendation" not in output_codes(rev)
+    decided = referral(service_request(extension=ALL_MET))
+    always = decide(decided, sr_event(decided), ctx(questionnaire="always"))
+    assert [w for w in always.writes if "complete-questionnaire" in str(w.resource.get("code"))]
+
+
+def test_reminders_then_the_review_goes_on_without_answers() -> None:
+    _, after = asked()
+    event = timer_event(after, "questionnaire-reminder")
+    early = decide(after, event, ctx())
+    assert not early.writes and early.timers[0].due == datetime(2026, 3, 6, 9, 30, tzinfo=STHLM)
+    remind_at = ctx(datetime(2026, 3, 6, 9, 30, tzinfo=STHLM))
+    plan, reminded = run(after, event, remind_at)
+    reminder = messages(reminded)["R-1-questionnaire-reminder-patient-1"]
+    assert code(reminder["category"][0]) == "questionnaire-reminder"
+    assert plan.timers[0].due == datetime(2026, 3, 16, 16, tzinfo=STHLM)  # the due date: only one reminder
+    assert_replay_plans_nothing(after, plan, reminded, event, remind_at, timers_allowed=True)
+    past_due = ctx(datetime(2026, 3, 16, 16, 0, tzinfo=STHLM))
+    plan, gave_up = run(reminded, event, past_due)
+    assert task(gave_up, QTASK)["status"] == "failed"
+    assert task(gave_up, QTASK)["statusReason"]["text"] == "Patienten har inte besvarat formuläret"
+    rev = review(gave_up)
+    assert rev["status"] == "in-progress" and code(rev["businessStatus"]) == "recommended"
+    assert set(output_codes(rev).values()) == {"unknown"}
+    assert_replay_plans_nothing(reminded, plan, gave_up, event, past_due)
+
+
+def test_a_late_answer_on_the_timer_is_linked_too() -> None:
+    _, after = asked()
+    answered = add(after, response(MMRPV_ANSWERS, based_on=f"Task/{task(after, QTASK)['id']}"))
+    plan = decide(answered, timer_event(answered, "questionnaire-reminder"), ctx())
+    assert any(w.resource.get("status") == "completed" for w in plan.writes)
+
+
+def test_no_questionnaire_without_a_usable_patient() -> None:
+    """No subject: KOM to the referrer; after the reply the review goes on, but nobody can be asked."""
+    state = referral(service_request(subject=None))
+    _, after = run(state, sr_event(state), ctx())
+    kom = messages(after)["R-1-KOM-referrer-1"]
+    assert "Patientens identitet" in kom["payload"][0]["contentString"]
+    reply = {"resourceType": "Communication", "id": "re", "meta": {"versionId": "1"}, "status": "completed",
+             "inResponseTo": [{"reference": f"Communication/{kom['id']}"}]}
+    replied = add(after, reply)
+    plan, resumed = run(replied, resource_event(reply), ctx())
+    assert any("no usable patient" in n for n in plan.notes)
+    assert not [r for r in resumed.all("Task") if "complete-questionnaire" in str(r.get("code"))]
+    assert code(review(resumed)["businessStatus"]) == "recommended"
+    assert "for" not in review(resumed)
