@@ -10,8 +10,8 @@ import pytest
 
 from adapter.config import ConfigError, load_settings
 
-COMMANDS = ["serve", "worker", "beat", "setup", "sandbox", "demo", "dlq", "dlq list", "dlq replay", "fire-timers", "status",
-            "validate", "profiles-doc", "profiles-build"]
+COMMANDS = ["serve", "worker", "beat", "setup", "sandbox", "demo", "dlq", "dlq list", "dlq replay", "fire-timers",
+            "status", "validate", "profiles-doc", "profiles-build"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

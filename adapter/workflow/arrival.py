@@ -32,11 +32,11 @@ from adapter.workflow.review.referral import (
     dig,
     has_code,
     is_mmr_referral,
-    patient_reference,
     performer_clinic,
     points_to,
     referral_key,
     referrer_reference,
+    subject_reference,
     unit_reference,
 )
 from adapter.workflow.review.state import (
@@ -73,7 +73,7 @@ def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
         "code": concept("task-type", "referral-review"),
         "businessStatus": concept("business-status", "registered"),
         "focus": {"reference": referral.reference},
-        "for": patient_reference(referral),
+        "for": subject_reference(referral),
         "requester": referrer_reference(referral),
         "owner": clinic_reference(clinic),
         "authoredOn": ctx.now.isoformat(),

@@ -24,6 +24,7 @@ from adapter.workflow.review.referral import (
     performer_clinic,
     referral_key,
     referrer_reference,
+    subject_reference,
 )
 from adapter.workflow.review.state import find_own
 
@@ -80,7 +81,7 @@ def message(referral: Referral, ctx: Context, *, identifier: str, category: dict
         "resourceType": "Communication",
         "status": "completed",
         "category": [category],
-        "subject": patient_reference(referral),
+        "subject": subject_reference(referral),
         "about": [{"reference": referral.reference}],
         "basedOn": [{"reference": referral.reference}],
         "recipient": recipients,

@@ -31,9 +31,9 @@ from adapter.workflow.review.referral import (
     code_in,
     dig,
     local,
-    patient_reference,
     performer_clinic,
     referral_key,
+    subject_reference,
     unit_reference,
 )
 from adapter.workflow.review.sources import answers
@@ -140,7 +140,7 @@ def _follow_on(referral: Referral, review: Resource, level: str, site: Unit | No
         "businessStatus": concept("business-status", "awaiting-booking", ctx) if level == "MMRsv" else None,
         "focus": {"reference": referral.reference},
         "partOf": [reference_to(referral, review)],
-        "for": patient_reference(referral),
+        "for": subject_reference(referral),
         "requester": clinic_reference(clinic) if clinic else None,
         "owner": owner,
         "location": {"reference": f"Location/{site.hsa_id}", "display": site.name} if site else None,

@@ -145,6 +145,17 @@ def patient_reference(referral: Referral) -> dict[str, Any] | None:
     return usable_reference(referral, referral.service_request.get("subject"))
 
 
+def subject_reference(referral: Referral) -> dict[str, Any] | None:
+    """The patient a write is about: the usable reference, else whatever display the referral gives.
+
+    Tasks and Communications must name their subject even when the referral's is unusable; a
+    display-only Reference says who was meant without pointing anywhere wrong.
+    """
+    subject = referral.service_request.get("subject")
+    shown = subject.get("display") if isinstance(subject, dict) else None
+    return patient_reference(referral) or ({"display": shown} if isinstance(shown, str) and shown else None)
+
+
 def referrer_reference(referral: Referral) -> dict[str, Any] | None:
     return usable_reference(referral, referral.service_request.get("requester"))
 

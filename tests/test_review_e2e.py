@@ -1,0 +1,213 @@
+"""The specialist clinic's review end to end: sandbox, Redis, the API and a real worker (steps 3-8)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from adapter.fhir.client import FhirClient
+from adapter.pipeline.state import State
+from tests.conftest import Stack, wait_for
+from tests.e2e_referrals import (
+    SECTIONS,
+    assessments,
+    code,
+    decide,
+    key,
+    messages,
+    outputs,
+    referral_on_server,
+    review_in,
+    section,
+    tasks,
+)
+from tests.referrals import LUND
+
+pytestmark = pytest.mark.e2e
+STHLM = ZoneInfo("Europe/Stockholm")
+
+
+@pytest.fixture
+def clock(state: State) -> Iterator[State]:
+    """The worker's injected clock (MMR_TEST_CLOCK): set it, and put it back to real time after."""
+    yield state
+    state.set_clock(None)
+
+
+def test_mmrpv_path_from_referral_to_vid_confirmations(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir)
+    review = review_in(fhir, sr, "recommended")
+    assert review["owner"]["reference"].startswith(f"PractitionerRole/{LUND}R")
+    assert outputs(review)["recommendation"] == "MMRpv"
+    decide(fhir, review, "MMRpv")
+    review = review_in(fhir, sr, "forwarded")
+    assert review["status"] == "completed" and code(review["statusReason"]) == "HE"
+    assert review["statusReason"]["text"] == "Rehabiliteringsmottagning långvarig smärta nära vård, Malmö"
+    intake = wait_for(lambda: tasks(fhir, sr).get("mmrpv-intake"), what="the MMRpv intake Task")
+    assert intake["partOf"] == [{"reference": f"Task/{review['id']}"}]
+    assert intake["owner"]["reference"] == "Organization/SE2321000255-MMRPV"
+    sent = wait_for(lambda: (m := messages(fhir, sr)) and len(m) >= 2 and m, what="the VID confirmations")
+    assert {f"{key(sr)}-VID-referrer-review", f"{key(sr)}-VID-patient-review"} <= set(sent)
+    assert sent[f"{key(sr)}-VID-patient-review"]["recipient"] == [sr["subject"]]
+    assert sent[f"{key(sr)}-VID-referrer-review"]["recipient"] == [sr["requester"]]
+
+
+def test_mmrsv_path_books_at_the_clinic_with_bek(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, extension=assessments(limited_psychiatric_comorbidity="not-met"))
+    review = review_in(fhir, sr, "recommended")
+    assert outputs(review)["recommendation"] == "MMRsv"
+    decide(fhir, review, "MMRsv")
+    booking = wait_for(lambda: tasks(fhir, sr).get("booking"), what="the booking Task")
+    assert booking["owner"]["reference"] == f"Organization/{LUND}"
+    sent = wait_for(lambda: (m := messages(fhir, sr)) and len(m) >= 2 and m, what="the BEK confirmations")
+    assert set(sent) == {f"{key(sr)}-BEK-referrer-review", f"{key(sr)}-BEK-patient-review"}
+    assert "mmrpv-intake" not in tasks(fhir, sr)
+
+
+def test_a_decision_against_the_recommendation_is_recorded(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir)
+    decide(fhir, review_in(fhir, sr, "recommended"), "MMRsv")
+    review = wait_for(lambda: (r := tasks(fhir, sr)["referral-review"])["status"] == "completed" and r,
+                      what="the adapter to act on the decision")
+    assert outputs(review)["recommendation"] == "MMRpv" and outputs(review)["decision"] == "MMRsv"
+    assert "avviker" in outputs(review)["deviation"]
+
+
+def test_incomplete_referral_kom_then_supplement_resumes_the_review(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, sections={k: v for k, v in SECTIONS.items() if k != "pain-history"})
+    review = review_in(fhir, sr, "awaiting-supplement")
+    assert review["status"] == "on-hold"
+    kom = wait_for(lambda: messages(fhir, sr).get(f"{key(sr)}-KOM-referrer-1"), what="the KOM")
+    assert kom["recipient"] == [sr["requester"]]
+    assert "Smärtanamnes" in kom["payload"][0]["contentString"]
+    assert "Aktuell behandling" not in kom["payload"][0]["contentString"]  # only what is missing
+    current = fhir.read("ServiceRequest", sr["id"])  # the referrer supplements: a new version
+    fhir.update({**current, "note": [*current["note"], section("pain-history", "Smärta sedan 2019.")]})
+    review = review_in(fhir, sr, "recommended")
+    decide(fhir, review, "MMRpv")
+    review_in(fhir, sr, "forwarded")
+
+
+def test_questionnaire_path_task_for_the_patient_then_answer_then_recommendation(stack: Stack,
+                                                                                  fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, extension=[])  # the referral says nothing about the criteria
+    review_in(fhir, sr, "awaiting-patient")
+    qtask = wait_for(lambda: tasks(fhir, sr).get("complete-questionnaire"), what="the questionnaire Task")
+    assert qtask["owner"] == qtask["for"] == sr["subject"]
+    canonical = qtask["input"][0]["valueCanonical"]
+    assert canonical.startswith("https://mmr-adapter.se/fhir/Questionnaire/mmr-intake")
+    answers = {"diagnos-besked": "ja", "utredning-pagar": "nej", "behandling-planerad": "nej",
+               "psykiatri-kontakt": "nej", "psykisk-paverkan": "lite", "beroende": "nej",
+               "sysselsattning": "sjukskriven-deltid", "grupp-delta": "ja", "grupp-narvaro": "ja"}
+    fhir.create({"resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": canonical,
+                 "basedOn": [{"reference": f"Task/{qtask['id']}"}], "subject": sr["subject"],
+                 "authored": datetime.now(STHLM).isoformat(),
+                 "item": [{"linkId": k, "answer": [{"valueCoding": {"code": v}}]} for k, v in answers.items()]})
+    review = review_in(fhir, sr, "recommended")
+    assert outputs(review)["recommendation"] == "MMRpv"
+    done = tasks(fhir, sr)["complete-questionnaire"]
+    assert done["status"] == "completed" and done["output"][0]["valueReference"]["reference"].startswith(
+        "QuestionnaireResponse/")
+
+
+def _fire(stack: Stack, at: datetime) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "adapter.cli", "fire-timers", "--at", at.isoformat()],
+                          env=stack.env, capture_output=True, text=True, timeout=60)
+
+
+def test_due_date_across_easter_and_overdue_flagged_exactly_once(stack: Stack, fhir: FhirClient,
+                                                                 clock: State) -> None:
+    maundy_thursday = datetime(2027, 3, 25, 10, 0, tzinfo=STHLM)
+    clock.set_clock(maundy_thursday)
+    sr = referral_on_server(fhir, extension=assessments(work_status="not-met"))
+    review = review_in(fhir, sr, "recommended")
+    # Good Friday and Easter Monday are holidays: Tue 30, Wed 31, Thu 1 April are the three days.
+    due = datetime.fromisoformat(review["restriction"]["period"]["end"])
+    assert due == datetime(2027, 4, 1, 16, 0, tzinfo=STHLM)
+    overdue = f"{key(sr)}-overdue-clinic-review"
+
+    clock.set_clock(datetime(2027, 4, 1, 15, 0, tzinfo=STHLM))  # an hour early: nothing
+    assert _fire(stack, datetime(2027, 4, 1, 15, 0, tzinfo=STHLM)).returncode == 0
+    clock.set_clock(datetime(2027, 4, 1, 17, 0, tzinfo=STHLM))
+    with ThreadPoolExecutor(2) as pool:  # two beat runs racing
+        runs = list(pool.map(lambda _: _fire(stack, datetime(2027, 4, 1, 17, 0, tzinfo=STHLM)), range(2)))
+    assert sorted(r.stdout.split()[0] for r in runs).count("0") >= 1  # one of them found nothing left
+    flag = wait_for(lambda: messages(fhir, sr).get(overdue), what="the overdue flag")
+    assert code(flag["category"][0]) == "overdue"
+    assert _fire(stack, datetime(2027, 4, 2, 9, 0, tzinfo=STHLM)).returncode == 0
+    assert sum(1 for k in messages(fhir, sr) if "overdue" in k) == 1
+
+
+def test_duplicate_and_out_of_order_notifications_change_nothing(stack: Stack, fhir: FhirClient,
+                                                                 state: State) -> None:
+    sr = referral_on_server(fhir)
+    first = review_in(fhir, sr, "recommended")
+    decide(fhir, first, "MMRpv")
+    review_in(fhir, sr, "forwarded")
+    wait_for(lambda: len(messages(fhir, sr)) >= 2, what="the confirmations")
+    before = (tasks(fhir, sr), messages(fhir, sr))
+    processed = sum(int(v) for v in state.metrics()[0].values())
+    old = fhir.vread("Task", first["id"], "1")  # the review Task as it was on arrival: a stale, late event
+    for _ in range(3):
+        assert stack.notify("PUT", f"/Task/{first['id']}", json.dumps(old)).status_code == 202
+        assert stack.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
+    wait_for(lambda: sum(int(v) for v in state.metrics()[0].values()) >= processed + 6, what="the replays")
+    after = (tasks(fhir, sr), messages(fhir, sr))
+    assert {k: t["meta"]["versionId"] for k, t in after[0].items()} == \
+        {k: t["meta"]["versionId"] for k, t in before[0].items()}
+    assert set(after[1]) == set(before[1])
+
+
+def test_two_referrals_processed_concurrently_do_not_disturb_each_other(stack: Stack, fhir: FhirClient) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(lambda ext: referral_on_server(fhir, extension=ext),
+                        [assessments(), assessments(group_treatment="not-met")])
+    ra, rb = review_in(fhir, a, "recommended"), review_in(fhir, b, "recommended")
+    assert outputs(ra)["recommendation"] == "MMRpv" and outputs(rb)["recommendation"] == "MMRsv"
+    assert ra["focus"] == {"reference": f"ServiceRequest/{a['id']}"}
+    assert rb["focus"] == {"reference": f"ServiceRequest/{b['id']}"}
+
+
+def test_rejection_sends_avv_to_both(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir)
+    review = review_in(fhir, sr, "recommended")
+    fhir.update({**review, "status": "rejected", "statusReason": {"text": "Ej aktuell för MMR"}},
+                if_match=review["meta"]["versionId"])
+    sent = wait_for(lambda: (m := messages(fhir, sr)) and len(m) >= 2 and m, what="the AVV")
+    assert {f"{key(sr)}-AVV-referrer-review", f"{key(sr)}-AVV-patient-review"} <= set(sent)
+    assert "Ej aktuell för MMR" in sent[f"{key(sr)}-AVV-referrer-review"]["payload"][0]["contentString"]
+
+
+def test_revocation_cancels_open_tasks_and_sends_avb(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, extension=[])  # review on hold, questionnaire open
+    review_in(fhir, sr, "awaiting-patient")
+    fhir.update({**fhir.read("ServiceRequest", sr["id"]), "status": "revoked"})
+    wait_for(lambda: all(t["status"] == "cancelled" for t in tasks(fhir, sr).values()), what="open Tasks cancelled")
+    sent = wait_for(lambda: (m := messages(fhir, sr)).get(f"{key(sr)}-AVB-patient-revoked") and m, what="the AVB")
+    assert f"{key(sr)}-AVB-referrer-revoked" in sent
+
+
+@pytest.mark.parametrize("broken", ["no subject", "unknown performer", "broken references"])
+def test_a_malformed_referral_never_crashes_the_worker(stack: Stack, fhir: FhirClient, state: State,
+                                                        broken: str) -> None:
+    # R4 requires a subject, and the server enforces it: the worst it stores is one naming no patient.
+    overrides = {"no subject": {"subject": {"display": "Okänd patient"}},
+                 "unknown performer": {"performer": [{"display": "Okänd"}]},
+                 "broken references": {"requester": {"reference": "PractitionerRole/does-not-exist"},
+                                       "supportingInfo": [{"reference": "Consent/does-not-exist"}]}}[broken]
+    sr = referral_on_server(fhir, **overrides)
+    if broken == "unknown performer":
+        wait_for(lambda: state.seen((f"changed:ServiceRequest/{sr['id']}/_history/1",)), what="the event handled")
+        assert tasks(fhir, sr) == {}  # not ours: ignored
+    else:
+        review_in(fhir, sr, "awaiting-supplement", "recommended", "registered", "assigned")
+    assert not [e for e in state.dead_letters() if e["envelope"].get("resource_id") == sr["id"]]
+    healthy = referral_on_server(fhir)  # and the worker goes on with the next referral
+    review_in(fhir, healthy, "recommended")
