@@ -14,10 +14,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-# Registers every review step: forwarding imports its predecessors, so the order is the routine's.
-import adapter.workflow.forwarding
-import adapter.workflow.review.deadline
-import adapter.workflow.review.revocation  # noqa: F401
+# Registers every step, in the routine's order, as the worker does.
+import adapter.workflow.steps  # noqa: F401
 from adapter.mappings import HSA_SYSTEM, codes
 from adapter.workflow.core import Context, Event, Plan, Referral, Resource, decide
 

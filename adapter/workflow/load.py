@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from adapter.workflow.core import Event, Referral, Resource
+from adapter.workflow.mmrpv import loading as mmrpv
 from adapter.workflow.review import loading as review
 
 REFERRAL_INCLUDES = (
@@ -21,6 +22,7 @@ REFERRAL_INCLUDES = (
     "_include=ServiceRequest:performer",
     "_revinclude=Task:focus",
     "_revinclude=Communication:based-on",
+    *mmrpv.REVINCLUDES,
 )
 
 
@@ -31,7 +33,8 @@ def referral_query(referral_id: str) -> str:
 def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource], event: Event | None = None,
                       options: Mapping[str, Any] | None = None) -> list[str]:
     """Phase two: searches that depend on what phase one found, run as one batch."""
-    return review.follow_up_queries(service_request, loaded, event, options)
+    return [*review.follow_up_queries(service_request, loaded, event, options),
+            *mmrpv.follow_up_queries(service_request, loaded)]
 
 
 def record_queries(referral: Referral, now: datetime) -> list[str]:

@@ -34,6 +34,7 @@ LINKS: dict[str, tuple[str, ...]] = {
     "Appointment": ("basedOn",),
     "CarePlan": ("basedOn",),
     "EpisodeOfCare": ("referralRequest",),
+    "DocumentReference": ("context.related",),
     "Flag": ("extension",),
 }
 
@@ -44,7 +45,10 @@ def next_hops(resource: Resource) -> list[str]:
         return [f"ServiceRequest/{resource.get('id')}"] if resource.get("id") else []
     out: list[str] = []
     for element in LINKS.get(resource.get("resourceType", ""), ()):
-        for reference in _refs(resource.get(element)):
+        value: Any = resource
+        for part in element.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        for reference in _refs(value):
             local = _local(reference)
             if local and local not in out:
                 out.append(local)

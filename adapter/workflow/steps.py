@@ -10,13 +10,17 @@ module registers its steps (with ``@on``) after those of the modules it builds o
   decision ``review.decision``
 * [7]-[8] MMRsv booked at the clinic, or the referral forwarded to the MMRpv unit: ``forwarding``;
   rejected or revoked referrals end with AVV / AVB: ``review.revocation``
+* [9]-[15] the MMRpv unit: arrival, care commitment, booking at one of three sites, BEK, the
+  programme, the discharge summary with the PAL offer, the 12-month follow-up:
+  ``mmrpv.steps`` lists them in order
 """
 
 from adapter.workflow import arrival, core, forwarding
+from adapter.workflow.mmrpv import steps as mmrpv
 from adapter.workflow.review import deadline, revocation
 
 # A deleted review Task is registered anew: a referral must never go silent because someone
 # removed its Task.
 core.on("deleted:Task")(arrival.register_arrival)
 
-__all__ = ["deadline", "forwarding", "revocation"]
+__all__ = ["deadline", "forwarding", "mmrpv", "revocation"]

@@ -1,0 +1,291 @@
+"""What the MMRpv steps share: options, our identifiers, and the referral's MMRpv resources as loaded.
+
+Every resource the adapter makes here is found again by its business identifier (stored or
+planned earlier in the same ``decide``), never by a guess; what the unit writes (Appointment,
+CarePlan progress, DocumentReference) is found through its link to the ServiceRequest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
+from adapter.workflow.calendar import STOCKHOLM, local
+from adapter.workflow.core import Context, Event, Referral, Resource
+from adapter.workflow.review.options import language
+from adapter.workflow.review.referral import has_code, points_to, referral_key, unit_reference
+from adapter.workflow.review.referral import local as local_ref
+from adapter.workflow.review.state import find_own, is_open
+
+# Identifier kinds, as the published package names them (profiles/README.md, "Business identifiers").
+TASK, EPISODE, CAREPLAN = "task", "episodeofcare", "careplan"
+COMMUNICATION, COMMUNICATION_REQUEST = "communication", "communicationrequest"
+
+# The events after which the MMRpv steps compare the state with the routine (level-triggered).
+EVENTS = ("ServiceRequest", "Task", "deleted:Task", "Appointment", "deleted:Appointment", "CarePlan",
+          "DocumentReference", "QuestionnaireResponse", "EpisodeOfCare")
+
+BOOKING_REMINDER = "mmrpv-booking-reminder"
+PROGRAMME_START = "mmrpv-programme-start"
+DISCHARGE_REMINDER = "mmrpv-discharge-reminder"
+FOLLOW_UP_DUE = "mmrpv-follow-up-due"
+FOLLOW_UP_REMINDER = "mmrpv-follow-up-reminder"
+TIMERS = (BOOKING_REMINDER, PROGRAMME_START, DISCHARGE_REMINDER, FOLLOW_UP_DUE, FOLLOW_UP_REMINDER)
+
+
+
+def fired(event: Event, timer: str) -> bool:
+    """The event is ``timer`` coming due. Reminders are chased on their own timer only, so that other
+    events (and their replays) neither send nor re-arm them."""
+    return event.kind == "timer" and event.timer == timer
+
+
+BOOKED = frozenset({"booked", "arrived", "checked-in", "fulfilled"})
+CLOSED = frozenset({"cancelled", "rejected", "failed", "entered-in-error", "completed"})
+ENDED_REFERRAL = frozenset({"revoked", "entered-in-error"})
+
+
+# ---------------------------------------------------------------- options and data
+
+
+def data() -> dict[str, Any]:
+    return load("mmrpv")
+
+
+def option(ctx: Context, key: str) -> Any:
+    """``Context.options`` first, then ``options`` in mappings/mmrpv.yaml (a missing key is a bug)."""
+    return ctx.options[key] if key in ctx.options else data()["options"][key]
+
+
+def number(ctx: Context, key: str) -> int:
+    """A non-negative whole-number option; an unreadable value falls back to the default."""
+    try:
+        return max(0, int(option(ctx, key)))
+    except (TypeError, ValueError):
+        return max(0, int(data()["options"][key]))
+
+
+def text(entry: dict[str, Any], ctx: Context) -> str:
+    """One ``{sv, en}`` text in the message language."""
+    return str(entry.get(language(ctx)) or entry["sv"])
+
+
+# ---------------------------------------------------------------- time
+
+
+def parse_moment(value: Any) -> datetime | None:
+    """A FHIR date or dateTime as an aware datetime (a date is its local midnight); ``None`` if unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=STOCKHOLM)
+        return local(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def stamp(moment: datetime) -> str:
+    """A moment as a compact UTC token for identifiers (no ``+`` or ``:`` to escape in If-None-Exist)."""
+    return local(moment).astimezone(UTC).strftime("%Y%m%dT%H%MZ")
+
+
+# ---------------------------------------------------------------- references
+
+
+def unit_ref() -> dict[str, Any]:
+    return unit_reference(directory().mmrpv, "Organization")
+
+
+def admin_ref() -> dict[str, Any]:
+    return unit_reference(directory().mmrpv_admin, "Organization")
+
+
+def site_ref(site: Unit) -> dict[str, Any]:
+    return unit_reference(site, "Location")
+
+
+def key(referral: Referral) -> str:
+    return referral_key(referral.service_request)
+
+
+def live(referral: Referral) -> bool:
+    """The referral still stands (the referrer may have completed it; not revoked or in error)."""
+    return referral.service_request.get("status") not in ENDED_REFERRAL
+
+
+def active(referral: Referral) -> bool:
+    return referral.service_request.get("status") == "active"
+
+
+# ---------------------------------------------------------------- our resources
+
+
+def intake_task(referral: Referral) -> Resource | None:
+    """The ``mmrpv-intake`` Task forwarding made (``<key>-mmrpv-intake``), else one focused on the referral."""
+    if found := find_own(referral, TASK, f"{key(referral)}-mmrpv-intake"):
+        return found
+    return _coded_task(referral, "mmrpv-intake")
+
+
+def _coded_task(referral: Referral, code: str) -> Resource | None:
+    system = codes().system("task-type")
+    return next((t for t in referral.all("Task") if has_code(t.get("code"), system, code)
+                 and points_to(t.get("focus"), referral.reference)), None)
+
+
+def intake_open(intake: Resource | None) -> bool:
+    """The MMRpv unit has the referral: the intake Task exists and was not cancelled, rejected or failed."""
+    return intake is not None and intake.get("status") not in CLOSED - {"completed"}
+
+
+def episode(referral: Referral) -> Resource | None:
+    if found := find_own(referral, EPISODE, f"{key(referral)}-care-commitment"):
+        return found
+    return next((e for e in referral.all("EpisodeOfCare")
+                 if points_to(e.get("referralRequest"), referral.reference)), None)
+
+
+def booking_key(referral: Referral, round_: int) -> str:
+    return f"{key(referral)}-booking-mmrpv-{round_}"
+
+
+def booking_tasks(referral: Referral) -> list[Resource]:
+    """Our booking rounds, in order: ``<key>-booking-mmrpv-1``, ``-2``, ..."""
+    out = []
+    while found := find_own(referral, TASK, booking_key(referral, len(out) + 1)):
+        out.append(found)
+    return out
+
+
+def open_booking_task(referral: Referral) -> Resource | None:
+    return next((t for t in reversed(booking_tasks(referral)) if is_open(t)), None)
+
+
+def programme(referral: Referral) -> Resource | None:
+    if found := find_own(referral, CAREPLAN, f"{key(referral)}-programme"):
+        return found
+    system = codes().system("service")
+    return next((c for c in referral.all("CarePlan") if points_to(c.get("basedOn"), referral.reference)
+                 and has_code(c.get("category"), system, "mmr")), None)
+
+
+def follow_up_task(referral: Referral) -> Resource | None:
+    return find_own(referral, TASK, f"{key(referral)}-follow-up")
+
+
+def programme_end(plan: Resource, ctx: Context) -> datetime:
+    """When the programme ended: ``period.end``, else when the CarePlan was last updated, else now."""
+    for value in (((plan.get("period") or {}).get("end")), (plan.get("meta") or {}).get("lastUpdated")):
+        if moment := parse_moment(value):
+            return moment
+    return local(ctx.now)
+
+
+# ---------------------------------------------------------------- the booking
+
+
+@dataclass(frozen=True)
+class Booking:
+    """The Appointment that books the patient at a site: the earliest valid one, basedOn the referral."""
+
+    appointment: Resource
+    site: Unit
+    start: datetime
+
+    @property
+    def reference(self) -> str:
+        return f"Appointment/{self.appointment['id']}"
+
+
+def appointment_site(appointment: Resource) -> Unit | None:
+    """The MMRpv site among the participants: ``Location/<HSA-id>`` or a Location identified by HSA-id."""
+    d = directory()
+    for participant in appointment.get("participant") or ():
+        actor = (participant or {}).get("actor") or {}
+        target = local_ref(actor.get("reference")) or ""
+        ident = actor.get("identifier") or {}
+        hsa = target.split("/", 1)[1] if target.startswith("Location/") else \
+            ident.get("value") if ident.get("system") == HSA_SYSTEM else None
+        if site := d.site_by_hsa(hsa):
+            return site
+    return None
+
+
+def has_patient(appointment: Resource, referral: Referral) -> bool:
+    """A participant is the referral's patient (same literal reference, or same identifier)."""
+    subject = referral.service_request.get("subject") or {}
+    wanted_ref, wanted_id = local_ref(subject.get("reference")), subject.get("identifier")
+    for participant in appointment.get("participant") or ():
+        actor = (participant or {}).get("actor") or {}
+        if wanted_ref and local_ref(actor.get("reference")) == wanted_ref:
+            return True
+        if wanted_id and actor.get("identifier") == wanted_id:
+            return True
+    return False
+
+
+def booking(referral: Referral) -> Booking | None:
+    """The booking that stands: status booked (or later), at a site, with the patient, with a start."""
+    found = []
+    for appointment in referral.all("Appointment"):
+        if appointment.get("status") not in BOOKED or not appointment.get("id") \
+                or not points_to(appointment.get("basedOn"), referral.reference) or not has_patient(appointment,
+                                                                                                   referral):
+            continue
+        site, start = appointment_site(appointment), parse_moment(appointment.get("start"))
+        if site and start:
+            found.append(Booking(appointment, site, start))
+    return min(found, key=lambda b: (b.start, b.appointment["id"])) if found else None
+
+
+# ---------------------------------------------------------------- the unit's documents and answers
+
+
+def discharge_summary(referral: Referral) -> Resource | None:
+    """The unit's discharge summary: a current DocumentReference related to the referral, typed as a
+    discharge summary or consult note (``discharge_summary.codes``) or authored by the unit or a site."""
+    wanted = [(c["system"], str(c["code"])) for c in data()["discharge_summary"]["codes"]]
+    d = directory()
+    ours = {d.mmrpv.hsa_id, d.mmrpv_admin.hsa_id, *(s.hsa_id for s in d.sites)}
+    found = []
+    for doc in referral.all("DocumentReference"):
+        if doc.get("status") != "current" or not points_to((doc.get("context") or {}).get("related"),
+                                                           referral.reference):
+            continue
+        typed = any(has_code(doc.get(e), s, c) for e in ("type", "category") for s, c in wanted)
+        authors = [*(doc.get("author") or ()), doc.get("custodian") or {}]
+        by_unit = any((local_ref((a or {}).get("reference")) or "").split("/")[-1] in ours
+                      or ((a or {}).get("identifier") or {}).get("value") in ours for a in authors)
+        if typed or by_unit:
+            found.append(doc)
+    return min(found, key=lambda r: (str(r.get("date") or ""), r["id"])) if found else None
+
+
+def follow_up_canonical() -> str:
+    return str(data()["follow_up"]["questionnaire"])
+
+
+def follow_up_answer(referral: Referral, task: Resource) -> Resource | None:
+    """The patient's completed answer to the follow-up: our Questionnaire, basedOn the Task or the referral."""
+    url = follow_up_canonical().split("|")[0]
+    task_key = f"Task/{task['id']}" if task.get("id") else None
+    subject = referral.service_request.get("subject") or {}
+    found = [qr for qr in referral.all("QuestionnaireResponse")
+             if qr.get("status") in ("completed", "amended")
+             and str(qr.get("questionnaire") or "").split("|")[0] == url
+             and (points_to(qr.get("basedOn"), task_key) or points_to(qr.get("basedOn"), referral.reference))
+             and (not qr.get("subject") or not subject.get("reference")
+                  or local_ref(qr["subject"].get("reference")) == local_ref(subject.get("reference")))]
+    return min(found, key=lambda r: (str(r.get("authored") or ""), r["id"])) if found else None
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same local day and time ``months`` later (the 31st becomes the month's last day)."""
+    start = local(moment)
+    index = start.month - 1 + months
+    year, month = start.year + index // 12, index % 12 + 1
+    last = (date(year + month // 12, month % 12 + 1, 1) - date.resolution).day
+    return datetime.combine(date(year, month, min(start.day, last)), start.time(), tzinfo=STOCKHOLM)

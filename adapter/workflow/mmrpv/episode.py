@@ -1,0 +1,106 @@
+"""[10] The care commitment (vårdåtagande): one EpisodeOfCare per referral the MMRpv unit takes on.
+
+Created once, as soon as the intake Task exists and the referral is active: status ``active``,
+type ``mmr`` (mmr-service, as profile mmr-care-commitment requires) plus the level ``MMRpv``
+(that is what makes it the MMRpv commitment), managingOrganization the MMRpv unit,
+referralRequest the ServiceRequest, period.start now, identifier ``<key>-care-commitment``. The
+intake Task links it as an output ``care-commitment`` (by its ``urn:uuid`` in the same transaction).
+
+It ends (period.end now) ``finished`` when the follow-up is answered or given up on, and
+``cancelled`` when the programme is interrupted, the referral revoked or the unit turns the
+intake down: R4's "ended before the episode was finished".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapter.mappings import codes
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Write, create
+from adapter.workflow.mmrpv.common import (
+    EPISODE,
+    active,
+    episode,
+    follow_up_task,
+    intake_open,
+    intake_task,
+    key,
+    programme,
+    unit_ref,
+)
+from adapter.workflow.review.referral import patient_reference
+from adapter.workflow.review.state import concept, key_of, parameters, revise
+
+OPEN_EPISODE = frozenset({"planned", "waitlist", "active", "onhold"})
+
+
+def _body(referral: Referral, ctx: Context) -> dict[str, Any]:
+    body = {
+        "resourceType": "EpisodeOfCare",
+        "status": "active",
+        "type": [concept("service", "mmr", ctx), concept("level", "MMRpv", ctx)],
+        "patient": patient_reference(referral),
+        "managingOrganization": unit_ref(),
+        "referralRequest": [{"reference": referral.reference}],
+        "period": {"start": ctx.now.isoformat()},
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _link(referral: Referral, intake: Resource, target: str, ctx: Context) -> Write | None:
+    if parameters(intake, "output", "care-commitment"):
+        return None
+    output = {"type": concept("task-parameter", "care-commitment", ctx), "valueReference": {"reference": target}}
+    return revise(referral, intake, "task", output=[*(intake.get("output") or ()), output],
+                  lastModified=ctx.now.isoformat())
+
+
+def commit_care(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """Create the care commitment once the unit has the referral; link it from the intake Task."""
+    intake = intake_task(referral)
+    if not intake_open(intake) or not active(referral):
+        return NOTHING
+    assert intake is not None
+    current = episode(referral)
+    writes: list[Write] = []
+    if current is None:
+        if patient_reference(referral) is None:
+            return Plan(notes=("care commitment not created: the referral names no usable patient",))
+        made = create(_body(referral, ctx), codes().identifier_system(EPISODE), f"{key(referral)}-care-commitment")
+        writes.append(made)
+        target = made.full_url
+    else:
+        target = key_of(referral, current) or ""
+    if link := _link(referral, intake, target, ctx):
+        writes.append(link)
+    notes = ("care commitment created",) if current is None else ()
+    return Plan(writes=tuple(writes), notes=notes)
+
+
+def why_ended(referral: Referral) -> str | None:
+    """``finished`` or ``cancelled`` once the care commitment is over; ``None`` while it runs."""
+    if referral.service_request.get("status") in ("revoked", "entered-in-error"):
+        return "cancelled"
+    intake = intake_task(referral)
+    if intake is not None and intake.get("status") in ("rejected", "cancelled", "entered-in-error"):
+        return "cancelled"
+    plan = programme(referral)
+    if plan is not None and plan.get("status") in ("revoked", "entered-in-error"):
+        return "cancelled"
+    follow_up = follow_up_task(referral)
+    if follow_up is not None and follow_up.get("status") in ("completed", "failed"):
+        return "finished"
+    return None
+
+
+def end_episode(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """Close the care commitment when the care is over, stating the end."""
+    current = episode(referral)
+    if current is None or current.get("status") not in OPEN_EPISODE:
+        return NOTHING
+    status = why_ended(referral)
+    if status is None:
+        return NOTHING
+    period = {**(current.get("period") or {}), "end": ctx.now.isoformat()}
+    write = revise(referral, current, EPISODE, status=status, period=period)
+    return Plan(writes=(write,), notes=(f"care commitment {status}",))

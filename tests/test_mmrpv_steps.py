@@ -1,0 +1,296 @@
+"""The MMRpv steps (routine 9-15) as pure functions, on the in-memory server of workflow_helpers.
+
+``settle`` plays the FHIR server's notifications of the adapter's own writes: it runs the event,
+applies the plan, and runs again (as the Task notification would) until nothing more is planned.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+import adapter.workflow.steps  # noqa: F401  (registers every step, the MMRpv ones included)
+from adapter.conformance.outcome import has_errors
+from adapter.conformance.validate import validate_resource
+from adapter.mappings import codes
+from adapter.workflow.core import Context, Event, Referral, Resource, decide
+from tests.workflow_helpers import (
+    NOW,
+    STHLM,
+    add,
+    apply,
+    assessment,
+    code,
+    decide_as_reviewer,
+    messages,
+    of_type,
+    patient,
+    referral,
+    resource_event,
+    review,
+    service_request,
+    sr_event,
+    task,
+    timer_event,
+    update_resource,
+)
+
+HBG, MLM, KSD = "SE2321000255-MMRPV-HBG", "SE2321000255-MMRPV-MLM", "SE2321000255-MMRPV-KSD"
+CRITERIA = ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")
+FOLLOW_UP = "https://mmr-adapter.se/fhir/Questionnaire/mmr-follow-up|0.1.0"
+
+
+def at(*args: int) -> Context:
+    return Context(now=datetime(*args, tzinfo=STHLM))
+
+
+def settle(state: Referral, event: Event, context: Context, rounds: int = 12) -> Referral:
+    for _ in range(rounds):
+        plan = decide(state, event, context)
+        if not plan.writes:
+            return state
+        state = apply(state, plan)
+        event = Event("changed", "Task", "self-notification")
+    raise AssertionError("the steps keep planning writes")
+
+
+def forwarded(address: dict[str, Any] | None = None) -> Referral:
+    """A referral decided MMRpv and forwarded, as the MMRpv unit receives it."""
+    sr = service_request(extension=[assessment(c, "met") for c in CRITERIA])
+    home = {**patient(), "address": [address or {"use": "home", "city": "Malmö", "postalCode": "211 20"}]}
+    state = referral(sr)
+    state = add(state, home)
+    state = settle(state, sr_event(state), Context(now=NOW))
+    state = decide_as_reviewer(state, "MMRpv")
+    return settle(state, resource_event(review(state)), Context(now=NOW))
+
+
+def appointment(aid: str, site: str, start: str, status: str = "booked") -> Resource:
+    return {"resourceType": "Appointment", "id": aid, "meta": {"versionId": "1"}, "status": status,
+            "start": start, "end": start[:11] + "16:00:00+01:00",
+            "basedOn": [{"reference": "ServiceRequest/sr1"}],
+            "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"},
+                            {"actor": {"reference": f"Location/{site}"}, "status": "accepted"}]}
+
+
+def stage(state: Referral, value: str) -> tuple[str, str | None]:
+    t = task(state, value)
+    return t["status"], code(t.get("businessStatus"))
+
+
+def booked(state: Referral, site: str = HBG, start: str = "2026-04-07T09:00:00+02:00") -> Referral:
+    state = add(state, appointment("a1", site, start))
+    return settle(state, resource_event(state.get("Appointment/a1") or {}), Context(now=NOW + timedelta(days=3)))
+
+
+def completed_programme(state: Referral, end: str = "2026-06-30") -> Referral:
+    plan_ = of_type(state, "CarePlan")[0]
+    state = update_resource(state, plan_, status="completed", period={**plan_["period"], "end": end})
+    return settle(state, resource_event(of_type(state, "CarePlan")[0]), at(2026, 7, 1, 8, 0))
+
+
+def summary() -> Resource:
+    return {"resourceType": "DocumentReference", "id": "d1", "meta": {"versionId": "1"}, "status": "current",
+            "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+            "subject": {"reference": "Patient/p1"}, "date": "2026-07-02T10:00:00+02:00",
+            "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}],
+            "context": {"related": [{"reference": "ServiceRequest/sr1"}]}}
+
+
+def discharged(state: Referral) -> Referral:
+    """The programme completed and the summary sent back."""
+    state = add(completed_programme(state), summary())
+    return settle(state, resource_event(summary()), at(2026, 7, 2, 11, 0))
+
+
+def follow_up_answer(task_id: str) -> Resource:
+    return {"resourceType": "QuestionnaireResponse", "id": "fu1", "meta": {"versionId": "1"}, "status": "completed",
+            "questionnaire": FOLLOW_UP, "basedOn": [{"reference": f"Task/{task_id}"}],
+            "subject": {"reference": "Patient/p1"}, "authored": "2027-07-01T12:00:00+02:00"}
+
+
+# ---------------------------------------------------------------- arrival, care commitment, booking
+
+
+def test_arrival_is_registered_with_the_care_commitment_and_a_booking_round_in_one_transaction() -> None:
+    sr = service_request(extension=[assessment(c, "met") for c in CRITERIA])
+    state = settle(referral(sr), sr_event(referral(sr)), Context(now=NOW))
+    state = decide_as_reviewer(state, "MMRpv")
+    state = apply(state, decide(state, resource_event(review(state)), Context(now=NOW)))  # the forwarding
+    intake = task(state, "R-1-mmrpv-intake")
+    assert (intake["status"], code(intake["businessStatus"])) == ("received", "awaiting-booking")
+    [episode] = of_type(state, "EpisodeOfCare", "R-1-care-commitment")
+    assert episode["status"] == "active" and episode["referralRequest"] == [{"reference": "ServiceRequest/sr1"}]
+    assert episode["managingOrganization"]["reference"] == "Organization/SE2321000255-MMRPV"
+    assert {"reference": f"EpisodeOfCare/{episode['id']}"} in [o.get("valueReference") for o in intake["output"]]
+    booking = task(state, "R-1-booking-mmrpv-1")
+    assert booking["owner"]["reference"] == "Organization/SE2321000255-MMRPVA"
+    assert booking["partOf"] == [{"reference": f"Task/{intake['id']}"}]
+    assert not decide(state, resource_event(intake), Context(now=NOW)).writes  # the notification of that write
+
+
+@pytest.mark.parametrize(("address", "site"), [
+    ({"use": "home", "city": "Höganäs"}, HBG),
+    ({"use": "home", "district": "Malmö kommun", "city": "Limhamn"}, MLM),
+    ({"use": "home", "postalCode": "291 33"}, KSD),
+    ({"use": "home", "city": "Ingenstans"}, MLM),  # unknown: the default site
+])
+def test_the_booking_round_suggests_the_site_nearest_the_patient(address: dict[str, Any], site: str) -> None:
+    state = forwarded(address)
+    suggested = task(state, "R-1-booking-mmrpv-1")["input"][0]["valueReference"]
+    assert suggested["reference"] == f"Location/{site}"
+
+
+@pytest.mark.parametrize("site", [HBG, MLM, KSD])
+def test_a_booked_appointment_at_any_site_completes_booking_confirms_and_plans_the_programme(site: str) -> None:
+    state = booked(forwarded(), site)
+    done = task(state, "R-1-booking-mmrpv-1")
+    assert done["status"] == "completed" and code(done["businessStatus"]) == "booked"
+    sent = messages(state)
+    bek = {k: v for k, v in sent.items() if "-BEK-" in k}
+    assert len(bek) == 2 and {v["recipient"][0]["reference"] for v in bek.values()} == {
+        "Patient/p1", "PractitionerRole/ref1"}
+    assert all("2026-04-07" in v["payload"][0]["contentString"] and "09:00" in v["payload"][0]["contentString"]
+               for v in bek.values())
+    [plan_] = of_type(state, "CarePlan", "R-1-programme")
+    assert plan_["status"] == "active" and plan_["period"]["start"].startswith("2026-04-07")
+    assert {a["detail"]["code"]["text"] for a in plan_["activity"]} >= {"Läkare", "Fysioterapeut", "Psykolog"}
+    assert stage(state, "R-1-mmrpv-intake") == ("in-progress", "booked")
+
+
+def test_a_moved_appointment_is_confirmed_anew_once_and_a_duplicate_changes_nothing() -> None:
+    state = booked(forwarded())
+    first = {k for k in messages(state) if "-BEK-" in k}
+    moved = update_resource(state, state.get("Appointment/a1") or {}, start="2026-04-14T10:00:00+02:00")
+    event = resource_event(moved.get("Appointment/a1") or {})
+    moved = settle(moved, event, Context(now=NOW + timedelta(days=4)))
+    again = {k for k in messages(moved) if "-BEK-" in k}
+    assert len(again - first) == 2 and all("2026-04-14" in messages(moved)[k]["payload"][0]["contentString"]
+                                            for k in again - first)
+    assert not decide(moved, event, Context(now=NOW + timedelta(days=4))).writes  # the duplicate
+
+
+def test_a_cancelled_appointment_reopens_booking_and_the_new_one_is_confirmed() -> None:
+    state = booked(forwarded())
+    state = update_resource(state, state.get("Appointment/a1") or {}, status="cancelled")
+    state = settle(state, resource_event(state.get("Appointment/a1") or {}), Context(now=NOW + timedelta(days=5)))
+    assert task(state, "R-1-booking-mmrpv-2")["status"] == "requested"
+    assert stage(state, "R-1-mmrpv-intake") == ("received", "awaiting-booking")
+    state = add(state, appointment("a2", MLM, "2026-04-21T09:00:00+02:00"))
+    state = settle(state, resource_event(state.get("Appointment/a2") or {}), Context(now=NOW + timedelta(days=6)))
+    assert task(state, "R-1-booking-mmrpv-2")["status"] == "completed"
+    assert len([k for k in messages(state) if "-BEK-" in k]) == 4
+    assert len(of_type(state, "CarePlan")) == 1  # the programme is planned once
+
+
+def test_unbooked_past_the_deadline_reminds_the_administrative_function_once_per_round() -> None:
+    state = forwarded()
+    due = datetime.fromisoformat(task(state, "R-1-booking-mmrpv-1")["restriction"]["period"]["end"])
+    early = decide(state, timer_event(state, "mmrpv-booking-reminder"), Context(now=due - timedelta(hours=1)))
+    assert not early.writes and early.timers
+    late = Context(now=due + timedelta(minutes=1))
+    state = settle(state, timer_event(state, "mmrpv-booking-reminder"), late)
+    reminders = [m for k, m in messages(state).items() if "booking-reminder" in k]
+    assert len(reminders) == 1 and reminders[0]["recipient"][0]["reference"] == "Organization/SE2321000255-MMRPVA"
+    assert not decide(state, timer_event(state, "mmrpv-booking-reminder"), late).writes
+
+
+# ---------------------------------------------------------------- programme, discharge, follow-up
+
+
+def test_the_programme_start_moves_the_intake_on() -> None:
+    state = booked(forwarded())
+    state = settle(state, timer_event(state, "mmrpv-programme-start"), at(2026, 4, 7, 9, 5))
+    assert stage(state, "R-1-mmrpv-intake") == ("in-progress", "in-programme")
+
+
+def test_a_completed_programme_without_summary_waits_and_reminds_the_unit() -> None:
+    state = completed_programme(booked(forwarded()))
+    assert stage(state, "R-1-mmrpv-intake") == ("in-progress", "awaiting-discharge-summary")
+    early = decide(state, timer_event(state, "mmrpv-discharge-reminder"), at(2026, 7, 6, 23, 0))
+    assert not early.writes
+    state = settle(state, timer_event(state, "mmrpv-discharge-reminder"), at(2026, 7, 8, 9, 0))
+    [reminder] = [m for k, m in messages(state).items() if "discharge-reminder" in k]
+    assert reminder["recipient"][0]["reference"] == "Organization/SE2321000255-MMRPV"
+    assert stage(state, "R-1-mmrpv-intake") == ("in-progress", "awaiting-discharge-summary")
+
+
+def test_the_summary_goes_to_the_referrer_with_the_pal_offer_and_the_intake_completes() -> None:
+    state = discharged(booked(forwarded()))
+    event = resource_event(summary())
+    [sent] = [m for k, m in messages(state).items() if "discharge-summary" in k]
+    assert sent["recipient"] == [{"reference": "PractitionerRole/ref1"}]
+    assert {"contentReference": {"reference": "DocumentReference/d1"}} in sent["payload"]
+    [offer] = of_type(state, "CommunicationRequest", "R-1-pal-meeting")
+    assert offer["status"] == "active" and offer["recipient"] == [{"reference": "PractitionerRole/ref1"}]
+    assert offer["medium"][0]["coding"][0]["code"] == "VIDEOCONF"
+    assert stage(state, "R-1-mmrpv-intake") == ("completed", "discharged")
+    assert not decide(state, event, at(2026, 7, 2, 11, 0)).writes
+
+
+def test_the_follow_up_is_held_until_due_activated_once_and_the_answer_finishes_the_episode() -> None:
+    state = discharged(booked(forwarded()))
+    follow = task(state, "R-1-follow-up")
+    assert follow["status"] == "draft" and follow["owner"] == {"reference": "Patient/p1"}
+    assert follow["restriction"]["period"]["start"] == "2027-06-30T09:00:00+02:00"
+    assert follow["input"][0]["valueCanonical"] == FOLLOW_UP
+    day_early = decide(state, timer_event(state, "mmrpv-follow-up-due"), at(2027, 6, 29, 9, 0))
+    assert not day_early.writes and [t.name for t in day_early.timers] == ["mmrpv-follow-up-due"]
+    due = at(2027, 6, 30, 9, 0)
+    state = settle(state, timer_event(state, "mmrpv-follow-up-due"), due)
+    assert task(state, "R-1-follow-up")["status"] == "requested"
+    [request] = [m for k, m in messages(state).items() if "follow-up-request" in k]
+    assert request["recipient"] == [{"reference": "Patient/p1"}]
+    assert not decide(state, timer_event(state, "mmrpv-follow-up-due"), due).writes  # a second beat run
+    answer = follow_up_answer(task(state, "R-1-follow-up")["id"])
+    state = settle(add(state, answer), resource_event(answer), at(2027, 7, 1, 12, 5))
+    done = task(state, "R-1-follow-up")
+    assert done["status"] == "completed"
+    assert done["output"][0]["valueReference"] == {"reference": "QuestionnaireResponse/fu1"}
+    [episode] = of_type(state, "EpisodeOfCare")
+    assert episode["status"] == "finished" and episode["period"]["end"].startswith("2027-07-01")
+
+
+def test_an_unanswered_follow_up_reminds_then_fails_and_the_episode_still_finishes() -> None:
+    state = discharged(booked(forwarded()))
+    state = settle(state, timer_event(state, "mmrpv-follow-up-due"), at(2027, 6, 30, 9, 0))
+    until = datetime.fromisoformat(task(state, "R-1-follow-up")["restriction"]["period"]["end"])
+    moment = at(2027, 6, 30, 9, 0).now
+    for _ in range(10):  # every timer as the scheduler would fire it, until the window closes
+        plan = decide(state, timer_event(state, "mmrpv-follow-up-reminder"), Context(now=moment))
+        state = apply(state, plan)
+        moment = min(t.due for t in plan.timers) if plan.timers else until
+        if task(state, "R-1-follow-up")["status"] == "failed":
+            break
+        if moment >= until:
+            state = settle(state, timer_event(state, "mmrpv-follow-up-reminder"), Context(now=until))
+    assert len([k for k in messages(state) if "follow-up-reminder" in k]) == 2
+    assert task(state, "R-1-follow-up")["status"] == "failed"
+    state = settle(state, sr_event(state), Context(now=until))
+    assert of_type(state, "EpisodeOfCare")[0]["status"] == "finished"
+
+
+def test_an_interrupted_programme_ends_the_episode_tells_the_referrer_and_schedules_no_follow_up() -> None:
+    state = booked(forwarded())
+    plan_ = of_type(state, "CarePlan")[0]
+    state = update_resource(state, plan_, status="revoked")
+    state = settle(state, resource_event(of_type(state, "CarePlan")[0]), at(2026, 5, 4, 10, 0))
+    [told] = [m for k, m in messages(state).items() if "programme-interrupted" in k]
+    assert told["recipient"] == [{"reference": "PractitionerRole/ref1"}]
+    assert of_type(state, "EpisodeOfCare")[0]["status"] == "cancelled"
+    assert stage(state, "R-1-mmrpv-intake") == ("cancelled", "programme-interrupted")
+    assert not of_type(state, "Task", "R-1-follow-up")
+
+
+def test_everything_the_mmrpv_steps_write_conforms_to_its_profile() -> None:
+    state = discharged(booked(forwarded()))
+    written = [r for r in state.resources.values() if any(
+        (i.get("system") or "").startswith(f"{codes().base}/identifier/") for i in r.get("identifier") or ())]
+    assert {r["resourceType"] for r in written} >= {"Task", "Communication", "EpisodeOfCare", "CarePlan",
+                                                   "CommunicationRequest"}
+    failures = {f"{r['resourceType']}/{r['id']}": [i["diagnostics"] for i in o["issue"]
+                                                   if i["severity"] in ("error", "fatal")]
+                for r in written if has_errors(o := validate_resource(r))}
+    assert not failures, failures
