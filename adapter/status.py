@@ -12,6 +12,7 @@ from typing import Any
 
 from adapter.fhir.client import FhirClient
 from adapter.workflow.load import referral_query
+from adapter.workflow.mmrpv.loading import follow_up_queries
 
 Resource = dict[str, Any]
 
@@ -51,13 +52,23 @@ def find_referral(fhir: FhirClient, key: str) -> Resource | None:
     return None
 
 
+JOURNEY_TYPES = frozenset({"ServiceRequest", "Task", "Communication", "Appointment", "CarePlan", "EpisodeOfCare",
+                           "DocumentReference", "CommunicationRequest"})
+
+
 def load_referral(fhir: FhirClient, referral_id: str) -> list[Resource]:
-    """The referral with its Tasks and Communications, plus what points at it by basedOn."""
-    resources = [e["resource"] for e in fhir.get(referral_query(referral_id)).get("entry") or ()
-                 if e.get("resource")]
-    for rtype in ("Appointment", "CarePlan"):
-        resources += fhir.search(rtype, {"based-on": f"ServiceRequest/{referral_id}"})
-    return [r for r in resources if r.get("resourceType") != "OperationOutcome"]
+    """What the worker loads of the referral's journey: its search with includes, then the MMRpv batch."""
+    found = _by_key(fhir.get(referral_query(referral_id)))
+    service_request = found.get(f"ServiceRequest/{referral_id}")
+    more = follow_up_queries(service_request, found) if service_request else []
+    for reply in fhir.batch_get(more) if more else ():
+        found.update(_by_key(reply))
+    return [r for r in found.values() if r.get("resourceType") in JOURNEY_TYPES]
+
+
+def _by_key(bundle: Resource) -> dict[str, Resource]:
+    return {f"{r['resourceType']}/{r['id']}": r for e in bundle.get("entry") or ()
+            if (r := e.get("resource")) and r.get("id")}
 
 
 def journey(resources: list[Resource]) -> list[Step]:
@@ -88,6 +99,15 @@ def journey(resources: list[Resource]) -> list[Step]:
         elif rtype == "CarePlan":
             period = r.get("period") or {}
             steps.append(Step(when, f"programme {r.get('status')} {period.get('start', '')}–{period.get('end', '')}"))
+        elif rtype == "EpisodeOfCare":
+            steps.append(Step(when, f"care commitment {r.get('status')}", _who(r.get("managingOrganization"))))
+        elif rtype == "DocumentReference":
+            steps.append(Step(r.get("date") or when, f"discharge summary {r.get('status')}",
+                              ", ".join(_who(a) for a in r.get("author") or ())))
+        elif rtype == "CommunicationRequest":
+            category = _display((r.get("category") or [None])[0])
+            steps.append(Step(r.get("authoredOn") or when, f"offer {category} ({r.get('status')})".strip(),
+                              _who((r.get("recipient") or [None])[0])))
     return sorted(steps, key=lambda s: s.when)
 
 
