@@ -1,13 +1,16 @@
 """``mmr-adapter demo``: the whole adapter in one process, fed one example referral.
 
 It starts the sandbox FHIR server, the API and a Celery worker in this process, installs the
-directory and the Subscriptions, posts a referral as an EHR would, and narrates what the adapter
-does. With Redis reachable it takes the real path (Redis broker and state); without, it falls back
+directory, the profiles and the Subscriptions, posts the published example referral Bundle as an
+EHR would, and then plays each other party in turn (the reviewer, the MMRpv unit, the patient
+app) while narrating what the adapter does, up to the discharge summary and the scheduled
+follow-up. With Redis reachable it takes the real path (Redis broker and state); without, it falls back
 to Celery's in-process broker and an in-memory store, and says so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -16,11 +19,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from adapter.fhir.client import FhirClient
+from adapter.workflow.calendar import STOCKHOLM
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -76,21 +83,112 @@ def in_process_stack(console: Console, redis_url: str) -> Iterator[dict[str, Any
         sandbox.stop()
 
 
-def example_referral(patient_id: str) -> dict[str, Any]:
-    from adapter.mappings import codes, directory
+def example(name: str) -> dict[str, Any]:
+    """One of the published examples (profiles/example/), as an EHR vendor would start from it."""
+    from adapter.conformance.package import profiles_dir
 
-    c, clinic = codes(), directory().clinics[1]
-    return {
-        "resourceType": "ServiceRequest",
-        "identifier": [{"system": "https://ehr.example.se/remiss", "value": f"DEMO-{uuid.uuid4().hex[:6].upper()}"}],
-        "status": "active", "intent": "order",
-        "category": [{"coding": [c.referral_category]}],
-        "code": {"coding": [c.referral_code]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "requester": {"display": "Dr. Remittent, Vårdcentralen Exempel"},
-        "performer": [{"reference": f"Organization/{clinic.hsa_id}", "display": clinic.name}],
-        "reasonCode": [{"text": "Långvarig smärta i ländrygg sedan 2 år"}],
-    }
+    return json.loads((profiles_dir() / "example" / name).read_text(encoding="utf-8"))
+
+
+class Journey:
+    """The demo's actors (referrer, reviewer, MMRpv unit, patient app) and what they watch for."""
+
+    def __init__(self, fhir: FhirClient, steps: Progress) -> None:
+        self.fhir, self.steps = fhir, steps
+        self.sr: dict[str, Any] = {}
+
+    def step(self, waiting: str, predicate: Callable[[], Any], done: Callable[[Any], str]) -> Any:
+        task = self.steps.add_task(waiting, total=None)
+        value = wait(predicate)
+        self.steps.update(task, description=done(value), completed=1, total=1)
+        return value
+
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """The referral's Tasks by code (the last booking round wins)."""
+        found = self.fhir.search("Task", {"focus": f"ServiceRequest/{self.sr['id']}"})
+        return {code_of(t.get("code")): t for t in sorted(found, key=lambda t: t.get("authoredOn", ""))}
+
+    def task_at(self, code: str, *business: str) -> dict[str, Any] | None:
+        task = self.tasks().get(code)
+        return task if task and code_of(task.get("businessStatus")) in business else None
+
+    def messages(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.fhir.search("Communication", {"based-on": f"ServiceRequest/{self.sr['id']}"})
+                if code_of((m.get("category") or [{}])[0]) == kind]
+
+
+def code_of(concept: dict[str, Any] | None) -> str:
+    return next((c.get("code", "") for c in (concept or {}).get("coding") or ()), "")
+
+
+def output(task: dict[str, Any], code: str) -> str:
+    found = next((o for o in task.get("output") or () if code_of(o.get("type")) == code), {})
+    return code_of(found.get("valueCodeableConcept")) or (found.get("valueReference") or {}).get("display", "")
+
+
+def walk(j: Journey) -> None:
+    """Referral, review, forwarding, the MMRpv unit, the programme and the discharge, narrated."""
+    from adapter.mappings import codes
+
+    c = codes()
+    bundle = example("Bundle-mmr-example-referral-bundle.json")
+    j.fhir.transaction(bundle)
+    ident = next(e["resource"]["identifier"][0] for e in bundle["entry"]
+                 if e["resource"]["resourceType"] == "ServiceRequest")
+    j.sr = j.fhir.search("ServiceRequest", {"identifier": f"{ident['system']}|{ident['value']}"})[0]
+    j.step("the referrer sends the example referral Bundle", lambda: True,
+           lambda _: f"referrer: referral {j.sr['identifier'][0]['value']} posted as one transaction "
+                     "(Patient, referrer, Consent, ServiceRequest)")
+    review = j.step("the adapter registers the arrival and reviews", lambda: j.task_at(
+        "referral-review", "recommended", "awaiting-patient", "awaiting-supplement"),
+        lambda t: f"adapter: review Task {t['status']} / {code_of(t['businessStatus'])}, "
+                  f"owner {t['owner'].get('display')}, due {t['restriction']['period']['end'][:16]}")
+    if code_of(review["businessStatus"]) == "awaiting-patient":
+        questionnaire = j.step("the adapter asks the patient", lambda: j.tasks().get("complete-questionnaire"),
+                               lambda t: "adapter: questionnaire Task for the patient")
+        answer = {**example("QuestionnaireResponse-mmr-example-intake-response.json"), "subject": j.sr["subject"],
+                  "basedOn": [{"reference": f"Task/{questionnaire['id']}"}]}
+        answer.pop("id")
+        answer.pop("author", None)
+        j.fhir.create(answer)
+        review = j.step("the patient app answers", lambda: j.task_at("referral-review", "recommended"),
+                        lambda t: "patient app: answered; adapter: review resumed")
+    level = output(review, "recommendation")
+    j.step("the recommendation", lambda: level, lambda lv: f"adapter: recommends {lv} from the four criteria")
+    decided = [*(review.get("output") or ()), {"type": c.concept("task-parameter", "decision"),
+                                               "valueCodeableConcept": c.concept("level", level)}]
+    j.fhir.update({**review, "output": decided, "businessStatus": c.concept("business-status", "decided")},
+                  if_match=review["meta"]["versionId"])
+    kind = "VID" if level == "MMRpv" else "BEK"
+    j.step(f"the reviewer decides {level}", lambda: len(j.messages(kind)) >= 2,
+           lambda _: f"reviewer: decided {level}; adapter: {kind} to referrer and patient")
+    if level != "MMRpv":
+        return
+    booking = j.step("the MMRpv unit registers the arrival", lambda: j.task_at("booking", "awaiting-booking"),
+                     lambda t: f"adapter: intake received, care commitment made, booking Task for "
+                               f"{t['owner'].get('display')} (suggested: {t['input'][0]['valueReference']['display']})")
+    site = booking["input"][0]["valueReference"]
+    start = (datetime.now(STOCKHOLM) + timedelta(days=14)).replace(hour=9, minute=0, second=0, microsecond=0)
+    j.fhir.create({"resourceType": "Appointment", "status": "booked", "start": start.isoformat(),
+                   "end": (start + timedelta(hours=6)).isoformat(),
+                   "basedOn": [{"reference": f"ServiceRequest/{j.sr['id']}"}],
+                   "participant": [{"actor": j.sr["subject"], "status": "accepted"},
+                                   {"actor": site, "status": "accepted"}]})
+    j.step("the administrative function books", lambda: len(j.messages("BEK")) >= 2,
+           lambda _: f"unit: booked at {site['display']}; adapter: BEK with time and place to referrer and patient")
+    plan = j.step("the programme", lambda: next(iter(j.fhir.search(
+        "CarePlan", {"based-on": f"ServiceRequest/{j.sr['id']}"})), None),
+        lambda p: f"adapter: programme CarePlan with {len(p.get('activity') or ())} activities")
+    j.fhir.update({**plan, "status": "completed"})  # the programme ran to its planned end
+    j.fhir.create({"resourceType": "DocumentReference", "status": "current",
+                   "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+                   "subject": j.sr["subject"], "author": [site],
+                   "content": [{"attachment": {"contentType": "text/plain", "title": "Epikris"}}],
+                   "context": {"related": [{"reference": f"ServiceRequest/{j.sr['id']}"}]}})
+    j.step("the programme ends and the unit writes the discharge summary",
+           lambda: j.task_at("mmrpv-intake", "discharged") and j.tasks().get("follow-up"),
+           lambda t: "adapter: summary and PAL meeting offer to the referrer; follow-up due "
+                     f"{t['restriction']['period']['start'][:10]}")
 
 
 def run_demo(console: Console | None = None, redis_url: str | None = None) -> int:
@@ -115,26 +213,19 @@ def run_demo(console: Console | None = None, redis_url: str | None = None) -> in
                          completed=1, total=1)
             settings = load_settings()
             fhir = fhir_client(settings)
-            t = steps.add_task("setup: directory and Subscriptions", total=None)
+            t = steps.add_task("setup: directory, profiles and Subscriptions", total=None)
             report = run_setup(fhir, notify_url=settings.notify_url, token=stack["token"])
             steps.update(t, description=f"setup: {len(report.written)} resources in place, subscribed to "
                                         f"{settings.notify_url}", completed=1, total=1)
-            t = steps.add_task("the referrer sends a referral (Patient + ServiceRequest)", total=None)
-            patient = fhir.create({"resourceType": "Patient", "name": [{"text": "Demo Patient"}]})
-            sr = fhir.create(example_referral(patient["id"]))
-            steps.update(t, description=f"referral {sr['identifier'][0]['value']} sent as "
-                                        f"ServiceRequest/{sr['id']}", completed=1, total=1)
-            t = steps.add_task("waiting for the adapter to register its arrival", total=None)
-            tasks = wait(lambda: fhir.search("Task", {"focus": f"ServiceRequest/{sr['id']}"}))
-            review = tasks[0]
-            steps.update(t, description=f"arrival registered: review Task/{review['id']} is {review['status']}, "
-                                        f"owner {review['owner'].get('display')}", completed=1, total=1)
+            journey = Journey(fhir, steps)
+            walk(journey)
             steps.stop()
+            key = journey.sr["identifier"][0]["value"]
             console.print()
-            console.print(f"The referral's journey (mmr-adapter status {sr['identifier'][0]['value']}):")
+            console.print(f"The referral's journey (mmr-adapter status {key}):")
             from adapter.status import journey_lines
 
-            for line in journey_lines(fhir, sr["id"]):
+            for line in journey_lines(fhir, journey.sr["id"]):
                 console.print(f"  {line}")
             fhir.close()
     console.rule("[bold green]demo done")

@@ -84,7 +84,8 @@ def journey(resources: list[Resource]) -> list[Step]:
         elif rtype == "Task":
             status = r.get("status", "")
             business = _display(r.get("businessStatus"))
-            due = ((r.get("restriction") or {}).get("period") or {}).get("end", "")
+            period = (r.get("restriction") or {}).get("period") or {}
+            due = period.get("start", "") if status == "draft" else period.get("end", "")  # held until start
             what = f"Task {_code(r) or '?'}: {status}" + (f" / {business}" if business else "")
             steps.append(Step(r.get("lastModified") or r.get("authoredOn") or when, what, _who(r.get("owner")),
                               due if status not in ("completed", "cancelled", "rejected", "failed") else ""))

@@ -224,7 +224,8 @@ def render_readme(directory: Path) -> str:
         "CarePlan.category `mmr` the care commitment and programme; every Consent is held to the consent "
         "profile.", "",
         "Business identifiers: every resource the adapter creates carries an identifier whose system is "
-        f"`{manifest['canonical']}/identifier/<kind>` (`task`, `communication`, `communicationrequest`, `episodeofcare`, `careplan`).", "",
+        f"`{manifest['canonical']}/identifier/<kind>` (`task`, `communication`, `communicationrequest`, "
+        "`episodeofcare`, `careplan`).", "",
         *profiles_section(resources), *terminology_section(resources), *questionnaires_section(resources),
         *topics_section(resources), *examples_section(directory), *index_section(index(directory)),
     ]

@@ -73,8 +73,17 @@ def referral(subject: dict[str, Any] = PATIENT, requester: dict[str, Any] = REFE
         "reasonCode": [{"text": "Långvarig smärta i rygg och nacke sedan mer än ett år"}],
         "supportingInfo": [{"reference": consent}],
         "note": [{"text": "Patienten är informerad om att remissen granskas av specialistvården, att nivån "
-                          "(MMRpv eller MMRsv) beslutas där och att remissen kan skickas vidare."}],
+                          "(MMRpv eller MMRsv) beslutas där och att remissen kan skickas vidare."},
+                 _section("pain-history", "Smärta i rygg och nacke sedan 2024, gradvis tilltagande."),
+                 _section("work-situation", "Arbetar som undersköterska, sjukskriven 50 % sedan augusti."),
+                 _section("current-treatment", "Fysioterapi en gång i veckan, paracetamol vid behov.")],
     }
+
+
+def _section(name: str, text: str) -> dict[str, Any]:
+    """A part of the referral's history, marked with the section it answers (completeness rules)."""
+    return {"extension": [{"url": url("StructureDefinition", "mmr-referral-section"), "valueCode": name}],
+            "text": text}
 
 
 def review_task() -> Resource:
@@ -266,7 +275,8 @@ def referral_bundle() -> Resource:
     role = {"resourceType": "PractitionerRole", "identifier": [{"system": HSA, "value": f"{REFERRER_HSA}-R"}],
             "practitioner": {"reference": f"urn:uuid:{ids['practitioner']}"},
             "organization": {"reference": f"urn:uuid:{ids['organization']}"},
-            "code": [{"text": "Patientansvarig läkare (PAL)"}]}
+            "code": [{"text": "Patientansvarig läkare (PAL)"}],
+            "telecom": [{"system": "phone", "value": "010-000 00 00", "use": "work"}]}
     consent_body = consent(patient_ref)
     consent_body["identifier"] = [{"system": REFERRAL_SYSTEM.replace("remiss", "samtycke"), "value": "SAM-2026-0001"}]
     referral_body = referral(patient_ref, role_ref, f"urn:uuid:{ids['consent']}")
