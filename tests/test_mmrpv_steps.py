@@ -294,3 +294,14 @@ def test_everything_the_mmrpv_steps_write_conforms_to_its_profile() -> None:
                                                    if i["severity"] in ("error", "fatal")]
                 for r in written if has_errors(o := validate_resource(r))}
     assert not failures, failures
+
+
+def test_a_referral_revoked_at_the_unit_cancels_its_open_tasks_and_ends_the_episode() -> None:
+    state = forwarded()
+    state = update_resource(state, state.service_request, status="revoked")
+    state = settle(state, sr_event(state), Context(now=NOW + timedelta(days=2)))
+    assert task(state, "R-1-booking-mmrpv-1")["status"] == "cancelled"
+    assert task(state, "R-1-mmrpv-intake")["status"] == "cancelled"
+    assert of_type(state, "EpisodeOfCare")[0]["status"] == "cancelled"
+    assert {"R-1-AVB-referrer-revoked", "R-1-AVB-patient-revoked"} <= set(messages(state))
+    assert not decide(state, timer_event(state, "mmrpv-booking-reminder"), Context(now=NOW + timedelta(days=30))).writes
