@@ -49,6 +49,9 @@ def referral() -> Resource:
             el("ServiceRequest.extension:criterion-assessment", extension=url("StructureDefinition",
                                                                              "mmr-criterion-assessment"),
                short="The referrer's own assessment of an MMRpv criterion (at most one per criterion)"),
+            el("ServiceRequest.extension:patient-informed", max="1",
+               extension=url("StructureDefinition", "mmr-patient-informed"),
+               short="The patient was informed of the specialist review, the level decision and forwarding"),
             el("ServiceRequest.identifier", min=1, short="The referrer's business identifier of the referral",
                definition="The root of every business identifier the adapter derives for this referral."),
             el("ServiceRequest.category", min=1, slicing="$this"),
@@ -66,6 +69,13 @@ def referral() -> Resource:
                short="The specialist clinic chosen with the patient",
                definition=f"Referenced by HSA-id identifier ({HSA}) and/or literally as Organization/<HSA-id>, "
                           "the logical id the directory is installed under."),
+            el("ServiceRequest.note", short="Free text; the sections the review needs are marked",
+               definition="Pain history, work and sick-leave situation and current treatment each go in a note "
+                          "marked with extension mmr-referral-section; a missing one is asked for with KOM."),
+            el("ServiceRequest.note.extension", slicing="url", slicing_type="value"),
+            el("ServiceRequest.note.extension:section", max="1",
+               extension=url("StructureDefinition", "mmr-referral-section"),
+               short="Which section of the referral this note is"),
             el("ServiceRequest.supportingInfo", short="Should reference the patient's Consent",
                definition="The Consent that lets the clinic read the record; the adapter also finds it by "
                           "searching the patient's active Consents."),
@@ -100,6 +110,39 @@ def criterion_assessment() -> Resource:
                    el("Extension.value[x]", max="0"),
                ]}})
     return sd
+
+
+
+def simple_extension(id_: str, name: str, title: str, description: str, purpose: str, context: str,
+                     value: str, binding: tuple[str, str] | None = None) -> Resource:
+    """An extension with one value of type ``value`` on the element ``context``."""
+    sd = metadata("StructureDefinition", id_, name, title, description, purpose)
+    sd.update({"fhirVersion": FHIR_VERSION, "kind": "complex-type", "abstract": False,
+               "context": [{"type": "element", "expression": context}], "type": "Extension",
+               "baseDefinition": f"{CORE_SD}/Extension", "derivation": "constraint", "differential": {"element": [
+                   el("Extension", short=title),
+                   el("Extension.extension", max="0"),
+                   el("Extension.url", fixed=("Uri", sd["url"])),
+                   el("Extension.value[x]", min=1, types=[value], binding=binding),
+               ]}})
+    return sd
+
+
+def referral_section() -> Resource:
+    return simple_extension(
+        "mmr-referral-section", "MmrReferralSection", "MMR referral section",
+        "Marks a ServiceRequest.note as one of the referral's sections (a code of mmr-referral-section).",
+        "The completeness rules find pain history, work situation and current treatment by it.",
+        "ServiceRequest.note", "code", ("required", vs_url("referral-section")))
+
+
+def patient_informed() -> Resource:
+    return simple_extension(
+        "mmr-patient-informed", "MmrPatientInformed", "MMR patient informed",
+        "true: the referrer informed the patient that the referral goes to specialist review, that the level "
+        "(MMRpv/MMRsv) is decided there and that it may be forwarded to the MMRpv unit.",
+        "The routine requires it before the review; a verified Consent (mmr-consent) says the same.",
+        "ServiceRequest", "boolean")
 
 # ---------------------------------------------------------------- confirmation, consent, care
 
@@ -208,5 +251,5 @@ def care_plan() -> Resource:
 
 
 def build() -> list[Resource]:
-    return [referral(), criterion_assessment(), *tasks.build(), confirmation(), consent(), episode_of_care(),
-            care_plan()]
+    return [referral(), criterion_assessment(), referral_section(), patient_informed(), *tasks.build(),
+            confirmation(), consent(), episode_of_care(), care_plan()]

@@ -57,6 +57,11 @@ PROSE: dict[str, tuple[str, str]] = {
         "Notices the adapter sends that are not referral confirmations (Communication.category).",
         "Overdue reviews, questionnaire requests and reminders are told apart from Inera-style confirmations.",
     ),
+    "referral-section": (
+        "The free-text sections of a referral the review needs: pain history, work and sick-leave situation, "
+        "current treatment.",
+        "Marks which ServiceRequest.note answers which completeness rule (extension mmr-referral-section).",
+    ),
     "service": (
         "The service a referral asks for: multimodal pain rehabilitation.",
         "ServiceRequest.code of the referral, and the type/category of the care commitment and programme.",
