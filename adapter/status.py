@@ -71,6 +71,15 @@ def _by_key(bundle: Resource) -> dict[str, Resource]:
             if (r := e.get("resource")) and r.get("id")}
 
 
+def _participation(careplan: Resource) -> str:
+    """The activities by the status the unit recorded, e.g. `` (5 activities: 2 completed, 3 in-progress)``."""
+    statuses = [((a.get("detail") or {}).get("status") or "unknown") for a in careplan.get("activity") or ()]
+    if not statuses:
+        return ""
+    counts = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
+    return f" ({len(statuses)} activities: {counts})"
+
+
 def journey(resources: list[Resource]) -> list[Step]:
     """Every step so far, oldest first."""
     steps: list[Step] = []
@@ -99,7 +108,8 @@ def journey(resources: list[Resource]) -> list[Step]:
                                         if (p.get("actor") or {}).get("reference", "").startswith("Location"))))
         elif rtype == "CarePlan":
             period = r.get("period") or {}
-            steps.append(Step(when, f"programme {r.get('status')} {period.get('start', '')}–{period.get('end', '')}"))
+            steps.append(Step(when, f"programme {r.get('status')} {period.get('start', '')}–{period.get('end', '')}"
+                                    f"{_participation(r)}"))
         elif rtype == "EpisodeOfCare":
             steps.append(Step(when, f"care commitment {r.get('status')}", _who(r.get("managingOrganization"))))
         elif rtype == "DocumentReference":

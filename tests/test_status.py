@@ -1,0 +1,24 @@
+"""``mmr-adapter status``: the pure formatting of a journey (the e2e tests run it against the server)."""
+
+from __future__ import annotations
+
+from adapter.status import journey
+
+
+def test_a_held_follow_up_is_due_when_it_becomes_active_and_an_open_task_at_its_deadline() -> None:
+    follow_up = {"resourceType": "Task", "status": "draft", "code": {"coding": [{"code": "follow-up"}]},
+                 "lastModified": "2026-07-01T08:00:00+02:00",
+                 "restriction": {"period": {"start": "2027-06-30T09:00:00+02:00", "end": "2027-07-28T09:00:00+02:00"}}}
+    review = {"resourceType": "Task", "status": "in-progress", "code": {"coding": [{"code": "referral-review"}]},
+              "lastModified": "2026-03-02T09:30:00+01:00",
+              "restriction": {"period": {"end": "2026-03-05T16:00:00+01:00"}}}
+    done = {**review, "status": "completed", "lastModified": "2026-03-03T10:00:00+01:00"}
+    steps = journey([follow_up, review, done])
+    assert [s.due for s in steps] == ["2026-03-05T16:00:00+01:00", "", "2027-06-30T09:00:00+02:00"]
+
+
+def test_the_programme_shows_the_participation_the_unit_recorded() -> None:
+    plan = {"resourceType": "CarePlan", "status": "active", "period": {"start": "2026-04-07", "end": "2026-06-30"},
+            "activity": [{"detail": {"status": s}} for s in ("completed", "in-progress", "in-progress")]}
+    [step] = journey([plan])
+    assert step.what == "programme active 2026-04-07–2026-06-30 (3 activities: 1 completed, 2 in-progress)"
