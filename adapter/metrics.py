@@ -32,6 +32,7 @@ class PipelineCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         try:
             events, latency = self.state.metrics()
+            workflow = self.state.workflow_counts()
             depth, dlq = self.queue_depth(), self.state.dlq_size()
         except Exception:  # Redis down: /health says so; the scrape still answers
             return
@@ -40,6 +41,11 @@ class PipelineCollector(Collector):
             outcome, _, kind = field.partition("|")
             family.add_metric([outcome, kind], float(value))
         yield family
+        counted = CounterMetricFamily("mmr_workflow_events", "Workflow events, e.g. overdue reviews flagged",
+                                      labels=["event"])
+        for name, value in sorted(workflow.items()):
+            counted.add_metric([name], float(value))
+        yield counted
         yield GaugeMetricFamily("mmr_queue_depth", "Events waiting on the queue", value=depth)
         yield GaugeMetricFamily("mmr_dead_letters", "Events parked in the dead-letter store", value=dlq)
         buckets = [(str(le), float(latency.get(str(le), 0))) for le in LATENCY_BUCKETS]

@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from adapter.fhir.client import FhirClient
+from adapter.mappings import codes
 from adapter.pipeline.state import State
 from tests.conftest import Stack, wait_for
 from tests.e2e_referrals import (
@@ -117,6 +119,23 @@ def test_questionnaire_path_task_for_the_patient_then_answer_then_recommendation
         "QuestionnaireResponse/")
 
 
+def _overdue_counted(stack: Stack) -> int:
+    """``mmr_workflow_events_total{event="review-overdue-flagged"}`` as the API's /metrics shows it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{stack.api_url}/metrics", timeout=5).text
+    return sum(int(s.value) for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "mmr_workflow_events_total" and s.labels.get("event") == "review-overdue-flagged")
+
+
+def _overdue_flags(fhir: FhirClient) -> list[str]:
+    """Every overdue flag on the server (of any referral), by business identifier."""
+    system = codes().system("notification-type")
+    found = fhir.search("Communication", {"category": f"{system}|overdue", "_count": "100"})
+    return [i["value"] for m in found if m["resourceType"] == "Communication" for i in m.get("identifier") or ()
+            if i.get("system") == codes().identifier_system("communication")]
+
+
 def _fire(stack: Stack, at: datetime) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "adapter.cli", "fire-timers", "--at", at.isoformat()],
                           env=stack.env, capture_output=True, text=True, timeout=60)
@@ -141,8 +160,13 @@ def test_due_date_across_easter_and_overdue_flagged_exactly_once(stack: Stack, f
     assert sorted(r.stdout.split()[0] for r in runs).count("0") >= 1  # one of them found nothing left
     flag = wait_for(lambda: messages(fhir, sr).get(overdue), what="the overdue flag")
     assert code(flag["category"][0]) == "overdue"
+    # Counted in /metrics, once per flag on the server: ours once (firing in 2027 also flags the reviews
+    # earlier tests left open, so the total may be more when the module runs).
+    assert overdue in wait_for(lambda: _overdue_counted(stack) == len(f := _overdue_flags(fhir)) and f,
+                               what="every overdue flag counted in /metrics")
     assert _fire(stack, datetime(2027, 4, 2, 9, 0, tzinfo=STHLM)).returncode == 0
     assert sum(1 for k in messages(fhir, sr) if "overdue" in k) == 1
+    assert _overdue_flags(fhir).count(overdue) == 1 and _overdue_counted(stack) == len(_overdue_flags(fhir))
 
 
 def test_duplicate_and_out_of_order_notifications_change_nothing(stack: Stack, fhir: FhirClient,

@@ -268,3 +268,53 @@ def test_no_personnummer_or_name_reaches_a_log_line(stack: Stack, fhir: FhirClie
     assert sr["id"] in logs  # the logs do talk about this referral ...
     for secret in (TEST_PERSONNUMMER, "19121212-1212", "Tolvansson", "Tolvan"):
         assert secret not in logs  # ... but never name the patient
+
+
+def _log_lines(name: str) -> list[dict[str, Any]]:
+    """The JSON lines of one process's log (Celery's own banner lines are not JSON and are skipped)."""
+    path = LOGS / f"{name}.log"
+    lines = []
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            lines.append(record)
+    return lines
+
+
+def test_the_correlation_id_goes_from_the_webhook_to_the_fhir_write(quiet: Stack, fhir: FhirClient) -> None:
+    sr = new_referral(fhir)
+    request_id = unique("req")
+    reply = quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr), extra={"X-Request-Id": request_id})
+    assert reply.status_code == 202, reply.text
+    task = one_review_task(fhir, sr["id"])
+    assert task["meta"]["source"].endswith(f"#{request_id}")  # the write says which request caused it
+    accepted = [r for r in _log_lines("api") if r.get("correlation_id") == request_id]
+    assert [r["event"] for r in accepted] == ["notification queued"]
+
+    def processed_line() -> list[dict[str, Any]]:
+        return [r for r in _log_lines("worker")
+                if r.get("correlation_id") == request_id and r.get("event") == "event processed"]
+
+    done = wait_for(processed_line, what="the worker's log line for the event")
+    assert done[0]["outcome"] == "applied"
+    steps = [r for r in _log_lines("worker") if r.get("correlation_id") == request_id and r.get("event") == "step"]
+    assert steps and all(r["referral"] == sr["id"] for r in steps)  # every step of the event carries it
+
+
+def test_a_referral_that_is_not_ours_is_ignored_at_debug_level(quiet: Stack, fhir: FhirClient) -> None:
+    other = {"coding": [{"system": "http://snomed.info/sct", "code": "71388002"}]}  # not a referral for MMR
+    sr = new_referral(fhir, category=[other], code=other)
+    request_id = unique("req")
+    reply = quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr), extra={"X-Request-Id": request_id})
+    assert reply.status_code == 202, reply.text
+
+    def processed_line() -> list[dict[str, Any]]:
+        return [r for r in _log_lines("worker")
+                if r.get("correlation_id") == request_id and r.get("event") == "event processed"]
+
+    assert wait_for(processed_line, what="the worker's log line for the event")[0]["outcome"] == "nothing"
+    assert not [r for r in _log_lines("worker") if r.get("correlation_id") == request_id and r.get("event") == "step"]
+    assert not review_tasks(fhir, sr["id"])

@@ -132,6 +132,26 @@ def validate_resource(resource: dict) -> dict:
     return outcome(issues + more, checked)
 
 
+def validate_against(resource: dict, canonical: str) -> dict:
+    """An OperationOutcome for one resource against one named profile, whatever the resource declares.
+
+    For a caller that knows what the resource must be (the review: an MMR referral), so a resource
+    whose codes are too wrong to select the profile is still held to it. Pure over the resource:
+    the package is read once per process.
+    """
+    pkg, term = package(), terminology()
+    path = str(resource.get("resourceType") or "(resource)")
+    sd = pkg.get(canonical)
+    if sd is None or sd.get("resourceType") != "StructureDefinition":
+        return outcome([error("not-found", path, f"unknown profile {canonical}")], [])
+    issues = check_structure(resource, path) + check_core_codes(resource, path) + check_codes(resource, path, term)
+    if sd["type"] != resource.get("resourceType"):
+        issues.append(error("structure", path, f"profile is for {sd['type']}", sd["url"]))
+    else:
+        issues += ProfileCheck(resource, sd, term, path, None, pkg.get).run()
+    return outcome(issues, [sd["url"]])
+
+
 def validate_file(path: str | Path) -> dict:
     """Validate a JSON file; unreadable JSON is a ``fatal`` issue, not an exception."""
     try:

@@ -82,7 +82,7 @@ class Runner:
                 return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"])
             plan = core.decide(referral, event, core.Context(now=self.now(), options=self.options))
             for text in plan.notes:
-                log.info("step", referral=referral_id, note=text)
+                (log.debug if text.endswith(core.IGNORED) else log.info)("step", referral=referral_id, note=text)
             if plan.empty:
                 return Outcome("nothing", [referral_id], notes=list(plan.notes))
             if not plan.writes:  # only timers to (re)arm: nothing to write
@@ -94,6 +94,7 @@ class Runner:
                 log.info("version conflict, planning again", referral=referral_id, reason=exc.message)
                 continue
             self.state.set_timers(plan.timers)
+            self.state.count_workflow(plan.counts)
             return Outcome("applied", [referral_id], len(plan.writes), list(plan.notes))
         raise VersionConflict(412, f"ServiceRequest/{referral_id} kept changing; {MAX_REPLANS} plans conflicted")
 

@@ -168,6 +168,17 @@ class State:
     def metrics(self) -> tuple[dict[str, str], dict[str, str]]:
         return self.r.hgetall(P + "metrics:events"), self.r.hgetall(P + "metrics:latency")
 
+    def count_workflow(self, names: tuple[str, ...]) -> None:
+        """Workflow events a written plan reports (``Plan.counts``), e.g. an overdue review flagged."""
+        if names:
+            pipe = self.r.pipeline()
+            for name in names:
+                pipe.hincrby(P + "metrics:workflow", name, 1)
+            pipe.execute()
+
+    def workflow_counts(self) -> dict[str, str]:
+        return self.r.hgetall(P + "metrics:workflow")
+
     # ------------------------------------------------------------ clock
 
     def now(self, test_clock: bool = False) -> datetime:

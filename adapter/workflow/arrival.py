@@ -2,7 +2,7 @@
 
 Which referrals: a ServiceRequest for multimodal pain rehabilitation (category SNOMED 3457005
 and/or code ``mmr``), ``active``, whose performer is one of the directory's specialist clinics.
-Anything else is ignored with a note.
+Anything else is ignored with a note ending ``: ignored`` (the shell logs those at debug level).
 
 Registration creates the review Task once (identifier ``<referral key>-referral-review``):
 ``received`` / ``registered``, focus the ServiceRequest, for the patient, requester the referrer,
@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Any
 
 from adapter.mappings import Clinic, Unit, codes
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create, note, on
+from adapter.workflow.core import IGNORED, NOTHING, Context, Event, Plan, Referral, Timer, create, note, on
 from adapter.workflow.review import options
 from adapter.workflow.review.deadline import OVERDUE_TIMER, review_deadline
 from adapter.workflow.review.referral import (
@@ -57,12 +57,12 @@ def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
     """[3] Create the review Task of an MMR referral addressed to one of our clinics, once."""
     sr = referral.service_request
     if not is_mmr_referral(sr):
-        return note("not an MMR referral: ignored")
+        return note(f"not an MMR referral{IGNORED}")
     if sr.get("status") != ACTIVE:
         return NOTHING
     clinic = performer_clinic(referral)
     if clinic is None:
-        return note("performer is not a specialist clinic of the directory: ignored")
+        return note(f"performer is not a specialist clinic of the directory{IGNORED}")
     if review_task(referral) is not None:
         return NOTHING
     deadline = review_deadline(ctx.now, ctx)

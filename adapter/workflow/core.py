@@ -176,6 +176,7 @@ class Plan:
     writes: tuple[Write, ...] = ()
     timers: tuple[Timer, ...] = ()
     notes: tuple[str, ...] = ()  # what the step decided and why: logged, never containing PII
+    counts: tuple[str, ...] = ()  # workflow events the shell counts (metrics) once the writes are applied
 
     def __add__(self, other: Plan) -> Plan:
         merged: dict[str, Write] = {w.key: w for w in self.writes}
@@ -184,7 +185,8 @@ class Plan:
             # A later step's update of something an earlier step planned keeps the original guard.
             merged[w.key] = replace(w, if_match=earlier.if_match, if_none_exist=earlier.if_none_exist) \
                 if earlier else w
-        return Plan(tuple(merged.values()), self.timers + other.timers, self.notes + other.notes)
+        return Plan(tuple(merged.values()), self.timers + other.timers, self.notes + other.notes,
+                    self.counts + other.counts)
 
     @property
     def empty(self) -> bool:
@@ -192,6 +194,7 @@ class Plan:
 
 
 NOTHING = Plan()
+IGNORED = ": ignored"  # a note ending so says the event is none of the routine's business (logged at debug)
 
 
 def note(text: str) -> Plan:

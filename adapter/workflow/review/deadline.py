@@ -2,8 +2,9 @@
 
 Arrival sets ``Task.restriction.period.end`` (see ``adapter.workflow.calendar`` for the
 convention) and a timer at that moment. When it fires and the review Task is still open, the
-clinic (and the assigned reviewer, if any) gets one ``overdue`` notice. The Task's own
-businessStatus is left alone: it says where the review stands, which matters more than lateness.
+clinic (and the assigned reviewer, if any) gets one ``overdue`` notice, and the plan asks the shell
+to count it (``review-overdue-flagged``). The Task's own businessStatus is left alone: it says
+where the review stands, which matters more than lateness.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from adapter.workflow.review.referral import dig
 from adapter.workflow.review.state import is_open, owner_is_reviewer, review_task
 
 OVERDUE_TIMER = "review-overdue"
+OVERDUE_COUNT = "review-overdue-flagged"
 
 
 def review_deadline(arrival: datetime, ctx: Context) -> datetime:
@@ -47,5 +49,6 @@ def flag_overdue(referral: Referral, event: Event, ctx: Context) -> Plan:
     if ctx.now < due:
         return Plan(timers=(Timer(OVERDUE_TIMER, referral.id, due),), notes=("overdue timer early: re-armed",))
     reviewer = [task["owner"]] if owner_is_reviewer(task) else []
-    return conf.notify(referral, ctx, "overdue", "clinic", "review", also_to=reviewer,
+    flag = conf.notify(referral, ctx, "overdue", "clinic", "review", also_to=reviewer,
                        days=options.number(ctx, "review_working_days"), deadline=local(due).date().isoformat())
+    return flag + Plan(counts=(OVERDUE_COUNT,)) if flag.writes else flag
