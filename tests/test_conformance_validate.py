@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from adapter.conformance.cli import validate_command
 from adapter.conformance.package import EXAMPLE_DIR, profiles_dir, resource_files
-from adapter.conformance.validate import validate_file, validate_resource
+from adapter.conformance.validate import validate_against, validate_file, validate_resource
 from adapter.mappings import codes
 
 DATA = Path(__file__).parent / "data" / "conformance"
@@ -71,6 +71,20 @@ def test_a_task_of_another_workflow_is_checked_for_structure_only() -> None:
     outcome = validate_resource(task)
     assert errors(outcome) == []
     assert "structure only" in outcome["issue"][-1]["details"]["text"]
+
+
+def test_validate_against_holds_a_resource_to_the_named_profile_whatever_its_codes() -> None:
+    referral = json.loads((profiles_dir() / EXAMPLE_DIR / "ServiceRequest-mmr-example-referral.json").read_text())
+    profile = f"{codes().base}/StructureDefinition/mmr-referral"
+    assert errors(validate_against(referral, profile)) == []
+    other = {**referral, "code": {"coding": [{"system": "http://snomed.info/sct", "code": "71388002"}]},
+             "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}]}
+    other.pop("meta", None)
+    assert errors(validate_resource(other)) == []  # no code selects the referral profile
+    found = [i["diagnostics"] for i in errors(validate_against(other, profile))]
+    assert any(d.startswith("ServiceRequest.code: must match pattern") for d in found), found
+    assert any(d.startswith("ServiceRequest.category:referral: minimum cardinality 1") for d in found), found
+    assert errors(validate_against(referral, f"{codes().base}/StructureDefinition/nope"))[0]["code"] == "not-found"
 
 
 def test_unreadable_file_is_fatal(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from adapter.mappings import load
 from adapter.workflow.core import decide
-from adapter.workflow.review.completeness import missing
+from adapter.workflow.review.completeness import missing, profile_errors
 from adapter.workflow.review.referral import performer_clinic
 from tests.workflow_helpers import (
     ALL_MET,
@@ -78,6 +78,73 @@ def test_a_contained_consent_counts() -> None:
     state = referral(sr)
     state = type(state)(sr, {k: v for k, v in state.resources.items() if not k.startswith("Consent/")})
     assert missing_ids(state) == []
+
+
+WRONG_CODE = {"coding": [{"system": "http://snomed.info/sct", "code": "71388002"}]}  # a SNOMED procedure, not ours
+
+PROFILE_BREAKS = {
+    # a wrong fixed code: the category routes it, the profile wants code mmr of our CodeSystem
+    "wrong code": ({"code": WRONG_CODE}, "ServiceRequest.code: must match pattern"),
+    # a required element missing: the code routes it, the profile wants the referral category
+    "no category": ({"category": None}, "ServiceRequest.category:referral: minimum cardinality 1, found 0"),
+    # an invariant: two assessments of the same criterion
+    "criterion assessed twice": ({"extension": [*ALL_MET, ALL_MET[0]]}, "invariant mmr-sr-3 failed"),
+    "no business identifier": ({"identifier": None}, "ServiceRequest.identifier: minimum cardinality 1, found 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(PROFILE_BREAKS))
+def test_profile_errors_of_the_referral_are_missing_items(case: str) -> None:
+    overrides, diagnostics = PROFILE_BREAKS[case]
+    state = referral(service_request(**overrides))
+    ids = missing_ids(state)
+    assert ids and all(i.startswith("profile:ServiceRequest") for i in ids)  # no other rule catches it
+    labels = [r.sv for r in missing(state, performer_clinic(state), NOW)[0]]
+    assert any(diagnostics in label and label.startswith("Remissen uppfyller inte profilen mmr-referral: ")
+               for label in labels), labels
+
+
+def test_a_conformant_referral_has_no_profile_errors() -> None:
+    assert profile_errors(service_request()) == ()
+    assert profile_errors(service_request(extension=ALL_MET)) == ()
+
+
+@pytest.mark.parametrize("case", ["wrong code", "no category"])
+def test_a_referral_breaking_the_profile_gets_a_kom_with_the_precise_issues(case: str) -> None:
+    overrides, diagnostics = PROFILE_BREAKS[case]
+    state = referral(service_request(extension=ALL_MET, **overrides))
+    plan, after = run(state, sr_event(state), ctx())
+    task = review(after)
+    assert task["status"] == "on-hold" and code(task["businessStatus"]) == "awaiting-supplement"
+    assert list(messages(after)) == ["R-1-KOM-referrer-1"]
+    items = [line[2:] for line in messages(after)["R-1-KOM-referrer-1"]["payload"][0]["contentString"].splitlines()
+             if line.startswith("- ")]
+    assert items and all(i.startswith("Remissen uppfyller inte profilen mmr-referral: ServiceRequest") for i in items)
+    assert any(diagnostics in i and "(profile https://mmr-adapter.se/fhir/StructureDefinition/mmr-referral)" in i
+               for i in items), items
+    assert "recommendation" not in output_codes(task)
+    assert any("KOM round 1 for profile:ServiceRequest" in n for n in plan.notes)  # a path, never a value
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
+    # The referrer fixes the referral: the new version conforms, and the review resumes.
+    fixed = update_resource(after, after.service_request, **{k: service_request()[k] for k in overrides})
+    _, resumed = run(fixed, sr_event(fixed), ctx())
+    assert review(resumed)["status"] == "in-progress" and code(review(resumed)["businessStatus"]) == "recommended"
+    assert list(messages(resumed)) == ["R-1-KOM-referrer-1"]
+
+
+def test_profile_issues_in_english() -> None:
+    state = referral(service_request(code=WRONG_CODE))
+    kom = next(w.resource for w in decide(state, sr_event(state), ctx(language="en")).writes
+               if w.resource["resourceType"] == "Communication")
+    assert "- The referral does not conform to the mmr-referral profile: ServiceRequest.code: must match pattern" \
+        in kom["payload"][0]["contentString"]
+
+
+def test_a_conformant_referral_gets_no_kom() -> None:
+    state = referral(service_request(extension=ALL_MET))
+    _, after = run(state, sr_event(state), ctx())
+    assert not any("-KOM-" in k for k in messages(after))
+    assert review(after)["status"] == "in-progress" and code(review(after)["businessStatus"]) == "recommended"
 
 
 def _incomplete() -> tuple:  # type: ignore[type-arg]

@@ -11,18 +11,26 @@ The review resumes (``in-progress``) when the round is answered, which is either
 The answer is recorded on the review Task as an input ``supplement-reply`` (the reply, or the
 ServiceRequest version), so that later events, which may not load the reply, still see it.
 
+A referral that breaks the ``mmr-referral`` profile (profiles/) is incomplete too: each error
+the validator finds is one missing item, its diagnostics quoted in the KOM, so the referrer learns
+precisely what to fix.
+
 A referral whose referrer cannot be reached (no usable requester) gets no KOM: the adapter
 stops there with a note and the clinic takes it by hand (the overdue flag still comes).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from adapter.mappings import Clinic, load
+from adapter.conformance.outcome import ERRORS
+from adapter.conformance.validate import validate_against
+from adapter.mappings import Clinic, codes, load
 from adapter.workflow import arrival  # noqa: F401  (its steps run first)
 from adapter.workflow import confirmations as conf
 from adapter.workflow.calendar import add_working_days
@@ -62,8 +70,37 @@ def rules() -> list[Rule]:
     return [Rule(r["id"], r["sv"], r.get("en") or r["sv"], r["expression"]) for r in load("completeness")["rules"]]
 
 
+# A profile error as a missing item: the validator's diagnostics (path, what is wrong, the profile).
+PROFILE_SV = "Remissen uppfyller inte profilen mmr-referral: {issue}"
+PROFILE_EN = "The referral does not conform to the mmr-referral profile: {issue}"
+
+
+def profile_errors(service_request: Resource) -> tuple[Rule, ...]:
+    """One missing item per error of the ServiceRequest against the mmr-referral profile.
+
+    The referral itself is judged: contained resources (a Consent) are judged by the rules that read
+    them. The id is ``profile:<path>`` (a path, never a value, so notes stay free of patient data).
+    Validation is pure and memoised on the resource's content: the steps of one event ask again.
+    """
+    own = {k: v for k, v in service_request.items() if k != "contained"}
+    return _profile_errors(json.dumps(own, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=256)
+def _profile_errors(body: str) -> tuple[Rule, ...]:
+    result = validate_against(json.loads(body), f"{codes().base}/StructureDefinition/mmr-referral")
+    out = []
+    for issue in result["issue"]:
+        if issue.get("severity") in ERRORS:
+            path = (issue.get("expression") or ["ServiceRequest"])[0]
+            text = str(issue.get("diagnostics") or issue.get("code"))
+            out.append(Rule(f"profile:{path}", PROFILE_SV.format(issue=text), PROFILE_EN.format(issue=text), path))
+    return tuple(out)
+
+
 def missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[list[Rule], list[str]]:
-    """The rules the referral fails, and notes on rules that could not be evaluated (they count as failed)."""
+    """The rules the referral fails, then its profile errors, and notes on rules that could not be
+    evaluated (they count as failed)."""
     env = variables(referral, clinic, now)
     failed, notes = [], []
     for rule in rules():
@@ -74,7 +111,7 @@ def missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[l
             notes.append(f"completeness rule {rule.id} could not be evaluated ({exc}): counted as missing")
         if not ok:
             failed.append(rule)
-    return failed, notes
+    return failed + list(profile_errors(referral.service_request)), notes
 
 
 # ---------------------------------------------------------------- supplement rounds
