@@ -5,14 +5,29 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from typing import Any
 
 import pytest
 
+from adapter.conformance.install import conformance_resources
+from adapter.conformance.package import is_topic, package
 from adapter.fhir.client import FhirClient
 from adapter.setup import check_capabilities, directory_resources
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.e2e
+
+
+TOPIC_URL = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic.url"
+TOPIC_VERSION = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic.version"
+
+
+def _canonical(resource: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(url, version) of a conformance resource; a backport topic carries them as extensions."""
+    if not is_topic(resource):
+        return resource.get("url"), resource.get("version")
+    ext = {e.get("url"): e.get("valueUri") or e.get("valueString") for e in resource.get("extension") or ()}
+    return ext.get(TOPIC_URL), ext.get(TOPIC_VERSION)
 
 
 def _setup(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -31,6 +46,16 @@ def test_setup_twice_leaves_one_copy_of_each_resource(stack: Stack, fhir: FhirCl
     subs = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"]
     ours = Counter(s["criteria"] for s in subs if s["channel"]["endpoint"] == f"{stack.api_url}/notify")
     assert ours and all(n == 1 for n in ours.values()), ours
+    installed = conformance_resources(package())
+    assert {r["resourceType"] for r in installed} >= {"CodeSystem", "ValueSet", "StructureDefinition", "Basic"}
+    topics = [b for b in fhir.search("Basic", {"_count": "100"}) if is_topic(b)]
+    for resource in installed:
+        url, version = _canonical(resource)
+        assert url and version, resource["id"]
+        rt = resource["resourceType"]
+        found = topics if is_topic(resource) else fhir.search(rt, {"url": url, "version": version})
+        copies = [r for r in found if r["resourceType"] == rt and _canonical(r) == (url, version)]
+        assert len(copies) == 1, f"{len(copies)} copies of {rt} {url}|{version}"
 
 
 def test_setup_repairs_a_subscription_the_server_switched_off(stack: Stack, fhir: FhirClient) -> None:
