@@ -37,7 +37,6 @@ from adapter.workflow.mmrpv.common import (
     intake_open,
     intake_task,
     live,
-    number,
     open_booking_task,
     parse_moment,
     programme,
@@ -46,6 +45,7 @@ from adapter.workflow.mmrpv.common import (
     unit_ref,
 )
 from adapter.workflow.mmrpv.site import suggest_site
+from adapter.workflow.review.options import number
 from adapter.workflow.review.referral import subject_reference
 from adapter.workflow.review.state import concept, key_of, parameters, revise
 

@@ -1,4 +1,4 @@
-"""What the MMRpv steps share: options, our identifiers, and the referral's MMRpv resources as loaded.
+"""What the MMRpv steps share: data, our identifiers, and the referral's MMRpv resources as loaded.
 
 Every resource the adapter makes here is found again by its business identifier (stored or
 planned earlier in the same ``decide``), never by a guess; what the unit writes (Appointment,
@@ -47,24 +47,11 @@ CLOSED = frozenset({"cancelled", "rejected", "failed", "entered-in-error", "comp
 ENDED_REFERRAL = frozenset({"revoked", "entered-in-error"})
 
 
-# ---------------------------------------------------------------- options and data
+# ---------------------------------------------------------------- data
 
 
 def data() -> dict[str, Any]:
     return load("mmrpv")
-
-
-def option(ctx: Context, key: str) -> Any:
-    """``Context.options`` first, then ``options`` in mappings/mmrpv.yaml (a missing key is a bug)."""
-    return ctx.options[key] if key in ctx.options else data()["options"][key]
-
-
-def number(ctx: Context, key: str) -> int:
-    """A non-negative whole-number option; an unreadable value falls back to the default."""
-    try:
-        return max(0, int(option(ctx, key)))
-    except (TypeError, ValueError):
-        return max(0, int(data()["options"][key]))
 
 
 def text(entry: dict[str, Any], ctx: Context) -> str:

@@ -35,11 +35,11 @@ from adapter.workflow.mmrpv.common import (
     intake_task,
     key,
     live,
-    number,
     programme,
     programme_end,
     unit_ref,
 )
+from adapter.workflow.review.options import number
 from adapter.workflow.review.referral import referrer_reference, subject_reference
 from adapter.workflow.review.state import concept, find_own, parameters, revise
 

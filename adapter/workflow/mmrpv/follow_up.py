@@ -41,14 +41,13 @@ from adapter.workflow.mmrpv.common import (
     intake_task,
     key,
     live,
-    number,
-    option,
     parse_moment,
     programme,
     programme_end,
     text,
     unit_ref,
 )
+from adapter.workflow.review.options import number, option
 from adapter.workflow.review.questionnaire import SDC_TEMP
 from adapter.workflow.review.referral import patient_reference
 from adapter.workflow.review.state import concept, key_of, revise

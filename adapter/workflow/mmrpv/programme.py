@@ -29,11 +29,11 @@ from adapter.workflow.mmrpv.common import (
     intake_task,
     key,
     live,
-    option,
     programme,
     text,
     unit_ref,
 )
+from adapter.workflow.review.options import option
 from adapter.workflow.review.referral import patient_reference
 from adapter.workflow.review.state import concept, key_of
 

@@ -1,7 +1,8 @@
-"""Review options: ``Context.options`` first, then the defaults in ``mappings/review.yaml``.
+"""Workflow options: ``Context.options`` first, then the defaults in ``mappings/review.yaml`` and the
+``options`` of ``mappings/mmrpv.yaml`` (whose keys all start ``mmrpv_``).
 
-The worker loads the same file into the options; the fallback here keeps pure tests and any
-shell that passes partial options on the documented defaults.
+The worker loads review.yaml into the options; the fallback here keeps pure tests and any shell
+that passes partial options on the documented defaults.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ LANGUAGES = ("sv", "en")
 
 
 def defaults() -> dict[str, Any]:
-    return load("review")
+    return {**load("review"), **load("mmrpv")["options"]}
 
 
 def option(ctx: Context, key: str) -> Any:
-    """One option; a ``KeyError`` here is a programming error (a key missing from review.yaml)."""
+    """One option; a ``KeyError`` here is a programming error (a key missing from the defaults)."""
     if key in ctx.options:
         return ctx.options[key]
     return defaults()[key]
