@@ -1,0 +1,375 @@
+"""Benchmark the MMR adapter against the sandbox FHIR server, Redis and real API and worker processes.
+
+Three measurements (see bench/README.md):
+
+1. ``/notify`` acceptance: PUT rest-hook notifications at a fixed open-loop rate; latency percentiles.
+2. End to end: N referrals, one notification each, one prefork worker (concurrency 2); events/s until
+   every referral has its review Task on the sandbox.
+3. FHIR round trips per event, through a counting proxy in front of the sandbox: a new referral's
+   first event, then the same notifications again (redelivery), then a new version no step acts on.
+
+Prints a Markdown table and writes bench/results/latest.json. Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling modules, when run as a script
+
+from load import LoadResult, Request, closed_loop, open_loop
+from procstat import CpuMeter
+from stack import (
+    LOGS,
+    RESULTS,
+    TOKEN,
+    BenchError,
+    RedisScope,
+    adapter_env,
+    start_api,
+    start_proxy,
+    start_worker,
+    stop,
+    wait_until,
+)
+from workload import (
+    create_referrals,
+    install_directory,
+    notifications,
+    referral_body,
+    review_task_count,
+    wait_for_reviews,
+)
+
+from adapter.fhir.client import FhirClient
+from adapter.sandbox import Sandbox, free_port, start_sandbox
+
+T = TypeVar("T")
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json; charset=UTF-8"}
+TARGET_P99_MS = 20.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Benchmark /notify acceptance, end-to-end events/s and FHIR round "
+                                            "trips per event against the sandbox (loopback only).")
+    p.add_argument("--rate", type=float, default=200.0, help="notifications per second for /notify (default 200)")
+    p.add_argument("--seconds", type=float, default=10.0, help="duration of the /notify run (default 10)")
+    p.add_argument("--events", type=int, default=200, help="referrals for the end-to-end run (default 200)")
+    p.add_argument("--count-events", type=int, default=50,
+                   help="referrals for the round-trip count through the proxy (default 50)")
+    p.add_argument("--concurrency", type=int, default=64, help="most /notify requests in flight (default 64)")
+    p.add_argument("--api-workers", type=int, default=1,
+                   help="uvicorn processes of the API (default 1; `mmr-adapter serve --workers`)")
+    p.add_argument("--worker-concurrency", type=int, default=2, help="prefork processes of the worker (default 2)")
+    p.add_argument("--deadline", type=float, default=300.0, help="seconds an end-to-end run may take (default 300)")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="a dedicated Redis db on loopback")
+    p.add_argument("--phases", default="accept,e2e,trips", help="comma-separated subset of accept,e2e,trips")
+    p.add_argument("--output", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
+    args = p.parse_args(argv)
+    if not (0 < args.rate <= 2000 and 0 < args.seconds <= 120 and 0 < args.events <= 5000
+            and 0 < args.count_events <= 1000 and 0 < args.concurrency <= 256 and 0 < args.api_workers <= 4):
+        p.error("keep the load bounded: rate <= 2000/s, seconds <= 120, events <= 5000, count-events <= 1000, "
+                "concurrency <= 256, api-workers <= 4")
+    return args
+
+
+# ------------------------------------------------------------------ /notify acceptance
+
+
+def notify_histogram(api_url: str) -> dict[str, float]:
+    """The API's own ``mmr_notify_seconds`` histogram (cumulative buckets, sum, count)."""
+    text = httpx.get(f"{api_url}/metrics", timeout=5).text
+    out: dict[str, float] = {}
+    for m in re.finditer(r'^mmr_notify_seconds_(bucket\{le="([^"]+)"\}|sum|count) (\S+)$', text, re.M):
+        out[m.group(2) or m.group(1)] = float(m.group(3))
+    return out
+
+
+def server_side(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """What the handler itself measured (auth, parse, enqueue) for the requests in between."""
+    count = after.get("count", 0) - before.get("count", 0)
+    if not count:
+        return {"count": 0}
+    under = {le: round((after[le] - before.get(le, 0)) / count, 4) for le in after if le not in ("sum", "count")}
+    return {"count": int(count), "mean_ms": round((after["sum"] - before.get("sum", 0)) / count * 1000, 2),
+            "share_at_or_under_s": under}
+
+
+def accept_phase(api_url: str, args: argparse.Namespace, meter: CpuMeter) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    total = round(args.rate * args.seconds)
+    requests = []
+    for i in range(total):  # a referral as HAPI sends it (the resource with its version); nobody consumes these
+        sr = {**referral_body(f"p-bench-{run}-{i}", f"B-{run}-{i}"), "id": f"bench-{run}-{i}",
+              "meta": {"versionId": "1"}}
+        requests.append(Request("PUT", f"{api_url}/notify/ServiceRequest/{sr['id']}", json.dumps(sr).encode()))
+    asyncio.run(closed_loop(requests[:20], HEADERS, concurrency=4))  # warm up connections and code paths
+    before = notify_histogram(api_url) if args.api_workers == 1 else {}  # one process's histogram per scrape
+    meter.start(per_second=True)
+    result = asyncio.run(open_loop(requests, args.rate, HEADERS, concurrency=args.concurrency))
+    cpu = meter.stop()
+    summary = result.summary()
+    summary["others_cores_per_second"] = meter.others_per_second  # against p99_ms_per_second
+    summary["server_side"] = server_side(before, notify_histogram(api_url)) if before else {"count": 0}
+    summary["cpu_seconds"] = cpu
+    summary["cpu_ms_per_notification"] = {k: round(v * 1000 / max(result.accepted, 1), 2) for k, v in cpu.items()}
+    return summary
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def events_done(scope: RedisScope) -> int:
+    """Events the worker finished (any outcome), from its counters in Redis."""
+    return sum(int(v) for v in scope.client.hgetall("mmr:metrics:events").values())
+
+
+def enqueue(api_url: str, referrals: list[dict[str, Any]]) -> LoadResult:
+    sent = asyncio.run(closed_loop(notifications(api_url, referrals), HEADERS, concurrency=8))
+    if sent.errors:
+        raise BenchError(f"/notify refused {sent.errors} of {sent.planned} notifications: {dict(sent.statuses)}")
+    return sent
+
+
+def warm_up(fhir: FhirClient, api_url: str, scope: RedisScope, n: int, deadline: float) -> float:
+    """Let every worker process handle an event first: a process's first event loads the workflow (slow)."""
+    referrals = create_referrals(fhir, n)
+    baseline, done_before = review_task_count(fhir), events_done(scope)
+    started = time.perf_counter()
+    enqueue(api_url, referrals)
+    finished = wait_for_reviews(fhir, {sr["id"] for sr in referrals}, baseline, started + deadline)
+    wait_until(lambda: events_done(scope) - done_before >= n, 30, "the warm-up events")
+    return round(finished - started, 3)
+
+
+def e2e_run(fhir: FhirClient, api_url: str, scope: RedisScope, referrals: list[dict[str, Any]], deadline: float,
+            meter: CpuMeter | None = None) -> dict[str, Any]:
+    """Notify each new referral once, wait until each has its review Task and the worker is done."""
+    n = len(referrals)
+    baseline, done_before = review_task_count(fhir), events_done(scope)
+    if meter:
+        meter.start()
+    started = time.perf_counter()
+    sent = enqueue(api_url, referrals)
+    finished = wait_for_reviews(fhir, {sr["id"] for sr in referrals}, baseline, started + deadline)
+    cpu = meter.stop() if meter else {}
+    wait_until(lambda: events_done(scope) - done_before >= n, 30, "the worker to finish its last events")
+    seconds = finished - started
+    return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1),
+            "enqueue_seconds": round(sent.seconds, 3), "cpu_seconds": cpu,
+            "cpu_ms_per_event": {k: round(v * 1000 / n, 1) for k, v in cpu.items()}}
+
+
+def per_event(counts: dict[str, Any], n: int) -> dict[str, Any]:
+    kinds: dict[str, int] = counts["kinds"]
+    reads = sum(v for k, v in kinds.items() if k in ("read", "search", "search+include", "history/vread"))
+    return {"events": n, "reads_per_event": round(reads / n, 2),
+            "batches_per_event": round(kinds.get("batch", 0) / n, 2),
+            "searches_in_batches_per_event": round(sum(v for k, v in counts["shapes"].items()
+                                                       if k.startswith("batch:")) / n, 2),
+            "transactions_per_event": round(kinds.get("transaction", 0) / n, 2),
+            "requests_per_event": round(sum(kinds.values()) / n, 2),
+            "upstream_ms_per_event": {k: round(v / n, 1) for k, v in counts["upstream_ms"].items()},
+            "by_kind": kinds, "by_shape": counts["shapes"], "statuses": counts["statuses"]}
+
+
+# ------------------------------------------------------------------ orchestration
+
+
+@contextmanager
+def running(start: Callable[[], T], stopper: Callable[[T], None]) -> Iterator[T]:
+    thing = start()
+    try:
+        yield thing
+    finally:
+        stopper(thing)
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                 platform.processor())
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(), "cpu": model,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    phases = {p.strip() for p in args.phases.split(",")}
+    for old in LOGS.glob("*.log"):
+        old.unlink()
+    scope = RedisScope(args.redis_url)
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    results: dict[str, Any] = {"machine": machine(), "args": vars(args), "queue": queue}
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    with ExitStack() as stack:
+        stack.callback(lambda: results.update(redis_keys_deleted=scope.cleanup()))
+        sandbox: Sandbox = stack.enter_context(running(lambda: start_sandbox(0), Sandbox.stop))
+        fhir = stack.enter_context(FhirClient(sandbox.base_url, retries=1))
+        install_directory(fhir)
+        env = adapter_env(sandbox.base_url, args.redis_url, queue, api_url)
+        api = stack.enter_context(running(lambda: start_api(env, port, args.api_workers), stop))
+        if "accept" in phases:
+            meter = CpuMeter({"api": api.pid}, {"redis": scope.server_pid, "sandbox": sandbox.process.pid,
+                                                "load generator": os.getpid()})
+            results["accept"] = accept_phase(api_url, args, meter)
+            scope.delete(queue)  # nobody consumed it: drop the backlog before a worker starts
+        if "e2e" in phases:
+            results["e2e"] = e2e_phase(sandbox, fhir, api_url, scope, env, args, api.pid)
+        if "trips" in phases:
+            results["trips"] = trips_phase(sandbox, fhir, api_url, scope, env, args)
+    return results
+
+
+def e2e_phase(sandbox: Sandbox, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
+              args: argparse.Namespace, api_pid: int) -> dict[str, Any]:
+    with running(lambda: start_worker(env, "worker", args.worker_concurrency), stop) as worker:
+        warm = 2 * args.worker_concurrency
+        cold = warm_up(fhir, api_url, scope, warm, args.deadline)
+        meter = CpuMeter({"api": api_pid, "worker": worker.pid},
+                         {"worker main process": worker.pid, "sandbox": sandbox.process.pid,
+                          "redis": scope.server_pid, "bench": os.getpid()})
+        run = e2e_run(fhir, api_url, scope, create_referrals(fhir, args.events), args.deadline, meter)
+    return {**run, "warm_up_seconds": cold, "warm_up_events": warm}
+
+
+def trips_phase(sandbox: Sandbox, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
+                args: argparse.Namespace) -> dict[str, Any]:
+    with running(lambda: start_proxy(sandbox.base_url), lambda p: stop(p[0])) as (_, proxy_base):
+        proxied = {**env, "MMR_FHIR_BASE_URL": proxy_base}
+        with running(lambda: start_worker(proxied, "worker-proxied", args.worker_concurrency), stop):
+            warm_up(fhir, api_url, scope, 2 * args.worker_concurrency, args.deadline)
+            control = proxy_base.removesuffix("/fhir") + "/_bench"
+            referrals = create_referrals(fhir, args.count_events)
+            httpx.post(f"{control}/reset", timeout=5)
+            run = e2e_run(fhir, api_url, scope, referrals, args.deadline)
+            arrival = {**per_event(proxy_counts(control), len(referrals)), "e2e_through_proxy": run}
+            # The same notifications again (HAPI redelivers): the processed-event keys answer, not FHIR.
+            again = counted_events(control, api_url, scope, referrals)
+            # A new version of each referral that no step acts on: load, decide nothing, write nothing.
+            changed = [fhir.update({**fhir.read("ServiceRequest", sr["id"]), "note": [{"text": "bench"}]})
+                       for sr in referrals]
+            unchanged = counted_events(control, api_url, scope, changed)
+    return {**arrival, "redelivered": again, "no_op_update": unchanged}
+
+
+def proxy_counts(control: str) -> dict[str, Any]:
+    time.sleep(0.5)  # let the last responses be counted
+    return dict(httpx.get(f"{control}/counts", timeout=5).json())
+
+
+def counted_events(control: str, api_url: str, scope: RedisScope, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Notify about ``resources``, wait until the worker finished them all; FHIR requests and outcomes per event."""
+    httpx.post(f"{control}/reset", timeout=5)
+    before = scope.client.hgetall("mmr:metrics:events")
+    enqueue(api_url, resources)
+    wait_until(lambda: events_done(scope) - sum(int(v) for v in before.values()) >= len(resources), 60,
+               "the worker to finish the events")
+    after = scope.client.hgetall("mmr:metrics:events")
+    outcomes = {k: int(v) - int(before.get(k, 0)) for k, v in after.items() if int(v) != int(before.get(k, 0))}
+    return {**per_event(proxy_counts(control), len(resources)), "outcomes": outcomes}
+
+
+# ------------------------------------------------------------------ report
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    return "–" if value is None else f"{value}{unit}"
+
+
+def load_row(cpu: dict[str, float], seconds: float) -> tuple[str, str, str]:
+    """How busy the 2 cores were: by our processes, and by anything else running on the machine."""
+    ours = cpu.get("machine", 0.0) - cpu.get("others", 0.0)
+    return ("Cores busy: ours / other processes", f"{ours / seconds:.2f} / {cpu.get('others', 0.0) / seconds:.2f}",
+            "others ≈ 0 for a clean run")
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("Measure", "Value", "Aim")]
+    if acc := results.get("accept"):
+        lat, side, n = acc["latency_ms"], acc["server_side"], results["args"]["api_workers"]
+        rows += [("/notify achieved rate (202/s)", f"{acc['achieved_rate']} of {results['args']['rate']:g} "
+                  f"({n} API process{'es' if n > 1 else ''})", f"{results['args']['rate']:g}/s"),
+                 ("/notify latency p50 / p99 / max", f"{lat['p50']} / {lat['p99']} / {lat['max']} ms",
+                  f"p99 < {TARGET_P99_MS:g} ms"),
+                 ("/notify errors (non-202)", f"{acc['errors']} of {acc['planned']}", "0"),
+                 ("/notify handler time, mean (server side)", fmt(side.get("mean_ms"), " ms"), ""),
+                 ("API CPU per notification", fmt(acc["cpu_ms_per_notification"].get("api"), " ms"), ""),
+                 load_row(acc["cpu_seconds"], acc["seconds"])]
+    if e2e := results.get("e2e"):
+        rows += [("End to end events/s", f"{e2e['events_per_second']} ({e2e['events']} in {e2e['seconds']} s)", ""),
+                 ("Warm-up (first event of each worker process)",
+                  f"{e2e['warm_up_events']} events in {e2e['warm_up_seconds']} s", ""),
+                 ("CPU per event: worker / sandbox / API",
+                  " / ".join(fmt(e2e["cpu_ms_per_event"].get(k), " ms") for k in ("worker", "sandbox", "api")), ""),
+                 load_row(e2e["cpu_seconds"], e2e["seconds"])]
+    if trips := results.get("trips"):
+        rows += [("FHIR reads per event (GET)", str(trips["reads_per_event"]), "≤ 1 (with _include/_revinclude)"),
+                 ("FHIR read batches per event", f"{trips['batches_per_event']} (holding "
+                  f"{trips['searches_in_batches_per_event']} searches)", "0"),
+                 ("FHIR transactions per event", str(trips["transactions_per_event"]), "≤ 1"),
+                 ("FHIR round trips per event", str(trips["requests_per_event"]), "≤ 2"),
+                 ("FHIR time per event (upstream)",
+                  ", ".join(f"{k} {v} ms" for k, v in trips["upstream_ms_per_event"].items()), "")]
+        for key, what in (("no_op_update", "a new version no step acts on"), ("redelivered", "a redelivery")):
+            if other := trips.get(key):
+                rows.append((f"FHIR round trips, {what}", f"{other['requests_per_event']} (reads "
+                             f"{other['reads_per_event']}, batches {other['batches_per_event']}, transactions "
+                             f"{other['transactions_per_event']})", "≤ 2"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def noise(results: dict[str, Any], limit: float = 0.2) -> list[str]:
+    """A warning per phase during which other processes kept more than ``limit`` cores busy."""
+    out = []
+    for phase in ("accept", "e2e"):
+        r = results.get(phase) or {}
+        if not r.get("cpu_seconds"):
+            continue
+        busy = r["cpu_seconds"]["others"] / r["seconds"]
+        bad = sum(v > limit for v in r.get("others_cores_per_second", ()))
+        if busy > limit or bad:
+            out.append(f"warning: other processes kept {busy:.2f} cores busy during {phase} on average"
+                       + (f" and more than {limit} in {bad} of its seconds" if bad else "")
+                       + "; its numbers are noisy, run again on a quiet machine")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except (BenchError, TimeoutError, subprocess.SubprocessError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+    with open(args.output, "w") as out:
+        json.dump(results, out, indent=2)
+    print(table(results))
+    for line in noise(results):
+        print(line, file=sys.stderr)
+    print(f"\nJSON: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
