@@ -12,7 +12,7 @@ from typing import Any
 
 from adapter.fhir.client import FhirClient
 from adapter.workflow.load import referral_query
-from adapter.workflow.mmrpv.loading import follow_up_queries
+from adapter.workflow.mmrpv.loading import journey_queries
 
 Resource = dict[str, Any]
 
@@ -60,7 +60,7 @@ def load_referral(fhir: FhirClient, referral_id: str) -> list[Resource]:
     """What the worker loads of the referral's journey: its search with includes, then the MMRpv batch."""
     found = _by_key(fhir.get(referral_query(referral_id)))
     service_request = found.get(f"ServiceRequest/{referral_id}")
-    more = follow_up_queries(service_request, found) if service_request else []
+    more = journey_queries(service_request) if service_request else []
     for reply in fhir.batch_get(more) if more else ():
         found.update(_by_key(reply))
     return [r for r in found.values() if r.get("resourceType") in JOURNEY_TYPES]

@@ -31,6 +31,7 @@ class FaultProxy:
     def __init__(self, target_base: str) -> None:
         self.target = target_base.rstrip("/")
         self.rules: list[Rule] = []
+        self.seen: list[tuple[str, str, bytes]] | None = None  # requests forwarded while recording
         self.lock = threading.Lock()
         self.client = httpx.Client(timeout=30)
         proxy = self
@@ -62,6 +63,9 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                with proxy.lock:
+                    if proxy.seen is not None:
+                        proxy.seen.append((self.command, self.path, body))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 upstream = proxy.client.request(self.command, proxy.target + self.path.removeprefix("/fhir"),
                                                 content=body, headers=headers)
@@ -98,12 +102,19 @@ class FaultProxy:
             self.rules.append(rule)
         return rule
 
+    def record(self) -> list[tuple[str, str, bytes]]:
+        """Start recording the requests forwarded upstream (method, path, body); the list fills as they come."""
+        with self.lock:
+            self.seen = []
+            return self.seen
+
     def clear(self) -> None:
         with self.lock:
             for rule in self.rules:
                 if rule.hold is not None:
                     rule.hold.set()
             self.rules.clear()
+            self.seen = None
 
     def close(self) -> None:
         self.clear()

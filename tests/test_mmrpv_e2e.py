@@ -23,6 +23,7 @@ from adapter.pipeline.state import State
 from adapter.status import journey_lines
 from tests.conftest import Stack, wait_for
 from tests.e2e_referrals import code, decide, key, messages, referral_on_server, review_in, tasks
+from tests.faults import FaultProxy
 
 pytestmark = pytest.mark.e2e
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -179,6 +180,22 @@ def test_a_moved_appointment_is_confirmed_once_more_and_a_duplicate_notification
     assert len(bek(fhir, sr)) == 4
     assert len([t for t in fhir.search("CarePlan", {"based-on": f"ServiceRequest/{sr['id']}"})
                 if t["resourceType"] == "CarePlan"]) == 1
+
+
+def test_an_event_at_the_mmrpv_unit_costs_one_search_and_one_transaction(stack: Stack, fhir: FhirClient,
+                                                                        proxy: FaultProxy) -> None:
+    sr = forwarded(fhir)
+    appointment = booked_and_planned(fhir, sr, SITES["malmo"])
+    wait_for(lambda: len(bek(fhir, sr)) == 2, what="the first BEK")
+    seen = proxy.record()
+    fhir.update({**fhir.read("Appointment", appointment["id"]), "start": "2027-04-20T10:00:00+02:00"})
+    wait_for(lambda: len(bek(fhir, sr)) == 4, what="the BEK for the new time")
+    ours = [(method, path) for method, path, body in list(seen)
+            if sr["id"] in path or key(sr) in path or key(sr).encode() in body]
+    searches = [p for m, p in ours if m == "GET" and p.startswith("/fhir/ServiceRequest?_id=")]
+    assert searches and all("_revinclude=Appointment:based-on" in p for p in searches)
+    assert [m for m, p in ours if m == "POST"] == ["POST"]  # the transaction; no batch, no other read
+    assert len(ours) == len(searches) + 1, ours
 
 
 def processed_events(state: State) -> int:

@@ -32,7 +32,8 @@ from adapter.workflow.mmrpv.common import (
     booking,
     booking_key,
     booking_tasks,
-    episode,
+    care_commitment,
+    care_ended,
     fired,
     intake_open,
     intake_task,
@@ -76,8 +77,8 @@ def _task_body(referral: Referral, intake: Resource, ctx: Context) -> dict[str, 
 
 def open_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Put a booking round on the administrative function's list while nothing is booked."""
-    intake, care = intake_task(referral), episode(referral)
-    if not active(referral) or not intake_open(intake) or care is None or care.get("status") != "active":
+    intake = intake_task(referral)
+    if not active(referral) or not intake_open(intake) or care_commitment(referral) is None or care_ended(referral):
         return NOTHING
     assert intake is not None
     current = programme(referral)

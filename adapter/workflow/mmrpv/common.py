@@ -17,7 +17,7 @@ from adapter.workflow.core import Context, Event, Referral, Resource
 from adapter.workflow.review.options import language
 from adapter.workflow.review.referral import has_code, points_to, referral_key, unit_reference
 from adapter.workflow.review.referral import local as local_ref
-from adapter.workflow.review.state import find_own, is_open
+from adapter.workflow.review.state import find_own, is_open, key_of, parameters
 
 # Identifier kinds, as the published package names them (profiles/README.md, "Business identifiers").
 TASK, EPISODE, CAREPLAN = "task", "episodeofcare", "careplan"
@@ -133,6 +133,35 @@ def episode(referral: Referral) -> Resource | None:
         return found
     return next((e for e in referral.all("EpisodeOfCare")
                  if points_to(e.get("referralRequest"), referral.reference)), None)
+
+
+def care_commitment(referral: Referral) -> str | None:
+    """Where the care commitment is (``EpisodeOfCare/<id>``, or its ``urn:uuid`` in this transaction).
+
+    The intake Task's ``care-commitment`` output says it exists, so the shell need not load the
+    EpisodeOfCare on every event: it does only when the care may have ended (``loading``), which
+    is when ``episode.end_episode`` needs its current version.
+    """
+    if found := episode(referral):
+        return key_of(referral, found)
+    links = parameters(intake_task(referral) or {}, "output", "care-commitment")
+    return next((r for p in links if (r := (p.get("valueReference") or {}).get("reference"))), None)
+
+
+def care_ended(referral: Referral) -> str | None:
+    """``finished`` or ``cancelled`` once the care is over, by what phase one loads; ``None`` while it runs."""
+    if referral.service_request.get("status") in ENDED_REFERRAL:
+        return "cancelled"
+    intake = intake_task(referral)
+    if intake is not None and intake.get("status") in ("rejected", "cancelled", "entered-in-error"):
+        return "cancelled"
+    plan = programme(referral)
+    if plan is not None and plan.get("status") in ("revoked", "entered-in-error"):
+        return "cancelled"
+    follow_up = follow_up_task(referral)
+    if follow_up is not None and follow_up.get("status") in ("completed", "failed"):
+        return "finished"
+    return None
 
 
 def booking_key(referral: Referral, round_: int) -> str:

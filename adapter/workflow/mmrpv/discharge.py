@@ -45,9 +45,12 @@ from adapter.workflow.review.state import concept, find_own, parameters, revise
 
 
 def _pal_offer(referral: Referral, ctx: Context) -> Write | None:
+    # Made in the transaction that sends the summary, so the sent summary says it exists (the shell
+    # does not load CommunicationRequests); planned earlier in this decide, it is found by identifier.
     value = f"{key(referral)}-pal-meeting"
     to = referrer_reference(referral)
-    if to is None or find_own(referral, COMMUNICATION_REQUEST, value):
+    if to is None or find_own(referral, COMMUNICATION_REQUEST, value) \
+            or messages.sent(referral, "discharge-summary", "referrer", "programme"):
         return None
     body = {
         "resourceType": "CommunicationRequest",

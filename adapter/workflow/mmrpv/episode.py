@@ -20,16 +20,16 @@ from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resou
 from adapter.workflow.mmrpv.common import (
     EPISODE,
     active,
+    care_commitment,
+    care_ended,
     episode,
-    follow_up_task,
     intake_open,
     intake_task,
     key,
-    programme,
     unit_ref,
 )
 from adapter.workflow.review.referral import patient_reference
-from adapter.workflow.review.state import concept, key_of, parameters, revise
+from adapter.workflow.review.state import concept, parameters, revise
 
 OPEN_EPISODE = frozenset({"planned", "waitlist", "active", "onhold"})
 
@@ -61,45 +61,22 @@ def commit_care(referral: Referral, event: Event, ctx: Context) -> Plan:
     if not intake_open(intake) or not active(referral):
         return NOTHING
     assert intake is not None
-    current = episode(referral)
-    writes: list[Write] = []
-    if current is None:
-        if patient_reference(referral) is None:
-            return Plan(notes=("care commitment not created: the referral names no usable patient",))
-        made = create(_body(referral, ctx), codes().identifier_system(EPISODE), f"{key(referral)}-care-commitment")
-        writes.append(made)
-        target = made.full_url
-    else:
-        target = key_of(referral, current) or ""
-    if link := _link(referral, intake, target, ctx):
-        writes.append(link)
-    notes = ("care commitment created",) if current is None else ()
-    return Plan(writes=tuple(writes), notes=notes)
-
-
-def why_ended(referral: Referral) -> str | None:
-    """``finished`` or ``cancelled`` once the care commitment is over; ``None`` while it runs."""
-    if referral.service_request.get("status") in ("revoked", "entered-in-error"):
-        return "cancelled"
-    intake = intake_task(referral)
-    if intake is not None and intake.get("status") in ("rejected", "cancelled", "entered-in-error"):
-        return "cancelled"
-    plan = programme(referral)
-    if plan is not None and plan.get("status") in ("revoked", "entered-in-error"):
-        return "cancelled"
-    follow_up = follow_up_task(referral)
-    if follow_up is not None and follow_up.get("status") in ("completed", "failed"):
-        return "finished"
-    return None
+    target = care_commitment(referral)
+    if target is not None:
+        link = _link(referral, intake, target, ctx)
+        return Plan(writes=(link,)) if link else NOTHING
+    if patient_reference(referral) is None:
+        return Plan(notes=("care commitment not created: the referral names no usable patient",))
+    made = create(_body(referral, ctx), codes().identifier_system(EPISODE), f"{key(referral)}-care-commitment")
+    link = _link(referral, intake, made.full_url, ctx)
+    return Plan(writes=(made, link) if link else (made,), notes=("care commitment created",))
 
 
 def end_episode(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Close the care commitment when the care is over, stating the end."""
     current = episode(referral)
-    if current is None or current.get("status") not in OPEN_EPISODE:
-        return NOTHING
-    status = why_ended(referral)
-    if status is None:
+    status = care_ended(referral)
+    if current is None or status is None or current.get("status") not in OPEN_EPISODE:
         return NOTHING
     period = {**(current.get("period") or {}), "end": ctx.now.isoformat()}
     write = revise(referral, current, EPISODE, status=status, period=period)

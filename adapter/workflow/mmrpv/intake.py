@@ -33,8 +33,8 @@ from adapter.workflow.mmrpv.common import (
     TASK,
     active,
     booking,
+    care_commitment,
     data,
-    episode,
     intake_task,
     programme,
     text,
@@ -57,7 +57,7 @@ def _stage(referral: Referral, intake: dict[str, Any], ctx: Context) -> tuple[st
         if ctx.now < found.start:
             return "in-progress", "booked", Plan(timers=(Timer(PROGRAMME_START, referral.id, found.start),))
         return "in-progress", "in-programme", NOTHING
-    if episode(referral) is not None:
+    if care_commitment(referral) is not None:
         return "received", "awaiting-booking", NOTHING
     return "received", "registered", NOTHING
 

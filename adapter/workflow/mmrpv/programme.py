@@ -23,8 +23,8 @@ from adapter.workflow.mmrpv.common import (
     CAREPLAN,
     Booking,
     booking,
+    care_commitment,
     data,
-    episode,
     intake_open,
     intake_task,
     key,
@@ -35,7 +35,7 @@ from adapter.workflow.mmrpv.common import (
 )
 from adapter.workflow.review.options import option
 from adapter.workflow.review.referral import patient_reference
-from adapter.workflow.review.state import concept, key_of
+from adapter.workflow.review.state import concept
 
 
 def _activity(entry: dict[str, Any], start: datetime, ctx: Context) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def _activity(entry: dict[str, Any], start: datetime, ctx: Context) -> dict[str,
 def _body(referral: Referral, found: Booking, ctx: Context) -> dict[str, Any]:
     template = data()["programmes"][str(option(ctx, "mmrpv_programme"))]
     start = local(found.start)
-    care = episode(referral)
+    care = care_commitment(referral)
     body = {
         "resourceType": "CarePlan",
         "status": "active",
@@ -74,7 +74,7 @@ def _body(referral: Referral, found: Booking, ctx: Context) -> dict[str, Any]:
         "created": ctx.now.isoformat(),
     }
     if care is not None:
-        body["supportingInfo"].append({"reference": key_of(referral, care) or ""})
+        body["supportingInfo"].append({"reference": care})
     return {k: v for k, v in body.items() if v is not None}
 
 

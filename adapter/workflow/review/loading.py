@@ -22,7 +22,7 @@ from adapter.mappings import codes
 from adapter.workflow.core import Event, Referral, Resource
 from adapter.workflow.review.referral import as_list, dig, local, performer_clinic
 from adapter.workflow.review.sources import consent_covers, questionnaire_canonical
-from adapter.workflow.review.state import OPEN, review_task
+from adapter.workflow.review.state import OPEN, is_open, review_task
 
 EVENT_TYPES = ("Communication", "QuestionnaireResponse")
 
@@ -73,8 +73,12 @@ def event_query(event: Event | None, loaded: Mapping[str, Resource]) -> list[str
 
 def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource], event: Event | None = None,
                       options: Mapping[str, Any] | None = None) -> list[str]:
-    """Phase two of the load, one batch: everything the review steps read beyond phase one."""
+    """Phase two of the load, one batch: everything the review steps read beyond phase one, while the
+    review runs; once it is closed, only the event's own resource (a follow-up answer, say)."""
     referral = Referral(service_request, loaded)
+    review = review_task(referral)
+    if review is not None and not is_open(review):  # the review is over: its sources are no longer read
+        return event_query(event, loaded)
     assignment = str((options or {}).get("assignment") or "round-robin")
     return [*consent_queries(service_request, loaded), *response_query(service_request),
             *workload_query(referral, assignment), *event_query(event, loaded)]
