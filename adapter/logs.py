@@ -14,17 +14,25 @@ from typing import Any
 
 import structlog
 
-# A personnummer or samordningsnummer, with or without century and separator.
-PERSONNUMMER = re.compile(r"(?<!\d)(?:19|20)?\d{6}[-+]?\d{4}(?!\d)")
+# A personnummer or samordningsnummer, with or without century and separator: ten or twelve digits
+# whose date part is a plausible date (day + 60 for a samordningsnummer). The check digit is not
+# tested, so a mistyped number is redacted too; an HSA-id such as SE2321000255 (month 21) is not.
+PERSONNUMMER = re.compile(r"(?<!\d)(?:19|20)?\d{2}(\d{2})(\d{2})[-+]?\d{4}(?!\d)")
 SENSITIVE_KEYS = frozenset({"name", "given", "family", "personnummer", "birthdate", "birth_date", "address",
                             "telecom", "patient_name", "text", "payload", "resource", "body"})
 REDACTED = "[redacted]"
 
 
+def _personnummer(match: re.Match[str]) -> str:
+    month, day = int(match.group(1)), int(match.group(2))
+    plausible = 1 <= month <= 12 and (1 <= day <= 31 or 61 <= day <= 91)
+    return REDACTED if plausible else match.group(0)
+
+
 def scrub(value: Any) -> Any:
     """Replace personnummer-shaped digits in strings, recursively; drop sensitive keys' values."""
     if isinstance(value, str):
-        return PERSONNUMMER.sub(REDACTED, value)
+        return PERSONNUMMER.sub(_personnummer, value)
     if isinstance(value, dict):
         return {k: REDACTED if str(k).lower() in SENSITIVE_KEYS else scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
