@@ -45,7 +45,7 @@ from adapter.workflow.mmrpv.common import (
     stamp,
     unit_ref,
 )
-from adapter.workflow.mmrpv.site import suggest_site
+from adapter.workflow.mmrpv.site import Suggestion, suggest_site
 from adapter.workflow.review.options import number
 from adapter.workflow.review.referral import subject_reference
 from adapter.workflow.review.state import concept, key_of, parameters, revise
@@ -53,8 +53,7 @@ from adapter.workflow.review.state import concept, key_of, parameters, revise
 PROGRAMME_OVER = frozenset({"completed", "revoked", "entered-in-error"})
 
 
-def _task_body(referral: Referral, intake: Resource, ctx: Context) -> dict[str, Any]:
-    suggestion = suggest_site(referral, intake)
+def _task_body(referral: Referral, intake: Resource, suggestion: Suggestion, ctx: Context) -> dict[str, Any]:
     due = add_working_days(ctx.now, number(ctx, "mmrpv_booking_working_days"))
     body = {
         "resourceType": "Task",
@@ -85,11 +84,13 @@ def open_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     if (current and current.get("status") in PROGRAMME_OVER) or booking(referral) or open_booking_task(referral):
         return NOTHING
     round_ = len(booking_tasks(referral)) + 1
-    body = _task_body(referral, intake, ctx)
+    suggestion = suggest_site(referral, intake)
+    body = _task_body(referral, intake, suggestion, ctx)
     write = create(body, codes().identifier_system(TASK), booking_key(referral, round_))
     due = parse_moment(body["restriction"]["period"]["end"]) or ctx.now
     return Plan(writes=(write,), timers=(Timer(BOOKING_REMINDER, referral.id, due),),
-                notes=(f"booking round {round_} for the administrative function",))
+                notes=(f"booking round {round_} for the administrative function, suggesting "
+                       f"{suggestion.site.key} (by {suggestion.basis})",))
 
 
 def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
