@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -34,6 +35,7 @@ class PipelineCollector(Collector):
             events, latency = self.state.metrics()
             workflow = self.state.workflow_counts()
             depth, dlq = self.queue_depth(), self.state.dlq_size()
+            due, reconciled = self.state.due_timer_count(datetime.now(UTC)), self.state.last_reconciled()
         except Exception:  # Redis down: /health says so; the scrape still answers
             return
         family = CounterMetricFamily("mmr_events", "Events by outcome and kind", labels=["outcome", "kind"])
@@ -48,6 +50,11 @@ class PipelineCollector(Collector):
         yield counted
         yield GaugeMetricFamily("mmr_queue_depth", "Events waiting on the queue", value=depth)
         yield GaugeMetricFamily("mmr_dead_letters", "Events parked in the dead-letter store", value=dlq)
+        # Both say whether beat (and a worker) run: due timers pile up and reconciliation grows old.
+        yield GaugeMetricFamily("mmr_timers_due", "Timers already due and not yet fired", value=due)
+        if reconciled is not None:
+            yield GaugeMetricFamily("mmr_last_reconciliation_timestamp_seconds",
+                                    "When the last completed reconciliation started (Unix time)", value=reconciled)
         buckets = [(str(le), float(latency.get(str(le), 0))) for le in LATENCY_BUCKETS]
         buckets.append(("+Inf", float(latency.get("+Inf", 0))))
         yield HistogramMetricFamily("mmr_event_processing_seconds", "From notification received to effect written",

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
+from adapter.workflow.core import Timer
 from tests.conftest import LOGS, Stack, adapter_env, start_worker, stop, unique, wait_for
 from tests.faults import FaultProxy, Rule, transaction_about
 from tests.referrals import (
@@ -257,8 +259,24 @@ def test_health_and_metrics(stack: Stack) -> None:
     assert health.status_code == 200 and health.json()["checks"] == {"redis": "ok", "fhir": "ok"}
     text = httpx.get(f"{stack.api_url}/metrics").text
     for name in ("mmr_notifications_received_total", "mmr_events_total", "mmr_queue_depth", "mmr_dead_letters",
-                 "mmr_event_processing_seconds_bucket", "mmr_notify_seconds_bucket"):
+                 "mmr_event_processing_seconds_bucket", "mmr_notify_seconds_bucket", "mmr_timers_due"):
         assert name in text, name
+
+
+def test_metrics_show_timers_left_unfired(stack: Stack, state: State) -> None:
+    import httpx
+
+    def due() -> float:
+        text = httpx.get(f"{stack.api_url}/metrics").text
+        return float(next(line.split()[1] for line in text.splitlines() if line.startswith("mmr_timers_due ")))
+
+    before = due()
+    missed = Timer("metrics-probe", "no-such-referral", datetime.now(UTC) - timedelta(minutes=5))
+    state.set_timers((missed,))  # as if beat had not run for five minutes
+    try:
+        assert due() == before + 1
+    finally:
+        state.claim_timer(missed.member, datetime.now(UTC))
 
 
 def test_no_personnummer_or_name_reaches_a_log_line(stack: Stack, fhir: FhirClient) -> None:

@@ -95,6 +95,10 @@ class State:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
 
+    def last_reconciled(self) -> float | None:
+        last = self.r.get(f"{P}reconciled-at")
+        return float(last) if last is not None else None
+
     def reconciled_since(self, moment: float) -> bool:
         """Did a reconciliation start after ``moment`` and complete? Then a ping from then is covered."""
         last = self.r.get(f"{P}reconciled-at")
@@ -139,6 +143,10 @@ class State:
                   "if s and tonumber(s) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end "
                   "return 0")
         return bool(self.r.eval(script, 1, P + "timers", member, now.timestamp()))
+
+    def due_timer_count(self, now: datetime) -> int:
+        """Timers already due: near zero while beat runs; growing, the scheduler is down."""
+        return int(self.r.zcount(P + "timers", "-inf", now.timestamp()))
 
     def timers(self) -> list[tuple[str, float]]:
         return self.r.zrange(P + "timers", 0, -1, withscores=True)
