@@ -15,7 +15,6 @@ import logging
 import os
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from adapter.fhir.client import FhirClient
+from adapter.polling import poll
 from adapter.workflow.calendar import STOCKHOLM
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -40,12 +40,9 @@ def redis_reachable(url: str) -> bool:
 
 
 def wait(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise TimeoutError("the adapter did not get there in time")
+    if (value := poll(predicate, timeout)) is None:
+        raise TimeoutError("the adapter did not get there in time")
+    return value
 
 
 @contextmanager

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from urllib.parse import urlparse
 
 import httpx
 import redis
+
+from adapter.polling import poll
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -41,14 +42,10 @@ def require_loopback(url: str) -> None:
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
     """Poll ``predicate`` until it returns something truthy, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    value = poll(predicate, timeout, interval)
+    if value is None:
+        raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return value
 
 
 def adapter_env(fhir_base: str, redis_url: str, queue: str, public_url: str) -> dict[str, str]:

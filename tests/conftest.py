@@ -24,6 +24,7 @@ import redis
 
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.state import State
+from adapter.polling import poll
 from adapter.sandbox import Sandbox, free_port, start_sandbox
 from tests.faults import FaultProxy
 
@@ -65,14 +66,10 @@ os.environ.update({"MMR_REDIS_URL": REDIS_URL, "MMR_QUEUE": QUEUE, "MMR_TEST_CLO
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1,
              what: str = "condition") -> Any:
     """Poll until ``predicate`` returns something truthy; fail the test with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    value = poll(predicate, timeout, interval)
+    if value is None:
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return value
 
 
 @pytest.fixture(scope="session", autouse=True)
