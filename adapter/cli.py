@@ -76,6 +76,45 @@ def worker(concurrency: int, pool: str) -> None:
                      "--without-gossip", "--without-mingle", "-n", f"mmr-worker-{os.getpid()}@%h"])
 
 
+@main.command("ping-worker")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for an answer.")
+@friendly
+def ping_worker(timeout: float) -> None:
+    """Exit 0 if a worker on this host answers a ping (the worker container's health check)."""
+    import socket
+
+    from adapter.pipeline.worker import app
+
+    s = settings_or_exit()
+    host = socket.gethostname()
+    answers = app.control.ping(timeout=timeout) or []
+    mine = [name for reply in answers for name in reply if name.endswith(f"@{host}")]
+    click.echo(f"{len(mine)} worker(s) on {host} answered" if mine else f"no worker on {host} answered "
+               f"(queue {s.queue})")
+    sys.exit(0 if mine else 1)
+
+
+@main.command("check-scheduler")
+@click.option("--lag", type=float, default=None,
+              help="Seconds a timer may stay due unfired [default: 3 x MMR_TIMER_INTERVAL].")
+@friendly
+def check_scheduler(lag: float | None) -> None:
+    """Exit 0 unless a timer has been due for longer than --lag (beat's health check).
+
+    Beat queues the timer job and a worker runs it, so a timer left unfired means one of them is
+    not running: reminders, overdue flags and follow-ups would silently not come.
+    """
+    from datetime import UTC, timedelta
+
+    from adapter.pipeline.state import State
+
+    s = settings_or_exit()
+    allowed = lag if lag is not None else 3 * s.timer_interval
+    late = State.from_url(s.redis_url).due_timer_count(datetime.now(UTC) - timedelta(seconds=allowed))
+    click.echo(f"{late} timer(s) due for more than {allowed:.0f} s" if late else "timers are being fired")
+    sys.exit(1 if late else 0)
+
+
 @main.command()
 @click.option("--schedule-file", default="/tmp/mmr-beat-schedule", show_default=True,
               help="Where beat keeps its last-run times.")

@@ -161,6 +161,8 @@ def test_healthchecks() -> None:
     api = healthcheck("api")
     assert "http://localhost:8000/health" in api
     assert "curl" not in api and "wget" not in api  # neither is in python:*-slim
+    assert "ping-worker" in healthcheck("worker")
+    assert "check-scheduler" in healthcheck("beat")
 
 
 def test_start_up_order() -> None:

@@ -11,7 +11,7 @@ import pytest
 from adapter.config import ConfigError, load_settings
 
 COMMANDS = ["serve", "worker", "beat", "setup", "sandbox", "demo", "dlq", "dlq list", "dlq replay", "fire-timers",
-            "status", "validate", "profiles-doc", "profiles-build"]
+            "status", "validate", "profiles-doc", "profiles-build", "ping-worker", "check-scheduler"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

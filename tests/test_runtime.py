@@ -263,6 +263,22 @@ def test_health_and_metrics(stack: Stack) -> None:
         assert name in text, name
 
 
+def test_the_worker_and_scheduler_health_checks(stack: Stack, state: State) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True,
+                              text=True, timeout=60)
+
+    assert run("ping-worker").returncode == 0  # the stack's worker runs on this host
+    stale = Timer("health-probe", "no-such-referral", datetime.now(UTC) - timedelta(hours=2))
+    state.set_timers((stale,))  # as if beat had been down for two hours
+    try:
+        late = run("check-scheduler", "--lag", "3600")
+        assert late.returncode == 1 and "1 timer(s) due" in late.stdout
+    finally:
+        state.claim_timer(stale.member, datetime.now(UTC))
+    assert run("check-scheduler", "--lag", "3600").returncode == 0
+
+
 def test_metrics_show_timers_left_unfired(stack: Stack, state: State) -> None:
     import httpx
 
