@@ -9,19 +9,10 @@ from adapter.fhir.client import FhirClient
 from adapter.mappings import HSA_SYSTEM, codes
 from tests.conftest import wait_for
 from tests.referrals import LUND, TEST_PERSONNUMMER
+from tests.workflow_helpers import assessment, section
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-se"
 CRITERIA = ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")
-
-
-def section(name: str, text: str) -> dict[str, Any]:
-    return {"extension": [{"url": f"{codes().base}/StructureDefinition/mmr-referral-section", "valueCode": name}],
-            "text": text}
-
-
-def assessment(criterion: str, result: str) -> dict[str, Any]:
-    return {"url": f"{codes().base}/StructureDefinition/mmr-criterion-assessment",
-            "extension": [{"url": "criterion", "valueCode": criterion}, {"url": "result", "valueCode": result}]}
 
 
 def assessments(**results: str) -> list[dict[str, Any]]:
