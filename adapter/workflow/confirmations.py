@@ -12,7 +12,7 @@ is checked against the loaded state and guarded on the server by ``If-None-Exist
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from adapter.mappings import codes, directory, load
@@ -25,6 +25,7 @@ from adapter.workflow.review.referral import (
     referral_key,
     referrer_reference,
     subject_reference,
+    unit_reference,
 )
 from adapter.workflow.review.state import find_own
 
@@ -54,11 +55,18 @@ def recipients_of(confirmation_type: str) -> tuple[str, ...]:
 
 
 def recipient(referral: Referral, kind: str) -> dict[str, Any] | None:
-    """Who a recipient kind is for this referral; ``None`` when the referral gives no usable reference."""
+    """Who a recipient kind is for this referral; ``None`` when the referral gives no usable reference.
+
+    ``referrer`` and ``patient`` come from the referral, ``clinic`` is its specialist clinic, ``unit``
+    the MMRpv unit and ``admin`` its administrative function.
+    """
     if kind == "referrer":
         return referrer_reference(referral)
     if kind == "patient":
         return patient_reference(referral)
+    if kind in ("unit", "admin"):
+        d = directory()
+        return unit_reference(d.mmrpv if kind == "unit" else d.mmrpv_admin, "Organization")
     clinic = performer_clinic(referral)
     return clinic_reference(clinic) if clinic else None
 
@@ -94,6 +102,24 @@ def message(referral: Referral, ctx: Context, *, identifier: str, category: dict
     return create(body, codes().identifier_system("communication"), identifier)
 
 
+def send_once(referral: Referral, ctx: Context, *, kind: str, recipient_kind: str, occasion: str,
+              category: dict[str, Any], words: Callable[[], str], extra: Mapping[str, Any] | None = None,
+              also_to: list[dict[str, Any]] | None = None) -> Plan:
+    """One message of ``kind`` to one recipient kind, unless it went out for this occasion already.
+
+    Every confirmation and notice goes through here; ``words`` makes its text, only when it is sent.
+    """
+    ident = message_id(referral, kind, recipient_kind, occasion)
+    if find_own(referral, "communication", ident):
+        return NOTHING
+    to = recipient(referral, recipient_kind)
+    if to is None:
+        return Plan(notes=(f"{kind} to the {recipient_kind} not sent: the referral names no usable {recipient_kind}",))
+    write = message(referral, ctx, identifier=ident, category=category, recipients=[to, *(also_to or ())],
+                    payload=words(), extra=extra)
+    return Plan(writes=(write,), notes=(f"{kind} to the {recipient_kind} ({occasion})",))
+
+
 def confirm(referral: Referral, ctx: Context, confirmation_type: str, occasion: str,
             extra: Mapping[str, Any] | None = None, **values: Any) -> Plan:
     """The confirmations of one type and occasion, to each of its recipients, that are not out yet."""
@@ -101,17 +127,9 @@ def confirm(referral: Referral, ctx: Context, confirmation_type: str, occasion: 
     lang = language(ctx)
     category = codes().concept("confirmation-type", confirmation_type, lang)
     for kind in recipients_of(confirmation_type):
-        ident = message_id(referral, confirmation_type, kind, occasion)
-        if find_own(referral, "communication", ident):
-            continue
-        to = recipient(referral, kind)
-        if to is None:
-            plan += Plan(notes=(f"{confirmation_type} to the {kind} not sent: the referral names no usable {kind}",))
-            continue
-        payload = text("confirmations", confirmation_type, kind, lang, {**base_values(referral), **values})
-        write = message(referral, ctx, identifier=ident, category=category, recipients=[to], payload=payload,
-                        extra=extra)
-        plan += Plan(writes=(write,), notes=(f"{confirmation_type} to the {kind} ({occasion})",))
+        plan += send_once(referral, ctx, kind=confirmation_type, recipient_kind=kind, occasion=occasion,
+                          category=category, extra=extra, words=lambda k=kind: text(
+                              "confirmations", confirmation_type, k, lang, {**base_values(referral), **values}))
     return plan
 
 
@@ -119,18 +137,10 @@ def notify(referral: Referral, ctx: Context, notice: str, recipient_kind: str, o
            extra: Mapping[str, Any] | None = None, also_to: list[dict[str, Any]] | None = None,
            **values: Any) -> Plan:
     """A notice (overdue, questionnaire request, reminders) to one recipient kind, once per occasion."""
-    ident = message_id(referral, notice, recipient_kind, occasion)
-    if find_own(referral, "communication", ident):
-        return NOTHING
-    to = recipient(referral, recipient_kind)
-    if to is None:
-        why = f"the referral names no usable {recipient_kind}"
-        return Plan(notes=(f"{notice} to the {recipient_kind} not sent: {why}",))
     lang = language(ctx)
-    payload = text("notices", notice, recipient_kind, lang, {**base_values(referral), **values})
-    write = message(referral, ctx, identifier=ident, category=codes().concept("notification-type", notice, lang),
-                    recipients=[to, *(also_to or ())], payload=payload, extra=extra)
-    return Plan(writes=(write,), notes=(f"{notice} to the {recipient_kind} ({occasion})",))
+    return send_once(referral, ctx, kind=notice, recipient_kind=recipient_kind, occasion=occasion,
+                     category=codes().concept("notification-type", notice, lang), extra=extra, also_to=also_to,
+                     words=lambda: text("notices", notice, recipient_kind, lang, {**base_values(referral), **values}))
 
 
 def closing_text(code: str, lang: str, values: Mapping[str, Any]) -> str:

@@ -3,8 +3,9 @@
 The same mechanism as every other confirmation: ``confirmations.message`` builds the
 Communication (about = basedOn = the ServiceRequest, our identifier
 ``<referral key>-<kind>-<recipient kind>-<occasion>`` via ``confirmations.message_id``), sent once
-per occasion. Only the texts differ (``messages`` in mappings/mmrpv.yaml: the MMRpv BEK names a
-time and a place, the specialist-clinic BEK does not) and the sender is the MMRpv unit.
+per occasion (``confirmations.send_once``). Only the texts differ (``messages`` in
+mappings/mmrpv.yaml: the MMRpv BEK names a time and a place, the specialist-clinic BEK does not)
+and the sender is the MMRpv unit.
 """
 
 from __future__ import annotations
@@ -19,18 +20,9 @@ from adapter.mappings import codes, directory
 from adapter.workflow import confirmations as conf
 from adapter.workflow.calendar import add_working_days
 from adapter.workflow.core import NOTHING, Context, Plan, Referral, Timer
-from adapter.workflow.mmrpv.common import COMMUNICATION, admin_ref, data, key, parse_moment, text, unit_ref
+from adapter.workflow.mmrpv.common import COMMUNICATION, data, key, parse_moment, text, unit_ref
 from adapter.workflow.review.options import language
 from adapter.workflow.review.state import find_own
-
-
-def recipient(referral: Referral, kind: str) -> dict[str, Any] | None:
-    """``admin`` (the administrative function), ``unit`` (the MMRpv unit), or referrer/patient as usual."""
-    if kind == "admin":
-        return admin_ref()
-    if kind == "unit":
-        return unit_ref()
-    return conf.recipient(referral, kind)
 
 
 def wording(kind: str, recipient_kind: str, ctx: Context, values: Mapping[str, Any]) -> str:
@@ -49,17 +41,10 @@ def sent(referral: Referral, kind: str, recipient_kind: str, occasion: str) -> b
 
 def send(referral: Referral, ctx: Context, *, kind: str, category: dict[str, Any], recipient_kind: str,
          occasion: str, words: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> Plan:
-    """One message of ``kind`` to one recipient, unless it went out for this occasion already."""
-    ident = conf.message_id(referral, kind, recipient_kind, occasion)
-    if find_own(referral, COMMUNICATION, ident):
-        return NOTHING
-    to = recipient(referral, recipient_kind)
-    if to is None:
-        return Plan(notes=(f"{kind} to the {recipient_kind} not sent: the referral names no usable {recipient_kind}",))
-    payload = wording(kind, recipient_kind, ctx, values(referral, **words))
-    write = conf.message(referral, ctx, identifier=ident, category=category, recipients=[to], payload=payload,
-                         extra={"sender": unit_ref(), **(extra or {})})
-    return Plan(writes=(write,), notes=(f"{kind} to the {recipient_kind} ({occasion})",))
+    """One message of ``kind`` from the MMRpv unit to one recipient, unless it went out for this occasion."""
+    return conf.send_once(referral, ctx, kind=kind, recipient_kind=recipient_kind, occasion=occasion,
+                          category=category, extra={"sender": unit_ref(), **(extra or {})},
+                          words=lambda: wording(kind, recipient_kind, ctx, values(referral, **words)))
 
 
 def notice(referral: Referral, ctx: Context, kind: str, recipient_kind: str, occasion: str,
