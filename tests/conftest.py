@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,9 @@ def _redis_url() -> str:
         return url
     except redis.exceptions.RedisError:
         pass
+    if shutil.which("redis-server") is None:
+        raise RuntimeError(f"no Redis answers at {url} and redis-server is not installed; "
+                           "see the README (apt-get install -y redis-server)")
     port = free_port()
     subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port),
                     "--save", "", "--appendonly", "no"], check=True, capture_output=True)
