@@ -2,6 +2,11 @@
 
 Redaction is a processor at the end of the chain, so it also covers what a library or a careless
 ``log.info(..., resource=...)`` puts in.
+
+Log fields can never collide with the logger's own arguments: :data:`log` takes the message as a
+positional-only argument and hands the fields on as one mapping, so ``log.info("x", event=...)``
+is a field like any other. A line's text is its ``message``; ``event`` is the label of the event it
+is about (bound once per event with :func:`bind_correlation`).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -44,9 +50,21 @@ def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return {k: REDACTED if k.lower() in SENSITIVE_KEYS else scrub(v) for k, v in event_dict.items()}
 
 
+FIELDS = "_mmr_fields"  # where :class:`Log` hands a line's fields to structlog, out of every argument's way
+
+
+def _message_and_fields(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog's positional ``event`` is the line's text: call it ``message``, then spread the fields."""
+    fields = event_dict.pop(FIELDS, None) or {}
+    out = {"message": event_dict.pop("event", None), **event_dict}
+    out.update(fields)
+    return out
+
+
 def configure(level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and route the standard library's logging through the same redaction."""
     shared = [
+        _message_and_fields,  # before the context merge, so a bound ``event`` label is not overwritten
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -70,6 +88,31 @@ def configure(level: str = "INFO", json: bool = True) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class Log:
+    """The project's logger: ``log.info("message", **fields)``; any field name is allowed."""
+
+    def __init__(self, name: str) -> None:
+        self._logger = structlog.get_logger(name)
+
+    def _emit(self, level: str, message: str, fields: Mapping[str, Any]) -> None:
+        getattr(self._logger, level)(message, **{FIELDS: dict(fields)})
+
+    def debug(self, message: str, /, **fields: Any) -> None:
+        self._emit("debug", message, fields)
+
+    def info(self, message: str, /, **fields: Any) -> None:
+        self._emit("info", message, fields)
+
+    def warning(self, message: str, /, **fields: Any) -> None:
+        self._emit("warning", message, fields)
+
+    def error(self, message: str, /, **fields: Any) -> None:
+        self._emit("error", message, fields)
+
+    def exception(self, message: str, /, **fields: Any) -> None:
+        self._emit("exception", message, fields)
+
+
 def new_correlation_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -79,4 +122,4 @@ def bind_correlation(correlation_id: str, **fields: Any) -> None:
     structlog.contextvars.bind_contextvars(correlation_id=correlation_id, **fields)
 
 
-log = structlog.get_logger("mmr")
+log = Log("mmr")

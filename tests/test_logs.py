@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+from pathlib import Path
+
 import pytest
 
-from adapter.logs import REDACTED, scrub
+import adapter
+from adapter.logs import REDACTED, bind_correlation, configure, log, scrub
 
 
 @pytest.mark.parametrize("text", ["191212121212", "19121212-1212", "121212-1212", "1212121212", "121212+1212",
@@ -21,3 +27,36 @@ def test_hsa_ids_and_other_long_numbers_that_are_no_date_are_kept(text: str) -> 
 def test_sensitive_keys_are_dropped_whatever_they_hold() -> None:
     assert scrub({"name": "Tolvan", "nested": [{"address": "Storgatan 1"}], "status": "active"}) == \
         {"name": REDACTED, "nested": [{"address": REDACTED}], "status": "active"}
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+def test_any_field_name_is_a_field_even_the_loggers_own_argument_names(
+        level: str, capsys: pytest.CaptureFixture[str]) -> None:
+    configure("DEBUG", json=True)
+    getattr(log, level)("event ignored", event="changed Task/1/_history/2", message="m", level="x", logger="y")
+    (line,) = _lines(capsys)
+    assert line["message"] == "m"  # a field wins over the text, as any field does; nothing raises
+    assert (line["event"], line["logger"]) == ("changed Task/1/_history/2", "y")
+
+
+def test_the_bound_event_label_survives_every_line(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("INFO", json=True)
+    bind_correlation("c0ffee", event="changed Task/7/_history/3", attempt=1)
+    log.info("event processed", outcome="applied")
+    logging.getLogger("celery.worker").warning("a library line")
+    lines = _lines(capsys)
+    assert [(r["message"], r["event"], r["correlation_id"]) for r in lines] == [
+        ("event processed", "changed Task/7/_history/3", "c0ffee"),
+        ("a library line", "changed Task/7/_history/3", "c0ffee")]
+
+
+def test_nothing_in_the_adapter_logs_around_the_collision_proof_logger() -> None:
+    """Every module logs through ``adapter.logs.log``; structlog's own loggers take ``event`` positionally."""
+    offenders = [str(p) for p in Path(adapter.__file__).parent.rglob("*.py")
+                 if p.name != "logs.py" and re.search(r"structlog\\.get_logger|structlog\\.stdlib\\.get_logger",
+                                                      p.read_text())]
+    assert offenders == []
