@@ -70,10 +70,17 @@ def serve(host: str, port: int, workers: int) -> None:
 def worker(concurrency: int, pool: str) -> None:
     """Run a Celery worker that processes events from the queue."""
     s = settings_or_exit(REQUIRED_FOR_FHIR)
+    from celery.utils.nodenames import host_format
+
     from adapter.pipeline.worker import app
 
-    app.worker_main(["worker", "-Q", s.queue, "-c", str(concurrency), "-P", pool, "--loglevel", s.log_level,
-                     "--without-gossip", "--without-mingle", "-n", f"mmr-worker-{os.getpid()}@%h"])
+    # Not app.worker_main: it drops the worker's exit code, so a worker that gave up on a lost broker
+    # ("Unrecoverable error") exited 0 and a supervisor restarting on failure would not restart it.
+    worker_ = app.Worker(hostname=host_format(f"mmr-worker-{os.getpid()}@%h"), pool_cls=pool,
+                         concurrency=concurrency, loglevel=s.log_level, queues=[s.queue],
+                         without_gossip=True, without_mingle=True)
+    worker_.start()
+    sys.exit(worker_.exitcode or 0)
 
 
 @main.command("ping-worker")
