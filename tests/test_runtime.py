@@ -146,17 +146,29 @@ def test_the_same_notification_five_times_concurrently_has_one_effect(quiet: Sta
     one_review_task(fhir, sr["id"])
 
 
-def test_replayed_topic_event_number_is_a_no_op(quiet: Stack, fhir: FhirClient, state: State) -> None:
-    sr = new_referral(fhir)
-    body = r4_backport("replay-sub", 41, f"ServiceRequest/{sr['id']}")
-    assert quiet.notify("POST", "", body).status_code == 202
-    one_review_task(fhir, sr["id"])
-    wait_for(lambda: state.seen(("topic:Subscription/replay-sub#41",)), what="the event to be marked processed")
-    events_before, _ = state.metrics()
-    assert quiet.notify("POST", "", body).status_code == 202
-    wait_for(lambda: int(state.metrics()[0].get("duplicate|ServiceRequest", 0))
-             > int(events_before.get("duplicate|ServiceRequest", 0)), what="the replay to be recognised")
-    one_review_task(fhir, sr["id"])
+def test_a_topic_event_number_is_no_identity_two_events_with_one_number_are_both_processed(
+        quiet: Stack, fhir: FhirClient) -> None:
+    """HAPI's event number is an in-memory delivery counter: after a restart the same pair recurs."""
+    first, second = new_referral(fhir), new_referral(fhir)
+    sub = unique("sub")
+    assert quiet.notify("POST", "", r4_backport(sub, 7, f"ServiceRequest/{first['id']}")).status_code == 202
+    one_review_task(fhir, first["id"])
+    assert quiet.notify("POST", "", r4_backport(sub, 7, f"ServiceRequest/{second['id']}")).status_code == 202
+    one_review_task(fhir, second["id"])
+
+
+def test_event_numbers_restarting_at_one_request_a_reconciliation_and_later_events_are_processed(
+        quiet: Stack, fhir: FhirClient, state: State) -> None:
+    sub = unique("sub")
+    before = new_referral(fhir)
+    assert quiet.notify("POST", "", r4_backport(sub, 41, f"ServiceRequest/{before['id']}")).status_code == 202
+    one_review_task(fhir, before["id"])
+    reconciled = state.last_reconciled() or 0.0
+    state.r.delete("mmr:event-number-gap")  # another test's gap may still hold the one-per-10-s report
+    after = new_referral(fhir)  # HAPI restarted: its counter starts again
+    assert quiet.notify("POST", "", r4_backport(sub, 1, f"ServiceRequest/{after['id']}")).status_code == 202
+    one_review_task(fhir, after["id"])
+    wait_for(lambda: (state.last_reconciled() or 0.0) > reconciled, what="the reconciliation the restart asked for")
 
 
 @pytest.mark.parametrize("write_lands", [True, False], ids=["killed-after-write", "killed-before-write"])
@@ -326,15 +338,15 @@ def test_the_correlation_id_goes_from_the_webhook_to_the_fhir_write(quiet: Stack
     task = one_review_task(fhir, sr["id"])
     assert task["meta"]["source"].endswith(f"#{request_id}")  # the write says which request caused it
     accepted = [r for r in _log_lines("api") if r.get("correlation_id") == request_id]
-    assert [r["event"] for r in accepted] == ["notification queued"]
+    assert [r["message"] for r in accepted] == ["notification queued"]
 
     def processed_line() -> list[dict[str, Any]]:
         return [r for r in _log_lines("worker")
-                if r.get("correlation_id") == request_id and r.get("event") == "event processed"]
+                if r.get("correlation_id") == request_id and r.get("message") == "event processed"]
 
     done = wait_for(processed_line, what="the worker's log line for the event")
     assert done[0]["outcome"] == "applied"
-    steps = [r for r in _log_lines("worker") if r.get("correlation_id") == request_id and r.get("event") == "step"]
+    steps = [r for r in _log_lines("worker") if r.get("correlation_id") == request_id and r.get("message") == "step"]
     assert steps and all(r["referral"] == sr["id"] for r in steps)  # every step of the event carries it
 
 
@@ -347,8 +359,36 @@ def test_a_referral_that_is_not_ours_is_ignored_at_debug_level(quiet: Stack, fhi
 
     def processed_line() -> list[dict[str, Any]]:
         return [r for r in _log_lines("worker")
-                if r.get("correlation_id") == request_id and r.get("event") == "event processed"]
+                if r.get("correlation_id") == request_id and r.get("message") == "event processed"]
 
     assert wait_for(processed_line, what="the worker's log line for the event")[0]["outcome"] == "nothing"
-    assert not [r for r in _log_lines("worker") if r.get("correlation_id") == request_id and r.get("event") == "step"]
+    assert not [r for r in _log_lines("worker") if r.get("correlation_id") == request_id and r.get("message") == "step"]
     assert not review_tasks(fhir, sr["id"])
+
+
+# ------------------------------------------------------------------ the notification is a hint
+
+
+def test_an_event_about_someone_elses_resource_is_ignored_done_and_never_retried(
+        quiet: Stack, fhir: FhirClient, state: State) -> None:
+    appointment = fhir.create({"resourceType": "Appointment", "status": "booked",
+                               "participant": [{"status": "accepted", "actor": {"display": "Someone else"}}]})
+    events_before, _ = state.metrics()
+    dead_before = state.dlq_size()
+    assert quiet.notify("PUT", f"/Appointment/{appointment['id']}", json.dumps(appointment)).status_code == 202
+    wait_for(lambda: int(state.metrics()[0].get("ignored|Appointment", 0))
+             > int(events_before.get("ignored|Appointment", 0)), what="the Appointment to be ignored")
+    events_after, _ = state.metrics()
+    assert events_after.get("retried|Appointment") == events_before.get("retried|Appointment")
+    assert state.dlq_size() == dead_before
+
+
+def test_a_forged_version_in_a_notification_neither_skips_nor_pre_marks_the_real_one(
+        quiet: Stack, fhir: FhirClient, state: State) -> None:
+    sr = new_referral(fhir)
+    forged = {**sr, "meta": {**sr["meta"], "versionId": "99"}}
+    assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(forged)).status_code == 202
+    one_review_task(fhir, sr["id"])
+    real = Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"])
+    wait_for(lambda: state.seen(real.dedup_keys), what="the version read from the server to be marked")
+    assert not state.seen(Envelope("changed", "test", "ServiceRequest", sr["id"], "99").dedup_keys)

@@ -26,15 +26,30 @@ class Envelope:
 
     @property
     def dedup_keys(self) -> tuple[str, ...]:
-        """Keys that identify this event once processed: version and, for topics, event number."""
-        keys = []
+        """Keys saying this event was processed already, checked before any work.
+
+        Only keys the worker marked are ever found, and the worker marks only versions it read from
+        the server itself (:meth:`processed_key`), so a forged or stale ``versionId`` in a
+        notification can skip nothing but a version really processed. Topic event numbers are no
+        identity (HAPI restarts them at 1) and are never part of a key.
+        """
         if self.kind == "timer":
-            keys.append(f"timer:{self.resource_id}|{self.timer}@{self.version_id}")
-        elif self.resource_type and self.resource_id and self.version_id:
-            keys.append(f"{self.kind}:{self.resource_type}/{self.resource_id}/_history/{self.version_id}")
-        if self.topic_event:
-            keys.append(f"topic:{self.topic_event}")
-        return tuple(keys)
+            return (f"timer:{self.resource_id}|{self.timer}@{self.version_id}",)
+        if self.resource_type and self.resource_id and self.version_id:
+            return (self.processed_key(self.version_id),)
+        return ()
+
+    def processed_key(self, server_version: str) -> str:
+        """The key to mark once the resource's ``server_version`` (read from the server) was processed."""
+        return f"{self.kind}:{self.resource_type}/{self.resource_id}/_history/{server_version}"
+
+    @property
+    def event_number(self) -> tuple[str, int] | None:
+        """(subscription, event number) of a topic notification: used only to notice gaps and restarts."""
+        if not self.topic_event or "#" not in self.topic_event:
+            return None
+        subscription, _, number = self.topic_event.rpartition("#")
+        return (subscription, int(number)) if number.isdigit() else None
 
     @property
     def label(self) -> str:

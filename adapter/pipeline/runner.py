@@ -37,12 +37,14 @@ class Runner:
 
     def __init__(self, fhir: FhirClient, state: State, *, now: Callable[[], datetime],
                  options: Mapping[str, Any] | None = None,
-                 reconcile: Callable[[], int] | None = None) -> None:
+                 reconcile: Callable[[], int] | None = None,
+                 request_reconcile: Callable[[], None] | None = None) -> None:
         self.fhir = fhir
         self.state = state
         self.now = now
         self.options = dict(options or {})
         self.reconcile = reconcile
+        self.request_reconcile = request_reconcile
 
     # ------------------------------------------------------------ entry point
 
@@ -56,38 +58,58 @@ class Runner:
             return Outcome("reconciled", notes=[f"ping: {found} change(s) found and queued"])
         if self.state.seen(env.dedup_keys):
             return Outcome("duplicate")
-        referral_ids = self.route(env)
+        self._watch_event_number(env)
+        referral_ids, read = self.route(env)
         if not referral_ids:
-            log.debug("event ignored: not about an MMR referral", event=env.label)
-            self.state.mark_done(env.dedup_keys)
+            # None of the routine's business: done, counted and logged at debug, never retried.
+            log.debug("event ignored: not about an MMR referral")
+            self._mark(env, read)
             return Outcome("ignored", notes=["not about a referral"])
         total = Outcome("nothing", referrals=referral_ids)
         for referral_id in referral_ids:
             with self.state.referral_lock(referral_id):
-                result = self._process_referral(referral_id, env)
+                result, loaded = self._process_referral(referral_id, env)
+            read = loaded.get(f"{env.resource_type}/{env.resource_id}", read) if loaded else read
             total.writes += result.writes
             total.notes += result.notes
             if result.status == "applied":
                 total.status = "applied"
             elif result.status == "ignored" and total.status == "nothing":
                 total.status = "ignored"
-        self.state.mark_done(env.dedup_keys)
+        self._mark(env, read)
         return total
 
-    def _process_referral(self, referral_id: str, env: Envelope) -> Outcome:
+    def _mark(self, env: Envelope, server_copy: Mapping[str, Any] | None) -> None:
+        """Remember the event as processed, by the version the server holds, never the notified one."""
+        if env.kind == "timer":
+            self.state.mark_done(env.dedup_keys)
+        elif env.kind == "changed" and server_copy is not None and (server_version := core.version(dict(server_copy))):
+            self.state.mark_done((env.processed_key(server_version),))
+
+    def _watch_event_number(self, env: Envelope) -> None:
+        """A topic event number that jumps or restarts means notifications were lost: reconcile soon."""
+        if env.event_number is None or self.request_reconcile is None:
+            return
+        subscription, number = env.event_number
+        if self.state.event_number_gap(subscription, number):
+            log.info("topic event numbers jumped or restarted: reconciliation requested",
+                     subscription=subscription)
+            self.request_reconcile()
+
+    def _process_referral(self, referral_id: str, env: Envelope) -> tuple[Outcome, Mapping[str, Any]]:
         event = self._event(env, referral_id)
         for _ in range(MAX_REPLANS):
             referral = self.load(referral_id, event)
             if referral is None:
-                return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"])
+                return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"]), {}
             plan = core.decide(referral, event, core.Context(now=self.now(), options=self.options))
             for text in plan.notes:
                 (log.debug if text.endswith(core.IGNORED) else log.info)("step", referral=referral_id, note=text)
             if plan.empty:
-                return Outcome("nothing", [referral_id], notes=list(plan.notes))
+                return Outcome("nothing", [referral_id], notes=list(plan.notes)), referral.resources
             if not plan.writes:  # only timers to (re)arm: nothing to write
                 self.state.set_timers(plan.timers)
-                return Outcome("nothing", [referral_id], notes=list(plan.notes))
+                return Outcome("nothing", [referral_id], notes=list(plan.notes)), referral.resources
             try:
                 self.apply(plan, source=f"{codes().base}/Device/mmr-adapter#{env.correlation_id}")
             except VersionConflict as exc:
@@ -95,7 +117,7 @@ class Runner:
                 continue
             self.state.set_timers(plan.timers)
             self.state.count_workflow(plan.counts)
-            return Outcome("applied", [referral_id], len(plan.writes), list(plan.notes))
+            return Outcome("applied", [referral_id], len(plan.writes), list(plan.notes)), referral.resources
         raise VersionConflict(412, f"ServiceRequest/{referral_id} kept changing; {MAX_REPLANS} plans conflicted")
 
     @staticmethod
@@ -107,28 +129,28 @@ class Runner:
 
     # ------------------------------------------------------------ routing
 
-    def route(self, env: Envelope) -> list[str]:
-        """The referral ids this event concerns, following references (with reads) as needed."""
-        if env.kind == "timer":
-            return [env.resource_id] if env.resource_id else []
-        if env.resource_type == "ServiceRequest":
-            return [env.resource_id] if env.resource_id else []
-        resource = env.resource or self._current_or_last(env.resource_type or "", env.resource_id or "")
+    def route(self, env: Envelope) -> tuple[list[str], dict[str, Any] | None]:
+        """The referral ids this event concerns, following references (with reads) as needed, and the
+        event's resource as read from the server if routing had to read it."""
+        if env.kind == "timer" or env.resource_type == "ServiceRequest":
+            return ([env.resource_id] if env.resource_id else []), None
+        read = None if env.resource else self._current_or_last(env.resource_type or "", env.resource_id or "")
+        resource = env.resource or read
         for _ in range(MAX_HOPS):
             if resource is None:
-                return []
+                return [], read
             hops = routing.next_hops(resource)
             if not hops:
-                return []
+                return [], read
             if hops[0].startswith("ServiceRequest/"):
-                return [hops[0].split("/", 1)[1]]
+                return [hops[0].split("/", 1)[1]], read
             resource = None
             for hop in hops:
                 rtype, rid = hop.split("/", 1)
                 resource = self._current_or_last(rtype, rid)
                 if resource is not None:
                     break
-        return []
+        return [], read
 
     def _current_or_last(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """The resource, or its last version before deletion (a DELETE notification has no body)."""

@@ -11,8 +11,9 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,14 @@ def _memory_redis() -> redis.Redis:
 
 class LockBusy(Exception):
     """Another worker is processing this referral; try again shortly."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A reconciliation that holds the lock: when it started, and how to say it is still working."""
+
+    started: float
+    keepalive: Callable[[], object]
 
 
 class State:
@@ -65,6 +74,34 @@ class State:
                 pipe.set(P + "done:" + k, "1", ex=self.dedup_ttl)
             pipe.execute()
 
+    # ------------------------------------------------------------ topic event numbers
+
+    _EVENT_NUMBER = """
+    local prev = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+    local n = tonumber(ARGV[2])
+    local gap = 0
+    if prev == nil then
+        redis.call('HSET', KEYS[1], ARGV[1], n)
+    elseif n > prev then
+        redis.call('HSET', KEYS[1], ARGV[1], n)
+        if n > prev + 1 then gap = 1 end
+    elseif n < prev and (n == 1 or prev - n > tonumber(ARGV[3])) then
+        redis.call('HSET', KEYS[1], ARGV[1], n)
+        gap = 1
+    end
+    if gap == 1 and redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then return 1 end
+    return 0
+    """
+
+    def event_number_gap(self, subscription: str, number: int, window: int = 50, quiet: int = 10) -> bool:
+        """Record a topic event number; true when it jumped or restarted (HAPI restarted, deliveries lost).
+
+        The same number again is no gap (HAPI 6.6-6.8 sent 1 every time); a number a little below
+        the highest is an event delivered out of order. At most one gap is reported per ``quiet`` seconds.
+        """
+        return bool(self.r.eval(self._EVENT_NUMBER, 2, P + "event-numbers", P + "event-number-gap",
+                                subscription, number, window, quiet))
+
     # ------------------------------------------------------------ per-referral lock
 
     @contextmanager
@@ -82,15 +119,19 @@ class State:
     # ------------------------------------------------------------ reconciliation runs
 
     @contextmanager
-    def reconciling(self) -> Iterator[float]:
-        """One reconciliation at a time; yields its start time, recorded once it completed."""
-        lock = self.r.lock(f"{P}lock:reconcile", timeout=max(self.lock_timeout, 300), blocking_timeout=0)
+    def reconciling(self, ttl: float = 30.0) -> Iterator[Run]:
+        """One reconciliation at a time; its start is recorded once it completed.
+
+        The lock lives ``ttl`` seconds and the run extends it as it works (:meth:`Run.keepalive`),
+        so a run killed midway frees it within ``ttl`` and the next one is not held up.
+        """
+        lock = self.r.lock(f"{P}lock:reconcile", timeout=ttl, blocking_timeout=0)
         if not lock.acquire():
             raise LockBusy("reconciliation")
-        started = time.time()
+        run = Run(time.time(), lambda: lock.extend(ttl, replace_ttl=True))
         try:
-            yield started
-            self.r.set(f"{P}reconciled-at", started)
+            yield run
+            self.r.set(f"{P}reconciled-at", run.started)
         finally:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()

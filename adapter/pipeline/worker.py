@@ -16,17 +16,24 @@ from functools import cache
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Reject, Retry
 from celery.signals import setup_logging
 
 from adapter.config import REQUIRED_FOR_FHIR, Settings, load_settings
 from adapter.fhir.client import FhirClient, FhirError
-from adapter.logs import bind_correlation, configure, log
+from adapter.logs import bind_correlation, configure, log, new_correlation_id
 from adapter.pipeline import reconcile as reconciliation
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.runner import Runner
 from adapter.pipeline.state import LockBusy, State
 
 PROCESS = "mmr.process"
+RECONCILE = "mmr.reconcile"
+RECONCILE_BUSY_RETRIES, RECONCILE_BUSY_WAIT = 5, 2.0
+# Metric labels name only the types the adapter subscribes to: a notification's type is a hint,
+# and an unbounded label set would be a way to exhaust the metrics store.
+KNOWN_KINDS = frozenset({"ServiceRequest", "Task", "Communication", "QuestionnaireResponse", "Consent", "Appointment",
+                         "CarePlan", "DocumentReference", "EpisodeOfCare", "timer", "ping"})
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -95,26 +102,36 @@ def now() -> datetime:
     return state().now(settings().test_clock)
 
 
+def _publish_options(env: Envelope) -> dict[str, str]:
+    """What Celery writes into message headers and its logs: the event's label, never its content."""
+    return {"argsrepr": f"[{env.label!r}]", "kwargsrepr": "{}"}
+
+
 def enqueue(env: Envelope) -> None:
     # argsrepr: otherwise Celery reprs the whole envelope, resource included, into the message
     # headers on every publish (a third of the publish's CPU) where monitoring tools show it.
-    app.send_task(PROCESS, args=[env.to_dict()], queue=settings().queue, argsrepr=f"[{env.label!r}]",
-                  kwargsrepr="{}")
+    app.send_task(PROCESS, args=[env.to_dict()], queue=settings().queue, **_publish_options(env))
 
 
 def run_reconcile() -> int:
     """Reconcile once; raises LockBusy while another reconciliation runs."""
     s = settings()
-    with state().reconciling():
+    with state().reconciling() as run:
         return reconciliation.reconcile(fhir(), state(), enqueue, now=now(),
-                                        lookback=timedelta(seconds=s.reconcile_lookback))
+                                        lookback=timedelta(seconds=s.reconcile_lookback), keepalive=run.keepalive)
+
+
+def request_reconcile() -> None:
+    """Ask for a reconciliation soon (a topic event number jumped), without waiting for it."""
+    app.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=settings().queue)
 
 
 @cache
 def runner() -> Runner:
     import adapter.workflow.steps  # noqa: F401  (registers every step)
 
-    return Runner(fhir(), state(), now=now, options=workflow_options(), reconcile=run_reconcile)
+    return Runner(fhir(), state(), now=now, options=workflow_options(), reconcile=run_reconcile,
+                  request_reconcile=request_reconcile)
 
 
 def workflow_options() -> dict[str, Any]:
@@ -144,17 +161,35 @@ def backoff(attempt: int) -> float:
 
 @app.task(bind=True, name=PROCESS, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def process(self: Task, envelope: dict[str, Any], failures: int = 0) -> str:
-    """Process one event; ``failures`` counts failed attempts (waiting for a lock is not one)."""
+    """Process one event; ``failures`` counts failed attempts (waiting for a lock is not one).
+
+    The message leaves the queue only with an effect, a dead letter or a published retry. When
+    even the bookkeeping fails (Redis gone while retrying or parking), the message is handed back
+    (``Reject(requeue=True)``); if that cannot reach Redis either, it stays unacknowledged and is
+    delivered again after the visibility timeout.
+    """
     env = Envelope.from_dict(envelope)
+    bind_correlation(env.correlation_id, event=env.label, attempt=failures + 1)
+    try:
+        return _attempt(self, env, failures)
+    except (Retry, Reject):
+        raise
+    except Exception as exc:
+        log.warning("event could not be retried or parked: handed back to the queue", reason=type(exc).__name__)
+        time.sleep(1)  # Redis is likely down: do not spin on the message
+        raise Reject(type(exc).__name__, requeue=True) from None
+
+
+def _attempt(task: Task, env: Envelope, failures: int) -> str:
     attempts = failures + 1
-    bind_correlation(env.correlation_id, event=env.label, attempt=attempts)
-    kind = env.resource_type or env.kind
+    kind = (env.resource_type or env.kind) if (env.resource_type or env.kind) in KNOWN_KINDS else "other"
     st = state()
     try:
         outcome = runner().process(env)
     except LockBusy:
         # Another worker holds the referral: come back soon, without counting a failure.
-        raise self.retry(countdown=0.2 + random.random(), kwargs={"failures": failures}) from None
+        raise task.retry(countdown=0.2 + random.random(), kwargs={"failures": failures},
+                         **_publish_options(env)) from None
     except Exception as exc:
         permanent = isinstance(exc, FhirError) and not exc.transient and exc.status not in (409, 412)
         reason = _reason(exc)
@@ -165,11 +200,13 @@ def process(self: Task, envelope: dict[str, Any], failures: int = 0) -> str:
             return "dead-lettered"
         st.count("retried", kind)
         log.warning("event failed, will retry", reason=reason, attempts=attempts)
-        raise self.retry(countdown=backoff(attempts - 1), kwargs={"failures": attempts}) from None
+        raise task.retry(countdown=backoff(attempts - 1), kwargs={"failures": attempts},
+                         **_publish_options(env)) from None
     st.count(outcome.status, kind)
     if outcome.status in ("applied", "nothing"):
         st.observe_latency(max(time.time() - env.received_at, 0.0))
-    log.info("event processed", outcome=outcome.status, writes=outcome.writes)
+    (log.debug if outcome.status == "ignored" else log.info)("event processed", outcome=outcome.status,
+                                                            writes=outcome.writes)
     return outcome.status
 
 
@@ -179,16 +216,25 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-@app.task(bind=True, name="mmr.reconcile", acks_late=True, ignore_result=True, max_retries=None)
+@app.task(bind=True, name=RECONCILE, acks_late=True, ignore_result=True, max_retries=None)
 def reconcile_task(self: Task, requested_at: float | None = None) -> int:
-    """Reconcile; if one is running, wait for it unless it started after this was requested."""
+    """Reconcile, unless one started after this was requested and completed.
+
+    While another runs, this one waits for it a bounded number of times (the running one's lock
+    lives only while it works, so a killed run frees it within seconds); then it gives up, logged
+    once: the next scheduled run follows within one interval.
+    """
+    bind_correlation(new_correlation_id(), job="reconcile")
     requested_at = requested_at or time.time()
     if state().reconciled_since(requested_at):
         return 0
     try:
         found = run_reconcile()
     except LockBusy:
-        raise self.retry(countdown=1, kwargs={"requested_at": requested_at}) from None
+        if self.request.retries >= RECONCILE_BUSY_RETRIES:
+            log.info("reconciliation still running elsewhere: this request is left to the next run")
+            return 0
+        raise self.retry(countdown=RECONCILE_BUSY_WAIT) from None
     if found:
         log.info("reconciliation queued changes", found=found)
     return found
@@ -197,6 +243,7 @@ def reconcile_task(self: Task, requested_at: float | None = None) -> int:
 @app.task(name="mmr.fire_timers", acks_late=True, ignore_result=True)
 def fire_timers_task(at: str | None = None) -> int:
     """Queue every due timer exactly once; ``at`` (ISO time) lets tests and the demo move the clock."""
+    bind_correlation(new_correlation_id(), job="fire-timers")
     moment = datetime.fromisoformat(at) if at else now()
     return fire_due_timers(state(), moment)
 
