@@ -282,6 +282,16 @@ def fire_timers(at: str | None) -> None:
     click.echo(f"{fire_due_timers(state, moment)} timer(s) fired")
 
 
+@main.command()
+@friendly
+def sweep() -> None:
+    """Queue one event for every open referral now (beat does this every MMR_SWEEP_INTERVAL)."""
+    from adapter.pipeline.worker import sweep_task
+
+    settings_or_exit(REQUIRED_FOR_FHIR)
+    click.echo(f"{sweep_task()} open referral(s) queued")
+
+
 def _register_conformance() -> None:
     from adapter.conformance.cli import profiles_build_command, profiles_doc_command, validate_command
 

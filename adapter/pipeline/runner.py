@@ -22,6 +22,7 @@ from adapter.workflow.core import Event, Plan, Referral
 
 MAX_REPLANS = 3
 MAX_HOPS = 4
+SWEEP = "sweep"  # the shape of the events the periodic sweep of open referrals queues
 
 
 @dataclass
@@ -48,7 +49,10 @@ class Runner:
 
     # ------------------------------------------------------------ entry point
 
-    def process(self, env: Envelope) -> Outcome:
+    def process(self, env: Envelope, *, rederive: bool = False) -> Outcome:
+        """Process one event. ``rederive``: this event may follow a write whose timers were lost (a
+        retry or a redelivery), so set again every timer the referral's state requires; timer and
+        sweep events always do."""
         if env.kind == "ping":
             # A ping says only "something changed": search. Pings arriving while a search runs
             # are covered by the next one, not by one search each.
@@ -68,7 +72,7 @@ class Runner:
         total = Outcome("nothing", referrals=referral_ids)
         for referral_id in referral_ids:
             with self.state.referral_lock(referral_id):
-                result, loaded = self._process_referral(referral_id, env)
+                result, loaded = self._process_referral(referral_id, env, rederive)
             read = loaded.get(f"{env.resource_type}/{env.resource_id}", read) if loaded else read
             total.writes += result.writes
             total.notes += result.notes
@@ -96,26 +100,29 @@ class Runner:
                      subscription=subscription)
             self.request_reconcile()
 
-    def _process_referral(self, referral_id: str, env: Envelope) -> tuple[Outcome, Mapping[str, Any]]:
+    def _process_referral(self, referral_id: str, env: Envelope,
+                          rederive: bool) -> tuple[Outcome, Mapping[str, Any]]:
         event = self._event(env, referral_id)
+        rederive = rederive or env.kind == "timer" or env.shape == SWEEP
         for _ in range(MAX_REPLANS):
             referral = self.load(referral_id, event)
             if referral is None:
                 return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"]), {}
-            plan = core.decide(referral, event, core.Context(now=self.now(), options=self.options))
+            ctx = core.Context(now=self.now(), options=self.options)
+            plan = core.decide(referral, event, ctx)
             for text in plan.notes:
                 (log.debug if text.endswith(core.IGNORED) else log.info)("step", referral=referral_id, note=text)
-            if plan.empty:
-                return Outcome("nothing", [referral_id], notes=list(plan.notes)), referral.resources
-            if not plan.writes:  # only timers to (re)arm: nothing to write
-                self.state.set_timers(plan.timers)
+            # Timers are derived state: what the referral's state (as it will be) requires.
+            required = core.due_later(referral.with_plan(plan), ctx) if rederive else ()
+            if not plan.writes:
+                self.state.set_timers(plan.timers, keep=required)
                 return Outcome("nothing", [referral_id], notes=list(plan.notes)), referral.resources
             try:
                 self.apply(plan, source=f"{codes().base}/Device/mmr-adapter#{env.correlation_id}")
             except VersionConflict as exc:
                 log.info("version conflict, planning again", referral=referral_id, reason=exc.message)
                 continue
-            self.state.set_timers(plan.timers)
+            self.state.set_timers(plan.timers, keep=required)
             self.state.count_workflow(plan.counts)
             return Outcome("applied", [referral_id], len(plan.writes), list(plan.notes)), referral.resources
         raise VersionConflict(412, f"ServiceRequest/{referral_id} kept changing; {MAX_REPLANS} plans conflicted")

@@ -171,9 +171,17 @@ class State:
 
     # ------------------------------------------------------------ timers
 
-    def set_timers(self, timers: tuple[Timer, ...]) -> None:
+    def set_timers(self, timers: tuple[Timer, ...], keep: tuple[Timer, ...] = ()) -> None:
+        """Set ``timers`` (a plan's: they may move an existing one) and add those of ``keep`` that
+        are missing (derived from the state: an existing one is kept as it is)."""
+        if not timers and not keep:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        if keep:
+            pipe.zadd(P + "timers", {t.member: t.due.timestamp() for t in keep}, nx=True)
         if timers:
-            self.r.zadd(P + "timers", {t.member: t.due.timestamp() for t in timers})
+            pipe.zadd(P + "timers", {t.member: t.due.timestamp() for t in timers})
+        pipe.execute()
 
     def due_timers(self, now: datetime, limit: int = 500) -> list[tuple[str, float]]:
         return self.r.zrangebyscore(P + "timers", "-inf", now.timestamp(), start=0, num=limit, withscores=True)
@@ -191,6 +199,18 @@ class State:
 
     def timers(self) -> list[tuple[str, float]]:
         return self.r.zrange(P + "timers", 0, -1, withscores=True)
+
+    # ------------------------------------------------------------ the sweep of open referrals
+
+    def swept_referrals(self) -> set[str]:
+        return set(self.r.smembers(P + "swept"))
+
+    def set_swept_referrals(self, referral_ids: set[str]) -> None:
+        pipe = self.r.pipeline()
+        pipe.delete(P + "swept")
+        if referral_ids:
+            pipe.sadd(P + "swept", *referral_ids)
+        pipe.execute()
 
     # ------------------------------------------------------------ reconciliation checkpoints
 

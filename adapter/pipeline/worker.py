@@ -23,12 +23,14 @@ from adapter.config import REQUIRED_FOR_FHIR, Settings, load_settings
 from adapter.fhir.client import FhirClient, FhirError
 from adapter.logs import bind_correlation, configure, log, new_correlation_id
 from adapter.pipeline import reconcile as reconciliation
+from adapter.pipeline import sweep as sweeping
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.runner import Runner
 from adapter.pipeline.state import LockBusy, State
 
 PROCESS = "mmr.process"
 RECONCILE = "mmr.reconcile"
+SWEEP = "mmr.sweep"
 RECONCILE_BUSY_RETRIES, RECONCILE_BUSY_WAIT = 5, 2.0
 # Metric labels name only the types the adapter subscribes to: a notification's type is a hint,
 # and an unbounded label set would be a way to exhaust the metrics store.
@@ -47,6 +49,9 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
+        # No task may outlive the visibility timeout, or its message would be delivered a second time
+        # while it still runs; one killed at the limit is redelivered (reject_on_worker_lost).
+        task_time_limit=max(settings.visibility_timeout - 30, 30),
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         # A killed worker's unacknowledged event becomes visible again after visibility_timeout;
@@ -65,6 +70,7 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             "reconcile": {"task": "mmr.reconcile", "schedule": settings.reconcile_interval},
             "fire-timers": {"task": "mmr.fire_timers", "schedule": settings.timer_interval},
+            "sweep": {"task": SWEEP, "schedule": settings.sweep_interval},
         },
     )
     return app
@@ -184,8 +190,10 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
     attempts = failures + 1
     kind = (env.resource_type or env.kind) if (env.resource_type or env.kind) in KNOWN_KINDS else "other"
     st = state()
+    # A retry or a redelivery may follow a write whose timers never reached Redis: derive them again.
+    again = attempts > 1 or bool((task.request.delivery_info or {}).get("redelivered"))
     try:
-        outcome = runner().process(env)
+        outcome = runner().process(env, rederive=again)
     except LockBusy:
         # Another worker holds the referral: come back soon, without counting a failure.
         raise task.retry(countdown=0.2 + random.random(), kwargs={"failures": failures},
@@ -238,6 +246,15 @@ def reconcile_task(self: Task, requested_at: float | None = None) -> int:
     if found:
         log.info("reconciliation queued changes", found=found)
     return found
+
+
+@app.task(name=SWEEP, acks_late=True, ignore_result=True)
+def sweep_task() -> int:
+    """Look at every open referral again: lost timers come back, deleted Tasks are noticed."""
+    bind_correlation(new_correlation_id(), job="sweep")
+    queued = sweeping.sweep(fhir(), state(), enqueue)
+    log.info("sweep queued the open referrals", referrals=queued)
+    return queued
 
 
 @app.task(name="mmr.fire_timers", acks_late=True, ignore_result=True)

@@ -244,3 +244,24 @@ def decide(referral: Referral, event: Event, ctx: Context) -> Plan:
         plan = plan + part
         state = state.with_plan(part)
     return plan
+
+
+def due_later(referral: Referral, ctx: Context) -> tuple[Timer, ...]:
+    """What is due later for this referral, derived from its state alone.
+
+    Each timer's steps are asked what they would do if their timer came due now: the timers they
+    re-arm are the ones the state requires, and a step that would write already needs its timer
+    now. So a timer lost between the transaction and the timer write (a worker killed, Redis
+    gone) is set again by the next load of the referral, and a replay sets nothing new.
+    """
+    due: dict[str, Timer] = {}
+    for key in registered_keys():
+        if not key.startswith("timer:"):
+            continue
+        name = key.removeprefix("timer:")
+        plan = decide(referral, Event("timer", "ServiceRequest", referral.id, timer=name), ctx)
+        now = (Timer(name, referral.id, ctx.now),) if plan.writes else ()
+        for timer in (*plan.timers, *now):
+            if timer.member not in due or timer.due < due[timer.member].due:
+                due[timer.member] = timer
+    return tuple(due.values())

@@ -69,7 +69,9 @@ def track_intake(referral: Referral, event: Event, ctx: Context) -> Plan:
         return NOTHING
     status, business, timers = _stage(referral, intake, ctx)
     if at_stage(intake, status, business):
-        return NOTHING
+        # The stage's timer again (derived state: a lost one comes back). A moment already past is
+        # the reminder chase's to handle, on its own timer.
+        return Plan(timers=tuple(t for t in timers.timers if t.due > ctx.now))
     changes = stage(status, business, ctx)
     if business == "programme-interrupted":
         changes["statusReason"] = {"text": text(data()["reasons"]["programme-interrupted"], ctx)}
