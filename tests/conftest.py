@@ -183,10 +183,13 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             process.wait()
 
 
-def start_worker(env: dict[str, str], name: str, concurrency: int = 2) -> subprocess.Popen[bytes]:
-    """A real Celery worker process; returns once it consumes from its queue."""
-    from adapter.pipeline.worker import app
+def start_worker(env: dict[str, str], name: str, concurrency: int = 2,
+                 broker: Any = None) -> subprocess.Popen[bytes]:
+    """A real Celery worker process; returns once it consumes from its queue (``broker``: the Celery
+    app to ping it through, when it does not use the suite's Redis)."""
+    from adapter.pipeline.worker import app as suite_app
 
+    app = broker or suite_app
     process = spawn(name, ["worker", "--pool", "prefork", "-c", str(concurrency)], env)
 
     def ready() -> bool:
