@@ -228,5 +228,25 @@ def stack(sandbox: Sandbox, proxy: FaultProxy, redis_client: redis.Redis) -> Ite
     stop(worker)
 
 
+@pytest.fixture(autouse=True)
+def _noise(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every end-to-end scenario runs with unrelated traffic beside it: none of it may be
+    dead-lettered or written to by the adapter."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    from tests.noise import Noise
+
+    request.getfixturevalue("stack")  # subscribed first, so the noise is notified like everything else
+    fhir: FhirClient = request.getfixturevalue("fhir")
+    state: State = request.getfixturevalue("state")
+    with Noise(fhir) as noise:
+        yield
+    assert noise.touched() == [], "the adapter wrote to resources that are no referral's business"
+    # Noise notified just now may still be queued: give the worker a moment to park any, then look.
+    wait_for(lambda: not state.r.llen(QUEUE), timeout=30, what="the noise to be processed")
+    assert noise.dead_lettered(state) == [], "unrelated events were dead-lettered"
+
+
 def unique(prefix: str = "R") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
