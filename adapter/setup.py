@@ -16,6 +16,7 @@ from adapter.pipeline.reconcile import subscription_criteria
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 NEEDED_TYPES = ("ServiceRequest", "Task", "Communication", "Subscription", "Organization", "PractitionerRole",
                 "Location", "Patient", "Consent", "QuestionnaireResponse")
+SEND_DELETES = "http://hapifhir.io/fhir/StructureDefinition/subscription-send-delete-messages"
 
 
 @dataclass
@@ -120,8 +121,11 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
             sub["criteria"] = topic
             channel["_payload"] = {"extension": [{"url": f"{BACKPORT}/backport-payload-content",
                                                   "valueCode": "full-resource"}]}
-        elif entry.get("fallback"):
-            sub["_fallback"] = entry["fallback"].replace("{base}", base)
+        else:
+            # HAPI delivers deletes only to channels carrying its extension; a deleted Task must be noticed.
+            channel["extension"] = [{"url": SEND_DELETES, "valueBoolean": True}]
+            if entry.get("fallback"):
+                sub["_fallback"] = entry["fallback"].replace("{base}", base)
         subs.append(sub)
     return subs
 

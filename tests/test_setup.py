@@ -12,7 +12,7 @@ import pytest
 from adapter.conformance.install import conformance_resources
 from adapter.conformance.package import is_topic, package
 from adapter.fhir.client import FhirClient
-from adapter.setup import check_capabilities, directory_resources
+from adapter.setup import SEND_DELETES, check_capabilities, directory_resources
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +56,14 @@ def test_setup_twice_leaves_one_copy_of_each_resource(stack: Stack, fhir: FhirCl
         found = topics if is_topic(resource) else fhir.search(rt, {"url": url, "version": version})
         copies = [r for r in found if r["resourceType"] == rt and _canonical(r) == (url, version)]
         assert len(copies) == 1, f"{len(copies)} copies of {rt} {url}|{version}"
+
+
+def test_classic_subscriptions_ask_hapi_for_delete_messages(stack: Stack, fhir: FhirClient) -> None:
+    subs = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"
+            and s["channel"]["endpoint"] == f"{stack.api_url}/notify"]
+    assert subs
+    for sub in subs:
+        assert {"url": SEND_DELETES, "valueBoolean": True} in sub["channel"].get("extension", []), sub["criteria"]
 
 
 def test_setup_repairs_a_subscription_the_server_switched_off(stack: Stack, fhir: FhirClient) -> None:
