@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -314,6 +315,26 @@ def test_no_personnummer_or_name_reaches_a_log_line(stack: Stack, fhir: FhirClie
     assert sr["id"] in logs  # the logs do talk about this referral ...
     for secret in (TEST_PERSONNUMMER, "19121212-1212", "Tolvansson", "Tolvan"):
         assert secret not in logs  # ... but never name the patient
+
+
+def test_a_planted_personnummer_and_name_never_reach_a_log_line_even_through_retries(
+        stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State) -> None:
+    planted = uuid.uuid4().int
+    personnummer = f"19{planted % 90 + 10:02d}0{planted % 9 + 1}1{planted % 9 + 1}-{planted % 9000 + 1000}"
+    name = f"Plantedname{uuid.uuid4().hex[:8]}"
+    events_before, _ = state.metrics()
+    with subscriptions_paused(fhir):
+        sr = new_referral(fhir, note=[{"text": f"Patient {name} {personnummer}"}])
+        proxy.add(Rule(transaction_about(sr["id"]), status=503, times=3))  # more than one attempt absorbs
+        reply = stack.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr))
+        assert reply.status_code == 202
+        one_review_task(fhir, sr["id"])
+    retried = "retried|ServiceRequest"
+    assert int(state.metrics()[0].get(retried, 0)) > int(events_before.get(retried, 0))
+    logs = "".join(p.read_text(errors="replace") for p in LOGS.glob("*.log"))
+    seen = reply.text + json.dumps(dict(reply.headers)) + logs
+    assert sr["id"] in seen
+    assert personnummer not in seen and personnummer.replace("-", "") not in seen and name not in seen
 
 
 def _log_lines(name: str) -> list[dict[str, Any]]:
