@@ -127,7 +127,7 @@ def check_scheduler(lag: float | None) -> None:
               help="Where beat keeps its last-run times.")
 @friendly
 def beat(schedule_file: str) -> None:
-    """Run the scheduler: reconciliation and due timers, periodically."""
+    """Run the scheduler: reconciliation, due timers and the sweep of open referrals, periodically."""
     s = settings_or_exit(REQUIRED_FOR_FHIR)
     from adapter.pipeline.worker import app
 
