@@ -86,6 +86,9 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # At DEBUG, Celery's pool logs each task's arguments (the envelope, resource included) as one string
+    # that key-based redaction cannot see into: never below INFO.
+    logging.getLogger("celery.pool").setLevel(max(logging.getLevelName(level), logging.INFO))
 
 
 class Log:

@@ -60,3 +60,9 @@ def test_nothing_in_the_adapter_logs_around_the_collision_proof_logger() -> None
                  if p.name != "logs.py" and re.search(r"structlog\\.get_logger|structlog\\.stdlib\\.get_logger",
                                                       p.read_text())]
     assert offenders == []
+
+
+def test_at_debug_celerys_pool_still_never_logs_task_arguments() -> None:
+    configure("DEBUG", json=True)
+    assert not logging.getLogger("celery.pool").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("celery.worker").isEnabledFor(logging.DEBUG)
