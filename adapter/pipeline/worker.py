@@ -49,6 +49,9 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
+        # A task running when the broker connection drops can no longer be acknowledged: cancel it, and
+        # its message is delivered again (Celery 6's default; 5.x only warns).
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         # No task may outlive the visibility timeout, or its message would be delivered a second time
         # while it still runs; one killed at the limit is redelivered (reject_on_worker_lost).
         task_time_limit=max(settings.visibility_timeout - 30, 30),
