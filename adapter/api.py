@@ -33,5 +33,5 @@ def app_from_settings() -> FastAPI:
 
     assert settings.webhook_token is not None
     return create_app(token=settings.webhook_token.get_secret_value(), enqueue=enqueue, state=state,
-                      queue_depth=lambda: int(state.r.llen(settings.queue)), fhir_ready=fhir_ready,
+                      queue_depth=lambda: worker.queue_depth(state.r, settings.queue), fhir_ready=fhir_ready,
                       max_body_bytes=settings.max_body_bytes)

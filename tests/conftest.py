@@ -244,7 +244,9 @@ def _noise(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     assert noise.touched() == [], "the adapter wrote to resources that are no referral's business"
     # Noise notified just now may still be queued: give the worker a moment to park any, then look.
-    wait_for(lambda: not state.r.llen(QUEUE), timeout=30, what="the noise to be processed")
+    from adapter.pipeline.worker import queue_depth
+
+    wait_for(lambda: not queue_depth(state.r, QUEUE), timeout=30, what="the noise to be processed")
     assert noise.dead_lettered(state) == [], "unrelated events were dead-lettered"
 
 

@@ -25,6 +25,7 @@ from adapter.logs import bind_correlation, configure, log, new_correlation_id
 from adapter.pipeline import reconcile as reconciliation
 from adapter.pipeline import sweep as sweeping
 from adapter.pipeline.envelope import Envelope
+from adapter.pipeline.runner import SWEEP as SWEEP_SHAPE
 from adapter.pipeline.runner import Runner
 from adapter.pipeline.state import LockBusy, State
 
@@ -32,6 +33,8 @@ PROCESS = "mmr.process"
 RECONCILE = "mmr.reconcile"
 SWEEP = "mmr.sweep"
 RECONCILE_BUSY_RETRIES, RECONCILE_BUSY_WAIT = 5, 2.0
+PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's default steps, spelled out: queue_keys() depends on them
+CONTROL_PRIORITY, EVENT_PRIORITY, SWEEP_PRIORITY = 0, 3, 9
 # Metric labels name only the types the adapter subscribes to: a notification's type is a hint,
 # and an unbounded label set would be a way to exhaust the metrics store.
 KNOWN_KINDS = frozenset({"ServiceRequest", "Task", "Communication", "QuestionnaireResponse", "Consent", "Appointment",
@@ -59,7 +62,11 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         # A killed worker's unacknowledged event becomes visible again after visibility_timeout;
         # look for such events often enough that redelivery follows soon after.
+        # Priorities (Redis: 0 first): the beat's jobs and the reconciliations they ask for before
+        # events, events before the sweep's look at every open referral, which may be thousands.
+        task_default_priority=EVENT_PRIORITY,
         broker_transport_options={
+            "priority_steps": PRIORITY_STEPS,
             "visibility_timeout": settings.visibility_timeout,
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 2)),
             "unacked_restore_throttle": 1,
@@ -71,9 +78,10 @@ def make_celery(settings: Settings) -> Celery:
                                    "interval_max": 0.5},
         broker_connection_timeout=2,
         beat_schedule={
-            "reconcile": {"task": "mmr.reconcile", "schedule": settings.reconcile_interval},
-            "fire-timers": {"task": "mmr.fire_timers", "schedule": settings.timer_interval},
-            "sweep": {"task": SWEEP, "schedule": settings.sweep_interval},
+            name: {"task": task, "schedule": every, "options": {"priority": CONTROL_PRIORITY}}
+            for name, task, every in (("reconcile", RECONCILE, settings.reconcile_interval),
+                                      ("fire-timers", "mmr.fire_timers", settings.timer_interval),
+                                      ("sweep", SWEEP, settings.sweep_interval))
         },
     )
     return app
@@ -111,9 +119,23 @@ def now() -> datetime:
     return state().now(settings().test_clock)
 
 
-def _publish_options(env: Envelope) -> dict[str, str]:
-    """What Celery writes into message headers and its logs: the event's label, never its content."""
-    return {"argsrepr": f"[{env.label!r}]", "kwargsrepr": "{}"}
+def _publish_options(env: Envelope) -> dict[str, Any]:
+    """What Celery writes into message headers and its logs: the event's label, never its content;
+    and the event's priority (the sweep's come after everything else)."""
+    return {"argsrepr": f"[{env.label!r}]", "kwargsrepr": "{}",
+            "priority": SWEEP_PRIORITY if env.shape == SWEEP_SHAPE else EVENT_PRIORITY}
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists a queue's messages wait in, one per priority step (kombu's naming)."""
+    return [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS]
+
+
+def queue_depth(client: Any, queue: str) -> int:
+    pipe = client.pipeline(transaction=False)
+    for key in queue_keys(queue):
+        pipe.llen(key)
+    return sum(int(n) for n in pipe.execute())
 
 
 def enqueue(env: Envelope) -> None:
@@ -132,7 +154,8 @@ def run_reconcile() -> int:
 
 def request_reconcile() -> None:
     """Ask for a reconciliation soon (a topic event number jumped), without waiting for it."""
-    app.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=settings().queue)
+    app.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=settings().queue,
+                  priority=CONTROL_PRIORITY)
 
 
 @cache
@@ -255,6 +278,10 @@ def reconcile_task(self: Task, requested_at: float | None = None) -> int:
 def sweep_task() -> int:
     """Look at every open referral again: lost timers come back, deleted Tasks are noticed."""
     bind_correlation(new_correlation_id(), job="sweep")
+    waiting = int(state().r.llen(queue_keys(settings().queue)[-1]))  # the last sweep's, lowest priority
+    if waiting:
+        log.info("sweep skipped: the last sweep's events are still queued", waiting=waiting)
+        return 0
     queued = sweeping.sweep(fhir(), state(), enqueue)
     log.info("sweep queued the open referrals", referrals=queued)
     return queued
