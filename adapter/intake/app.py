@@ -39,10 +39,11 @@ class QueueUnavailable(Exception):
     """The queue did not take the event (Redis down): the sender must retry."""
 
 
-def outcome_response(status: int, text: str, code: str = "invalid", **headers: str) -> JSONResponse:
+def outcome_response(status: int, text: str, code: str = "invalid", expression: str | None = None,
+                     **headers: str) -> JSONResponse:
     severity = "information" if status < 400 else "error"
-    return JSONResponse(operation_outcome(text, severity=severity, code=code), status_code=status,
-                        media_type=FHIR_JSON, headers=headers)
+    return JSONResponse(operation_outcome(text, severity=severity, code=code, expression=expression),
+                        status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
 @asynccontextmanager
@@ -93,7 +94,7 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
         except BadNotification as exc:
             metrics.rejected.labels(str(exc.status)).inc()
             log.info("notification refused", status=exc.status, reason=exc.text)
-            return outcome_response(exc.status, exc.text, exc.code)
+            return outcome_response(exc.status, exc.text, exc.code, exc.expression)
         correlation = SAFE_ID.sub("", request.headers.get("x-request-id", ""))[:64] or new_correlation_id()
         bind_correlation(correlation)
         try:
