@@ -17,7 +17,7 @@ import pytest
 import redis
 import uvicorn
 
-from adapter.intake.app import QueueUnavailable, create_app
+from adapter.intake.app import Check, Limits, QueueUnavailable, create_app
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.sandbox import free_port
@@ -46,32 +46,43 @@ class Intake:
         return httpx.request(method, f"{self.url}/notify{path}", content=body, headers=headers, timeout=10)
 
 
-def serve(app: object) -> tuple[str, uvicorn.Server]:
+def serve(app: object, **options: object) -> tuple[str, uvicorn.Server]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
     wait_for(lambda: server.started, what="the API to listen")
     return f"http://127.0.0.1:{port}", server
 
 
-def intake(redis_url: str, fhir_ok: bool = True) -> tuple[Intake, uvicorn.Server]:
-    from adapter.pipeline.worker import PROCESS
+def always(value: bool) -> Check:
+    async def check() -> bool:
+        return value
+
+    return check
+
+
+def intake(redis_url: str, fhir_ok: bool = True, *, limits: Limits | None = None, operator_token: str | None = None,
+           **options: object) -> tuple[Intake, uvicorn.Server]:
+    """The real API enqueueing with the real publish (``enqueue_notification``) on a queue of its own."""
     from adapter.pipeline.worker import app as celery
+    from adapter.pipeline.worker import enqueue_notification
 
     queue = unique("mmr-intake")
     r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     conn = celery.connection_for_write(redis_url)
 
-    def enqueue(env: Envelope) -> None:
+    def enqueue(envelopes: tuple[Envelope, ...]) -> None:
         try:
-            celery.send_task(PROCESS, args=[env.to_dict()], queue=queue, connection=conn,
-                             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1})
+            enqueue_notification(envelopes, queue=queue, connection=conn,
+                                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1})
         except Exception as exc:
             raise QueueUnavailable(type(exc).__name__) from exc
 
     api = create_app(token=TOKEN, enqueue=enqueue, state=State(r), queue_depth=lambda: r.llen(queue),
-                     fhir_ready=lambda: fhir_ok, max_body_bytes=LIMIT)
-    url, server = serve(api)
+                     checks={"redis": always(True), "fhir": always(fhir_ok)},
+                     limits=limits or Limits(max_body_bytes=LIMIT), operator_token=operator_token)
+    url, server = serve(api, **options)
     return Intake(url, queue, r), server
 
 

@@ -1,0 +1,92 @@
+"""How the API is served: uvicorn with limits on what one client may hold.
+
+* request head (request line and headers) at most ``MMR_MAX_HEADER_BYTES``: h11 answers 431 or
+  400 above, so the API runs on uvicorn's h11 protocol (httptools has no such limit);
+* the request head must be complete within ``MMR_HEADER_TIMEOUT`` seconds of the connection
+  opening or of the previous response (a slow-loris client is disconnected); uvicorn itself only
+  times out idle keep-alive connections (``MMR_KEEP_ALIVE_TIMEOUT``);
+* the body within ``MMR_BODY_TIMEOUT`` (``/notify`` answers 408, see ``adapter.intake.app``);
+* at most ``MMR_MAX_CONCURRENCY`` connections and requests at once (uvicorn answers 503 above);
+* uvicorn's own log lines go through the adapter's JSON logs (``log_config=None``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from adapter.config import Settings, load_settings
+
+
+@cache
+def _configured_header_timeout() -> float:
+    return load_settings().header_timeout
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for the request head.
+
+    The deadline runs from the connection's opening, and again from each response, until h11 has
+    parsed a complete request head; then the connection is closed. Bytes trickling in do not
+    extend it (uvicorn's keep-alive timer, by contrast, is cancelled by any byte).
+    """
+
+    header_timeout: ClassVar[float | None] = None  # None: MMR_HEADER_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        timeout = self.header_timeout if self.header_timeout is not None else _configured_header_timeout()
+        self._head_deadline = self.loop.call_later(timeout, self._head_too_slow)
+
+    def _disarm_head_deadline(self) -> None:
+        deadline = getattr(self, "_head_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+            self._head_deadline = None
+
+    def _awaiting_head(self) -> bool:
+        """No request is being served: none has come yet, or the last one has been answered.
+
+        After an answer given before the body was complete (a 408) the client is still sending
+        that body: the connection then waits for a head it will never get in time, and is closed.
+        """
+        return self.cycle is None or self.cycle.response_complete
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self._awaiting_head() and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self._awaiting_head():
+            self._disarm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+
+def uvicorn_options(settings: Settings, protocol: type[H11Protocol] = GuardedH11Protocol) -> dict[str, Any]:
+    """The keyword arguments for ``uvicorn.run`` / ``uvicorn.Config`` that enforce the limits."""
+    return {
+        "http": protocol,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "limit_concurrency": settings.max_concurrency,
+        "log_config": None,
+        "access_log": False,
+    }
