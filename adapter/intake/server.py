@@ -1,7 +1,8 @@
 """How the API is served: uvicorn with limits on what one client may hold.
 
-* request head (request line and headers) at most ``MMR_MAX_HEADER_BYTES``: h11 answers 431 or
-  400 above, so the API runs on uvicorn's h11 protocol (httptools has no such limit);
+* request head (request line and headers) at most ``MMR_MAX_HEADER_BYTES``: 431 above, counted
+  on the bytes as they arrive (h11's own limit applies only to a head still incomplete after a
+  read, so a large head arriving at once would pass); the API runs on uvicorn's h11 protocol;
 * the request head must be complete within ``MMR_HEADER_TIMEOUT`` seconds of the connection
   opening or of the previous response (a slow-loris client is disconnected); uvicorn itself only
   times out idle keep-alive connections (``MMR_KEEP_ALIVE_TIMEOUT``);
@@ -13,12 +14,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from functools import cache
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from adapter.config import Settings, load_settings
+from adapter.fhir.outcome import operation_outcome
 
 
 @cache
@@ -26,8 +29,14 @@ def _configured_header_timeout() -> float:
     return load_settings().header_timeout
 
 
+def _too_large(limit: int) -> bytes:
+    body = json.dumps(operation_outcome(f"The request head exceeds {limit} bytes", code="too-costly")).encode()
+    return (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/fhir+json\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for the request head.
+    """uvicorn's h11 protocol with a size limit and a deadline for the request head.
 
     The deadline runs from the connection's opening, and again from each response, until h11 has
     parsed a complete request head; then the connection is closed. Bytes trickling in do not
@@ -38,6 +47,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._head_limit = self.config.h11_max_incomplete_event_size or 16384
+        self._head_bytes = b""
         self._head_deadline: asyncio.TimerHandle | None = None
         self._arm_head_deadline()
 
@@ -66,8 +77,17 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._awaiting_head():
+            self._head_bytes = (self._head_bytes + data)[: self._head_limit + 4]
+            end = self._head_bytes.find(b"\r\n\r\n")
+            if end > self._head_limit or (end < 0 and len(self._head_bytes) > self._head_limit):
+                self._disarm_head_deadline()
+                self.transport.write(_too_large(self._head_limit))
+                self.transport.close()
+                return
         super().data_received(data)
         if not self._awaiting_head():
+            self._head_bytes = b""
             self._disarm_head_deadline()
 
     def on_response_complete(self) -> None:
