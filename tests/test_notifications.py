@@ -149,8 +149,8 @@ NUMBER = {"name": "event-number", "valueString": "7"}
     (_bundle([TYPE_, SUB], {"fullUrl": "http://hapi/fhir/task/abc"}), "Bundle.entry[1].fullUrl"),
     (_bundle([TYPE_, SUB], {"request": {"method": "PUT", "url": "Task/../../admin"}}), "Bundle.entry[1].request.url"),
     (_bundle([TYPE_, SUB], {"request": {"method": 1, "url": "Task/abc"}}), "Bundle.entry[1].request.method"),
-    (json.dumps({**TASK, "meta": {"versionId": "1 2"}}).encode(), "Task.meta.versionId"),
-    (json.dumps({**TASK, "id": 5}).encode(), "Task.id"),
+    (json.dumps({**TASK, "meta": {"versionId": "1 2"}}).encode(), "Resource.meta.versionId"),
+    (json.dumps({**TASK, "id": 5}).encode(), "Resource.id"),
     (subscription_status("s2", 3, "Task/abc", TASK).replace(b'"eventNumber": "3"', b'"eventNumber": [3]'),
      "Bundle.entry[0].resource.notificationEvent[0].eventNumber"),
 ])

@@ -35,6 +35,9 @@ EVENT_NUMBER_RE = re.compile(r"[0-9]{1,18}")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 MAX_DEPTH = 64  # JSON nesting; FHIR resources HAPI sends stay far below (a Bundle of Questionnaires ~ 20)
 MAX_EVENTS = 100
+# Locations in a resource that is not a Bundle start from FHIRPath's ``Resource``: its
+# resourceType, though it matches the pattern, is the sender's text and may be anything.
+ROOT = "Resource"
 ACKNOWLEDGED = ("handshake", "heartbeat", "query-status", "query-event")
 
 T = TypeVar("T")
@@ -218,14 +221,14 @@ def parse_put(resource_type: str, resource_id: str, body: bytes, content_type: s
         return Parsed("rest-hook-put", (Envelope("changed", "rest-hook-put", resource_type, resource_id),))
     rtype, resource = _resource(_json(body, content_type))
     if rtype != resource_type:
-        raise refuse(f"{rtype}.resourceType", "differs from the path's resource type")
-    body_id = _optional(resource, "id", rtype, _string)
+        raise refuse(f"{ROOT}.resourceType", "differs from the path's resource type")
+    body_id = _optional(resource, "id", ROOT, _string)
     if body_id:
-        body_id = _fhir_id(body_id.rsplit("/", 1)[-1], f"{rtype}.id")
+        body_id = _fhir_id(body_id.rsplit("/", 1)[-1], f"{ROOT}.id")
         if body_id != resource_id:
-            raise refuse(f"{rtype}.id", "differs from the path's id")
+            raise refuse(f"{ROOT}.id", "differs from the path's id")
     return Parsed("rest-hook-put", (Envelope("changed", "rest-hook-put", resource_type, resource_id,
-                                             _version(resource, rtype), resource),))
+                                             _version(resource, ROOT), resource),))
 
 
 def parse_delete(resource_type: str, resource_id: str) -> Parsed:
@@ -240,10 +243,10 @@ def parse_post(body: bytes, content_type: str | None, *, max_events: int = MAX_E
     rtype, doc = _resource(_json(body, content_type))
     if rtype == "Bundle":
         return _parse_bundle(doc, max_events)
-    rid = _optional(doc, "id", rtype, _fhir_id)
+    rid = _optional(doc, "id", ROOT, _fhir_id)
     if not rid:
-        raise refuse(f"{rtype}.id", "is required: a posted resource needs an id to be a notification")
-    return Parsed("rest-hook-post", (Envelope("changed", "rest-hook-post", rtype, rid, _version(doc, rtype), doc),))
+        raise refuse(f"{ROOT}.id", "is required: a posted resource needs an id to be a notification")
+    return Parsed("rest-hook-post", (Envelope("changed", "rest-hook-post", rtype, rid, _version(doc, ROOT), doc),))
 
 
 # ------------------------------------------------------------------ topic-based notifications
