@@ -62,8 +62,10 @@ def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from adapter.intake.server import uvicorn_options
+    from adapter.logs import configure
 
     settings = settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
+    configure(settings.log_level, settings.log_json)  # uvicorn's own lines too, in every process
     uvicorn.run("adapter.api:app_from_settings", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", **uvicorn_options(settings))
 

@@ -311,3 +311,4 @@ def test_the_docs_page_loads_nothing_from_elsewhere(lone: Intake) -> None:
     assert page.status_code == 200 and "/notify" in page.text
     assert "<script" not in page.text and "<link" not in page.text
     assert not re.search(r"(src|href)=['\"](https?:)?//", page.text)
+

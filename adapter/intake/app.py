@@ -263,6 +263,13 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
         code = "not-found" if exc.status_code == 404 else "not-supported" if exc.status_code == 405 else "invalid"
         return outcome_response(exc.status_code, str(exc.detail), code)
 
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        # Outside /notify (say /metrics with Redis gone). Starlette re-raises after answering, and
+        # uvicorn logs the traceback through the JSON logs (serve runs it with log_config=None).
+        log.error("request failed", error=type(exc).__name__, origin=_origin(exc))
+        return outcome_response(500, "The adapter failed on this request; the failure is logged", "exception")
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
         return outcome_response(400, "Invalid request: the path or query does not fit this endpoint")
