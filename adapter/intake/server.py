@@ -18,6 +18,7 @@ import json
 from functools import cache
 from typing import Any, ClassVar
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from adapter.config import Settings, load_settings
@@ -64,11 +65,7 @@ class GuardedH11Protocol(H11Protocol):
             self._head_deadline = None
 
     def _awaiting_head(self) -> bool:
-        """No request is being served: none has come yet, or the last one has been answered.
-
-        After an answer given before the body was complete (a 408) the client is still sending
-        that body: the connection then waits for a head it will never get in time, and is closed.
-        """
+        """No request is being served: none has come yet, or the last one has been answered."""
         return self.cycle is None or self.cycle.response_complete
 
     def _head_too_slow(self) -> None:
@@ -92,7 +89,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if self.conn.their_state is h11.SEND_BODY:  # answered (408, 413) before the body was in: done with it
+            self.transport.close()
+        elif not self.transport.is_closing():
             self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
