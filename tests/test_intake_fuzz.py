@@ -41,8 +41,8 @@ BASES: list[Any] = [json.loads(b) for b in (
     r4_backport("s1", 0, None, kind="heartbeat"), r4_backport("s1", 3, "Task/abc", None, method="DELETE"),
     subscription_status("s2", 3, "Task/abc", TASK), subscription_status("s2", 4, "Task/abc", None, r5=False),
 )] + [TASK]
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-API_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+API_FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def nested(depth: int) -> Any:
