@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import httpx
 import redis
+import redis.asyncio
 from fastapi import FastAPI
 from kombu.exceptions import OperationalError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from adapter.cli_support import fhir_client
-from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, load_settings
-from adapter.intake.app import QueueUnavailable, create_app
+from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, Settings, load_settings
+from adapter.intake.app import Check, Limits, QueueUnavailable, create_app
 from adapter.logs import configure
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
+
+
+def readiness_checks(settings: Settings) -> dict[str, Check]:
+    """``/health``'s checks: async, one short attempt each, never the FHIR client's retries.
+
+    The FHIR server counts as up when ``GET metadata`` answers 200; with client-credentials auth
+    the check sends no token (fetching one would block) and any answer below 500 counts.
+    """
+    timeout = settings.health_timeout
+    in_process = settings.redis_url.startswith("memory://")  # the demo's store without Redis: always there
+    store = None if in_process else redis.asyncio.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    headers = {"Accept": "application/fhir+json"}
+    if settings.fhir_auth == "bearer" and settings.fhir_token:
+        headers["Authorization"] = f"Bearer {settings.fhir_token.get_secret_value()}"
+    anonymous = settings.fhir_auth == "client-credentials"
+    fhir = httpx.AsyncClient(timeout=timeout, headers=headers)
+
+    async def redis_ready() -> bool:
+        return store is None or bool(await store.ping())
+
+    async def fhir_ready() -> bool:
+        reply = await fhir.get(f"{settings.fhir_base}/metadata", params={"_summary": "true"})
+        return reply.status_code < 500 if anonymous else reply.status_code == 200
+
+    return {"redis": redis_ready, "fhir": fhir_ready}
 
 
 def app_from_settings() -> FastAPI:
@@ -20,18 +49,19 @@ def app_from_settings() -> FastAPI:
     from adapter.pipeline import worker
 
     state = State.from_url(settings.redis_url)
-    fhir = fhir_client(settings)
 
-    def enqueue(env: Envelope) -> None:
+    def enqueue(envelopes: tuple[Envelope, ...]) -> None:
         try:
-            worker.enqueue(env)
+            worker.enqueue_notification(envelopes)
         except (OperationalError, redis.exceptions.RedisError, OSError) as exc:
             raise QueueUnavailable(type(exc).__name__) from exc
 
-    def fhir_ready() -> bool:
-        return fhir.request("GET", "metadata?_summary=true").status_code == 200
-
     assert settings.webhook_token is not None
+    limits = Limits(max_body_bytes=settings.max_body_bytes, max_events=settings.max_events,
+                    body_timeout=settings.body_timeout, health_cache=settings.health_cache,
+                    health_timeout=settings.health_timeout)
+    operator = settings.operator_token.get_secret_value() if settings.operator_token else None
     return create_app(token=settings.webhook_token.get_secret_value(), enqueue=enqueue, state=state,
-                      queue_depth=lambda: worker.queue_depth(state.r, settings.queue), fhir_ready=fhir_ready,
-                      max_body_bytes=settings.max_body_bytes)
+                      queue_depth=lambda: worker.queue_depth(state.r, settings.queue),
+                      checks=readiness_checks(settings),
+                      limits=limits, operator_token=operator)

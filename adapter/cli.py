@@ -54,12 +54,20 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, help="Uvicorn worker processes.")
 @friendly
 def serve(host: str, port: int, workers: int) -> None:
-    """Run the notification API: /notify, /health, /metrics."""
+    """Run the notification API: /notify, /health, /metrics, /docs.
+
+    Limits per client come from MMR_MAX_HEADER_BYTES, MMR_HEADER_TIMEOUT, MMR_BODY_TIMEOUT,
+    MMR_KEEP_ALIVE_TIMEOUT and MMR_MAX_CONCURRENCY (per worker process).
+    """
     import uvicorn
 
-    settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
+    from adapter.intake.server import uvicorn_options
+    from adapter.logs import configure
+
+    settings = settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
+    configure(settings.log_level, settings.log_json)  # uvicorn's own lines too, in every process
     uvicorn.run("adapter.api:app_from_settings", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+                log_level="warning", **uvicorn_options(settings))
 
 
 @main.command()

@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     fhir_retries: int = Field(3, ge=0, description="Retries of a transient FHIR failure within one attempt")
 
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest notification body accepted")
+    max_events: int = Field(100, gt=0, description="Most events one notification may carry (413 above)")
+    max_header_bytes: int = Field(16384, ge=1024, description="Largest request head (request line and headers)")
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send a complete request head")
+    body_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send the whole body (408 after)")
+    keep_alive_timeout: float = Field(5.0, gt=0, description="Seconds an idle keep-alive connection stays open")
+    max_concurrency: int = Field(100, gt=0, description="Connections and requests served at once (503 above)")
+    health_cache: float = Field(5.0, ge=0, description="Seconds a /health answer is reused")
+    health_timeout: float = Field(2.0, gt=0, description="Seconds each /health check may take")
+    operator_token: SecretStr | None = Field(None, description="Bearer token for /metrics and /docs (unset: open)")
     max_attempts: int = Field(8, ge=1, description="Attempts per event before it is dead-lettered")
     retry_backoff: float = Field(2.0, gt=0, description="Base seconds of the retry backoff (doubles per attempt)")
     retry_backoff_max: float = Field(120.0, gt=0, description="Longest wait between two attempts")
@@ -97,4 +106,6 @@ def load_settings(require: Iterable[str] = (), **overrides: object) -> Settings:
         raise ConfigError("MMR_RETRY_BACKOFF_MAX: must be shorter than MMR_VISIBILITY_TIMEOUT")
     if settings.webhook_token is not None and len(settings.webhook_token.get_secret_value()) < 16:
         raise ConfigError("MMR_WEBHOOK_TOKEN: must be at least 16 characters")
+    if settings.operator_token is not None and len(settings.operator_token.get_secret_value()) < 16:
+        raise ConfigError("MMR_OPERATOR_TOKEN: must be at least 16 characters")
     return settings

@@ -174,6 +174,19 @@ def test_start_up_order() -> None:
         assert all(condition(s, "hapi") != "service_healthy" for s in SERVICES), "hapi has no healthcheck to wait on"
 
 
+def test_published_ports_bind_to_loopback_unless_told_otherwise() -> None:
+    """A port published as "8000:8000" listens on every interface of the host: /notify, /metrics and HAPI."""
+    published = 0
+    for service, spec in SERVICES.items():
+        for port in spec.get("ports") or ():
+            host = re.match(r"(\$\{[^}]*\}|[^:]*):", str(port))
+            match = INTERPOLATION.fullmatch(host[1]) if host else None
+            assert match and match["name"] == "BIND_ADDRESS" and match["op"] == ":-" and match["arg"] == "127.0.0.1", \
+                f"{service}: {port} is not published on ${{BIND_ADDRESS:-127.0.0.1}}"
+            published += 1
+    assert published >= 2  # api and hapi
+
+
 # ------------------------------------------------------------------ settings and secrets
 
 

@@ -304,3 +304,42 @@ def fire_due_timers(st: State, moment: datetime) -> int:
         enqueue(Envelope("timer", "timer", "ServiceRequest", referral_id, version_id=str(int(due)), timer=name))
         fired += 1
     return fired
+
+
+# ------------------------------------------------------------------ one notification, one message
+
+FAN_OUT = "mmr.fan_out"
+
+
+def enqueue_notification(envelopes: tuple[Envelope, ...], *, queue: str | None = None, **publish: Any) -> None:
+    """Queue one notification's events whole or not at all: one publish, whatever their number.
+
+    A single event travels as itself; several travel as one fan-out message that a worker splits
+    into one message per event, so a notification whose publish fails has queued nothing.
+    ``publish`` goes to ``send_task`` (a connection, a retry policy).
+    """
+    if not envelopes:
+        return
+    if len(envelopes) == 1:
+        name, args, shown = PROCESS, [envelopes[0].to_dict()], f"[{envelopes[0].label!r}]"
+    else:
+        name, args, shown = FAN_OUT, [[env.to_dict() for env in envelopes]], f"[{len(envelopes)} events]"
+    app.send_task(name, args=args, queue=queue or settings().queue, argsrepr=shown, kwargsrepr="{}", **publish)
+
+
+@app.task(name=FAN_OUT, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def fan_out_task(envelopes: list[dict[str, Any]]) -> int:
+    """Queue each event of one notification as its own message (then processed, retried, dead-lettered alone).
+
+    If it stops halfway (Redis gone), the message is handed back, never acknowledged, and the whole
+    list is queued again: the events already queued are processed twice, which is harmless (effects
+    are idempotent, processed versions are remembered).
+    """
+    try:
+        for data in envelopes:
+            enqueue(Envelope.from_dict(data))
+    except Exception as exc:
+        log.warning("notification could not be fanned out: handed back to the queue", reason=type(exc).__name__)
+        time.sleep(1)  # Redis is likely down: do not spin on the message
+        raise Reject(type(exc).__name__, requeue=True) from None
+    return len(envelopes)
