@@ -109,7 +109,9 @@ def test_each_hapi_notification_shape_leads_to_the_event_being_processed(quiet: 
     method, path, body = _shapes()[shape](sr, 1)
     reply = quiet.notify(method, path, body)
     assert reply.status_code == 202, reply.text
-    assert reply.json()["resourceType"] == "OperationOutcome"
+    # HAPI parses its topic notification's reply as a transaction response: a Bundle, never an outcome.
+    topic = shape.startswith(("R4 backport", "R4B", "R5"))
+    assert reply.json()["resourceType"] == ("Bundle" if topic else "OperationOutcome")
     one_review_task(fhir, sr["id"])
 
 
@@ -129,7 +131,7 @@ def test_handshake_and_heartbeat_are_acknowledged(stack: Stack, kind: str) -> No
     for body in (r4_backport("s1", 0, None, kind=kind), subscription_status("s1", 0, None, kind=kind)):
         reply = stack.notify("POST", "", body)
         assert reply.status_code == 200
-        assert kind in reply.json()["issue"][0]["diagnostics"]
+        assert reply.json() == {"resourceType": "Bundle", "type": "transaction-response"}
 
 
 # ------------------------------------------------------------------ nothing doubled
