@@ -29,7 +29,9 @@ from adapter.polling import poll
 from adapter.sandbox import Sandbox, free_port, start_sandbox
 from tests.faults import FaultProxy
 
-TOKEN = "test-token-" + uuid.uuid4().hex
+# pytest imports this file as ``conftest`` and the tests as ``tests.conftest``: both imports must see
+# one token, queue and log folder, so the first one leaves them in the environment for the second.
+TOKEN = os.environ.setdefault("MMR_TEST_TOKEN", "test-token-" + uuid.uuid4().hex)
 
 
 def _redis_url() -> str:
@@ -58,11 +60,11 @@ def _redis_url() -> str:
     raise RuntimeError("could not start a private redis-server for the tests")
 
 
-REDIS_URL = _redis_url()
-QUEUE = f"mmr-test-{uuid.uuid4().hex[:8]}"
+REDIS_URL = os.environ["MMR_TEST_REDIS_URL"] = _redis_url()
+QUEUE = os.environ.setdefault("MMR_TEST_QUEUE", f"mmr-test-{uuid.uuid4().hex[:8]}")
 LOGS = Path(os.environ.get("MMR_TEST_LOGS", "/tmp/mmr-test-logs"))
 # In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.
-for _key in [k for k in os.environ if k.startswith("MMR_") and k != "MMR_TEST_REDIS_URL"]:
+for _key in [k for k in os.environ if k.startswith("MMR_") and not k.startswith("MMR_TEST_")]:
     del os.environ[_key]
 os.environ.update({"MMR_REDIS_URL": REDIS_URL, "MMR_QUEUE": QUEUE, "MMR_TEST_CLOCK": "true"})
 
