@@ -99,7 +99,7 @@ def test_redis_stopped_while_events_are_processed_every_event_has_its_effect_aft
 def test_a_worker_killed_in_the_middle_of_a_reconciliation_does_not_hold_up_the_next(
         stack: Stack, proxy: FaultProxy, state: State) -> None:
     queue = unique("mmr-reconcile-kill")
-    env = adapter_env(proxy.base_url, queue, stack.api_url)
+    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_RECONCILE_INTERVAL="10")
     hold = proxy.add(Rule(lambda method, path, _: method == "GET" and "_lastUpdated" in path,
                           hold=threading.Event(), times=1))
     worker = start_worker(env, "reconcile-kill", concurrency=1)
@@ -115,7 +115,8 @@ def test_a_worker_killed_in_the_middle_of_a_reconciliation_does_not_hold_up_the_
         def completed() -> bool:
             broker.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=queue)  # beat's next runs
             return (state.last_reconciled() or 0.0) > started
-        # The lock of a killed run lapses within 30 s: well within two intervals (default 60 s).
-        wait_for(completed, timeout=60, interval=5, what="a reconciliation to complete after the kill")
+        # A killed run's lock lapses within one interval (10 s here), so the next run completes within
+        # two, plus the replacement's start on a busy machine.
+        wait_for(completed, timeout=40, interval=2, what="a reconciliation to complete after the kill")
     finally:
         stop(replacement)

@@ -147,7 +147,9 @@ def enqueue(env: Envelope) -> None:
 def run_reconcile() -> int:
     """Reconcile once; raises LockBusy while another reconciliation runs."""
     s = settings()
-    with state().reconciling() as run:
+    # The lock lives one interval unless the run keeps it alive: a killed run holds up the next one
+    # by at most an interval, so completed reconciliations stay within two intervals of each other.
+    with state().reconciling(ttl=max(s.reconcile_interval, 5.0)) as run:
         return reconciliation.reconcile(fhir(), state(), enqueue, now=now(),
                                         lookback=timedelta(seconds=s.reconcile_lookback), keepalive=run.keepalive)
 
