@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -371,6 +372,17 @@ def test_the_correlation_id_goes_from_the_webhook_to_the_fhir_write(quiet: Stack
     assert done[0]["outcome"] == "applied"
     steps = [r for r in _log_lines("worker") if r.get("correlation_id") == request_id and r.get("message") == "step"]
     assert steps and all(r["referral"] == sr["id"] for r in steps)  # every step of the event carries it
+
+
+def test_a_request_id_longer_than_hapi_keeps_is_replaced_by_one_that_survives_in_meta_source(
+        quiet: Stack, fhir: FhirClient) -> None:
+    sr = new_referral(fhir)
+    too_long = "r" * 17  # HAPI would keep 16 of these as meta.source's fragment: no longer our id
+    reply = quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr), extra={"X-Request-Id": too_long})
+    assert reply.status_code == 202, reply.text
+    fragment = one_review_task(fhir, sr["id"])["meta"]["source"].rpartition("#")[2]
+    assert fragment != too_long and re.fullmatch(r"[A-Za-z0-9._-]{1,16}", fragment)
+    assert [r for r in _log_lines("api") if r.get("correlation_id") == fragment]  # the logs know it
 
 
 def test_a_referral_that_is_not_ours_is_ignored_at_debug_level(quiet: Stack, fhir: FhirClient) -> None:

@@ -42,7 +42,9 @@ from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 
 FHIR_JSON = "application/fhir+json"
-SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a caller's X-Request-Id may not inject into our logs
+# A caller's X-Request-Id is reused only as HAPI keeps it in meta.source (at most 16 letters, digits,
+# ".", "_", "-"), so the id naming an event in our logs names the versions it wrote; nor may it inject.
+SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,16}")
 Enqueue = Callable[[tuple[Envelope, ...]], None]  # queue all of one notification's events or none
 Check = Callable[[], Awaitable[bool]]
 
