@@ -145,20 +145,27 @@ def beat(schedule_file: str) -> None:
 @main.command()
 @click.option("--topic-based", is_flag=True, help="Subscribe with R4 backport topics instead of classic criteria.")
 @click.option("--no-conformance", is_flag=True, help="Do not install the conformance package of profiles/.")
+@click.option("--delivery-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for the heartbeat's notification to come back.")
+@click.option("--no-delivery-check", is_flag=True, help="Do not prove delivery (no API or worker runs yet).")
 @friendly
-def setup(topic_based: bool, no_conformance: bool) -> None:
-    """Check the FHIR server, install the directory and profiles, create the Subscriptions."""
+def setup(topic_based: bool, no_conformance: bool, delivery_timeout: float, no_delivery_check: bool) -> None:
+    """Check the FHIR server, install the directory and profiles, create the Subscriptions, and prove
+    that a change the adapter makes comes back as a notification (the API and a worker must run)."""
     from rich.console import Console
 
     from adapter.cli_support import fhir_client
+    from adapter.pipeline.state import State
     from adapter.setup import run_setup
 
     s = settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
     assert s.webhook_token is not None
     console = Console()
+    state = None if no_delivery_check else State.from_url(s.redis_url)
     with fhir_client(s) as client:
         report = run_setup(client, notify_url=s.notify_url, token=s.webhook_token.get_secret_value(),
-                           topic_based=topic_based, install_conformance=not no_conformance)
+                           topic_based=topic_based, install_conformance=not no_conformance, state=state,
+                           delivery_timeout=delivery_timeout)
     for text in report.warnings:
         console.print(f"[yellow]warning:[/] {text}")
     for text in report.missing:

@@ -36,6 +36,7 @@ class PipelineCollector(Collector):
             workflow = self.state.workflow_counts()
             depth, dlq = self.queue_depth(), self.state.dlq_size()
             due, reconciled = self.state.due_timer_count(datetime.now(UTC)), self.state.last_reconciled()
+            heartbeat_age = self.state.heartbeat_age(datetime.now(UTC).timestamp())
         except Exception:  # Redis down: /health says so; the scrape still answers
             return
         family = CounterMetricFamily("mmr_events", "Events by outcome and kind", labels=["outcome", "kind"])
@@ -55,6 +56,10 @@ class PipelineCollector(Collector):
         if reconciled is not None:
             yield GaugeMetricFamily("mmr_last_reconciliation_timestamp_seconds",
                                     "When the last completed reconciliation started (Unix time)", value=reconciled)
+        if heartbeat_age is not None:  # the dead-man's switch: grows when notifications stop arriving
+            yield GaugeMetricFamily("mmr_heartbeat_age_seconds",
+                                    "Seconds since the newest heartbeat that came back as a notification was written",
+                                    value=heartbeat_age)
         buckets = [(str(le), float(latency.get(str(le), 0))) for le in LATENCY_BUCKETS]
         buckets.append(("+Inf", float(latency.get("+Inf", 0))))
         yield HistogramMetricFamily("mmr_event_processing_seconds", "From notification received to effect written",

@@ -6,12 +6,16 @@ from what the server holds, so a second run changes nothing.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.fhir.client import FhirClient, FhirError, NotFound
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
+from adapter.pipeline import heartbeat
 from adapter.pipeline.reconcile import subscription_criteria
+from adapter.pipeline.state import State
+from adapter.polling import poll
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 NEEDED_TYPES = ("ServiceRequest", "Task", "Communication", "Subscription", "Organization", "PractitionerRole",
@@ -127,7 +131,34 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
             if entry.get("fallback"):
                 sub["_fallback"] = entry["fallback"].replace("{base}", base)
         subs.append(sub)
+    # Classic in either mode: the probe that proves delivery, never searched by reconciliation.
+    subs.append({"resourceType": "Subscription", "status": "requested", "criteria": heartbeat.criteria(),
+                 "reason": "The MMR adapter's own heartbeat: proves that notifications arrive",
+                 "channel": {"type": "rest-hook", "endpoint": notify_url, "payload": "application/fhir+json",
+                             "header": header, "extension": [{"url": SEND_DELETES, "valueBoolean": True}]}})
     return subs
+
+
+def prove_delivery(client: FhirClient, state: State, notify_url: str, timeout: float) -> str | None:
+    """Write the heartbeat until its notification comes back; otherwise say, in one line, why not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        written = heartbeat.write(client, state)  # again each round: a new Subscription may activate late
+        if poll(lambda w=written: (state.last_heartbeat_delivered() or 0.0) >= w,
+                min(5.0, max(deadline - time.monotonic(), 0.0)), 0.2):
+            return None
+    ours = [sub for sub in client.search("Subscription", {"_count": "200"})
+            if sub.get("resourceType") == "Subscription" and (sub.get("channel") or {}).get("endpoint") == notify_url]
+    waiting = sum(1 for sub in ours if sub.get("status") == "requested")
+    broken = sum(1 for sub in ours if sub.get("status") in ("error", "off"))
+    if waiting:
+        return (f"no notification came back within {timeout:.0f} s and {waiting} Subscription(s) are still "
+                "'requested': the server has not activated them (on HAPI, is rest-hook delivery enabled: "
+                "hapi.fhir.subscription.resthook_enabled=true?)")
+    if broken:
+        return f"no notification came back within {timeout:.0f} s and {broken} Subscription(s) are in error or off"
+    return (f"no notification came back within {timeout:.0f} s although the server holds the Subscriptions: "
+            f"can the server reach {notify_url}, and does a worker run?")
 
 
 def _create(client: FhirClient, sub: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +203,10 @@ def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> li
 
 
 def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: bool = False,
-              install_conformance: bool = True) -> Report:
+              install_conformance: bool = True, state: State | None = None,
+              delivery_timeout: float = 60.0) -> Report:
+    """Check, install, subscribe; with ``state`` (the adapter's Redis), then prove that a change
+    comes back as a notification within ``delivery_timeout`` seconds (a failure is fatal)."""
     report = Report()
     try:
         statement = client.capabilities()
@@ -192,6 +226,8 @@ def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: b
     for resource in directory_resources():
         report.written.append((f"{resource['resourceType']}/{resource['id']}", upsert(client, resource)))
     report.written += ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based))
+    if state is not None and (problem := prove_delivery(client, state, notify_url, delivery_timeout)):
+        report.missing.append(f"delivery: {problem}")
     return report
 
 

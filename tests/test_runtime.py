@@ -279,6 +279,28 @@ def test_health_and_metrics(stack: Stack) -> None:
         assert name in text, name
 
 
+def test_the_heartbeat_comes_back_and_its_age_grows_while_notifications_do_not(
+        stack: Stack, fhir: FhirClient, state: State) -> None:
+    import time
+
+    import httpx
+
+    from adapter.pipeline import heartbeat
+
+    def age() -> float:
+        text = httpx.get(f"{stack.api_url}/metrics").text
+        return float(re.search(r"^mmr_heartbeat_age_seconds (\S+)$", text, re.M)[1])  # type: ignore[index]
+
+    delivered = heartbeat.write(fhir, state)
+    wait_for(lambda: (state.last_heartbeat_delivered() or 0.0) >= delivered, what="the heartbeat's notification")
+    with subscriptions_paused(fhir):  # the server stops delivering
+        silent = heartbeat.write(fhir, state)
+        wait_for(lambda: time.time() > silent + 1.5, what="time to pass")
+        measured = age()
+    # Measured from the last heartbeat that came back, never from the one that did not.
+    assert measured >= time.time() - delivered - 1.0 and measured > time.time() - silent
+
+
 def test_the_worker_and_scheduler_health_checks(stack: Stack, state: State) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True,

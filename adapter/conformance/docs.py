@@ -225,7 +225,8 @@ def render_readme(directory: Path) -> str:
         "profile.", "",
         "Business identifiers: every resource the adapter creates carries an identifier whose system is "
         f"`{manifest['canonical']}/identifier/<kind>` (`task`, `communication`, `communicationrequest`, "
-        "`episodeofcare`, `careplan`).", "",
+        "`episodeofcare`, `careplan`; `heartbeat` for the adapter's own `Basic/mmr-adapter-heartbeat`, the "
+        "probe whose notification proves delivery).", "",
         *profiles_section(resources), *terminology_section(resources), *questionnaires_section(resources),
         *topics_section(resources), *examples_section(directory), *index_section(index(directory)),
     ]

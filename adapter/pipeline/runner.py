@@ -15,6 +15,7 @@ from typing import Any, Literal
 from adapter.fhir.client import FhirClient, NotFound, VersionConflict
 from adapter.logs import log
 from adapter.mappings import codes
+from adapter.pipeline import heartbeat
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.workflow import core, load, routing
@@ -27,7 +28,7 @@ SWEEP = "sweep"  # the shape of the events the periodic sweep of open referrals 
 
 @dataclass
 class Outcome:
-    status: Literal["applied", "nothing", "ignored", "duplicate", "reconciled"]
+    status: Literal["applied", "nothing", "ignored", "duplicate", "reconciled", "heartbeat"]
     referrals: list[str] = field(default_factory=list)
     writes: int = 0
     notes: list[str] = field(default_factory=list)
@@ -60,6 +61,9 @@ class Runner:
                 return Outcome("duplicate")
             found = self.reconcile()
             return Outcome("reconciled", notes=[f"ping: {found} change(s) found and queued"])
+        if heartbeat.is_heartbeat(env.resource_type, env.resource_id):
+            heartbeat.delivered(self.fhir, self.state)
+            return Outcome("heartbeat", notes=["the adapter's own heartbeat came back"])
         if self.state.seen(env.dedup_keys):
             return Outcome("duplicate")
         self._watch_event_number(env)

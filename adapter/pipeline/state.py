@@ -200,6 +200,27 @@ class State:
     def timers(self) -> list[tuple[str, float]]:
         return self.r.zrange(P + "timers", 0, -1, withscores=True)
 
+    # ------------------------------------------------------------ the heartbeat (dead-man's switch)
+
+    _LATEST = "local v = tonumber(redis.call('GET', KEYS[1])) if v == nil or v < tonumber(ARGV[1]) then " \
+              "redis.call('SET', KEYS[1], ARGV[1]) end return 0"
+
+    def heartbeat_written(self, at: float) -> None:
+        self.r.set(P + "heartbeat:first-written", at, nx=True)
+
+    def heartbeat_delivered(self, at: float) -> None:
+        self.r.eval(self._LATEST, 1, P + "heartbeat:delivered", at)
+
+    def last_heartbeat_delivered(self) -> float | None:
+        value = self.r.get(P + "heartbeat:delivered")
+        return float(value) if value is not None else None
+
+    def heartbeat_age(self, now: float) -> float | None:
+        """Seconds since the newest delivered heartbeat was written (since the first one was written,
+        if none ever came back); ``None`` before any heartbeat was written."""
+        since = self.last_heartbeat_delivered() or self.r.get(P + "heartbeat:first-written")
+        return max(now - float(since), 0.0) if since is not None else None
+
     # ------------------------------------------------------------ the sweep of open referrals
 
     def swept_referrals(self) -> set[str]:

@@ -22,6 +22,7 @@ from celery.signals import setup_logging
 from adapter.config import REQUIRED_FOR_FHIR, Settings, load_settings
 from adapter.fhir.client import FhirClient, FhirError
 from adapter.logs import bind_correlation, configure, log, new_correlation_id
+from adapter.pipeline import heartbeat as heartbeats
 from adapter.pipeline import reconcile as reconciliation
 from adapter.pipeline import sweep as sweeping
 from adapter.pipeline.envelope import Envelope
@@ -32,6 +33,7 @@ from adapter.pipeline.state import LockBusy, State
 PROCESS = "mmr.process"
 RECONCILE = "mmr.reconcile"
 SWEEP = "mmr.sweep"
+HEARTBEAT = "mmr.heartbeat"
 RECONCILE_BUSY_RETRIES, RECONCILE_BUSY_WAIT = 5, 2.0
 PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's default steps, spelled out: queue_keys() depends on them
 CONTROL_PRIORITY, EVENT_PRIORITY, SWEEP_PRIORITY = 0, 3, 9
@@ -81,7 +83,8 @@ def make_celery(settings: Settings) -> Celery:
             name: {"task": task, "schedule": every, "options": {"priority": CONTROL_PRIORITY}}
             for name, task, every in (("reconcile", RECONCILE, settings.reconcile_interval),
                                       ("fire-timers", "mmr.fire_timers", settings.timer_interval),
-                                      ("sweep", SWEEP, settings.sweep_interval))
+                                      ("sweep", SWEEP, settings.sweep_interval),
+                                      ("heartbeat", HEARTBEAT, settings.heartbeat_interval))
         },
     )
     return app
@@ -287,6 +290,13 @@ def sweep_task() -> int:
     queued = sweeping.sweep(fhir(), state(), enqueue)
     log.info("sweep queued the open referrals", referrals=queued)
     return queued
+
+
+@app.task(name=HEARTBEAT, ignore_result=True)
+def heartbeat_task() -> float:
+    """Write the heartbeat whose notification must come back (``mmr_heartbeat_age_seconds``)."""
+    bind_correlation(new_correlation_id(), job="heartbeat")
+    return heartbeats.write(fhir(), state())
 
 
 @app.task(name="mmr.fire_timers", acks_late=True, ignore_result=True)
