@@ -1,6 +1,9 @@
 """FaultProxy: a FAKE, named as such. An HTTP proxy in front of the real sandbox FHIR server that
 can answer errors or hold requests on demand, because a real server cannot be made to fail at
-an exact moment. Everything it does not intercept is forwarded unchanged to the real server.
+an exact moment, and can answer HAPI's exact bytes (a rule's ``body``) where the sandbox answers
+differently. Everything it does not intercept is forwarded to the real server; the server's own
+base URL in a forwarded answer (``next`` links, ``Location``) is rewritten to the proxy's, as a
+reverse proxy in front of HAPI does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class Rule:
     held: threading.Event = field(default_factory=threading.Event)  # set when a request is being held
     hits: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # the exact answer (e.g. HAPI's OperationOutcome); None: FaultProxy's own
 
 
 class FaultProxy:
@@ -32,6 +36,7 @@ class FaultProxy:
         self.target = target_base.rstrip("/")
         self.rules: list[Rule] = []
         self.seen: list[tuple[str, str, bytes]] | None = None  # requests forwarded while recording
+        self.seen_headers: list[dict[str, str]] = []  # their headers, in the same order
         self.lock = threading.Lock()
         self.client = httpx.Client(timeout=30)
         proxy = self
@@ -53,8 +58,9 @@ class FaultProxy:
                         self.close_connection = True
                         return
                 elif rule is not None:
-                    payload = (b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
-                               b'"code":"transient","diagnostics":"FaultProxy: injected failure"}]}')
+                    payload = rule.body if rule.body is not None else (
+                        b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
+                        b'"code":"transient","diagnostics":"FaultProxy: injected failure"}]}')
                     self.send_response(rule.status)
                     self.send_header("Content-Type", "application/fhir+json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -66,14 +72,15 @@ class FaultProxy:
                 with proxy.lock:
                     if proxy.seen is not None:
                         proxy.seen.append((self.command, self.path, body))
+                        proxy.seen_headers.append(dict(self.headers.items()))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 upstream = proxy.client.request(self.command, proxy.target + self.path.removeprefix("/fhir"),
                                                 content=body, headers=headers)
-                content = upstream.content
+                content = upstream.content.replace(proxy.target.encode(), proxy.base_url.encode())
                 self.send_response(upstream.status_code)
                 for k, v in upstream.headers.items():
                     if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                        self.send_header(k, v)
+                        self.send_header(k, v.replace(proxy.target, proxy.base_url))
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)
@@ -106,6 +113,7 @@ class FaultProxy:
         """Start recording the requests forwarded upstream (method, path, body); the list fills as they come."""
         with self.lock:
             self.seen = []
+            self.seen_headers = []
             return self.seen
 
     def clear(self) -> None:
@@ -115,6 +123,7 @@ class FaultProxy:
                     rule.hold.set()
             self.rules.clear()
             self.seen = None
+            self.seen_headers = []
 
     def close(self) -> None:
         self.clear()

@@ -4,6 +4,10 @@ It does what the workflow needs and nothing more: read, vread, search following 
 conditional create, version-aware update, transaction. Transient failures (connection errors, 5xx,
 429) are retried with exponential backoff and full jitter, honouring ``Retry-After``; every other
 error raises :class:`FhirError` carrying the server's OperationOutcome text.
+
+Outbound safety: a request goes only to the configured base (scheme, host, port and path), so a
+``next`` link pointing elsewhere is refused before anything (a token included) is sent; a 3xx
+answer is an error, never a success.
 """
 
 from __future__ import annotations
@@ -37,11 +41,6 @@ class FhirError(Exception):
         self.url = url
         super().__init__(f"{method} {url} -> {status}: {message}".strip())
 
-    @property
-    def transient(self) -> bool:
-        """Worth retrying later: the server was unavailable rather than the request wrong."""
-        return self.status in RETRY_STATUSES or self.status == 0
-
 
 class VersionConflict(FhirError):
     """412/409: the resource changed since it was read; re-read and re-plan, never overwrite."""
@@ -49,6 +48,20 @@ class VersionConflict(FhirError):
 
 class NotFound(FhirError):
     """404 or 410."""
+
+
+class Refused(FhirError):
+    """The client refused to send a request (nothing was sent); retrying cannot help."""
+
+    def __init__(self, message: str, method: str = "", url: str = "") -> None:
+        super().__init__(0, message, method=method, url=url)
+        self.args = (f"{method} {url}: not sent: {message}".strip(),)
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
 
 
 def _error_for(response: httpx.Response) -> FhirError:
@@ -63,6 +76,25 @@ def _error_for(response: httpx.Response) -> FhirError:
     return cls(response.status_code, text, outcome, response.request.method, str(response.request.url))
 
 
+def _redirect_error(response: httpx.Response) -> FhirError:
+    """A 3xx is never a success: the write may not have happened, and following it is not ours to do."""
+    where = response.headers.get("Location")
+    target = httpx.URL(where).copy_with(query=None, fragment=None) if where else None
+    text = f"unexpected redirect ({response.status_code}) to {target or 'nowhere given'}; not followed"
+    return FhirError(response.status_code, text, None, response.request.method,
+                     str(response.request.url.copy_with(query=None)))
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    return next((link.get("url") for link in bundle.get("link") or () if link.get("relation") == "next"), None)
+
+
+def _is_search(url: str) -> bool:
+    """A search (``Type?…``, ``?_getpages=…``) rather than a read of one resource or the metadata."""
+    path, _, query = url.partition("?")
+    return bool(query) or (path.strip("/") != "metadata" and "/" not in path.strip("/"))
+
+
 class FhirClient:
     """A connection-pooled client for one FHIR base URL.
 
@@ -75,6 +107,7 @@ class FhirClient:
                  headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
+        self._base = httpx.URL(self.base_url + "/")
         self.retries = retries
         self.backoff = backoff
         self.backoff_max = backoff_max
@@ -87,6 +120,18 @@ class FhirClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def _check_target(self, method: str, url: str) -> None:
+        """Refuse a URL outside the configured base before anything (a token included) is sent there."""
+        target = self._http.build_request(method, url).url  # exactly what would be sent
+        base = self._base
+        same_origin = (target.scheme, target.host, target.port or _default_port(target.scheme)) == \
+            (base.scheme, base.host, base.port or _default_port(base.scheme))
+        if not same_origin or not (target.path + "/").startswith(base.path):
+            where = f"{target.scheme}://{target.host}" + (f":{target.port}" if target.port else "")
+            raise Refused(f"refusing to send a request to {where}{target.path}: outside the FHIR base "
+                          f"{base.scheme}://{base.host}{f':{base.port}' if base.port else ''}{base.path.rstrip('/')}",
+                          method, where + target.path)
 
     def __enter__(self) -> FhirClient:
         return self
@@ -113,7 +158,10 @@ class FhirClient:
 
         A non-idempotent request is retried only when the connection was never made.
         """
+        self._check_target(method, url)
         hdrs = dict(headers or {})
+        if method == "GET" and _is_search(url):
+            hdrs.setdefault("Cache-Control", "no-cache")  # HAPI reuses a search's results for 60 s otherwise
         if correlation := structlog.contextvars.get_contextvars().get("correlation_id"):
             hdrs.setdefault("X-Request-Id", correlation)  # the server's logs line up with ours
         if json is not None:
@@ -130,8 +178,10 @@ class FhirClient:
                     raise FhirError(0, f"transport error: {exc!r}", method=method, url=url) from exc
                 failure = exc
             else:
-                if response.status_code < 400:
+                if response.status_code < 300:
                     return response
+                if response.status_code < 400:
+                    raise _redirect_error(response)
                 if response.status_code not in RETRY_STATUSES or (not idempotent and response.status_code != 429):
                     raise _error_for(response)
                 failure = _error_for(response)
@@ -154,20 +204,40 @@ class FhirClient:
         return self.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}").json()
 
     def get(self, relative_url: str) -> dict[str, Any]:
-        """GET a relative URL, e.g. a search written out as ``Task?focus=ServiceRequest/1``."""
-        return self.request("GET", relative_url).json()
+        """GET a relative URL, e.g. a search written out as ``Task?focus=ServiceRequest/1``.
+
+        A searchset is returned whole: its ``next`` pages are fetched and merged into it.
+        """
+        return self._all_pages(self.request("GET", relative_url).json())
+
+    def _all_pages(self, first: dict[str, Any], max_pages: int = 1000) -> dict[str, Any]:
+        """One searchset holding the entries of ``first`` and of every page after it."""
+        if first.get("resourceType") != "Bundle" or first.get("type") != "searchset" or not _next_link(first):
+            return first
+        entries = list(first.get("entry") or ())
+        bundle = first
+        for _ in range(max_pages - 1):
+            url = _next_link(bundle)
+            if url is None:
+                break
+            bundle = self.request("GET", url).json()
+            entries += bundle.get("entry") or ()
+        else:
+            raise FhirError(0, f"a search kept paging beyond {max_pages} pages", method="GET", url=self.base_url)
+        links = [link for link in first.get("link") or () if link.get("relation") != "next"]
+        return {**first, "link": links, "entry": entries}
 
     def pages(self, resource_type: str, params: Params | None = None,
               max_pages: int = 1000) -> Iterator[dict[str, Any]]:
-        """Yield each searchset Bundle, following ``next`` links."""
+        """Yield each searchset Bundle, following ``next`` links (only within the FHIR base)."""
         query = urlencode(list(params.items()) if isinstance(params, Mapping) else list(params or ()))
         url: str | None = f"{resource_type}?{query}" if query else resource_type
         for _ in range(max_pages):
             if url is None:
                 return
-            bundle = self.get(url)
+            bundle = self.request("GET", url).json()
             yield bundle
-            url = next((link["url"] for link in bundle.get("link") or () if link.get("relation") == "next"), None)
+            url = _next_link(bundle)
 
     def search(self, resource_type: str, params: Params | None = None) -> list[dict[str, Any]]:
         """Every resource of every page (matches and includes), without OperationOutcomes."""
@@ -207,17 +277,26 @@ class FhirClient:
         return self.request("POST", "", json=bundle, idempotent=idempotent).json()
 
     def batch_get(self, urls: Sequence[str]) -> list[dict[str, Any]]:
-        """Run several GETs in one round trip (a batch Bundle); each answer's Bundle or resource."""
+        """Run several GETs in one round trip (a batch Bundle); each answer's Bundle or resource.
+
+        A search's searchset comes back whole: its ``next`` pages (HAPI caps a page, and a search
+        inside a batch is paged like any other) are fetched and merged into it. ``Cache-Control:
+        no-cache`` on the batch POST reaches the searches inside it (HAPI passes the headers on).
+        """
         if len(urls) == 1:
             return [self.get(urls[0])]
         bundle = {"resourceType": "Bundle", "type": "batch",
                   "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}
-        reply = self.request("POST", "", json=bundle)
+        reply = self.request("POST", "", json=bundle, headers={"Cache-Control": "no-cache"})
         out = []
         for url, entry in zip(urls, reply.json().get("entry") or (), strict=False):
             status = (entry.get("response") or {}).get("status", "")
             if not status.startswith("2"):
                 raise FhirError(int(status[:3] or 0), outcome_text((entry.get("response") or {}).get("outcome"))
                                 or status, method="GET", url=url)
-            out.append(entry.get("resource") or {})
+            out.append(self._all_pages(entry.get("resource") or {}))
         return out
+
+
+def _default_port(scheme: str) -> int | None:
+    return {"http": 80, "https": 443}.get(scheme)
