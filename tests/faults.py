@@ -9,7 +9,7 @@ reverse proxy in front of HAPI does.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -29,6 +29,7 @@ class Rule:
     hits: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # the exact answer (e.g. HAPI's OperationOutcome); None: FaultProxy's own
+    forward_first: bool = False  # forward to the server, then answer status/body instead of its reply
 
 
 class FaultProxy:
@@ -58,6 +59,8 @@ class FaultProxy:
                         self.close_connection = True
                         return
                 elif rule is not None:
+                    if rule.forward_first:
+                        proxy._forward(self.command, self.path, body, self.headers.items())
                     payload = rule.body if rule.body is not None else (
                         b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
                         b'"code":"transient","diagnostics":"FaultProxy: injected failure"}]}')
@@ -73,9 +76,7 @@ class FaultProxy:
                     if proxy.seen is not None:
                         proxy.seen.append((self.command, self.path, body))
                         proxy.seen_headers.append(dict(self.headers.items()))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                upstream = proxy.client.request(self.command, proxy.target + self.path.removeprefix("/fhir"),
-                                                content=body, headers=headers)
+                upstream = proxy._forward(self.command, self.path, body, self.headers.items())
                 content = upstream.content.replace(proxy.target.encode(), proxy.base_url.encode())
                 self.send_response(upstream.status_code)
                 for k, v in upstream.headers.items():
@@ -95,6 +96,10 @@ class FaultProxy:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
+
+    def _forward(self, method: str, path: str, body: bytes, headers: Iterable[tuple[str, str]]) -> httpx.Response:
+        kept = {k: v for k, v in headers if k.lower() not in ("host", "content-length")}
+        return self.client.request(method, self.target + path.removeprefix("/fhir"), content=body, headers=kept)
 
     def _rule_for(self, method: str, path: str, body: bytes) -> Rule | None:
         with self.lock:

@@ -13,6 +13,7 @@ answer is an error, never a success.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
@@ -41,9 +42,31 @@ class FhirError(Exception):
         self.url = url
         super().__init__(f"{method} {url} -> {status}: {message}".strip())
 
+    @property
+    def hapi_codes(self) -> frozenset[str]:
+        """HAPI's message codes in the explanation, e.g. ``{"HAPI-0989"}``; empty for other servers."""
+        return frozenset(HAPI_CODE.findall(self.message))
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying later: the server was unavailable rather than the request wrong."""
+        return self.status in RETRY_STATUSES or self.status == 0
+
 
 class VersionConflict(FhirError):
-    """412/409: the resource changed since it was read; re-read and re-plan, never overwrite."""
+    """412/409: the resource changed since it was read; re-read and re-plan, never overwrite.
+
+    HAPI's stale ``If-Match`` is 409 with HAPI-0989 (:attr:`stale_version`); a conditional create
+    that lost to another writer is :class:`AlreadyExists`.
+    """
+
+    @property
+    def stale_version(self) -> bool:
+        return "HAPI-0989" in self.hapi_codes
+
+
+class AlreadyExists(VersionConflict):
+    """HAPI-2840: the resource being created exists already. Re-read it; never write a second one."""
 
 
 class NotFound(FhirError):
@@ -62,6 +85,8 @@ class Refused(FhirError):
         return False
 
 
+HAPI_CODE = re.compile(r"\bHAPI-\d{4}\b")
+SUBSETTED = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED")
 
 
 def _error_for(response: httpx.Response) -> FhirError:
@@ -72,6 +97,8 @@ def _error_for(response: httpx.Response) -> FhirError:
     text = outcome_text(body) or response.reason_phrase or "no explanation given"
     cls = VersionConflict if response.status_code in (409, 412) else \
         NotFound if response.status_code in (404, 410) else FhirError
+    if cls is VersionConflict and "HAPI-2840" in HAPI_CODE.findall(text):
+        cls = AlreadyExists
     outcome = body if isinstance(body, dict) else None
     return cls(response.status_code, text, outcome, response.request.method, str(response.request.url))
 
@@ -83,6 +110,19 @@ def _redirect_error(response: httpx.Response) -> FhirError:
     text = f"unexpected redirect ({response.status_code}) to {target or 'nowhere given'}; not followed"
     return FhirError(response.status_code, text, None, response.request.method,
                      str(response.request.url.copy_with(query=None)))
+
+
+def _is_subsetted(resource: Any) -> bool:
+    tags = ((resource or {}).get("meta") or {}).get("tag") or () if isinstance(resource, dict) else ()
+    return any((t.get("system"), t.get("code")) == SUBSETTED for t in tags if isinstance(t, dict))
+
+
+def refuse_subsetted(resource: Any, method: str = "", url: str = "") -> None:
+    """Raise :class:`Refused` if ``resource`` is a subset (``_elements``, ``_summary``): writing it would lose data."""
+    if _is_subsetted(resource):
+        kind = f"{resource.get('resourceType')}/{resource.get('id', '(new)')}"
+        raise Refused(f"{kind} carries the SUBSETTED tag (read with _elements or _summary); "
+                      "writing it back would erase what was left out: read it whole first", method, url)
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
@@ -245,6 +285,8 @@ class FhirClient:
                 if (e.get("resource") or {}).get("resourceType") not in (None, "OperationOutcome")]
 
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
+        """POST a resource; with ``if_none_exist`` (see :func:`adapter.fhir.search.token`) only if none matches."""
+        refuse_subsetted(resource, "POST", resource["resourceType"])
         headers = {"Prefer": "return=representation"}
         if if_none_exist:
             headers["If-None-Exist"] = if_none_exist
@@ -254,6 +296,7 @@ class FhirClient:
 
     def update(self, resource: dict[str, Any], if_match: str | None = None) -> dict[str, Any]:
         """PUT a resource; with ``if_match`` (a versionId) the server refuses if it has moved on."""
+        refuse_subsetted(resource, "PUT", f"{resource['resourceType']}/{resource.get('id')}")
         headers = {"Prefer": "return=representation"}
         if if_match:
             headers["If-Match"] = f'W/"{if_match}"'
@@ -262,6 +305,7 @@ class FhirClient:
 
     def conditional_update(self, resource: dict[str, Any], criteria: str) -> dict[str, Any]:
         """PUT ``Type?criteria``: update the single match, or create when there is none."""
+        refuse_subsetted(resource, "PUT", resource["resourceType"])
         return self.request("PUT", f"{resource['resourceType']}?{criteria}", json=resource,
                             headers={"Prefer": "return=representation"}).json()
 
@@ -272,8 +316,12 @@ class FhirClient:
         """POST a transaction Bundle; atomic on the server.
 
         The workflow's transactions are idempotent by construction (conditional creates and
-        ``If-Match`` updates), so they are retried like reads.
+        ``If-Match`` updates), so they are retried like reads. A subsetted resource in any entry
+        refuses the whole Bundle before it is sent.
         """
+        for entry in bundle.get("entry") or ():
+            refuse_subsetted(entry.get("resource"), (entry.get("request") or {}).get("method", ""),
+                             (entry.get("request") or {}).get("url", ""))
         return self.request("POST", "", json=bundle, idempotent=idempotent).json()
 
     def batch_get(self, urls: Sequence[str]) -> list[dict[str, Any]]:
