@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Generator
@@ -28,13 +29,14 @@ class ClientCredentialsAuth(httpx.Auth):
     requires_response_body = False
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str | None = None,
-                 *, leeway: float = 30.0, timeout: float = 10.0) -> None:
+                 *, leeway: float = 30.0, timeout: float = 10.0, verify: ssl.SSLContext | bool = True) -> None:
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
         self.scope = scope
         self.leeway = leeway
         self.timeout = timeout
+        self.verify = verify
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
@@ -44,7 +46,8 @@ class ClientCredentialsAuth(httpx.Auth):
         data = {"grant_type": "client_credentials"}
         if self.scope:
             data["scope"] = self.scope
-        r = httpx.post(self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout)
+        r = httpx.post(self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout,
+                       verify=self.verify)
         r.raise_for_status()
         self.fetches += 1
         body = r.json()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
@@ -139,13 +140,14 @@ class FhirClient:
     """A connection-pooled client for one FHIR base URL.
 
     ``retries`` is the number of extra attempts for a transient failure; ``backoff`` the base
-    delay in seconds, doubled each attempt up to ``backoff_max``.
+    delay in seconds, doubled each attempt up to ``backoff_max``; ``verify`` what HTTPS trusts
+    (see :func:`adapter.fhir.tls.verify`).
     """
 
     def __init__(self, base_url: str, *, auth: httpx.Auth | None = None, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.5, backoff_max: float = 10.0,
                  headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, verify: ssl.SSLContext | bool = True) -> None:
         self.base_url = base_url.rstrip("/")
         self._base = httpx.URL(self.base_url + "/")
         self.retries = retries
@@ -153,7 +155,7 @@ class FhirClient:
         self.backoff_max = backoff_max
         self.sleep = sleep
         self._http = httpx.Client(
-            base_url=self.base_url + "/", auth=auth, timeout=timeout, transport=transport,
+            base_url=self.base_url + "/", auth=auth, timeout=timeout, transport=transport, verify=verify,
             headers={"Accept": FHIR_JSON, **(headers or {})},
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
