@@ -157,3 +157,13 @@ def test_every_page_is_read_whatever_the_page_size(fhir: FhirClient) -> None:
     assert not any(link["relation"] == "next" for link in whole.get("link") or ())
     in_batch = fhir.batch_get([query, f"Patient?identifier={SYSTEM}|{value}&_count=1"])
     assert [{e["resource"]["id"] for e in b["entry"]} for b in in_batch] == [ids, ids]
+
+
+def test_a_search_that_never_stops_paging_is_cut_off(fhir: FhirClient) -> None:
+    value = unique()
+    for _ in range(3):
+        fhir.create(patient(value))
+    query = f"Patient?identifier={SYSTEM}|{value}&_count=1"
+    assert len(fhir._all_pages(fhir.request("GET", query).json(), max_pages=3)["entry"]) == 3
+    with pytest.raises(Refused, match="beyond 2 pages"):
+        fhir._all_pages(fhir.request("GET", query).json(), max_pages=2)

@@ -257,15 +257,13 @@ class FhirClient:
         if first.get("resourceType") != "Bundle" or first.get("type") != "searchset" or not _next_link(first):
             return first
         entries = list(first.get("entry") or ())
-        bundle = first
-        for _ in range(max_pages - 1):
-            url = _next_link(bundle)
-            if url is None:
-                break
+        bundle, fetched = first, 1
+        while (url := _next_link(bundle)) is not None:
+            if fetched >= max_pages:
+                raise Refused(f"a search kept paging beyond {max_pages} pages", "GET", self.base_url)
             bundle = self.request("GET", url).json()
             entries += bundle.get("entry") or ()
-        else:
-            raise FhirError(0, f"a search kept paging beyond {max_pages} pages", method="GET", url=self.base_url)
+            fetched += 1
         links = [link for link in first.get("link") or () if link.get("relation") != "next"]
         return {**first, "link": links, "entry": entries}
 
@@ -287,7 +285,10 @@ class FhirClient:
                 if (e.get("resource") or {}).get("resourceType") not in (None, "OperationOutcome")]
 
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
-        """POST a resource; with ``if_none_exist`` (see :func:`adapter.fhir.search.token`) only if none matches."""
+        """POST a resource; with ``if_none_exist`` only if none matches.
+
+        Write the criteria with :func:`adapter.fhir.search.identifier_criteria` (escaped, URL-encoded).
+        """
         refuse_subsetted(resource, "POST", resource["resourceType"])
         headers = {"Prefer": "return=representation"}
         if if_none_exist:
