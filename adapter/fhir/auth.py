@@ -9,6 +9,8 @@ from collections.abc import Generator
 
 import httpx
 
+from adapter.fhir.client import FhirError
+
 
 class BearerAuth(httpx.Auth):
     def __init__(self, token: str) -> None:
@@ -48,10 +50,18 @@ class ClientCredentialsAuth(httpx.Auth):
             data["scope"] = self.scope
         r = httpx.post(self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout,
                        verify=self.verify)
-        r.raise_for_status()
+        where = str(httpx.URL(self.token_url).copy_with(query=None))
+        if r.status_code != 200:  # a 3xx too: following it would hand the secret to wherever it points
+            raise FhirError(r.status_code, f"the token endpoint refused: {r.reason_phrase or r.status_code}",
+                            method="POST", url=where)
+        try:
+            body = r.json()
+            token = body["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise FhirError(r.status_code, "the token endpoint's answer holds no access_token",
+                            method="POST", url=where) from None
         self.fetches += 1
-        body = r.json()
-        self._token = body["access_token"]
+        self._token = token
         self._expires_at = time.monotonic() + float(body.get("expires_in", 300))
 
     def token(self, *, force: bool = False) -> str:
