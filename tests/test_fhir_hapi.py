@@ -66,6 +66,7 @@ def test_a_lost_conditional_create_is_already_exists(proxy: FaultProxy, status: 
         client.create(patient(value), if_none_exist=f"identifier={SYSTEM}|{value}")
     assert isinstance(info.value, VersionConflict)  # callers re-read and re-plan as for any conflict
     assert not info.value.stale_version and info.value.hapi_codes == {"HAPI-2840"}
+    assert info.value.existing == "Patient/123"  # the one to re-read
 
 
 def test_a_subsetted_resource_is_never_written_back(proxy: FaultProxy, fhir: FhirClient) -> None:

@@ -67,7 +67,17 @@ class VersionConflict(FhirError):
 
 
 class AlreadyExists(VersionConflict):
-    """HAPI-2840: the resource being created exists already. Re-read it; never write a second one."""
+    """HAPI-2840: the resource being created exists already. Re-read it; never write a second one.
+
+    HAPI's source throws it as 412 (PreconditionFailed, "Can not create resource duplicating
+    existing resource: Type/id"); the contract says 409. Either status maps here.
+    """
+
+    @property
+    def existing(self) -> str | None:
+        """``Type/id`` of the resource that exists, when HAPI names it."""
+        found = EXISTING.search(self.message)
+        return found.group(1) if found else None
 
 
 class NotFound(FhirError):
@@ -87,6 +97,7 @@ class Refused(FhirError):
 
 
 HAPI_CODE = re.compile(r"\bHAPI-\d{4}\b")
+EXISTING = re.compile(r"HAPI-2840:[^;]*?\b([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})\b")
 SUBSETTED = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED")
 
 
