@@ -103,7 +103,7 @@ def test_a_next_link_outside_the_base_path_or_on_another_scheme_is_refused(proxy
         seen = proxy.record()
         with FhirClient(proxy.base_url, retries=0) as client, pytest.raises(Refused):
             client.search("Patient", {"identifier": value})
-        assert seen == []
+        assert [p for _, p, _ in seen if "/admin/" in p or "x=1" in p] == []
 
 
 def test_a_next_link_inside_a_batch_reply_is_checked_too(proxy: FaultProxy, recorder: Recorder) -> None:
@@ -141,8 +141,9 @@ def test_searches_and_batches_ask_for_a_fresh_answer(proxy: FaultProxy) -> None:
         client.get(f"Patient?identifier={SYSTEM}|{value}")
         client.batch_get([f"Patient?identifier={SYSTEM}|{value}", f"Patient?_id={created['id']}"])
         client.read("Patient", created["id"])
-    by_request = [(m, p.split("?")[0], h.get("Cache-Control")) for (m, p, _), h in zip(seen, proxy.seen_headers,
-                                                                                           strict=True)]
+    ours = [(m, p, h) for (m, p, b), h in zip(seen, proxy.seen_headers, strict=True)
+            if value in p or created["id"] in p or value.encode() in b]  # the worker may use the proxy too
+    by_request = [(m, p.split("?")[0], h.get("Cache-Control")) for m, p, h in ours]
     assert by_request == [("POST", "/fhir/Patient", None), ("GET", "/fhir/Patient", "no-cache"),
                           ("GET", "/fhir/Patient", "no-cache"), ("POST", "/fhir/", "no-cache"),
                           ("GET", f"/fhir/Patient/{created['id']}", None)]
