@@ -7,6 +7,7 @@ import httpx
 from adapter.config import Settings
 from adapter.fhir.auth import BearerAuth, ClientCredentialsAuth
 from adapter.fhir.client import FhirClient
+from adapter.fhir.tls import verify
 
 
 def fhir_auth(settings: Settings) -> httpx.Auth | None:
@@ -15,10 +16,11 @@ def fhir_auth(settings: Settings) -> httpx.Auth | None:
     if settings.fhir_auth == "client-credentials":
         assert settings.oauth_client_secret and settings.oauth_client_id
         return ClientCredentialsAuth(str(settings.oauth_token_url), settings.oauth_client_id,
-                                     settings.oauth_client_secret.get_secret_value(), settings.oauth_scope)
+                                     settings.oauth_client_secret.get_secret_value(), settings.oauth_scope,
+                                     timeout=settings.fhir_timeout, verify=verify())
     return None
 
 
 def fhir_client(settings: Settings) -> FhirClient:
     return FhirClient(settings.fhir_base, auth=fhir_auth(settings), timeout=settings.fhir_timeout,
-                      retries=settings.fhir_retries, headers={"User-Agent": "mmr-adapter/0.1"})
+                      retries=settings.fhir_retries, headers={"User-Agent": "mmr-adapter/0.1"}, verify=verify())

@@ -6,6 +6,7 @@ stack trace: see :func:`load_settings`.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from typing import Literal
 
@@ -33,6 +34,8 @@ class Settings(BaseSettings):
     oauth_scope: str | None = Field(None, description="OAuth2 scope, e.g. system/*.*")
     fhir_timeout: float = Field(10.0, gt=0, description="Seconds per FHIR request")
     fhir_retries: int = Field(3, ge=0, description="Retries of a transient FHIR failure within one attempt")
+    allow_insecure_http: bool = Field(False, description="Allow outbound credentials over plain http to a "
+                                                         "non-loopback host (never in production)")
 
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest notification body accepted")
     max_events: int = Field(100, gt=0, description="Most events one notification may carry (413 above)")
@@ -78,6 +81,29 @@ class Settings(BaseSettings):
         return str(self.public_url).rstrip("/") + "/notify"
 
 
+def _is_loopback(host: str | None) -> bool:
+    host = (host or "").strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8, ::1
+    except ValueError:
+        return False
+
+
+def _insecure_credentials(settings: Settings) -> str | None:
+    """Credentials over plain http to another machine can be read on the way: refuse, unless allowed."""
+    if settings.fhir_auth == "none" or settings.allow_insecure_http:
+        return None
+    names = ["fhir_base_url"] + (["oauth_token_url"] if settings.fhir_auth == "client-credentials" else [])
+    for name in names:
+        url = getattr(settings, name)
+        if url is not None and url.scheme == "http" and not _is_loopback(url.host):
+            return (f"{_env_name((name,))}: MMR_FHIR_AUTH={settings.fhir_auth} would send credentials over plain "
+                    f"http to {url.host}; use https (or MMR_ALLOW_INSECURE_HTTP=true)")
+    return None
+
+
 def _env_name(loc: tuple[object, ...]) -> str:
     return "MMR_" + str(loc[0]).upper() if loc else "MMR_*"
 
@@ -102,6 +128,12 @@ def load_settings(require: Iterable[str] = (), **overrides: object) -> Settings:
         for name in ("oauth_token_url", "oauth_client_id", "oauth_client_secret"):
             if not getattr(settings, name):
                 raise ConfigError(f"{_env_name((name,))} is required when MMR_FHIR_AUTH=client-credentials")
+    if problem := _insecure_credentials(settings):
+        raise ConfigError(problem)
+    from adapter.fhir.tls import ca_problem
+
+    if problem := ca_problem():
+        raise ConfigError(problem)
     if settings.retry_backoff_max >= settings.visibility_timeout:
         # A retry waiting longer than the visibility timeout would be delivered twice.
         raise ConfigError("MMR_RETRY_BACKOFF_MAX: must be shorter than MMR_VISIBILITY_TIMEOUT")

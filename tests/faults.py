@@ -1,12 +1,15 @@
 """FaultProxy: a FAKE, named as such. An HTTP proxy in front of the real sandbox FHIR server that
 can answer errors or hold requests on demand, because a real server cannot be made to fail at
-an exact moment. Everything it does not intercept is forwarded unchanged to the real server.
+an exact moment, and can answer HAPI's exact bytes (a rule's ``body``) where the sandbox answers
+differently. Everything it does not intercept is forwarded to the real server; the server's own
+base URL in a forwarded answer (``next`` links, ``Location``) is rewritten to the proxy's, as a
+reverse proxy in front of HAPI does.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +28,8 @@ class Rule:
     held: threading.Event = field(default_factory=threading.Event)  # set when a request is being held
     hits: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # the exact answer (e.g. HAPI's OperationOutcome); None: FaultProxy's own
+    forward_first: bool = False  # forward to the server, then answer status/body instead of its reply
 
 
 class FaultProxy:
@@ -32,6 +37,7 @@ class FaultProxy:
         self.target = target_base.rstrip("/")
         self.rules: list[Rule] = []
         self.seen: list[tuple[str, str, bytes]] | None = None  # requests forwarded while recording
+        self.seen_headers: list[dict[str, str]] = []  # their headers, in the same order
         self.lock = threading.Lock()
         self.client = httpx.Client(timeout=30)
         proxy = self
@@ -53,8 +59,11 @@ class FaultProxy:
                         self.close_connection = True
                         return
                 elif rule is not None:
-                    payload = (b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
-                               b'"code":"transient","diagnostics":"FaultProxy: injected failure"}]}')
+                    if rule.forward_first:
+                        proxy._forward(self.command, self.path, body, self.headers.items())
+                    payload = rule.body if rule.body is not None else (
+                        b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
+                        b'"code":"transient","diagnostics":"FaultProxy: injected failure"}]}')
                     self.send_response(rule.status)
                     self.send_header("Content-Type", "application/fhir+json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -66,14 +75,13 @@ class FaultProxy:
                 with proxy.lock:
                     if proxy.seen is not None:
                         proxy.seen.append((self.command, self.path, body))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                upstream = proxy.client.request(self.command, proxy.target + self.path.removeprefix("/fhir"),
-                                                content=body, headers=headers)
-                content = upstream.content
+                        proxy.seen_headers.append(dict(self.headers.items()))
+                upstream = proxy._forward(self.command, self.path, body, self.headers.items())
+                content = upstream.content.replace(proxy.target.encode(), proxy.base_url.encode())
                 self.send_response(upstream.status_code)
                 for k, v in upstream.headers.items():
                     if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                        self.send_header(k, v)
+                        self.send_header(k, v.replace(proxy.target, proxy.base_url))
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)
@@ -88,6 +96,10 @@ class FaultProxy:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
+
+    def _forward(self, method: str, path: str, body: bytes, headers: Iterable[tuple[str, str]]) -> httpx.Response:
+        kept = {k: v for k, v in headers if k.lower() not in ("host", "content-length")}
+        return self.client.request(method, self.target + path.removeprefix("/fhir"), content=body, headers=kept)
 
     def _rule_for(self, method: str, path: str, body: bytes) -> Rule | None:
         with self.lock:
@@ -106,6 +118,7 @@ class FaultProxy:
         """Start recording the requests forwarded upstream (method, path, body); the list fills as they come."""
         with self.lock:
             self.seen = []
+            self.seen_headers = []
             return self.seen
 
     def clear(self) -> None:
@@ -115,6 +128,7 @@ class FaultProxy:
                     rule.hold.set()
             self.rules.clear()
             self.seen = None
+            self.seen_headers = []
 
     def close(self) -> None:
         self.clear()

@@ -112,3 +112,20 @@ def test_oauth2_client_credentials_caches_and_refreshes_the_token(guarded: Sandb
         auth._token = "revoked-token"  # the server no longer accepts what we hold
         client.search("Patient", {"_count": "1"})
         assert auth.fetches == 2  # a 401 fetched a fresh token once and the request went through
+
+
+def test_a_refused_or_redirected_token_request_is_a_fhir_error(guarded: Sandbox, proxy: FaultProxy) -> None:
+    root = guarded.base_url.removesuffix("/fhir")
+    wrong = ClientCredentialsAuth(f"{root}/auth/token", "mmr-adapter", "not-the-secret", "system/*.*")
+    with FhirClient(guarded.base_url, auth=wrong, retries=0) as client, pytest.raises(FhirError) as info:
+        client.search("Patient", {"_count": "1"})
+    assert info.value.status in (400, 401) and "token endpoint" in info.value.message
+    assert "not-the-secret" not in str(info.value)
+
+    # FaultProxy (a FAKE) answers the token request with a redirect, which a real endpoint will not do on demand.
+    proxy.add(Rule(lambda m, p, b: m == "POST" and p.startswith("/fhir/token"), status=302,
+                   headers={"Location": "https://elsewhere.example.se/token"}))
+    redirected = ClientCredentialsAuth(f"{proxy.base_url}/token", "mmr-adapter", "s3cret-for-tests")
+    with FhirClient(guarded.base_url, auth=redirected, retries=0) as client, pytest.raises(FhirError) as info:
+        client.search("Patient", {"_count": "1"})
+    assert info.value.status == 302 and redirected.fetches == 0

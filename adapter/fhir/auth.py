@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Generator
 
 import httpx
+
+from adapter.fhir.client import FhirError
 
 
 class BearerAuth(httpx.Auth):
@@ -28,13 +31,14 @@ class ClientCredentialsAuth(httpx.Auth):
     requires_response_body = False
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str | None = None,
-                 *, leeway: float = 30.0, timeout: float = 10.0) -> None:
+                 *, leeway: float = 30.0, timeout: float = 10.0, verify: ssl.SSLContext | bool = True) -> None:
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
         self.scope = scope
         self.leeway = leeway
         self.timeout = timeout
+        self.verify = verify
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
@@ -44,11 +48,20 @@ class ClientCredentialsAuth(httpx.Auth):
         data = {"grant_type": "client_credentials"}
         if self.scope:
             data["scope"] = self.scope
-        r = httpx.post(self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout)
-        r.raise_for_status()
+        r = httpx.post(self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout,
+                       verify=self.verify)
+        where = str(httpx.URL(self.token_url).copy_with(query=None))
+        if r.status_code != 200:  # a 3xx too: following it would hand the secret to wherever it points
+            raise FhirError(r.status_code, f"the token endpoint refused: {r.reason_phrase or r.status_code}",
+                            method="POST", url=where)
+        try:
+            body = r.json()
+            token = body["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise FhirError(r.status_code, "the token endpoint's answer holds no access_token",
+                            method="POST", url=where) from None
         self.fetches += 1
-        body = r.json()
-        self._token = body["access_token"]
+        self._token = token
         self._expires_at = time.monotonic() + float(body.get("expires_in", 300))
 
     def token(self, *, force: bool = False) -> str:

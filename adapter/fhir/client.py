@@ -4,11 +4,17 @@ It does what the workflow needs and nothing more: read, vread, search following 
 conditional create, version-aware update, transaction. Transient failures (connection errors, 5xx,
 429) are retried with exponential backoff and full jitter, honouring ``Retry-After``; every other
 error raises :class:`FhirError` carrying the server's OperationOutcome text.
+
+Outbound safety: a request goes only to the configured base (scheme, host, port and path), so a
+``next`` link pointing elsewhere is refused before anything (a token included) is sent; a 3xx
+answer is an error, never a success.
 """
 
 from __future__ import annotations
 
 import random
+import re
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
@@ -38,17 +44,61 @@ class FhirError(Exception):
         super().__init__(f"{method} {url} -> {status}: {message}".strip())
 
     @property
+    def hapi_codes(self) -> frozenset[str]:
+        """HAPI's message codes in the explanation, e.g. ``{"HAPI-0989"}``; empty for other servers."""
+        return frozenset(HAPI_CODE.findall(self.message))
+
+    @property
     def transient(self) -> bool:
         """Worth retrying later: the server was unavailable rather than the request wrong."""
         return self.status in RETRY_STATUSES or self.status == 0
 
 
 class VersionConflict(FhirError):
-    """412/409: the resource changed since it was read; re-read and re-plan, never overwrite."""
+    """412/409: the resource changed since it was read; re-read and re-plan, never overwrite.
+
+    HAPI's stale ``If-Match`` is 409 with HAPI-0989 (:attr:`stale_version`); a conditional create
+    that lost to another writer is :class:`AlreadyExists`.
+    """
+
+    @property
+    def stale_version(self) -> bool:
+        return "HAPI-0989" in self.hapi_codes
+
+
+class AlreadyExists(VersionConflict):
+    """HAPI-2840: the resource being created exists already. Re-read it; never write a second one.
+
+    HAPI's source throws it as 412 (PreconditionFailed, "Can not create resource duplicating
+    existing resource: Type/id"); the contract says 409. Either status maps here.
+    """
+
+    @property
+    def existing(self) -> str | None:
+        """``Type/id`` of the resource that exists, when HAPI names it."""
+        found = EXISTING.search(self.message)
+        return found.group(1) if found else None
 
 
 class NotFound(FhirError):
     """404 or 410."""
+
+
+class Refused(FhirError):
+    """The client refused to send a request (nothing was sent); retrying cannot help."""
+
+    def __init__(self, message: str, method: str = "", url: str = "") -> None:
+        super().__init__(0, message, method=method, url=url)
+        self.args = (f"{method} {url}: not sent: {message}".strip(),)
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
+HAPI_CODE = re.compile(r"\bHAPI-\d{4}\b")
+EXISTING = re.compile(r"HAPI-2840:[^;]*?\b([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})\b")
+SUBSETTED = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED")
 
 
 def _error_for(response: httpx.Response) -> FhirError:
@@ -59,34 +109,82 @@ def _error_for(response: httpx.Response) -> FhirError:
     text = outcome_text(body) or response.reason_phrase or "no explanation given"
     cls = VersionConflict if response.status_code in (409, 412) else \
         NotFound if response.status_code in (404, 410) else FhirError
+    if cls is VersionConflict and "HAPI-2840" in HAPI_CODE.findall(text):
+        cls = AlreadyExists
     outcome = body if isinstance(body, dict) else None
     return cls(response.status_code, text, outcome, response.request.method, str(response.request.url))
+
+
+def _redirect_error(response: httpx.Response) -> FhirError:
+    """A 3xx is never a success: the write may not have happened, and following it is not ours to do."""
+    where = response.headers.get("Location")
+    target = httpx.URL(where).copy_with(query=None, fragment=None) if where else None
+    text = f"unexpected redirect ({response.status_code}) to {target or 'nowhere given'}; not followed"
+    return FhirError(response.status_code, text, None, response.request.method,
+                     str(response.request.url.copy_with(query=None)))
+
+
+def _is_subsetted(resource: Any) -> bool:
+    tags = ((resource or {}).get("meta") or {}).get("tag") or () if isinstance(resource, dict) else ()
+    return any((t.get("system"), t.get("code")) == SUBSETTED for t in tags if isinstance(t, dict))
+
+
+def refuse_subsetted(resource: Any, method: str = "", url: str = "") -> None:
+    """Raise :class:`Refused` if ``resource`` is a subset (``_elements``, ``_summary``): writing it would lose data."""
+    if _is_subsetted(resource):
+        kind = f"{resource.get('resourceType')}/{resource.get('id', '(new)')}"
+        raise Refused(f"{kind} carries the SUBSETTED tag (read with _elements or _summary); "
+                      "writing it back would erase what was left out: read it whole first", method, url)
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    return next((link.get("url") for link in bundle.get("link") or () if link.get("relation") == "next"), None)
+
+
+def _is_search(url: str) -> bool:
+    """A search (``Type?…``, ``?_getpages=…``) rather than a read of one resource or the metadata."""
+    path, _, query = url.partition("?")
+    return bool(query) or (path.strip("/") != "metadata" and "/" not in path.strip("/"))
 
 
 class FhirClient:
     """A connection-pooled client for one FHIR base URL.
 
     ``retries`` is the number of extra attempts for a transient failure; ``backoff`` the base
-    delay in seconds, doubled each attempt up to ``backoff_max``.
+    delay in seconds, doubled each attempt up to ``backoff_max``; ``verify`` what HTTPS trusts
+    (see :func:`adapter.fhir.tls.verify`).
     """
 
     def __init__(self, base_url: str, *, auth: httpx.Auth | None = None, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.5, backoff_max: float = 10.0,
                  headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, verify: ssl.SSLContext | bool = True) -> None:
         self.base_url = base_url.rstrip("/")
+        self._base = httpx.URL(self.base_url + "/")
         self.retries = retries
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.sleep = sleep
         self._http = httpx.Client(
-            base_url=self.base_url + "/", auth=auth, timeout=timeout, transport=transport,
+            base_url=self.base_url + "/", auth=auth, timeout=timeout, transport=transport, verify=verify,
             headers={"Accept": FHIR_JSON, **(headers or {})},
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
 
     def close(self) -> None:
         self._http.close()
+
+    def _check_target(self, method: str, url: str) -> None:
+        """Refuse a URL outside the configured base before anything (a token included) is sent there."""
+        target = self._http.build_request(method, url).url  # exactly what would be sent
+        base = self._base
+        same_origin = (target.scheme, target.host, target.port or _default_port(target.scheme)) == \
+            (base.scheme, base.host, base.port or _default_port(base.scheme))
+        if not same_origin or not (target.path + "/").startswith(base.path):
+            where = f"{target.scheme}://{target.host}" + (f":{target.port}" if target.port else "")
+            raise Refused(f"refusing to send a request to {where}{target.path}: outside the FHIR base "
+                          f"{base.scheme}://{base.host}{f':{base.port}' if base.port else ''}{base.path.rstrip('/')}",
+                          method, where + target.path)
 
     def __enter__(self) -> FhirClient:
         return self
@@ -113,7 +211,10 @@ class FhirClient:
 
         A non-idempotent request is retried only when the connection was never made.
         """
+        self._check_target(method, url)
         hdrs = dict(headers or {})
+        if method == "GET" and _is_search(url):
+            hdrs.setdefault("Cache-Control", "no-cache")  # HAPI reuses a search's results for 60 s otherwise
         if correlation := structlog.contextvars.get_contextvars().get("correlation_id"):
             hdrs.setdefault("X-Request-Id", correlation)  # the server's logs line up with ours
         if json is not None:
@@ -130,8 +231,10 @@ class FhirClient:
                     raise FhirError(0, f"transport error: {exc!r}", method=method, url=url) from exc
                 failure = exc
             else:
-                if response.status_code < 400:
+                if response.status_code < 300:
                     return response
+                if response.status_code < 400:
+                    raise _redirect_error(response)
                 if response.status_code not in RETRY_STATUSES or (not idempotent and response.status_code != 429):
                     raise _error_for(response)
                 failure = _error_for(response)
@@ -154,20 +257,38 @@ class FhirClient:
         return self.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}").json()
 
     def get(self, relative_url: str) -> dict[str, Any]:
-        """GET a relative URL, e.g. a search written out as ``Task?focus=ServiceRequest/1``."""
-        return self.request("GET", relative_url).json()
+        """GET a relative URL, e.g. a search written out as ``Task?focus=ServiceRequest/1``.
+
+        A searchset is returned whole: its ``next`` pages are fetched and merged into it.
+        """
+        return self._all_pages(self.request("GET", relative_url).json())
+
+    def _all_pages(self, first: dict[str, Any], max_pages: int = 1000) -> dict[str, Any]:
+        """One searchset holding the entries of ``first`` and of every page after it."""
+        if first.get("resourceType") != "Bundle" or first.get("type") != "searchset" or not _next_link(first):
+            return first
+        entries = list(first.get("entry") or ())
+        bundle, fetched = first, 1
+        while (url := _next_link(bundle)) is not None:
+            if fetched >= max_pages:
+                raise Refused(f"a search kept paging beyond {max_pages} pages", "GET", self.base_url)
+            bundle = self.request("GET", url).json()
+            entries += bundle.get("entry") or ()
+            fetched += 1
+        links = [link for link in first.get("link") or () if link.get("relation") != "next"]
+        return {**first, "link": links, "entry": entries}
 
     def pages(self, resource_type: str, params: Params | None = None,
               max_pages: int = 1000) -> Iterator[dict[str, Any]]:
-        """Yield each searchset Bundle, following ``next`` links."""
+        """Yield each searchset Bundle, following ``next`` links (only within the FHIR base)."""
         query = urlencode(list(params.items()) if isinstance(params, Mapping) else list(params or ()))
         url: str | None = f"{resource_type}?{query}" if query else resource_type
         for _ in range(max_pages):
             if url is None:
                 return
-            bundle = self.get(url)
+            bundle = self.request("GET", url).json()
             yield bundle
-            url = next((link["url"] for link in bundle.get("link") or () if link.get("relation") == "next"), None)
+            url = _next_link(bundle)
 
     def search(self, resource_type: str, params: Params | None = None) -> list[dict[str, Any]]:
         """Every resource of every page (matches and includes), without OperationOutcomes."""
@@ -175,6 +296,11 @@ class FhirClient:
                 if (e.get("resource") or {}).get("resourceType") not in (None, "OperationOutcome")]
 
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
+        """POST a resource; with ``if_none_exist`` only if none matches.
+
+        Write the criteria with :func:`adapter.fhir.search.identifier_criteria` (escaped, URL-encoded).
+        """
+        refuse_subsetted(resource, "POST", resource["resourceType"])
         headers = {"Prefer": "return=representation"}
         if if_none_exist:
             headers["If-None-Exist"] = if_none_exist
@@ -184,6 +310,7 @@ class FhirClient:
 
     def update(self, resource: dict[str, Any], if_match: str | None = None) -> dict[str, Any]:
         """PUT a resource; with ``if_match`` (a versionId) the server refuses if it has moved on."""
+        refuse_subsetted(resource, "PUT", f"{resource['resourceType']}/{resource.get('id')}")
         headers = {"Prefer": "return=representation"}
         if if_match:
             headers["If-Match"] = f'W/"{if_match}"'
@@ -192,6 +319,7 @@ class FhirClient:
 
     def conditional_update(self, resource: dict[str, Any], criteria: str) -> dict[str, Any]:
         """PUT ``Type?criteria``: update the single match, or create when there is none."""
+        refuse_subsetted(resource, "PUT", resource["resourceType"])
         return self.request("PUT", f"{resource['resourceType']}?{criteria}", json=resource,
                             headers={"Prefer": "return=representation"}).json()
 
@@ -202,22 +330,35 @@ class FhirClient:
         """POST a transaction Bundle; atomic on the server.
 
         The workflow's transactions are idempotent by construction (conditional creates and
-        ``If-Match`` updates), so they are retried like reads.
+        ``If-Match`` updates), so they are retried like reads. A subsetted resource in any entry
+        refuses the whole Bundle before it is sent.
         """
+        for entry in bundle.get("entry") or ():
+            refuse_subsetted(entry.get("resource"), (entry.get("request") or {}).get("method", ""),
+                             (entry.get("request") or {}).get("url", ""))
         return self.request("POST", "", json=bundle, idempotent=idempotent).json()
 
     def batch_get(self, urls: Sequence[str]) -> list[dict[str, Any]]:
-        """Run several GETs in one round trip (a batch Bundle); each answer's Bundle or resource."""
+        """Run several GETs in one round trip (a batch Bundle); each answer's Bundle or resource.
+
+        A search's searchset comes back whole: its ``next`` pages (HAPI caps a page, and a search
+        inside a batch is paged like any other) are fetched and merged into it. ``Cache-Control:
+        no-cache`` on the batch POST reaches the searches inside it (HAPI passes the headers on).
+        """
         if len(urls) == 1:
             return [self.get(urls[0])]
         bundle = {"resourceType": "Bundle", "type": "batch",
                   "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}
-        reply = self.request("POST", "", json=bundle)
+        reply = self.request("POST", "", json=bundle, headers={"Cache-Control": "no-cache"})
         out = []
         for url, entry in zip(urls, reply.json().get("entry") or (), strict=False):
             status = (entry.get("response") or {}).get("status", "")
             if not status.startswith("2"):
                 raise FhirError(int(status[:3] or 0), outcome_text((entry.get("response") or {}).get("outcome"))
                                 or status, method="GET", url=url)
-            out.append(entry.get("resource") or {})
+            out.append(self._all_pages(entry.get("resource") or {}))
         return out
+
+
+def _default_port(scheme: str) -> int | None:
+    return {"http": 80, "https": 443}.get(scheme)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from adapter.fhir.search import identifier_criteria
+
 Resource = dict[str, Any]
 
 EventKind = Literal["changed", "deleted", "timer"]
@@ -115,7 +117,7 @@ class Write:
     """One entry of the transaction: a conditional create or a version-aware update."""
 
     resource: Resource
-    if_none_exist: str | None = None  # create: "identifier=system|value"
+    if_none_exist: str | None = None  # create: "identifier=system|value", escaped and URL-encoded
     if_match: str | None = None  # update: the versionId the plan was made against
 
     @property
@@ -143,7 +145,7 @@ def create(resource: Resource, identifier_system: str, identifier_value_: str) -
     ident = {"system": identifier_system, "value": identifier_value_}
     others = [i for i in resource.get("identifier") or () if i.get("system") != identifier_system]
     body = {**resource, "identifier": [ident, *others]}
-    return Write(body, if_none_exist=f"identifier={identifier_system}|{identifier_value_}")
+    return Write(body, if_none_exist=identifier_criteria(identifier_system, identifier_value_))
 
 
 def update(resource: Resource, **changes: Any) -> Write:
