@@ -15,8 +15,8 @@ The patient's follow-up answer is found as the event's own QuestionnaireResponse
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import quote
 
+from adapter.fhir.search import identifier_criteria
 from adapter.mappings import codes
 from adapter.workflow.core import Referral, Resource
 from adapter.workflow.mmrpv.common import (
@@ -37,7 +37,7 @@ REVINCLUDES = (
 
 
 def _by_identifier(rtype: str, kind: str, value: str) -> str:
-    return f"{rtype}?identifier={quote(f'{codes().identifier_system(kind)}|{value}', safe=':/|')}"
+    return f"{rtype}?{identifier_criteria(codes().identifier_system(kind), value)}"
 
 
 def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource]) -> list[str]:
