@@ -304,7 +304,7 @@ def sweep() -> None:
     from adapter.pipeline.worker import sweep_task
 
     settings_or_exit(REQUIRED_FOR_FHIR)
-    click.echo(f"{sweep_task()} open referral(s) queued")
+    click.echo(f"{sweep_task(when_idle=False)} open referral(s) queued")
 
 
 def _register_conformance() -> None:

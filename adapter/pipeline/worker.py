@@ -280,11 +280,14 @@ def reconcile_task(self: Task, requested_at: float | None = None) -> int:
 
 
 @app.task(name=SWEEP, acks_late=True, ignore_result=True)
-def sweep_task() -> int:
-    """Look at every open referral again: lost timers come back, deleted Tasks are noticed."""
+def sweep_task(when_idle: bool = True) -> int:
+    """Look at every open referral again: lost timers come back, deleted Tasks are noticed.
+
+    ``when_idle`` (beat's runs): skip while the last sweep's events still wait, so sweeps never pile
+    up behind a slow worker; ``mmr-adapter sweep`` sweeps whatever is queued."""
     bind_correlation(new_correlation_id(), job="sweep")
     waiting = int(state().r.llen(queue_keys(settings().queue)[-1]))  # the last sweep's, lowest priority
-    if waiting:
+    if waiting and when_idle:
         log.info("sweep skipped: the last sweep's events are still queued", waiting=waiting)
         return 0
     queued = sweeping.sweep(fhir(), state(), enqueue)
