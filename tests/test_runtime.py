@@ -150,6 +150,20 @@ def test_the_same_notification_five_times_concurrently_has_one_effect(quiet: Sta
     one_review_task(fhir, sr["id"])
 
 
+def test_a_referral_whose_identifier_holds_search_syntax_delivered_five_times_at_once_gets_one_review_task(
+        quiet: Stack, fhir: FhirClient) -> None:
+    """HAPI parses If-None-Exist as a search URL: , is OR, | splits system and value, \\ escapes, + is a space."""
+    value = f"R,1|a\\b+c&d#e-{uuid.uuid4().hex[:8]}"
+    sr = new_referral(fhir, identifier=[{"system": "https://ehr.example.se/remiss", "value": value}])
+    with ThreadPoolExecutor(5) as pool:
+        replies = list(pool.map(lambda _: quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)),
+                                range(5)))
+    assert [r.status_code for r in replies] == [202] * 5
+    task = one_review_task(fhir, sr["id"])
+    assert {"system": "https://mmr-adapter.se/fhir/identifier/task", "value": f"{value}-referral-review"} \
+        in task["identifier"]
+
+
 def test_a_topic_event_number_is_no_identity_two_events_with_one_number_are_both_processed(
         quiet: Stack, fhir: FhirClient) -> None:
     """HAPI's event number is an in-memory delivery counter: after a restart the same pair recurs."""

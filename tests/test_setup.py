@@ -130,23 +130,26 @@ def test_topic_based_setup_subscribes_to_our_topics_and_delivers(stack: Stack, f
                 fhir.delete("Subscription", s["id"])
 
 
-def test_setup_proves_delivery_and_says_why_when_no_notification_comes_back(stack: Stack, fhir: FhirClient) -> None:
-    """A server that accepts the Subscriptions but whose notifications never reach the adapter."""
-    from adapter.sandbox import free_port
+def test_setup_proves_delivery_and_says_why_when_no_notification_comes_back(stack: Stack) -> None:
+    """A server that accepts the Subscriptions but whose notifications never reach the adapter.
 
+    A server of its own: the sandbox retries failed deliveries in line with every other one, so a
+    dead endpoint on the suite's server would hold up everybody's notifications.
+    """
+    from adapter.sandbox import free_port, start_sandbox
+
+    server = start_sandbox(0)
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: every delivery fails
     own_store = stack.env["MMR_REDIS_URL"].rsplit("/", 1)[0] + "/15"  # the stack's worker records nothing here
-    env = {**stack.env, "MMR_PUBLIC_URL": nowhere, "MMR_REDIS_URL": own_store}
+    env = {**stack.env, "MMR_FHIR_BASE_URL": server.base_url, "MMR_PUBLIC_URL": nowhere, "MMR_REDIS_URL": own_store}
     try:
         result = subprocess.run([sys.executable, "-m", "adapter.cli", "setup", "--no-conformance",
                                  "--delivery-timeout", "6"], env=env, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 1, result.stdout + result.stderr
-        lines = [line for line in result.stdout.splitlines() if "delivery:" in line]
-        assert len(lines) == 1 and "no notification came back within 6 s" in lines[0], result.stdout
     finally:
-        for sub in fhir.search("Subscription", {"_count": "200"}):
-            if sub.get("resourceType") == "Subscription" and sub["channel"]["endpoint"] == f"{nowhere}/notify":
-                fhir.delete("Subscription", sub["id"])
+        server.stop()
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if "delivery:" in line]
+    assert len(lines) == 1 and "no notification came back within 6 s" in lines[0], result.stdout
 
 
 def test_the_first_setup_proved_delivery_through_the_heartbeat(stack: Stack, fhir: FhirClient) -> None:
