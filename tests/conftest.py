@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from adapter.fhir.client import FhirClient
+from adapter.hapi import HapiServer, start_hapi
 from adapter.pipeline.state import State
 from adapter.polling import poll
 from adapter.sandbox import Sandbox, free_port, start_sandbox
@@ -61,6 +62,8 @@ def _redis_url() -> str:
 REDIS_URL = _redis_url()
 QUEUE = f"mmr-test-{uuid.uuid4().hex[:8]}"
 LOGS = Path(os.environ.get("MMR_TEST_LOGS", "/tmp/mmr-test-logs"))
+# MMR_TEST_FHIR=hapi: run against the real HAPI FHIR fixture (adapter/hapi.py) instead of the sekmet sandbox.
+FHIR_SERVER = os.environ.get("MMR_TEST_FHIR", "sandbox")
 # In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.
 for _key in [k for k in os.environ if k.startswith("MMR_") and k != "MMR_TEST_REDIS_URL"]:
     del os.environ[_key]
@@ -97,8 +100,11 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[Sandbox]:
-    server = start_sandbox(0)
+def sandbox() -> Iterator[Sandbox | HapiServer]:
+    """The FHIR server of the session: the sekmet sandbox, or HAPI FHIR with MMR_TEST_FHIR=hapi."""
+    if FHIR_SERVER not in ("sandbox", "hapi"):
+        pytest.fail(f"MMR_TEST_FHIR must be 'sandbox' or 'hapi', not {FHIR_SERVER!r}")
+    server = start_hapi(log_path=LOGS / "hapi.log") if FHIR_SERVER == "hapi" else start_sandbox(0)
     yield server
     server.stop()
 
@@ -119,7 +125,8 @@ def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def fhir(sandbox: Sandbox) -> Iterator[FhirClient]:
-    with FhirClient(sandbox.base_url, retries=0) as client:
+    # The tests look at what the server holds now: never at HAPI's 60 s search cache.
+    with FhirClient(sandbox.base_url, retries=0, headers={"Cache-Control": "no-cache"}) as client:
         yield client
 
 
