@@ -141,7 +141,7 @@ def setup(topic_based: bool, no_conformance: bool) -> None:
     s = settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
     assert s.webhook_token is not None
     console = Console()
-    with fhir_client(s) as client:
+    with fhir_client(s, fresh=True) as client:
         report = run_setup(client, notify_url=s.notify_url, token=s.webhook_token.get_secret_value(),
                            topic_based=topic_based, install_conformance=not no_conformance)
     for text in report.warnings:
