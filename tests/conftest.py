@@ -104,7 +104,9 @@ def sandbox() -> Iterator[Sandbox | HapiServer]:
     """The FHIR server of the session: the sekmet sandbox, or HAPI FHIR with MMR_TEST_FHIR=hapi."""
     if FHIR_SERVER not in ("sandbox", "hapi"):
         pytest.fail(f"MMR_TEST_FHIR must be 'sandbox' or 'hapi', not {FHIR_SERVER!r}")
-    server = start_hapi(log_path=LOGS / "hapi.log") if FHIR_SERVER == "hapi" else start_sandbox(0)
+    # HAPI's own log sits apart from the adapter's *.log files, which tests read and check for personal data.
+    (LOGS / "hapi").mkdir(parents=True, exist_ok=True)
+    server = start_hapi(log_path=LOGS / "hapi" / "hapi.log") if FHIR_SERVER == "hapi" else start_sandbox(0)
     yield server
     server.stop()
 
