@@ -118,6 +118,11 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
                 continue
             sub["meta"] = {"profile": [f"{BACKPORT}/backport-subscription"]}
             sub["criteria"] = topic
+            # The topic says what triggers; HAPI still refuses a topic subscription without a filter
+            # (HAPI-0011), so this one lets through every resource of the topic's type.
+            resource_type = entry["criteria"].split("?", 1)[0]
+            sub["_criteria"] = {"extension": [{"url": f"{BACKPORT}/backport-filter-criteria",
+                                               "valueString": f"{resource_type}?"}]}
             channel["_payload"] = {"extension": [{"url": f"{BACKPORT}/backport-payload-content",
                                                   "valueCode": "full-resource"}]}
         elif entry.get("fallback"):
