@@ -65,7 +65,9 @@ LOGS = Path(os.environ.get("MMR_TEST_LOGS", "/tmp/mmr-test-logs"))
 # MMR_TEST_FHIR=hapi: run against the real HAPI FHIR fixture (adapter/hapi.py) instead of the sekmet sandbox.
 FHIR_SERVER = os.environ.get("MMR_TEST_FHIR", "sandbox")
 # In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.
-for _key in [k for k in os.environ if k.startswith("MMR_") and k != "MMR_TEST_REDIS_URL"]:
+# MMR_TEST_* stay: test modules import this file a second time as tests.conftest, and that copy must
+# see the same MMR_TEST_LOGS (else it reads the logs in /tmp/mmr-test-logs) and MMR_TEST_FHIR.
+for _key in [k for k in os.environ if k.startswith("MMR_") and not k.startswith("MMR_TEST_")]:
     del os.environ[_key]
 os.environ.update({"MMR_REDIS_URL": REDIS_URL, "MMR_QUEUE": QUEUE, "MMR_TEST_CLOCK": "true"})
 
