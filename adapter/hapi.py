@@ -133,14 +133,14 @@ def start_hapi(port: int = 0, timeout: float = BOOT_TIMEOUT, quiet: bool = True,
                log_path: Path | None = None) -> HapiServer:
     """Build if needed, start the fixture on ``127.0.0.1`` (a free port if 0) and wait for ``/fhir/metadata``.
 
-    ``quiet`` sends HAPI's output to ``log_path`` (default: ``hapi.log`` in the cache entry).
+    ``quiet`` sends HAPI's output to ``log_path`` (default: ``hapi.log`` in the cache entry), anew each start.
     """
     jar = build(quiet=quiet)
     java = _require("java", "a Java 17+ runtime")
     port = port or free_port()
     log = None
     if quiet:
-        log = (log_path or jar.parent / "hapi.log").open("ab")
+        log = (log_path or jar.parent / "hapi.log").open("wb")  # one start, one log
     command = [java, f"-Xmx{HEAP}", "-XX:+UseSerialGC", "-jar", str(jar),
                f"--server.port={port}", "--server.address=127.0.0.1"]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if quiet else None,
