@@ -9,6 +9,7 @@ import ca.uhn.fhir.rest.server.RestfulServer;
 import org.springframework.boot.Banner;
 import org.springframework.boot.SpringApplication;
 import org.springframework.boot.SpringBootConfiguration;
+import org.springframework.boot.autoconfigure.web.embedded.EmbeddedWebServerFactoryCustomizerAutoConfiguration;
 import org.springframework.boot.autoconfigure.web.servlet.ServletWebServerFactoryAutoConfiguration;
 import org.springframework.boot.web.servlet.ServletRegistrationBean;
 import org.springframework.context.annotation.Bean;
@@ -19,12 +20,14 @@ import org.springframework.context.annotation.Import;
  * rest-hook subscriptions, listening on loopback only.
  *
  * <p>{@code java -jar mmr-hapi-fixture.jar --server.port=8080} serves {@code http://127.0.0.1:8080/fhir}.
- * No Spring Boot auto-configuration runs except the embedded servlet container: every HAPI part
+ * No Spring Boot auto-configuration runs except the embedded servlet container and its settings: every HAPI part
  * is wired explicitly here, in {@link ServerSettings}, {@link StorageConfig} and in {@link FhirServerConfig}.
  */
 @SpringBootConfiguration
 @Import({
     ServletWebServerFactoryAutoConfiguration.class,
+    // Applies the server.tomcat.* settings (relaxed-query-chars) to the embedded Tomcat.
+    EmbeddedWebServerFactoryCustomizerAutoConfiguration.class,
     ServerSettings.class,
     StorageConfig.class,
     FhirServerConfig.class,
