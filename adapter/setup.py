@@ -12,10 +12,12 @@ from typing import Any
 from adapter.fhir.client import FhirClient, FhirError, NotFound
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.pipeline.reconcile import subscription_criteria
+from adapter.polling import poll
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 NEEDED_TYPES = ("ServiceRequest", "Task", "Communication", "Subscription", "Organization", "PractitionerRole",
                 "Location", "Patient", "Consent", "QuestionnaireResponse")
+ACTIVATION_TIMEOUT = 30.0  # seconds setup waits for the server to take its Subscriptions up
 
 
 @dataclass
@@ -172,6 +174,25 @@ def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> li
     return out
 
 
+def await_activation(client: FhirClient, refs: list[str], timeout: float = ACTIVATION_TIMEOUT) -> list[str]:
+    """Wait until the server has taken these Subscriptions up; those still ``requested`` after ``timeout``.
+
+    HAPI activates a Subscription asynchronously: what is written before it has is never notified,
+    so setup is done only once notifications flow. A server without the channel type enabled
+    leaves the Subscription ``requested`` for ever, without an error.
+    """
+    pending = set(refs)
+
+    def settled() -> bool:
+        for ref in sorted(pending):
+            if client.read("Subscription", ref.split("/", 1)[1]).get("status") != "requested":
+                pending.discard(ref)
+        return not pending
+
+    poll(settled, timeout, interval=0.25)
+    return sorted(pending)
+
+
 def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: bool = False,
               install_conformance: bool = True) -> Report:
     report = Report()
@@ -192,7 +213,11 @@ def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: b
             report.written += install_package(client)
     for resource in directory_resources():
         report.written.append((f"{resource['resourceType']}/{resource['id']}", upsert(client, resource)))
-    report.written += ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based))
+    subscriptions = ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based))
+    report.written += subscriptions
+    for ref in await_activation(client, [ref for ref, _ in subscriptions]):
+        report.warnings.append(f"{ref} is still 'requested' after {ACTIVATION_TIMEOUT:.0f} s: the server has not "
+                               "taken it up, so nothing is notified (HAPI: hapi.fhir.subscription.resthook_enabled)")
     return report
 
 
