@@ -162,7 +162,7 @@ def setup(topic_based: bool, no_conformance: bool, delivery_timeout: float, no_d
     assert s.webhook_token is not None
     console = Console()
     state = None if no_delivery_check else State.from_url(s.redis_url)
-    with fhir_client(s) as client:
+    with fhir_client(s, fresh=True) as client:
         report = run_setup(client, notify_url=s.notify_url, token=s.webhook_token.get_secret_value(),
                            topic_based=topic_based, install_conformance=not no_conformance, state=state,
                            delivery_timeout=delivery_timeout)
@@ -184,8 +184,19 @@ def setup(topic_based: bool, no_conformance: bool, delivery_timeout: float, no_d
 
 @main.command()
 @click.option("--port", default=8090, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
-def sandbox(port: int) -> None:
-    """Run the sandbox FHIR server (sekmet-fhir) on loopback until Ctrl-C. Development only."""
+@click.option("--hapi", is_flag=True,
+              help="Run a real HAPI FHIR JPA server (R4, H2 in memory) instead: built from hapi/ with Maven "
+                   "on first use, so it needs java and mvn.")
+def sandbox(port: int, hapi: bool) -> None:
+    """Run a sandbox FHIR server (sekmet-fhir, or HAPI FHIR with --hapi) on loopback until Ctrl-C. Development only."""
+    if hapi:
+        from adapter.hapi import HapiError, run_hapi
+
+        try:
+            run_hapi(port, click.echo)
+        except HapiError as exc:
+            raise click.ClickException(str(exc)) from exc
+        return
     from adapter.sandbox import start_sandbox
 
     server = start_sandbox(port, quiet=False)

@@ -21,6 +21,14 @@ def fhir_auth(settings: Settings) -> httpx.Auth | None:
     return None
 
 
-def fhir_client(settings: Settings) -> FhirClient:
+# HAPI (the jpaserver-starter) answers a search repeated within 60 s from its cached result set
+# unless the request says no-cache; no-store keeps this answer out of that cache, so a probe made
+# just before a write does not serve a stale "nothing there" to the next client for a minute.
+NO_CACHE = {"Cache-Control": "no-cache, no-store"}
+
+
+def fhir_client(settings: Settings, fresh: bool = False) -> FhirClient:
+    """``fresh``: every search asks the server's current state, never a cached result set (setup's checks)."""
+    headers = {"User-Agent": "mmr-adapter/0.1", **(NO_CACHE if fresh else {})}
     return FhirClient(settings.fhir_base, auth=fhir_auth(settings), timeout=settings.fhir_timeout,
-                      retries=settings.fhir_retries, headers={"User-Agent": "mmr-adapter/0.1"}, verify=verify())
+                      retries=settings.fhir_retries, headers=headers, verify=verify())

@@ -21,6 +21,7 @@ BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 NEEDED_TYPES = ("ServiceRequest", "Task", "Communication", "Subscription", "Organization", "PractitionerRole",
                 "Location", "Patient", "Consent", "QuestionnaireResponse")
 SEND_DELETES = "http://hapifhir.io/fhir/StructureDefinition/subscription-send-delete-messages"
+ACTIVATION_TIMEOUT = 30.0  # seconds setup waits for the server to take its Subscriptions up
 
 
 @dataclass
@@ -123,6 +124,11 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
                 continue
             sub["meta"] = {"profile": [f"{BACKPORT}/backport-subscription"]}
             sub["criteria"] = topic
+            # The topic says what triggers; HAPI still refuses a topic subscription without a filter
+            # (HAPI-0011), so this one lets through every resource of the topic's type.
+            resource_type = entry["criteria"].split("?", 1)[0]
+            sub["_criteria"] = {"extension": [{"url": f"{BACKPORT}/backport-filter-criteria",
+                                               "valueString": f"{resource_type}?"}]}
             channel["_payload"] = {"extension": [{"url": f"{BACKPORT}/backport-payload-content",
                                                   "valueCode": "full-resource"}]}
         else:
@@ -202,6 +208,25 @@ def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> li
     return out
 
 
+def await_activation(client: FhirClient, refs: list[str], timeout: float = ACTIVATION_TIMEOUT) -> list[str]:
+    """Wait until the server has taken these Subscriptions up; those still ``requested`` after ``timeout``.
+
+    HAPI activates a Subscription asynchronously: what is written before it has is never notified,
+    so setup is done only once notifications flow. A server without the channel type enabled
+    leaves the Subscription ``requested`` for ever, without an error.
+    """
+    pending = set(refs)
+
+    def settled() -> bool:
+        for ref in sorted(pending):
+            if client.read("Subscription", ref.split("/", 1)[1]).get("status") != "requested":
+                pending.discard(ref)
+        return not pending
+
+    poll(settled, timeout, interval=0.25)
+    return sorted(pending)
+
+
 def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: bool = False,
               install_conformance: bool = True, state: State | None = None,
               delivery_timeout: float = 60.0) -> Report:
@@ -225,7 +250,11 @@ def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: b
             report.written += install_package(client)
     for resource in directory_resources():
         report.written.append((f"{resource['resourceType']}/{resource['id']}", upsert(client, resource)))
-    report.written += ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based))
+    subscriptions = ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based))
+    report.written += subscriptions
+    for ref in await_activation(client, [ref for ref, _ in subscriptions]):
+        report.warnings.append(f"{ref} is still 'requested' after {ACTIVATION_TIMEOUT:.0f} s: the server has not "
+                               "taken it up, so nothing is notified (HAPI: hapi.fhir.subscription.resthook_enabled)")
     if state is not None and (problem := prove_delivery(client, state, notify_url, delivery_timeout)):
         report.missing.append(f"delivery: {problem}")
     return report

@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from adapter.fhir.client import FhirClient
+from adapter.hapi import HapiServer, start_hapi
 from adapter.pipeline.state import State
 from adapter.polling import poll
 from adapter.sandbox import Sandbox, free_port, start_sandbox
@@ -63,7 +64,11 @@ def _redis_url() -> str:
 REDIS_URL = os.environ["MMR_TEST_REDIS_URL"] = _redis_url()
 QUEUE = os.environ.setdefault("MMR_TEST_QUEUE", f"mmr-test-{uuid.uuid4().hex[:8]}")
 LOGS = Path(os.environ.get("MMR_TEST_LOGS", "/tmp/mmr-test-logs"))
+# MMR_TEST_FHIR=hapi: run against the real HAPI FHIR fixture (adapter/hapi.py) instead of the sekmet sandbox.
+FHIR_SERVER = os.environ.get("MMR_TEST_FHIR", "sandbox")
 # In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.
+# MMR_TEST_* stay: test modules import this file a second time as tests.conftest, and that copy must
+# see the same MMR_TEST_LOGS (else it reads the logs in /tmp/mmr-test-logs) and MMR_TEST_FHIR.
 for _key in [k for k in os.environ if k.startswith("MMR_") and not k.startswith("MMR_TEST_")]:
     del os.environ[_key]
 os.environ.update({"MMR_REDIS_URL": REDIS_URL, "MMR_QUEUE": QUEUE, "MMR_TEST_CLOCK": "true"})
@@ -99,8 +104,13 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[Sandbox]:
-    server = start_sandbox(0)
+def sandbox() -> Iterator[Sandbox | HapiServer]:
+    """The FHIR server of the session: the sekmet sandbox, or HAPI FHIR with MMR_TEST_FHIR=hapi."""
+    if FHIR_SERVER not in ("sandbox", "hapi"):
+        pytest.fail(f"MMR_TEST_FHIR must be 'sandbox' or 'hapi', not {FHIR_SERVER!r}")
+    # HAPI's own log sits apart from the adapter's *.log files, which tests read and check for personal data.
+    (LOGS / "hapi").mkdir(parents=True, exist_ok=True)
+    server = start_hapi(log_path=LOGS / "hapi" / "hapi.log") if FHIR_SERVER == "hapi" else start_sandbox(0)
     yield server
     server.stop()
 
@@ -121,7 +131,8 @@ def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def fhir(sandbox: Sandbox) -> Iterator[FhirClient]:
-    with FhirClient(sandbox.base_url, retries=0) as client:
+    # The tests look at what the server holds now: never at HAPI's 60 s search cache.
+    with FhirClient(sandbox.base_url, retries=0, headers={"Cache-Control": "no-cache"}) as client:
         yield client
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
+from adapter.polling import poll
 
 LUND = "SE2321000255-SML1"
 TEST_PERSONNUMMER = "191212121212"  # Skatteverket's well-known test number
@@ -47,15 +48,26 @@ def review_tasks(fhir: FhirClient, referral_id: str) -> list[dict[str, Any]]:
     return fhir.search("Task", {"focus": f"ServiceRequest/{referral_id}", "code": f"{system}|referral-review"})
 
 
+def _activated(fhir: FhirClient, ids: list[str], timeout: float = 20.0) -> None:
+    """Wait until the server has taken up these Subscriptions (none still ``requested``).
+
+    HAPI activates a Subscription asynchronously, writing it itself: a client update racing that
+    write fails with 409 (HAPI-0823), and a change made before activation is never notified.
+    """
+    poll(lambda: all(fhir.read("Subscription", i)["status"] != "requested" for i in ids), timeout, interval=0.2)
+
+
 @contextmanager
 def subscriptions_paused(fhir: FhirClient) -> Iterator[None]:
     """Switch the server's Subscriptions off, so only what a test sends reaches the adapter."""
-    subs = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"]
-    for sub in subs:
-        fhir.update({**sub, "status": "off"})
+    ids = [s["id"] for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"]
+    _activated(fhir, ids)
+    for sid in ids:
+        fhir.update({**fhir.read("Subscription", sid), "status": "off"})
     try:
         yield
     finally:
-        for sub in subs:
-            current = fhir.read("Subscription", sub["id"])
+        for sid in ids:
+            current = fhir.read("Subscription", sid)
             fhir.update({**current, "status": "requested"})
+        _activated(fhir, ids)

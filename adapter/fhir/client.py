@@ -214,7 +214,9 @@ class FhirClient:
         self._check_target(method, url)
         hdrs = dict(headers or {})
         if method == "GET" and _is_search(url):
-            hdrs.setdefault("Cache-Control", "no-cache")  # HAPI reuses a search's results for 60 s otherwise
+            # HAPI reuses a search's results for 60 s otherwise; a client made with its own (stricter)
+            # Cache-Control keeps it.
+            hdrs.setdefault("Cache-Control", self._http.headers.get("Cache-Control", "no-cache"))
         if correlation := structlog.contextvars.get_contextvars().get("correlation_id"):
             hdrs.setdefault("X-Request-Id", correlation)  # the server's logs line up with ours
         if json is not None:
