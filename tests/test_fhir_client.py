@@ -31,7 +31,8 @@ def test_update_with_a_stale_version_is_refused_with_the_servers_reason(fhir: Fh
     fhir.update({**created, "active": True}, if_match="1")
     with pytest.raises(VersionConflict) as info:
         fhir.update({**created, "active": False}, if_match="1")
-    assert info.value.status == 412 and info.value.message
+    # The sandbox answers 412, HAPI 409 (HAPI-0989): both are the same conflict to the adapter.
+    assert info.value.status in (409, 412) and info.value.message
     assert fhir.read("Patient", created["id"])["active"] is True  # nothing overwritten
 
 
