@@ -22,7 +22,7 @@ from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.pipeline.worker import PROCESS, RECONCILE
 from adapter.sandbox import free_port
-from tests.conftest import Stack, adapter_env, start_worker, stop, unique, wait_for
+from tests.conftest import LOGS, Stack, adapter_env, start_worker, stop, unique, wait_for
 from tests.faults import FaultProxy, Rule
 from tests.referrals import new_referral, review_tasks, subscriptions_paused
 
@@ -80,7 +80,9 @@ def test_redis_stopped_while_events_are_processed_every_event_has_its_effect_aft
             wait_for(lambda: sum(1 for sr in referrals if review_tasks(fhir, sr["id"])) >= 2,
                      what="the first events to be processed")
             private_redis.stop()
-            time.sleep(2)  # the outage: workers meet it in the middle of their events
+            log = LOGS / "outage.log"  # the outage lasts until the worker has met it
+            wait_for(lambda: "Connection to broker lost" in log.read_text(errors="replace"),
+                     what="the worker to notice Redis gone")
             private_redis.start()
             def done() -> bool:
                 nonlocal worker

@@ -87,11 +87,11 @@ class Runner:
         self._mark(env, read)
         return total
 
-    def _mark(self, env: Envelope, server_copy: Mapping[str, Any] | None) -> None:
+    def _mark(self, env: Envelope, server_copy: core.Resource | None) -> None:
         """Remember the event as processed, by the version the server holds, never the notified one."""
         if env.kind == "timer":
             self.state.mark_done(env.dedup_keys)
-        elif env.kind == "changed" and server_copy is not None and (server_version := core.version(dict(server_copy))):
+        elif env.kind == "changed" and server_copy is not None and (server_version := core.version(server_copy)):
             self.state.mark_done((env.processed_key(server_version),))
 
     def _watch_event_number(self, env: Envelope) -> None:

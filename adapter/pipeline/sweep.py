@@ -18,13 +18,12 @@ from adapter.mappings import codes
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.runner import SWEEP
 from adapter.pipeline.state import State
-
-OPEN_TASK_STATUSES = ("draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold")
+from adapter.workflow.review.state import OPEN
 
 
 def open_referrals(fhir: FhirClient) -> set[str]:
     """The ids of the ServiceRequests an open Task of the adapter's is about."""
-    params = [("identifier", f"{codes().identifier_system('task')}|"), ("status", ",".join(OPEN_TASK_STATUSES)),
+    params = [("identifier", f"{codes().identifier_system('task')}|"), ("status", ",".join(sorted(OPEN))),
               ("_count", "100")]
     found = set()
     for bundle in fhir.pages("Task", params):

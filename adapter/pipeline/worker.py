@@ -219,7 +219,8 @@ def process(self: Task, envelope: dict[str, Any], failures: int = 0) -> str:
 
 def _attempt(task: Task, env: Envelope, failures: int) -> str:
     attempts = failures + 1
-    kind = (env.resource_type or env.kind) if (env.resource_type or env.kind) in KNOWN_KINDS else "other"
+    kind = env.resource_type or env.kind
+    kind = kind if kind in KNOWN_KINDS else "other"
     st = state()
     # A retry or a redelivery may follow a write whose timers never reached Redis: derive them again.
     again = attempts > 1 or bool((task.request.delivery_info or {}).get("redelivered"))
