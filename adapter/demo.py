@@ -28,6 +28,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from adapter.fhir.client import FhirClient
 from adapter.polling import poll
 from adapter.workflow.calendar import STOCKHOLM
+from adapter.workflow.mmrpv.common import carries_out
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -144,7 +145,7 @@ def walk(j: Journey) -> None:
         questionnaire = j.step("the adapter asks the patient", lambda: j.tasks().get("complete-questionnaire"),
                                lambda t: "adapter: questionnaire Task for the patient")
         answer = {**example("QuestionnaireResponse-mmr-example-intake-response.json"), "subject": j.sr["subject"],
-                  "basedOn": [{"reference": f"Task/{questionnaire['id']}"}]}
+                  "basedOn": [questionnaire["focus"]]}  # R4: basedOn a CarePlan or ServiceRequest
         answer.pop("id")
         answer.pop("author", None)
         j.fhir.create(answer)
@@ -173,9 +174,9 @@ def walk(j: Journey) -> None:
                                    {"actor": site, "status": "accepted"}]})
     j.step("the administrative function books", lambda: len(j.messages("BEK")) >= 2,
            lambda _: f"unit: booked at {site['display']}; adapter: BEK with time and place to referrer and patient")
-    plan = j.step("the programme", lambda: next(iter(j.fhir.search(
-        "CarePlan", {"based-on": f"ServiceRequest/{j.sr['id']}"})), None),
-        lambda p: f"adapter: programme CarePlan with {len(p.get('activity') or ())} activities")
+    plan = j.step("the programme", lambda: next((p for p in j.fhir.search(
+        "CarePlan", {"subject": j.sr["subject"]["reference"]}) if carries_out(p, f"ServiceRequest/{j.sr['id']}")),
+        None), lambda p: f"adapter: programme CarePlan with {len(p.get('activity') or ()) - 1} activities")
     j.fhir.update({**plan, "status": "completed"})  # the programme ran to its planned end
     j.fhir.create({"resourceType": "DocumentReference", "status": "current",
                    "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},

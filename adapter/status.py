@@ -73,7 +73,8 @@ def _by_key(bundle: Resource) -> dict[str, Resource]:
 
 def _participation(careplan: Resource) -> str:
     """The activities by the status the unit recorded, e.g. `` (5 activities: 2 completed, 3 in-progress)``."""
-    statuses = [((a.get("detail") or {}).get("status") or "unknown") for a in careplan.get("activity") or ()]
+    statuses = [(a["detail"].get("status") or "unknown") for a in careplan.get("activity") or ()
+                if isinstance(a, dict) and isinstance(a.get("detail"), dict)]
     if not statuses:
         return ""
     counts = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))

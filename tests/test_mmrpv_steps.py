@@ -169,7 +169,9 @@ def test_a_booked_appointment_at_any_site_completes_booking_confirms_and_plans_t
                for v in bek.values())
     [plan_] = of_type(state, "CarePlan", "R-1-programme")
     assert plan_["status"] == "active" and plan_["period"]["start"].startswith("2026-04-07")
-    assert {a["detail"]["code"]["text"] for a in plan_["activity"]} >= {"Läkare", "Fysioterapeut", "Psykolog"}
+    link, *activities = plan_["activity"]
+    assert link == {"reference": {"reference": "ServiceRequest/sr1"}}  # R4: basedOn may only be a CarePlan
+    assert {a["detail"]["code"]["text"] for a in activities} >= {"Läkare", "Fysioterapeut", "Psykolog"}
     assert stage(state, "R-1-mmrpv-intake") == ("in-progress", "booked")
 
 

@@ -109,7 +109,7 @@ def test_questionnaire_path_task_for_the_patient_then_answer_then_recommendation
                "psykiatri-kontakt": "nej", "psykisk-paverkan": "lite", "beroende": "nej",
                "sysselsattning": "sjukskriven-deltid", "grupp-delta": "ja", "grupp-narvaro": "ja"}
     fhir.create({"resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": canonical,
-                 "basedOn": [{"reference": f"Task/{qtask['id']}"}], "subject": sr["subject"],
+                 "basedOn": [qtask["focus"]], "subject": sr["subject"],
                  "authored": datetime.now(STHLM).isoformat(),
                  "item": [{"linkId": k, "answer": [{"valueCoding": {"code": v}}]} for k, v in answers.items()]})
     review = review_in(fhir, sr, "recommended")

@@ -1,14 +1,17 @@
 """Base FHIR structure via the fhir.resources models (R4B: the closest to R4 4.0.1 installed).
 
-It catches unknown elements, wrong types and missing base-required elements before any profile
-rule runs; the required code lists of the elements our profiles use are checked here too.
+It catches unknown elements, wrong types, missing base-required elements and references to a
+type the element does not allow (which HAPI refuses on write) before any profile rule runs; the
+required code lists of the elements our profiles use are checked here too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from adapter.conformance.outcome import Issue, error, warning
@@ -52,10 +55,38 @@ def check_structure(resource: dict[str, Any], root_path: str) -> list[Issue]:
     except KeyError:
         return [warning("not-supported", root_path, f"unknown resource type {resource_type}: structure not checked")]
     try:
-        model.model_validate(resource)
+        instance = model.model_validate(resource)
     except ValidationError as exc:
         return [error("structure", _path(root_path, tuple(e["loc"])), e["msg"]) for e in exc.errors()]
-    return []
+    return list(_reference_targets(instance, root_path or resource_type))
+
+
+def _target_type(reference: str) -> str | None:
+    """The type a literal reference names (relative, absolute or versioned); None for contained/urn."""
+    if reference.startswith(("#", "urn:")):
+        return None
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else None
+
+
+def _reference_targets(node: FHIRAbstractModel, path: str) -> Iterator[Issue]:
+    """References to a type the element does not allow (HAPI refuses them: HAPI-0931)."""
+    for name, field in type(node).model_fields.items():
+        value = getattr(node, name, None)
+        if value is None:
+            continue
+        alias = field.alias or name
+        allowed = (field.json_schema_extra or {}).get("enum_reference_types") if isinstance(
+            field.json_schema_extra, dict) else None
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            here = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
+            if not isinstance(item, FHIRAbstractModel):
+                continue
+            target = _target_type(item.reference) if allowed and isinstance(getattr(item, "reference", None),
+                                                                          str) else None
+            if target and "Resource" not in allowed and target not in allowed:
+                yield error("structure", here, f"must reference {' or '.join(allowed)}, not {target}")
+            yield from _reference_targets(item, here)
 
 
 def check_core_codes(resource: dict[str, Any], root_path: str) -> list[Issue]:

@@ -12,6 +12,10 @@ from typing import Any
 Resource = dict[str, Any]
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value] if value is not None else []
+
+
 def _refs(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value] if value else []
     return [i["reference"] for i in items if isinstance(i, dict) and isinstance(i.get("reference"), str)]
@@ -32,7 +36,7 @@ LINKS: dict[str, tuple[str, ...]] = {
     "CommunicationRequest": ("basedOn", "about"),
     "QuestionnaireResponse": ("basedOn", "partOf"),
     "Appointment": ("basedOn",),
-    "CarePlan": ("basedOn",),
+    "CarePlan": ("activity.reference",),
     "EpisodeOfCare": ("referralRequest",),
     "DocumentReference": ("context.related",),
     "Flag": ("extension",),
@@ -45,10 +49,10 @@ def next_hops(resource: Resource) -> list[str]:
         return [f"ServiceRequest/{resource.get('id')}"] if resource.get("id") else []
     out: list[str] = []
     for element in LINKS.get(resource.get("resourceType", ""), ()):
-        value: Any = resource
-        for part in element.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        for reference in _refs(value):
+        values: list[Any] = [resource]
+        for part in element.split("."):  # through lists too: CarePlan.activity[].reference
+            values = [v for x in values if isinstance(x, dict) for v in _as_list(x.get(part))]
+        for reference in _refs(values):
             local = _local(reference)
             if local and local not in out:
                 out.append(local)

@@ -216,9 +216,10 @@ def care_commitment() -> Resource:
 def programme() -> Resource:
     return {
         "resourceType": "CarePlan", "id": "mmr-example-programme", "meta": _profile("mmr-programme"),
-        "identifier": _ident("careplan", "programme"), "basedOn": [REFERRAL], "status": "completed",
+        "identifier": _ident("careplan", "programme"), "status": "completed",
         "intent": "plan", "category": [_concept("service", "mmr")], "title": "MMRpv-program, Malmö",
         "subject": PATIENT, "period": {"start": "2027-01-11", "end": "2027-03-31"}, "author": _mmrpv(),
+        "activity": [{"reference": REFERRAL}],
     }
 
 

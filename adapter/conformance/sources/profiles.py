@@ -239,9 +239,12 @@ def care_plan() -> Resource:
                     "(status = 'active' or status = 'completed') implies period.start.exists()"),
                 inv("mmr-cp-2", "A completed programme has an end: the follow-up is due 12 months later",
                     "status = 'completed' implies period.end.exists()"),
+                inv("mmr-cp-3", "The programme carries out the referral: an activity references the "
+                    "ServiceRequest (R4's basedOn points only at CarePlans)",
+                    "activity.reference.reference.where($this.contains('ServiceRequest/')).exists()"),
             ]),
             el("CarePlan.identifier", min=1),
-            el("CarePlan.basedOn", min=1, targets=["ServiceRequest"], short="The referral"),
+            el("CarePlan.activity", min=1, short="The referral (a reference), then the programme's activities"),
             el("CarePlan.intent", fixed=("Code", "plan")),
             el("CarePlan.category", min=1, slicing="$this"),
             el("CarePlan.category:mmr", min=1, max="1", pattern=("CodeableConcept", system_code("service", "mmr"))),

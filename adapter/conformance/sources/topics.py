@@ -90,7 +90,7 @@ def specs() -> list[TopicSpec]:
                   "An MMRpv programme CarePlan was created or changed status (started, completed, revoked).",
                   (Trigger("CarePlan", "New, or status changed",
                            "%previous.empty() or %previous.status != %current.status",
-                           filters=("based-on", "patient", "status")),)),
+                           filters=("activity-reference", "patient", "status")),)),
         TopicSpec("mmr-discharge-summary", "Discharge summary available",
                   "A discharge summary or referral answer (remissvar/epikris) became available, as a "
                   "Composition or a DocumentReference.",

@@ -2,7 +2,8 @@
 
 Every resource the adapter makes here is found again by its business identifier (stored or
 planned earlier in the same ``decide``), never by a guess; what the unit writes (Appointment,
-CarePlan progress, DocumentReference) is found through its link to the ServiceRequest.
+CarePlan progress, DocumentReference) is found through its link to the ServiceRequest (a CarePlan's
+link is an activity that references it: R4's ``CarePlan.basedOn`` points only at CarePlans).
 """
 
 from __future__ import annotations
@@ -180,11 +181,17 @@ def open_booking_task(referral: Referral) -> Resource | None:
     return next((t for t in reversed(booking_tasks(referral)) if is_open(t)), None)
 
 
+def carries_out(plan: Resource, referral_reference: str) -> bool:
+    """A CarePlan's activity references the referral: R4's link from a plan to its ServiceRequest."""
+    activities = plan.get("activity") if isinstance(plan.get("activity"), list) else []
+    return any(isinstance(a, dict) and points_to(a.get("reference"), referral_reference) for a in activities)
+
+
 def programme(referral: Referral) -> Resource | None:
     if found := find_own(referral, CAREPLAN, f"{key(referral)}-programme"):
         return found
     system = codes().system("service")
-    return next((c for c in referral.all("CarePlan") if points_to(c.get("basedOn"), referral.reference)
+    return next((c for c in referral.all("CarePlan") if carries_out(c, referral.reference)
                  and has_code(c.get("category"), system, "mmr")), None)
 
 

@@ -1,9 +1,13 @@
 """What the MMRpv steps need loaded, as R4 searches the shell runs (``adapter.workflow.load``).
 
 Phase one (the referral's search) brings what the unit writes, by its link to the ServiceRequest:
-``_revinclude=Appointment:based-on``, ``CarePlan:based-on`` and ``DocumentReference:related``
-(the discharge summary's ``context.related``); the intake, booking and follow-up Tasks come with
-``Task:focus``, and the intake Task links the care commitment. Phase two reads the EpisodeOfCare
+``_revinclude=Appointment:based-on`` and ``DocumentReference:related`` (the discharge summary's
+``context.related``); the intake, booking and follow-up Tasks come with ``Task:focus``, and the
+intake Task links the care commitment. The programme CarePlan links the referral from an
+activity (R4's ``CarePlan.basedOn`` points only at CarePlans), and ``activity-reference`` is not
+a search every server has, so it comes as one of the patient's CarePlans
+(``_revinclude:iterate=CarePlan:subject``, from the included Patient); the steps keep the one
+that references the referral. Phase two reads the EpisodeOfCare
 itself by our business identifier (R4's ``EpisodeOfCare:incoming-referral`` is not supported
 everywhere, an identifier search is), and only when the steps need its current version. The PAL
 meeting offer is never read back: the discharge summary sent with it says it exists.
@@ -31,7 +35,7 @@ from adapter.workflow.review.referral import referral_key
 
 REVINCLUDES = (
     "_revinclude=Appointment:based-on",
-    "_revinclude=CarePlan:based-on",
+    "_revinclude:iterate=CarePlan:subject",
     "_revinclude=DocumentReference:related",
 )
 

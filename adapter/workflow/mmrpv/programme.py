@@ -1,10 +1,12 @@
 """[13] The MMRpv programme: a CarePlan made from a template once the patient is booked.
 
 Created once (``<key>-programme``), when a booking stands: status ``active``, intent ``plan``,
-category ``mmr``, basedOn the ServiceRequest, subject the patient, author the MMRpv unit, the
-booked site as a supporting reference to the Appointment, ``period`` from the booked start over
-the template's weeks, and one activity per profession of the template (``programmes`` in
-mappings/mmrpv.yaml): who, what, which weeks, how many sessions, group or individual.
+category ``mmr``, subject the patient, author the MMRpv unit, the booked site as a supporting
+reference to the Appointment, ``period`` from the booked start over the template's weeks, a first
+activity that references the ServiceRequest (the programme carries out the referral; R4's
+``CarePlan.basedOn`` may only point at a CarePlan, and HAPI refuses anything else), and one
+activity per profession of the template (``programmes`` in mappings/mmrpv.yaml): who, what,
+which weeks, how many sessions, group or individual.
 
 After that the CarePlan is the unit's: it records participation (activity statuses, progress
 notes) and ends the programme by setting it ``completed`` (with ``period.end``) or ``revoked``
@@ -64,13 +66,13 @@ def _body(referral: Referral, found: Booking, ctx: Context) -> dict[str, Any]:
         "intent": "plan",
         "category": [concept("service", "mmr", ctx)],
         "title": f"MMRpv, {found.site.ort}",
-        "basedOn": [{"reference": referral.reference}],
         "subject": patient_reference(referral),
         "author": unit_ref(),
         "period": {"start": start.isoformat(),
                    "end": (start + timedelta(weeks=int(template["weeks"]))).date().isoformat()},
         "supportingInfo": [{"reference": found.reference}],
-        "activity": [_activity(a, start, ctx) for a in template["activities"]],
+        "activity": [{"reference": {"reference": referral.reference}},
+                     *(_activity(a, start, ctx) for a in template["activities"])],
         "created": ctx.now.isoformat(),
     }
     if care is not None:

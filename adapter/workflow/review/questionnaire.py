@@ -9,7 +9,9 @@ mmr-questionnaire-task asks), tells the patient (a ``questionnaire-request`` not
 the review ``on-hold`` / ``awaiting-patient``.
 
 The patient app answers with a QuestionnaireResponse for our canonical, ``basedOn`` the
-questionnaire Task (or the ServiceRequest, which is what R4 allows). It is linked as the Task's
+ServiceRequest (the Task's focus: R4 lets an answer be basedOn a CarePlan or ServiceRequest only,
+and HAPI refuses a Task there), or sets it as the Task's output; an answer basedOn the Task, which
+servers that do not check reference types let through, is taken too. It is linked as the Task's
 output, the Task completes and the review resumes. Without an answer: reminders every N working
 days, at most M; past the due date the Task fails ("no answer") and the review goes on with the
 criteria unknown, for the reviewer to judge.

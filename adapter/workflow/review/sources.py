@@ -146,8 +146,8 @@ def responses(referral: Referral, questionnaire_task: Resource | None,
               questionnaire_task_key: str | None) -> list[Resource]:
     """Completed answers to our questionnaire for this referral, newest first.
 
-    Ours: the Task's output points at it, or it is ``basedOn`` the questionnaire Task (as the
-    patient app is told to) or the ServiceRequest (what R4 allows), for the referral's patient.
+    Ours: the Task's output points at it, or it is ``basedOn`` the ServiceRequest (what R4 allows)
+    or the questionnaire Task (where the server lets that through), for the referral's patient.
     """
     sr_subject = subject_key(referral)
     linked = set(references([o.get("valueReference") for o in as_list((questionnaire_task or {}).get("output"))
