@@ -28,7 +28,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from adapter.fhir.client import FhirClient
 from adapter.polling import poll
 from adapter.workflow.calendar import STOCKHOLM
-from adapter.workflow.mmrpv.common import carries_out
+from adapter.workflow.mmrpv.common import carries_out, unit_ref
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -180,7 +180,7 @@ def walk(j: Journey) -> None:
     j.fhir.update({**plan, "status": "completed"})  # the programme ran to its planned end
     j.fhir.create({"resourceType": "DocumentReference", "status": "current",
                    "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
-                   "subject": j.sr["subject"], "author": [site],
+                   "subject": j.sr["subject"], "author": [unit_ref()],  # the unit: R4 takes no Location
                    "content": [{"attachment": {"contentType": "text/plain", "title": "Epikris"}}],
                    "context": {"related": [{"reference": f"ServiceRequest/{j.sr['id']}"}]}})
     j.step("the programme ends and the unit writes the discharge summary",

@@ -21,7 +21,7 @@ from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
 from adapter.pipeline.state import State
 from adapter.status import journey_lines
-from adapter.workflow.mmrpv.common import carries_out
+from adapter.workflow.mmrpv.common import carries_out, unit_ref
 from tests.conftest import Stack, wait_for
 from tests.e2e_referrals import code, decide, key, messages, referral_on_server, review_in, tasks
 from tests.faults import FaultProxy
@@ -125,7 +125,7 @@ def test_the_whole_journey_from_referral_to_finished_follow_up(stack: Stack, fhi
 
     summary = fhir.create({"resourceType": "DocumentReference", "status": "current",
                            "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
-                           "subject": sr["subject"], "author": [{"reference": f"Location/{SITES[site]}"}],
+                           "subject": sr["subject"], "author": [unit_ref()],  # R4: not a Location
                            "content": [{"attachment": {"contentType": "text/plain", "data": "RXBpa3Jpcw=="}}],
                            "context": {"related": [{"reference": f"ServiceRequest/{sr['id']}"}]}})
     at_stage(fhir, sr, "completed", "discharged")
