@@ -1,4 +1,5 @@
-"""Benchmark the MMR adapter against the sandbox FHIR server, Redis and real API and worker processes.
+"""Benchmark the MMR adapter against a FHIR server (the sandbox, or HAPI with --fhir hapi), Redis and real
+API and worker processes.
 
 Three measurements (see bench/README.md):
 
@@ -58,6 +59,7 @@ from workload import (
 )
 
 from adapter.fhir.client import FhirClient
+from adapter.hapi import HapiServer, start_hapi
 from adapter.sandbox import Sandbox, free_port, start_sandbox
 
 T = TypeVar("T")
@@ -67,7 +69,7 @@ TARGET_P99_MS = 20.0
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Benchmark /notify acceptance, end-to-end events/s and FHIR round "
-                                            "trips per event against the sandbox (loopback only).")
+                                            "trips per event against the sandbox or HAPI (loopback only).")
     p.add_argument("--rate", type=float, default=200.0, help="notifications per second for /notify (default 200)")
     p.add_argument("--seconds", type=float, default=10.0, help="duration of the /notify run (default 10)")
     p.add_argument("--events", type=int, default=200, help="referrals for the end-to-end run (default 200)")
@@ -79,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker-concurrency", type=int, default=2, help="prefork processes of the worker (default 2)")
     p.add_argument("--deadline", type=float, default=300.0, help="seconds an end-to-end run may take (default 300)")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="a dedicated Redis db on loopback")
+    p.add_argument("--fhir", choices=("sandbox", "hapi"), default="sandbox",
+                   help="the FHIR server: the sekmet sandbox, or the HAPI FHIR JPA fixture of hapi/ (default sandbox)")
     p.add_argument("--phases", default="accept,e2e,trips", help="comma-separated subset of accept,e2e,trips")
     p.add_argument("--output", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
     args = p.parse_args(argv)
@@ -220,13 +224,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     api_url = f"http://127.0.0.1:{port}"
     with ExitStack() as stack:
         stack.callback(lambda: results.update(redis_keys_deleted=scope.cleanup()))
-        sandbox: Sandbox = stack.enter_context(running(lambda: start_sandbox(0), Sandbox.stop))
+        start = (lambda: start_hapi(log_path=LOGS / "hapi.out")) if args.fhir == "hapi" else (lambda: start_sandbox(0))
+        sandbox: Sandbox | HapiServer = stack.enter_context(running(start, lambda s: s.stop()))
         fhir = stack.enter_context(FhirClient(sandbox.base_url, retries=1))
         install_directory(fhir)
         env = adapter_env(sandbox.base_url, args.redis_url, queue, api_url)
         api = stack.enter_context(running(lambda: start_api(env, port, args.api_workers), stop))
         if "accept" in phases:
-            meter = CpuMeter({"api": api.pid}, {"redis": scope.server_pid, "sandbox": sandbox.process.pid,
+            meter = CpuMeter({"api": api.pid}, {"redis": scope.server_pid, "fhir server": sandbox.process.pid,
                                                 "load generator": os.getpid()})
             results["accept"] = accept_phase(api_url, args, meter)
             scope.delete(queue)  # nobody consumed it: drop the backlog before a worker starts
@@ -237,19 +242,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def e2e_phase(sandbox: Sandbox, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
+def e2e_phase(sandbox: Sandbox | HapiServer, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
               args: argparse.Namespace, api_pid: int) -> dict[str, Any]:
     with running(lambda: start_worker(env, "worker", args.worker_concurrency), stop) as worker:
         warm = 2 * args.worker_concurrency
         cold = warm_up(fhir, api_url, scope, warm, args.deadline)
         meter = CpuMeter({"api": api_pid, "worker": worker.pid},
-                         {"worker main process": worker.pid, "sandbox": sandbox.process.pid,
+                         {"worker main process": worker.pid, "fhir server": sandbox.process.pid,
                           "redis": scope.server_pid, "bench": os.getpid()})
         run = e2e_run(fhir, api_url, scope, create_referrals(fhir, args.events), args.deadline, meter)
     return {**run, "warm_up_seconds": cold, "warm_up_events": warm}
 
 
-def trips_phase(sandbox: Sandbox, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
+def trips_phase(sandbox: Sandbox | HapiServer, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
                 args: argparse.Namespace) -> dict[str, Any]:
     with running(lambda: start_proxy(sandbox.base_url), lambda p: stop(p[0])) as (_, proxy_base):
         proxied = {**env, "MMR_FHIR_BASE_URL": proxy_base}
@@ -316,8 +321,9 @@ def table(results: dict[str, Any]) -> str:
         rows += [("End to end events/s", f"{e2e['events_per_second']} ({e2e['events']} in {e2e['seconds']} s)", ""),
                  ("Warm-up (first event of each worker process)",
                   f"{e2e['warm_up_events']} events in {e2e['warm_up_seconds']} s", ""),
-                 ("CPU per event: worker / sandbox / API",
-                  " / ".join(fmt(e2e["cpu_ms_per_event"].get(k), " ms") for k in ("worker", "sandbox", "api")), ""),
+                 (f"CPU per event: worker / FHIR server ({results['args']['fhir']}) / API",
+                  " / ".join(fmt(e2e["cpu_ms_per_event"].get(k), " ms") for k in ("worker", "fhir server", "api")),
+                  "worker ≤ ½ FHIR server"),
                  load_row(e2e["cpu_seconds"], e2e["seconds"])]
     if trips := results.get("trips"):
         rows += [("FHIR reads per event (GET)", str(trips["reads_per_event"]), "≤ 1 (with _include/_revinclude)"),
