@@ -16,7 +16,7 @@ import pytest
 from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
 from adapter.pipeline.state import State
-from tests.conftest import Stack, wait_for
+from tests.conftest import FHIR_SERVER, Stack, wait_for
 from tests.e2e_referrals import (
     SECTIONS,
     assessments,
@@ -225,7 +225,9 @@ def test_revocation_cancels_open_tasks_and_sends_avb(stack: Stack, fhir: FhirCli
     assert f"{key(sr)}-AVB-referrer-revoked" in sent
 
 
-@pytest.mark.parametrize("broken", ["no subject", "unknown performer", "broken references"])
+@pytest.mark.parametrize("broken", ["no subject", "unknown performer", pytest.param("broken references", marks=(
+    pytest.mark.skipif(FHIR_SERVER == "hapi", reason="HAPI refuses a reference to a missing resource (HAPI-1094): "
+                       "such a referral cannot exist there")))])
 def test_a_malformed_referral_never_crashes_the_worker(stack: Stack, fhir: FhirClient, state: State,
                                                         broken: str) -> None:
     # R4 requires a subject, and the server enforces it: the worst it stores is one naming no patient.
