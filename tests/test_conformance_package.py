@@ -11,6 +11,7 @@ from adapter.conformance.docs import expected_docs
 from adapter.conformance.generate import expected_files
 from adapter.conformance.package import EXAMPLE_DIR, INDEX_FILE, package, profiles_dir, resource_files
 from adapter.conformance.sources.common import FHIR_VERSION, VERSION
+from adapter.conformance.sources.elements import differential_order
 
 
 def test_generated_files_match_their_sources() -> None:
@@ -78,3 +79,16 @@ def test_every_canonical_resource_is_versioned_and_r4() -> None:
         if resource["resourceType"] == "StructureDefinition":
             assert resource["fhirVersion"] == FHIR_VERSION
             assert resource["derivation"] == "constraint" and "differential" in resource
+
+
+def test_every_differential_follows_the_base_element_order() -> None:
+    """Snapshot generators walk base and differential together: HAPI left every element that came out of
+    order out of the snapshot, and so validated without the profile's cardinalities and fixed values."""
+    sds = [r for r in package().resources if r.get("resourceType") == "StructureDefinition"]
+    assert sds
+    for sd in sds:
+        elements = sd["differential"]["element"]
+        assert elements == differential_order(elements), sd["id"]
+    review = next(sd for sd in sds if sd["id"] == "mmr-review-task")
+    paths = [e["id"] for e in review["differential"]["element"]]
+    assert paths.index("Task.statusReason") < paths.index("Task.businessStatus") < paths.index("Task.focus")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
 
 from adapter.conformance.sources.common import CORE_SD, FHIR_VERSION, Resource, identifier_prefix, metadata
 
@@ -73,10 +76,56 @@ def business_identifier() -> dict[str, str]:
                f"identifier.where(system.startsWith('{prefix}') and value.exists()).exists()")
 
 
+# ---------------------------------------------------------------- differential order
+
+
+@cache
+def _children(type_name: str) -> tuple[tuple[str, str | None], ...]:
+    """The elements of a FHIR type in the specification's order, each with the type it holds."""
+    model = get_fhir_model_class(type_name)
+    by_name = {(field.alias or name): field for name, field in model.model_fields.items()}
+    out = []
+    for name in model.elements_sequence():
+        annotation = by_name[name].annotation if name in by_name else None
+        while getattr(annotation, "__args__", None):  # Optional[List[XType]] -> XType
+            annotation = next(a for a in annotation.__args__ if a is not type(None))
+        held = getattr(annotation, "__name__", "")
+        out.append((name, held.removesuffix("Type") if held.endswith("Type") else None))
+    return tuple(out)
+
+
+def differential_order(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The elements in the base definition's order, each slice after its element and before the next.
+
+    Snapshot generators (HAPI's ``ProfileUtilities`` among them) walk the base and the differential
+    together, so an element out of order is silently left out of the snapshot: HAPI then validated
+    against a profile without its cardinalities, fixed values and bindings.
+    """
+    slices: dict[str, int] = {}
+
+    def key(element: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+        segments = element["id"].split(".")
+        type_name: str | None = segments[0]
+        out = []
+        for depth, segment in enumerate(segments[1:], start=1):
+            name, _, slice_name = segment.partition(":")
+            children = _children(type_name) if type_name else ()
+            stem = name.removesuffix("[x]")
+            index = next((i for i, (child, _) in enumerate(children)
+                          if child == name or (name.endswith("[x]") and child.startswith(stem)
+                                               and child[len(stem):][:1].isupper())), len(children))
+            type_name = children[index][1] if index < len(children) else None
+            rank = slices.setdefault(".".join(segments[:depth + 1]), len(slices) + 1) if slice_name else 0
+            out.append((index, rank))
+        return tuple(out)
+
+    return sorted(elements, key=key)
+
+
 def profile(id_: str, name: str, title: str, resource_type: str, description: str, purpose: str,
             elements: list[dict[str, Any]]) -> Resource:
     sd = metadata("StructureDefinition", id_, name, title, description, purpose)
     sd.update({"fhirVersion": FHIR_VERSION, "kind": "resource", "abstract": False, "type": resource_type,
                "baseDefinition": f"{CORE_SD}/{resource_type}", "derivation": "constraint",
-               "differential": {"element": elements}})
+               "differential": {"element": differential_order(elements)}})
     return sd
