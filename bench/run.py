@@ -215,6 +215,7 @@ def machine() -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     phases = {p.strip() for p in args.phases.split(",")}
+    LOGS.mkdir(parents=True, exist_ok=True)  # the FHIR server's log opens before the first process's
     for old in LOGS.glob("*.log"):
         old.unlink()
     scope = RedisScope(args.redis_url)
