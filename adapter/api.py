@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import httpx
 import redis
 import redis.asyncio
@@ -10,28 +13,35 @@ from kombu.exceptions import OperationalError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from adapter import delivery
 from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, Settings, load_settings
-from adapter.intake.app import Check, Limits, QueueUnavailable, create_app
+from adapter.intake.app import Check, Detail, Limits, QueueUnavailable, create_app
 from adapter.logs import configure
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 
 
+def _fhir_client(settings: Settings) -> httpx.AsyncClient:
+    """One short attempt per request, never the FHIR client's retries; with client-credentials auth
+    no token (fetching one would block)."""
+    headers = {"Accept": "application/fhir+json"}
+    if settings.fhir_auth == "bearer" and settings.fhir_token:
+        headers["Authorization"] = f"Bearer {settings.fhir_token.get_secret_value()}"
+    return httpx.AsyncClient(timeout=settings.health_timeout, headers=headers)
+
+
 def readiness_checks(settings: Settings) -> dict[str, Check]:
-    """``/health``'s checks: async, one short attempt each, never the FHIR client's retries.
+    """``/health``'s checks: async, one short attempt each.
 
     The FHIR server counts as up when ``GET metadata`` answers 200; with client-credentials auth
-    the check sends no token (fetching one would block) and any answer below 500 counts.
+    the check sends no token and any answer below 500 counts.
     """
     timeout = settings.health_timeout
     in_process = settings.redis_url.startswith("memory://")  # the demo's store without Redis: always there
     store = None if in_process else redis.asyncio.Redis.from_url(
         settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
-    headers = {"Accept": "application/fhir+json"}
-    if settings.fhir_auth == "bearer" and settings.fhir_token:
-        headers["Authorization"] = f"Bearer {settings.fhir_token.get_secret_value()}"
     anonymous = settings.fhir_auth == "client-credentials"
-    fhir = httpx.AsyncClient(timeout=timeout, headers=headers)
+    fhir = _fhir_client(settings)
 
     async def redis_ready() -> bool:
         return store is None or bool(await store.ping())
@@ -41,6 +51,23 @@ def readiness_checks(settings: Settings) -> dict[str, Check]:
         return reply.status_code < 500 if anonymous else reply.status_code == 200
 
     return {"redis": redis_ready, "fhir": fhir_ready}
+
+
+def health_details(settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, Detail]:
+    """``/health``'s details: the adapter's Subscriptions the server has not taken up or has given up
+    (``adapter.delivery``). Not with client-credentials auth, where reading them needs a token."""
+    if settings.fhir_auth == "client-credentials":
+        return {}
+    fhir = _fhir_client(settings)
+
+    async def subscriptions() -> str | None:
+        reply = await fhir.get(f"{settings.fhir_base}/Subscription", headers={"Cache-Control": "no-cache"},
+                               params={"url": settings.notify_url, "_count": "100"})
+        reply.raise_for_status()
+        found = [e.get("resource") or {} for e in reply.json().get("entry") or () if isinstance(e, dict)]
+        return delivery.problems(delivery.ours(found, settings.notify_url), now())
+
+    return {"subscriptions": subscriptions}
 
 
 def app_from_settings() -> FastAPI:
@@ -63,5 +90,5 @@ def app_from_settings() -> FastAPI:
     operator = settings.operator_token.get_secret_value() if settings.operator_token else None
     return create_app(token=settings.webhook_token.get_secret_value(), enqueue=enqueue, state=state,
                       queue_depth=lambda: worker.queue_depth(state.r, settings.queue),
-                      checks=readiness_checks(settings),
+                      checks=readiness_checks(settings), details=health_details(settings),
                       limits=limits, operator_token=operator)

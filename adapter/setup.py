@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapter import delivery
 from adapter.fhir.client import FhirClient, FhirError, NotFound
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.pipeline import heartbeat
@@ -153,8 +154,7 @@ def prove_delivery(client: FhirClient, state: State, notify_url: str, timeout: f
         if poll(lambda w=written: (state.last_heartbeat_delivered() or 0.0) >= w,
                 min(5.0, max(deadline - time.monotonic(), 0.0)), 0.2):
             return None
-    ours = [sub for sub in client.search("Subscription", {"_count": "200"})
-            if sub.get("resourceType") == "Subscription" and (sub.get("channel") or {}).get("endpoint") == notify_url]
+    ours = delivery.ours(client.search("Subscription", {"_count": "200"}), notify_url)
     waiting = sum(1 for sub in ours if sub.get("status") == "requested")
     broken = sum(1 for sub in ours if sub.get("status") in ("error", "off"))
     if waiting:

@@ -287,6 +287,7 @@ def test_health_and_metrics(stack: Stack) -> None:
 
     health = httpx.get(f"{stack.api_url}/health")
     assert health.status_code == 200 and health.json()["checks"] == {"redis": "ok", "fhir": "ok"}
+    assert set(health.json()["details"]) == {"subscriptions"}  # reported, never deciding readiness
     text = httpx.get(f"{stack.api_url}/metrics").text
     for name in ("mmr_notifications_received_total", "mmr_events_total", "mmr_queue_depth", "mmr_dead_letters",
                  "mmr_event_processing_seconds_bucket", "mmr_notify_seconds_bucket", "mmr_timers_due"):

@@ -47,6 +47,8 @@ FHIR_JSON = "application/fhir+json"
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,16}")
 Enqueue = Callable[[tuple[Envelope, ...]], None]  # queue all of one notification's events or none
 Check = Callable[[], Awaitable[bool]]
+# A /health detail: None when all is well, else one line for the operator (never readiness).
+Detail = Callable[[], Awaitable[str | None]]
 
 
 class QueueUnavailable(Exception):
@@ -98,7 +100,7 @@ class Readiness:
     runs wait for it instead of starting their own.
     """
 
-    def __init__(self, checks: Mapping[str, Check], ttl: float, timeout: float) -> None:
+    def __init__(self, checks: Mapping[str, Check | Detail], ttl: float, timeout: float) -> None:
         self.checks, self.ttl, self.timeout = dict(checks), ttl, timeout
         self._lock = asyncio.Lock()
         self._at = float("-inf")
@@ -112,10 +114,11 @@ class Readiness:
                 self._result, self._at = dict(zip(names, values, strict=True)), time.monotonic()
             return self._result
 
-    async def _one(self, check: Check) -> str:
+    async def _one(self, check: Check | Detail) -> str:
         try:
             async with asyncio.timeout(self.timeout):
-                return "ok" if await check() else "down"
+                answer = await check()
+                return answer if isinstance(answer, str) else "ok" if answer in (True, None) else "down"
         except TimeoutError:
             return "down: timeout"
         except Exception as exc:
@@ -141,12 +144,13 @@ def _docs_page(spec: dict[str, Any]) -> str:
 
 
 def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Callable[[], int],
-               checks: Mapping[str, Check], limits: Limits | None = None,
-               operator_token: str | None = None) -> FastAPI:
+               checks: Mapping[str, Check], details: Mapping[str, Detail] | None = None,
+               limits: Limits | None = None, operator_token: str | None = None) -> FastAPI:
     """Build the API. Every dependency is passed in, so tests and the demo wire real parts their way.
 
     ``checks`` are /health's readiness checks (async: /health never waits in /notify's thread
-    pool). With ``operator_token``, /metrics, /docs and /openapi.json need it as a bearer token.
+    pool); ``details`` are reported beside them without deciding readiness (the Subscriptions).
+    With ``operator_token``, /metrics, /docs and /openapi.json need it as a bearer token.
     """
     limits = limits or Limits()
     app = FastAPI(title="MMR adapter", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
@@ -154,7 +158,7 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
     registry.register(PipelineCollector(state, queue_depth))
-    readiness = Readiness(checks, limits.health_cache, limits.health_timeout)
+    readiness = Readiness({**(details or {}), **checks}, limits.health_cache, limits.health_timeout)
     expected = f"Bearer {token}".encode()
     operator = f"Bearer {operator_token}".encode() if operator_token else None
 
@@ -239,9 +243,12 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
     @app.get("/health", summary="Ready when Redis and the FHIR server answer")
     async def health() -> Response:
         result = await readiness.result()
-        ready = all(v == "ok" for v in result.values())
-        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": result},
-                            status_code=200 if ready else 503)
+        checks_now = {name: result[name] for name in checks}
+        ready = all(v == "ok" for v in checks_now.values())
+        body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks_now}
+        if details:
+            body["details"] = {name: result[name] for name in details}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     def operator_refused(request: Request) -> Response | None:
         if operator is None or authorised(request, operator):

@@ -1,0 +1,49 @@
+"""Is the FHIR server delivering to us: the adapter's Subscriptions it has not taken up or has given up.
+
+HAPI never sets a Subscription to ``error`` after failed deliveries, and leaves one ``requested``
+for ever when rest-hook delivery is off, without an error anywhere. ``setup`` waits for
+activation; at run time ``/health`` reports (in its details, without turning unready: the API
+itself is fine) the Subscriptions still ``requested`` minutes after they were written, and any in
+``error`` or ``off``. Pure over the Subscriptions read from the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+# Longer than HAPI takes to activate a Subscription (its matcher polls for new ones every few seconds).
+REQUESTED_TOO_LONG = 300.0
+
+
+def ours(resources: Iterable[dict[str, Any]], notify_url: str) -> list[dict[str, Any]]:
+    """The Subscriptions that deliver to this adapter's ``/notify``."""
+    return [r for r in resources if r.get("resourceType") == "Subscription"
+            and isinstance(r.get("channel"), dict) and r["channel"].get("endpoint") == notify_url]
+
+
+def _written_at(subscription: dict[str, Any]) -> datetime | None:
+    stamp = (subscription.get("meta") or {}).get("lastUpdated")
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None
+    except ValueError:
+        return None
+
+
+def problems(subscriptions: Iterable[dict[str, Any]], now: datetime,
+             requested_too_long: float = REQUESTED_TOO_LONG) -> str | None:
+    """One line naming what keeps notifications from arriving, or None when nothing seems to."""
+    waiting, broken = [], []
+    for sub in subscriptions:
+        ref = f"Subscription/{sub.get('id')}"
+        if sub.get("status") in ("error", "off"):
+            broken.append(f"{ref} is {sub['status']}")
+        elif sub.get("status") == "requested":
+            written = _written_at(sub)
+            if written is None or (now - written).total_seconds() > requested_too_long:
+                waiting.append(ref)
+    if waiting:
+        broken.append(f"{', '.join(waiting)} still 'requested' after {requested_too_long / 60:.0f} min: the server "
+                      "has not taken them up (HAPI: hapi.fhir.subscription.resthook_enabled=true?)")
+    return "; ".join(broken) or None
