@@ -112,6 +112,17 @@ def test_hapi_delivers_rest_hook_notifications_for_r4() -> None:
     assert hapi["hapi.fhir.client_id_strategy"] == "ALPHANUMERIC"
 
 
+def test_hapi_pages_hold_the_adapters_largest_page_and_references_stay_as_written() -> None:
+    hapi = env("hapi")
+    counts = [int(n) for path in (ROOT / "adapter").rglob("*.py")
+              for n in re.findall(r'_count[=": ]+(\d+)', path.read_text(encoding="utf-8"))]
+    assert counts and int(hapi["hapi.fhir.max_page_size"]) >= max(counts)
+    assert int(hapi["hapi.fhir.default_page_size"]) == 20  # the image's default, as the hapi/ fixture has it
+    assert hapi["hapi.fhir.auto_create_placeholder_reference_targets"] == "false"
+    assert hapi["hapi.fhir.enforce_referential_integrity_on_write"] == "true"
+    assert hapi["hapi.fhir.allow_external_references"] == "false"
+
+
 def test_hapi_stores_in_the_postgres_service() -> None:
     hapi, pg = env("hapi"), env("postgres")
     url = hapi["spring.datasource.url"]
