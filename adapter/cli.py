@@ -6,13 +6,16 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from adapter.pipeline.state import State
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -292,6 +295,62 @@ def status(referral: str) -> None:
             sys.exit(1)
         for line in journey_lines(client, sr["id"]):
             click.echo(line)
+
+
+@main.group()
+def clock() -> None:
+    """The test clock every adapter process reads from Redis (only with MMR_TEST_CLOCK=true).
+
+    Tests, the demo and integration teams move time with it: deadlines, reminders and the
+    12-month follow-up fall due as if that time had come. Never in production.
+    """
+
+
+def _clock_state() -> State:
+    from adapter.pipeline.state import State
+
+    s = settings_or_exit()
+    if not s.test_clock:
+        click.echo("the test clock is off: set MMR_TEST_CLOCK=true (tests and the demo only, never production)",
+                   err=True)
+        sys.exit(2)
+    return State.from_url(s.redis_url)
+
+
+@clock.command("set")
+@click.argument("when")
+@friendly
+def clock_set(when: str) -> None:
+    """Freeze the clock at WHEN, an ISO 8601 time with its offset (2027-02-08T09:00:00+01:00)."""
+    try:
+        moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        click.echo("WHEN: not an ISO 8601 time, e.g. 2027-02-08T09:00:00+01:00", err=True)
+        sys.exit(2)
+    if moment.tzinfo is None:
+        click.echo("WHEN: give the offset (+01:00, Z): a time without one is ambiguous", err=True)
+        sys.exit(2)
+    _clock_state().set_clock(moment)
+    click.echo(f"test clock set to {moment.isoformat()}")
+
+
+@clock.command("show")
+@friendly
+def clock_show() -> None:
+    """Print the time the adapter's processes go by, and whether it is frozen."""
+    frozen = _clock_state().frozen_clock()
+    if frozen is None:
+        click.echo(f"{datetime.now(UTC).isoformat()} (not set: the real time)")
+    else:
+        click.echo(f"{frozen.isoformat()} (test clock)")
+
+
+@clock.command("clear")
+@friendly
+def clock_clear() -> None:
+    """Go back to the real time."""
+    _clock_state().set_clock(None)
+    click.echo("test clock cleared: the real time again")
 
 
 @main.command("fire-timers")

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 
 from adapter.config import ConfigError, load_settings
+from adapter.pipeline.state import State
+from tests.conftest import REDIS_URL
 
 COMMANDS = ["serve", "worker", "beat", "setup", "sandbox", "demo", "dlq", "dlq list", "dlq replay", "fire-timers",
-            "status", "validate", "profiles-doc", "profiles-build", "ping-worker", "check-scheduler"]
+            "status", "validate", "profiles-doc", "profiles-build", "ping-worker", "check-scheduler", "clock",
+            "clock set", "clock show", "clock clear"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -60,3 +64,36 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"`MMR_{name.upper()}`" in readme, name
+
+
+def _clock_env(on: bool) -> dict[str, str]:
+    # A Redis db of its own: the session's workers read the clock in theirs.
+    return {"MMR_REDIS_URL": REDIS_URL.rsplit("/", 1)[0] + "/15", "MMR_TEST_CLOCK": "true" if on else "false"}
+
+
+def test_the_clock_command_is_refused_unless_the_test_clock_is_on() -> None:
+    for args in (("set", "2027-02-08T09:00:00+01:00"), ("show",), ("clear",)):
+        result = run("clock", *args, env=_clock_env(False))
+        assert result.returncode == 2 and "MMR_TEST_CLOCK=true" in result.stderr, result.stderr
+    assert State.from_url(_clock_env(False)["MMR_REDIS_URL"]).frozen_clock() is None
+
+
+def test_the_clock_is_set_shown_and_cleared_for_every_process() -> None:
+    env = _clock_env(True)
+    state = State.from_url(env["MMR_REDIS_URL"])
+    try:
+        assert run("clock", "set", "2027-02-08T09:00:00+01:00", env=env).returncode == 0
+        assert state.now(True) == datetime(2027, 2, 8, 8, 0, tzinfo=UTC)  # what a worker reads
+        shown = run("clock", "show", env=env)
+        assert shown.stdout.strip() == "2027-02-08T09:00:00+01:00 (test clock)"
+        assert run("clock", "clear", env=env).returncode == 0
+        assert state.frozen_clock() is None and "not set: the real time" in run("clock", "show", env=env).stdout
+    finally:
+        state.set_clock(None)
+
+
+@pytest.mark.parametrize(("when", "problem"), [("2027-02-08T09:00:00", "give the offset"),
+                                               ("next monday", "not an ISO 8601 time")])
+def test_a_clock_time_that_is_ambiguous_or_no_time_is_refused_in_one_line(when: str, problem: str) -> None:
+    result = run("clock", "set", when, env=_clock_env(True))
+    assert result.returncode == 2 and problem in result.stderr and len(result.stderr.strip().splitlines()) == 1

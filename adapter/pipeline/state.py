@@ -273,9 +273,12 @@ class State:
 
     def now(self, test_clock: bool = False) -> datetime:
         """The time; with the test clock enabled, the one tests and the demo set in Redis."""
-        if test_clock and (frozen := self.r.get(P + "clock")):
-            return datetime.fromisoformat(frozen)
-        return datetime.now(UTC)
+        return (self.frozen_clock() if test_clock else None) or datetime.now(UTC)
+
+    def frozen_clock(self) -> datetime | None:
+        """The test clock's time, if one is set (``mmr-adapter clock set``)."""
+        frozen = self.r.get(P + "clock")
+        return datetime.fromisoformat(frozen) if frozen else None
 
     def set_clock(self, when: datetime | None) -> None:
         if when is None:
