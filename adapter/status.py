@@ -3,15 +3,23 @@
 What happened (arrival, review, supplement requests, questionnaires, decision, forwarding,
 confirmations, booking, programme, discharge, follow-up), who holds it now, when, and what is
 due by when. The formatting is pure (:func:`journey`); only :func:`load_referral` does I/O.
+
+One time base: the workflow's own clock, as the adapter and the participants record it in the
+resources (``authoredOn``, ``lastModified``, ``sent``, ``created``, ``date``, the care
+commitment's period), so a run under the test clock reads in test-clock time. The server's
+``meta.lastUpdated`` stands in only where a resource records no time of its own. Lines are ordered
+by the moment, not by its text, and shown in Stockholm time, as are the due dates.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from adapter.fhir.client import FhirClient
 from adapter.workflow.load import referral_query
+from adapter.workflow.mmrpv.common import parse_moment
 from adapter.workflow.mmrpv.loading import journey_queries
 
 Resource = dict[str, Any]
@@ -104,15 +112,18 @@ def journey(resources: list[Resource]) -> list[Step]:
             recipient = _who((r.get("recipient") or [None])[0])
             steps.append(Step(r.get("sent") or when, f"message {category}".strip(), recipient))
         elif rtype == "Appointment":
-            steps.append(Step(when, f"appointment {r.get('status')} {r.get('start', '')}".strip(),
+            steps.append(Step(r.get("created") or when, f"appointment {r.get('status')} {r.get('start', '')}".strip(),
                               ", ".join(_who(p.get("actor")) for p in r.get("participant") or ()
                                         if (p.get("actor") or {}).get("reference", "").startswith("Location"))))
         elif rtype == "CarePlan":
             period = r.get("period") or {}
-            steps.append(Step(when, f"programme {r.get('status')} {period.get('start', '')}–{period.get('end', '')}"
-                                    f"{_participation(r)}"))
+            steps.append(Step(r.get("created") or when,
+                              f"programme {r.get('status')} {period.get('start', '')}–{period.get('end', '')}"
+                              f"{_participation(r)}"))
         elif rtype == "EpisodeOfCare":
-            steps.append(Step(when, f"care commitment {r.get('status')}", _who(r.get("managingOrganization"))))
+            period = r.get("period") or {}
+            steps.append(Step(period.get("end") or period.get("start") or when, f"care commitment {r.get('status')}",
+                              _who(r.get("managingOrganization"))))
         elif rtype == "DocumentReference":
             steps.append(Step(r.get("date") or when, f"discharge summary {r.get('status')}",
                               ", ".join(_who(a) for a in r.get("author") or ())))
@@ -120,16 +131,25 @@ def journey(resources: list[Resource]) -> list[Step]:
             category = _display((r.get("category") or [None])[0])
             steps.append(Step(r.get("authoredOn") or when, f"offer {category} ({r.get('status')})".strip(),
                               _who((r.get("recipient") or [None])[0])))
-    return sorted(steps, key=lambda s: s.when)
+    return sorted(steps, key=lambda s: parse_moment(s.when) or EARLIEST)
+
+
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def local_text(moment: str) -> str:
+    """A moment in Stockholm time, ``YYYY-MM-DD HH:MM``; what cannot be read, as written."""
+    parsed = parse_moment(moment)
+    return parsed.strftime("%Y-%m-%d %H:%M") if parsed else moment[:16]
 
 
 def journey_lines(fhir: FhirClient, referral_id: str) -> list[str]:
     lines = []
     for s in journey(load_referral(fhir, referral_id)):
-        line = f"{s.when[:16].replace('T', ' '):16}  {s.what}"
+        line = f"{local_text(s.when):16}  {s.what}"
         if s.who:
             line += f"  [{s.who}]"
         if s.due:
-            line += f"  due {s.due[:16].replace('T', ' ')}"
+            line += f"  due {local_text(s.due)}"
         lines.append(line)
     return lines
