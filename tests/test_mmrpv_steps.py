@@ -175,6 +175,58 @@ def test_a_booked_appointment_at_any_site_completes_booking_confirms_and_plans_t
     assert stage(state, "R-1-mmrpv-intake") == ("in-progress", "booked")
 
 
+def dates(plan_: Resource) -> tuple[str, str, list[str]]:
+    bounds = [a["detail"]["scheduledTiming"]["repeat"]["boundsPeriod"] for a in plan_["activity"][1:]]
+    return plan_["period"]["start"], plan_["period"]["end"], sorted({b["start"] for b in bounds})
+
+
+def moved(state: Referral, aid: str, start: str, when: Context, **changes: Any) -> Referral:
+    state = update_resource(state, state.get(f"Appointment/{aid}") or {}, start=start, **changes)
+    return settle(state, resource_event(state.get(f"Appointment/{aid}") or {}), when)
+
+
+def test_the_programme_ends_on_its_last_activitys_day() -> None:
+    [plan_] = of_type(booked(forwarded()), "CarePlan", "R-1-programme")
+    last = max(a["detail"]["scheduledTiming"]["repeat"]["boundsPeriod"]["end"] for a in plan_["activity"][1:])
+    assert plan_["period"]["end"] == last == "2026-06-29"  # 12 weeks from Tuesday 7 April, the last day included
+
+
+def test_the_programme_moves_with_a_moved_booking_until_it_starts() -> None:
+    state = moved(booked(forwarded()), "a1", "2026-04-14T13:00:00+02:00", at(2026, 3, 9, 10, 0))
+    [plan_] = of_type(state, "CarePlan", "R-1-programme")
+    start, end, firsts = dates(plan_)
+    assert start == "2026-04-14T13:00:00+02:00" and end == "2026-07-06"
+    assert firsts == ["2026-04-14", "2026-04-21", "2026-04-28"]  # weeks 1, 2 and 3 of the template
+    assert {"reference": "Appointment/a1"} in plan_["supportingInfo"]
+    assert plan_["meta"]["versionId"] == "2"  # one update, and the replay settle ran plans nothing more
+
+
+def test_once_the_unit_has_recorded_anything_the_programme_is_the_units() -> None:
+    state = booked(forwarded())
+    [plan_] = of_type(state, "CarePlan", "R-1-programme")
+    first = plan_["activity"][1]
+    recorded = [plan_["activity"][0], {"detail": {**first["detail"], "status": "in-progress"}}, *plan_["activity"][2:]]
+    state = update_resource(state, plan_, activity=recorded)
+    state = moved(state, "a1", "2026-04-14T13:00:00+02:00", at(2026, 3, 9, 10, 0))
+    assert dates(of_type(state, "CarePlan", "R-1-programme")[0])[0] == "2026-04-07T09:00:00+02:00"
+    # and from its first day, whatever the unit recorded
+    state = moved(booked(forwarded()), "a1", "2026-04-14T13:00:00+02:00", at(2026, 4, 7, 10, 0))
+    assert dates(of_type(state, "CarePlan", "R-1-programme")[0])[0] == "2026-04-07T09:00:00+02:00"
+
+
+def test_a_cancelled_booking_leaves_the_programme_waiting_and_the_next_booking_moves_it() -> None:
+    state = booked(forwarded())
+    state = moved(state, "a1", "2026-04-07T09:00:00+02:00", at(2026, 3, 9, 10, 0), status="cancelled")
+    [waiting] = of_type(state, "CarePlan", "R-1-programme")
+    assert dates(waiting)[0] == "2026-04-07T09:00:00+02:00" and waiting["status"] == "active"
+    state = add(state, appointment("a2", MLM, "2026-04-21T09:00:00+02:00"))
+    state = settle(state, resource_event(state.get("Appointment/a2") or {}), at(2026, 3, 10, 10, 0))
+    [plan_] = of_type(state, "CarePlan", "R-1-programme")
+    assert dates(plan_)[0] == "2026-04-21T09:00:00+02:00" and plan_["title"].endswith("Malmö")
+    assert {"reference": "Appointment/a2"} in plan_["supportingInfo"]
+    assert {"reference": "Appointment/a1"} not in plan_["supportingInfo"]
+
+
 def test_a_moved_appointment_is_confirmed_anew_once_and_a_duplicate_changes_nothing() -> None:
     state = booked(forwarded())
     first = {k for k in messages(state) if "-BEK-" in k}

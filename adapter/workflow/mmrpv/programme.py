@@ -2,15 +2,19 @@
 
 Created once (``<key>-programme``), when a booking stands: status ``active``, intent ``plan``,
 category ``mmr``, subject the patient, author the MMRpv unit, the booked site as a supporting
-reference to the Appointment, ``period`` from the booked start over the template's weeks, a first
-activity that references the ServiceRequest (the programme carries out the referral; R4's
+reference to the Appointment, ``period`` from the booked start to the day of its last activity, a
+first activity that references the ServiceRequest (the programme carries out the referral; R4's
 ``CarePlan.basedOn`` may only point at a CarePlan, and HAPI refuses anything else), and one
 activity per profession of the template (``programmes`` in mappings/mmrpv.yaml): who, what,
 which weeks, how many sessions, group or individual.
 
-After that the CarePlan is the unit's: it records participation (activity statuses, progress
+Until the programme starts it follows the booking: a moved Appointment moves the period, the
+activities' dates, the site and the supporting Appointment with it; a cancelled one leaves the
+CarePlan waiting for the next booking, which moves it. From the start (the booked day has come, or
+the unit has recorded anything: an activity not ``not-started``, a note, a status other than
+``active``) the CarePlan is the unit's: it records participation (activity statuses, progress
 notes) and ends the programme by setting it ``completed`` (with ``period.end``) or ``revoked``
-(interrupted). The adapter never rewrites it; it only reacts to its status.
+(interrupted). The adapter then never rewrites it; it only reacts to its status.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow.calendar import local
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, create, update
 from adapter.workflow.mmrpv.common import (
     CAREPLAN,
     Booking,
@@ -31,6 +35,7 @@ from adapter.workflow.mmrpv.common import (
     intake_task,
     key,
     live,
+    parse_moment,
     programme,
     text,
     unit_ref,
@@ -60,6 +65,8 @@ def _body(referral: Referral, found: Booking, ctx: Context) -> dict[str, Any]:
     template = data()["programmes"][str(option(ctx, "mmrpv_programme"))]
     start = local(found.start)
     care = care_commitment(referral)
+    activities = [_activity(a, start, ctx) for a in template["activities"]]
+    last_day = max(a["detail"]["scheduledTiming"]["repeat"]["boundsPeriod"]["end"] for a in activities)
     body = {
         "resourceType": "CarePlan",
         "status": "active",
@@ -68,11 +75,9 @@ def _body(referral: Referral, found: Booking, ctx: Context) -> dict[str, Any]:
         "title": f"MMRpv, {found.site.ort}",
         "subject": patient_reference(referral),
         "author": unit_ref(),
-        "period": {"start": start.isoformat(),
-                   "end": (start + timedelta(weeks=int(template["weeks"]))).date().isoformat()},
+        "period": {"start": start.isoformat(), "end": last_day},
         "supportingInfo": [{"reference": found.reference}],
-        "activity": [{"reference": {"reference": referral.reference}},
-                     *(_activity(a, start, ctx) for a in template["activities"])],
+        "activity": [{"reference": {"reference": referral.reference}}, *activities],
         "created": ctx.now.isoformat(),
     }
     if care is not None:
@@ -80,13 +85,39 @@ def _body(referral: Referral, found: Booking, ctx: Context) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
+FOLLOWS_BOOKING = ("title", "period", "activity")  # and the supporting Appointment
+
+
+def _not_started(plan: Resource, ctx: Context) -> bool:
+    """Nothing of the programme has happened yet: before its first day, and the unit has recorded nothing."""
+    start = parse_moment((plan.get("period") or {}).get("start"))
+    details = [a["detail"] for a in plan.get("activity") or ()
+               if isinstance(a, dict) and isinstance(a.get("detail"), dict)]
+    return (plan.get("status") == "active" and start is not None and local(ctx.now) < start and not plan.get("note")
+            and all(d.get("status") == "not-started" for d in details))
+
+
 def plan_programme(referral: Referral, event: Event, ctx: Context) -> Plan:
-    """Create the programme CarePlan once a booking stands; leave it to the unit after that."""
+    """Create the programme CarePlan once a booking stands, move it with the booking until it starts,
+    and leave it to the unit after that."""
     found = booking(referral)
-    if found is None or not live(referral) or not intake_open(intake_task(referral)) or programme(referral):
-        return NOTHING
+    if found is None or not live(referral) or not intake_open(intake_task(referral)):
+        return NOTHING  # no booking stands (a cancelled one): an existing programme waits for the next
     if patient_reference(referral) is None:
         return Plan(notes=("programme not created: the referral names no usable patient",))
-    write = create(_body(referral, found, ctx), codes().identifier_system(CAREPLAN), f"{key(referral)}-programme")
-    return Plan(writes=(write,), notes=(f"programme planned at {found.site.key}",))
-
+    existing = programme(referral)
+    wanted = _body(referral, found, ctx)
+    if existing is None:
+        write = create(wanted, codes().identifier_system(CAREPLAN), f"{key(referral)}-programme")
+        return Plan(writes=(write,), notes=(f"programme planned at {found.site.key}",))
+    booked = {"reference": found.reference}
+    moved = (existing.get("period") or {}).get("start") != wanted["period"]["start"] \
+        or booked not in (existing.get("supportingInfo") or [])
+    if not moved or not _not_started(existing, ctx):
+        return NOTHING
+    kept = [i for i in existing.get("supportingInfo") or ()
+            if isinstance(i, dict) and not str(i.get("reference", "")).startswith("Appointment/")]
+    care = [i for i in wanted["supportingInfo"][1:] if i not in kept]
+    changes = {**{k: wanted[k] for k in FOLLOWS_BOOKING}, "supportingInfo": [booked, *kept, *care]}
+    return Plan(writes=(update(existing, **changes),),
+                notes=(f"programme moved with the booking: {found.site.key} from {wanted['period']['start']}",))
