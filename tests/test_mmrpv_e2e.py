@@ -179,8 +179,10 @@ def test_a_moved_appointment_is_confirmed_once_more_and_a_duplicate_notification
         assert stack.notify("PUT", f"/Appointment/{moved['id']}", json.dumps(moved)).status_code == 202
     wait_for(lambda: processed_events(state) >= processed + 3, what="the duplicates handled")
     assert len(bek(fhir, sr)) == 4
-    assert len([t for t in fhir.search("CarePlan", {"subject": sr["subject"]["reference"]})
-                if t["resourceType"] == "CarePlan" and carries_out(t, f"ServiceRequest/{sr['id']}")]) == 1
+    plans = [t for t in fhir.search("CarePlan", {"subject": sr["subject"]["reference"]})
+             if t["resourceType"] == "CarePlan" and carries_out(t, f"ServiceRequest/{sr['id']}")]
+    assert len(plans) == 1
+    assert plans[0]["period"]["start"] == "2027-04-13T10:00:00+02:00"  # the programme moved with the booking
 
 
 def test_an_event_at_the_mmrpv_unit_costs_one_search_and_one_transaction(stack: Stack, fhir: FhirClient,
