@@ -323,7 +323,7 @@ def _clock_state() -> State:
 def clock_set(when: str) -> None:
     """Freeze the clock at WHEN, an ISO 8601 time with its offset (2027-02-08T09:00:00+01:00)."""
     try:
-        moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(when)
     except ValueError:
         click.echo("WHEN: not an ISO 8601 time, e.g. 2027-02-08T09:00:00+01:00", err=True)
         sys.exit(2)

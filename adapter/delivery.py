@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from adapter.workflow.calendar import parse_moment
+
 # Longer than HAPI takes to activate a Subscription (its matcher polls for new ones every few seconds).
 REQUESTED_TOO_LONG = 300.0
 
@@ -21,14 +23,6 @@ def ours(resources: Iterable[dict[str, Any]], notify_url: str) -> list[dict[str,
     """The Subscriptions that deliver to this adapter's ``/notify``."""
     return [r for r in resources if r.get("resourceType") == "Subscription"
             and isinstance(r.get("channel"), dict) and r["channel"].get("endpoint") == notify_url]
-
-
-def _written_at(subscription: dict[str, Any]) -> datetime | None:
-    stamp = (subscription.get("meta") or {}).get("lastUpdated")
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None
-    except ValueError:
-        return None
 
 
 def problems(subscriptions: Iterable[dict[str, Any]], now: datetime,
@@ -40,7 +34,7 @@ def problems(subscriptions: Iterable[dict[str, Any]], now: datetime,
         if sub.get("status") in ("error", "off"):
             broken.append(f"{ref} is {sub['status']}")
         elif sub.get("status") == "requested":
-            written = _written_at(sub)
+            written = parse_moment((sub.get("meta") or {}).get("lastUpdated"))
             if written is None or (now - written).total_seconds() > requested_too_long:
                 waiting.append(ref)
     if waiting:

@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapter.fhir.client import FhirClient
+from adapter.workflow.calendar import parse_moment
 from adapter.workflow.load import referral_query
-from adapter.workflow.mmrpv.common import parse_moment
 from adapter.workflow.mmrpv.loading import journey_queries
 
 Resource = dict[str, Any]
+EARLIEST = datetime.min.replace(tzinfo=UTC)  # where a step's moment cannot be read
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,6 @@ def journey(resources: list[Resource]) -> list[Step]:
             steps.append(Step(r.get("authoredOn") or when, f"offer {category} ({r.get('status')})".strip(),
                               _who((r.get("recipient") or [None])[0])))
     return sorted(steps, key=lambda s: parse_moment(s.when) or EARLIEST)
-
-
-EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 def local_text(moment: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -50,6 +51,18 @@ def is_working_day(day: date) -> bool:
 def local(moment: datetime) -> datetime:
     """The moment in Stockholm time; a naive datetime is taken to be Stockholm time already."""
     return moment.replace(tzinfo=STOCKHOLM) if moment.tzinfo is None else moment.astimezone(STOCKHOLM)
+
+
+def parse_moment(value: Any) -> datetime | None:
+    """A FHIR date or dateTime as an aware datetime (a date is its local midnight); ``None`` if unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=STOCKHOLM)
+        return local(datetime.fromisoformat(value))
+    except ValueError:
+        return None
 
 
 def add_working_days(start: datetime, n: int) -> datetime:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.mappings import codes
-from adapter.workflow.calendar import add_working_days, local
+from adapter.workflow.calendar import add_working_days, local, parse_moment
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create
 from adapter.workflow.mmrpv import messages
 from adapter.workflow.mmrpv.common import (
@@ -39,7 +39,6 @@ from adapter.workflow.mmrpv.common import (
     intake_task,
     live,
     open_booking_task,
-    parse_moment,
     programme,
     site_ref,
     stamp,

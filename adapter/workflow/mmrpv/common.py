@@ -9,11 +9,11 @@ link is an activity that references it: R4's ``CarePlan.basedOn`` points only at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from typing import Any
 
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
-from adapter.workflow.calendar import STOCKHOLM, local
+from adapter.workflow.calendar import STOCKHOLM, local, parse_moment
 from adapter.workflow.core import Context, Event, Referral, Resource
 from adapter.workflow.review.options import language
 from adapter.workflow.review.referral import has_code, points_to, referral_key, unit_reference
@@ -61,18 +61,6 @@ def text(entry: dict[str, Any], ctx: Context) -> str:
 
 
 # ---------------------------------------------------------------- time
-
-
-def parse_moment(value: Any) -> datetime | None:
-    """A FHIR date or dateTime as an aware datetime (a date is its local midnight); ``None`` if unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=STOCKHOLM)
-        return local(datetime.fromisoformat(value))
-    except ValueError:
-        return None
 
 
 def stamp(moment: datetime) -> str:

@@ -25,7 +25,7 @@ from datetime import datetime, time
 from typing import Any
 
 from adapter.mappings import codes
-from adapter.workflow.calendar import STOCKHOLM, add_working_days, local
+from adapter.workflow.calendar import STOCKHOLM, add_working_days, local, parse_moment
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create
 from adapter.workflow.mmrpv import messages
 from adapter.workflow.mmrpv.common import (
@@ -41,7 +41,6 @@ from adapter.workflow.mmrpv.common import (
     intake_task,
     key,
     live,
-    parse_moment,
     programme,
     programme_end,
     text,

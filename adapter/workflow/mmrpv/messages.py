@@ -18,9 +18,9 @@ from typing import Any
 
 from adapter.mappings import codes, directory
 from adapter.workflow import confirmations as conf
-from adapter.workflow.calendar import add_working_days
+from adapter.workflow.calendar import add_working_days, parse_moment
 from adapter.workflow.core import NOTHING, Context, Plan, Referral, Timer
-from adapter.workflow.mmrpv.common import COMMUNICATION, data, key, parse_moment, text, unit_ref
+from adapter.workflow.mmrpv.common import COMMUNICATION, data, key, text, unit_ref
 from adapter.workflow.review.options import language
 from adapter.workflow.review.state import find_own
 

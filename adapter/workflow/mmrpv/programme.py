@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapter.mappings import codes
-from adapter.workflow.calendar import local
+from adapter.workflow.calendar import local, parse_moment
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, create, update
 from adapter.workflow.mmrpv.common import (
     CAREPLAN,
@@ -35,7 +35,6 @@ from adapter.workflow.mmrpv.common import (
     intake_task,
     key,
     live,
-    parse_moment,
     programme,
     text,
     unit_ref,
@@ -106,14 +105,15 @@ def plan_programme(referral: Referral, event: Event, ctx: Context) -> Plan:
     if patient_reference(referral) is None:
         return Plan(notes=("programme not created: the referral names no usable patient",))
     existing = programme(referral)
-    wanted = _body(referral, found, ctx)
     if existing is None:
-        write = create(wanted, codes().identifier_system(CAREPLAN), f"{key(referral)}-programme")
+        write = create(_body(referral, found, ctx), codes().identifier_system(CAREPLAN), f"{key(referral)}-programme")
         return Plan(writes=(write,), notes=(f"programme planned at {found.site.key}",))
+    if not _not_started(existing, ctx):
+        return NOTHING  # the unit's now
+    wanted = _body(referral, found, ctx)
     booked = {"reference": found.reference}
-    moved = (existing.get("period") or {}).get("start") != wanted["period"]["start"] \
-        or booked not in (existing.get("supportingInfo") or [])
-    if not moved or not _not_started(existing, ctx):
+    if (existing.get("period") or {}).get("start") == wanted["period"]["start"] \
+            and booked in (existing.get("supportingInfo") or []):
         return NOTHING
     kept = [i for i in existing.get("supportingInfo") or ()
             if isinstance(i, dict) and not str(i.get("reference", "")).startswith("Appointment/")]
