@@ -140,6 +140,9 @@ def test_arrival_is_registered_with_the_care_commitment_and_a_booking_round_in_o
     assert {"reference": f"EpisodeOfCare/{episode['id']}"} in [o.get("valueReference") for o in intake["output"]]
     booking = task(state, "R-1-booking-mmrpv-1")
     assert booking["owner"]["reference"] == "Organization/SE2321000255-MMRPVA"
+    assert booking["requester"]["reference"] == "Organization/SE2321000255-MMRPV"
+    # The end of the 10th working day, as every working-day deadline (adapter.workflow.calendar).
+    assert booking["restriction"]["period"]["end"] == "2026-03-16T16:00:00+01:00"
     assert booking["partOf"] == [{"reference": f"Task/{intake['id']}"}]
     assert not decide(as_loaded(state), resource_event(intake), Context(now=NOW)).writes  # its notification
 

@@ -15,6 +15,12 @@ after D* (D itself never counts, however early the referral arrived). "End" is t
 working day, 16:00 local by default (``review_day_end`` in ``mappings/review.yaml``), not
 midnight: the routine counts working days, a working day ends when the clinic closes, and a
 deadline inside office hours makes the overdue flag arrive while someone can still act on it.
+
+This is the one convention for every working-day deadline the adapter writes
+(``restriction.period.end``): the review (``review_day_end``), the patient's questionnaire (the
+same) and the MMRpv booking (``mmrpv_day_end``). Reminders are intervals, not deadlines: the
+first one chasing a deadline goes out at the deadline, each next one N working days after the
+previous message at the same time of day. A programme ends on its last activity's day.
 """
 
 from __future__ import annotations

@@ -1,19 +1,20 @@
 """[11-12] Booking at Helsingborg, Malmö or Kristianstad, and the new confirmation (BEK).
 
 Booking is work for the administrative function: a ``booking`` Task (``<key>-booking-mmrpv-<n>``,
-owner the function, partOf the intake Task, ``restriction.period.end`` N working days on) with the
-suggested site as input ``mmrpv-site``. The unit books by writing an Appointment: status booked,
-participants the Patient and ``Location/<site HSA-id>``, basedOn the ServiceRequest. The earliest
-such Appointment is *the* booking (later ones may be programme sessions); it completes the open
-booking Task (output ``appointment``).
+owner the function, requester the unit, partOf the intake Task, ``restriction.period.end`` the end
+(``mmrpv_day_end``) of the N-th working day on) with the suggested site as input ``mmrpv-site``.
+The unit books by writing an Appointment: status booked, participants the Patient and
+``Location/<site HSA-id>``, basedOn the ServiceRequest. The earliest such Appointment is *the*
+booking (later ones may be programme sessions); it completes the open booking Task (output
+``appointment``).
 
 No booking, no open round (the Appointment was cancelled, a no-show, deleted): a new round, since a
 completed Task does not re-open in FHIR. A moved Appointment (same one, new start) is still a
 booking: nothing to re-open, but it is confirmed anew, because the BEK identifier carries the
 Appointment id and its start; a duplicate notification finds the BEK and sends none.
 
-Unbooked past the deadline: a reminder to the function (``booking-reminder``), then every N
-working days, at most M (``mmrpv_booking_working_days``, ``mmrpv_booking_reminders``).
+Unbooked past the deadline: a reminder to the function (``booking-reminder``) at the deadline, then
+every N working days, at most M (``mmrpv_booking_working_days``, ``mmrpv_booking_reminders``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.mappings import codes
-from adapter.workflow.calendar import add_working_days, local, parse_moment
+from adapter.workflow.calendar import add_working_days, local, parse_day_end, parse_moment, working_day_deadline
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create
 from adapter.workflow.mmrpv import messages
 from adapter.workflow.mmrpv.common import (
@@ -45,15 +46,16 @@ from adapter.workflow.mmrpv.common import (
     unit_ref,
 )
 from adapter.workflow.mmrpv.site import Suggestion, suggest_site
-from adapter.workflow.review.options import number
-from adapter.workflow.review.referral import subject_reference
+from adapter.workflow.review.options import number, option
+from adapter.workflow.review.referral import dig, subject_reference
 from adapter.workflow.review.state import concept, key_of, parameters, revise
 
 PROGRAMME_OVER = frozenset({"completed", "revoked", "entered-in-error"})
 
 
 def _task_body(referral: Referral, intake: Resource, suggestion: Suggestion, ctx: Context) -> dict[str, Any]:
-    due = add_working_days(ctx.now, number(ctx, "mmrpv_booking_working_days"))
+    due = working_day_deadline(ctx.now, number(ctx, "mmrpv_booking_working_days"),
+                               parse_day_end(option(ctx, "mmrpv_day_end")))
     body = {
         "resourceType": "Task",
         "status": "requested",
@@ -120,12 +122,13 @@ def remind_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     task = open_booking_task(referral)
     if not fired(event, BOOKING_REMINDER) or task is None or booking(referral) is not None or not active(referral):
         return NOTHING
-    since = parse_moment(task.get("authoredOn")) or ctx.now
-    round_ = len(booking_tasks(referral))
     every = number(ctx, "mmrpv_booking_working_days")
+    since = parse_moment(task.get("authoredOn")) or ctx.now
+    deadline = parse_moment(dig(task, "restriction", "period", "end")) or add_working_days(since, every)
+    round_ = len(booking_tasks(referral))
     reminders = messages.Reminders(BOOKING_REMINDER, "booking-reminder", "admin", f"booking-{round_}", every,
-                                   number(ctx, "mmrpv_booking_reminders"), since)
-    due = add_working_days(since, every).date().isoformat()
+                                   number(ctx, "mmrpv_booking_reminders"), since, first=deadline)
+    due = local(deadline).date().isoformat()
     suggested = _suggested(task)
 
     def send_one(k: int) -> Plan:

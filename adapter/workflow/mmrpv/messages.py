@@ -71,7 +71,8 @@ def confirm(referral: Referral, ctx: Context, confirmation_type: str, occasion: 
 @dataclass(frozen=True)
 class Reminders:
     """Reminders of one kind and scope: the k-th goes out ``every`` working days after the (k-1)-th
-    (the first after ``since``), at most ``most``; none after ``deadline``."""
+    (the first at ``first``, by default ``every`` working days after ``since``), at most ``most``;
+    none after ``deadline``."""
 
     timer: str
     kind: str
@@ -81,6 +82,10 @@ class Reminders:
     most: int
     since: datetime
     deadline: datetime | None = None
+    first: datetime | None = None
+
+    def first_due(self) -> datetime:
+        return self.first or add_working_days(self.since, self.every)
 
     def occasion(self, k: int) -> str:
         return f"{self.scope}-{k}"
@@ -97,8 +102,8 @@ def chase(referral: Referral, ctx: Context, r: Reminders, send_one: Callable[[in
         done += 1
     if done >= r.most:
         return _at(referral, r.timer, r.deadline)
-    last = r.since if done == 0 else _sent_at(referral, r, done) or r.since
-    due = add_working_days(last, r.every)
+    sent_last = _sent_at(referral, r, done) if done else None
+    due = add_working_days(sent_last, r.every) if sent_last else r.first_due()
     if r.deadline is not None and due >= r.deadline:
         return _at(referral, r.timer, r.deadline)
     if ctx.now < due:
@@ -113,7 +118,7 @@ def first_reminder(r: Reminders) -> datetime | None:
     """When the first reminder (or the deadline, without reminders) is due: the timer to arm at the start."""
     if r.most == 0:
         return r.deadline
-    due = add_working_days(r.since, r.every)
+    due = r.first_due()
     return min(due, r.deadline) if r.deadline is not None else due
 
 
