@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -253,14 +254,37 @@ def _noise(request: pytest.FixtureRequest) -> Iterator[None]:
     request.getfixturevalue("stack")  # subscribed first, so the noise is notified like everything else
     fhir: FhirClient = request.getfixturevalue("fhir")
     state: State = request.getfixturevalue("state")
+    since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     with Noise(fhir) as noise:
         yield
     assert noise.touched() == [], "the adapter wrote to resources that are no referral's business"
+    assert off_the_tables(fhir, since) == [], "Task versions at no row of mappings/task-states.yaml"
     # Noise notified just now may still be queued: give the worker a moment to park any, then look.
     from adapter.pipeline.worker import queue_depth
 
     wait_for(lambda: not queue_depth(state.r, QUEUE), timeout=30, what="the noise to be processed")
     assert noise.dead_lettered(state) == [], "unrelated events were dead-lettered"
+
+
+def off_the_tables(fhir: FhirClient, since: datetime) -> list[str]:
+    """Every version of every Task of ours written since ``since`` that is at no row of its state
+    table, as ``Task/id/_history/n: problem``. A version someone else closed may wait for the
+    adapter to settle it, as long as a later version did."""
+    from adapter.mappings import codes
+    from adapter.workflow import task_states
+
+    system = codes().identifier_system("task")
+    found = []
+    for current in fhir.search("Task", {"identifier": f"{system}|", "_lastUpdated": f"ge{since.isoformat()}"}):
+        versions = [e["resource"] for e in fhir.get(f"Task/{current['id']}/_history?_count=100").get("entry") or ()
+                    if e.get("resource")]  # none: a delete
+        versions.sort(key=lambda v: int(v.get("meta", {}).get("versionId") or 0))
+        for n, version in enumerate(versions):
+            if n < len(versions) - 1 and task_states.closed_by_another(version):
+                continue
+            found += [f"Task/{current['id']}/_history/{version.get('meta', {}).get('versionId')}: {p}"
+                      for p in task_states.problems(version)]
+    return found
 
 
 def unique(prefix: str = "R") -> str:

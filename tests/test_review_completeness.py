@@ -128,7 +128,7 @@ def test_a_referral_breaking_the_profile_gets_a_kom_with_the_precise_issues(case
     # The referrer fixes the referral: the new version conforms, and the review resumes.
     fixed = update_resource(after, after.service_request, **{k: service_request()[k] for k in overrides})
     _, resumed = run(fixed, sr_event(fixed), ctx())
-    assert review(resumed)["status"] == "in-progress" and code(review(resumed)["businessStatus"]) == "recommended"
+    assert review(resumed)["status"] == "received" and code(review(resumed)["businessStatus"]) == "recommended"
     assert list(messages(resumed)) == ["R-1-KOM-referrer-1"]
 
 
@@ -144,7 +144,7 @@ def test_a_conformant_referral_gets_no_kom() -> None:
     state = referral(service_request(extension=ALL_MET))
     _, after = run(state, sr_event(state), ctx())
     assert not any("-KOM-" in k for k in messages(after))
-    assert review(after)["status"] == "in-progress" and code(review(after)["businessStatus"]) == "recommended"
+    assert review(after)["status"] == "received" and code(review(after)["businessStatus"]) == "recommended"
 
 
 def _incomplete() -> tuple:  # type: ignore[type-arg]
@@ -197,7 +197,7 @@ def test_a_reply_to_the_kom_resumes_the_review_and_is_recorded() -> None:
     event = resource_event(reply)
     plan, resumed = run(with_reply, event, ctx())
     task = review(resumed)
-    assert task["status"] == "in-progress"
+    assert task["status"] == "received"
     assert task["input"][0]["valueReference"] == {"reference": "Communication/reply1"}
     assert output_codes(task)["recommendation"] == "MMRpv"  # the rest of the review ran in the same plan
     assert_replay_plans_nothing(with_reply, plan, resumed, event, ctx())
@@ -213,7 +213,7 @@ def test_a_new_version_that_passes_resumes_the_review() -> None:
     fixed = add(fixed, consent())
     plan, resumed = run(fixed, sr_event(fixed), ctx())
     task = review(resumed)
-    assert task["status"] == "in-progress" and code(task["businessStatus"]) == "recommended"
+    assert task["status"] == "received" and code(task["businessStatus"]) == "recommended"
     assert task["input"][0]["valueReference"] == {"reference": "ServiceRequest/sr1/_history/2"}
     assert_replay_plans_nothing(fixed, plan, resumed, sr_event(fixed), ctx())
 

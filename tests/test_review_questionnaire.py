@@ -68,7 +68,7 @@ def test_the_answer_completes_the_task_and_the_review_resumes_with_a_recommendat
     assert qtask["status"] == "completed"
     assert qtask["output"][0]["valueReference"] == {"reference": "QuestionnaireResponse/qr1"}
     rev = review(done)
-    assert rev["status"] == "in-progress" and code(rev["businessStatus"]) == "recommended"
+    assert rev["status"] == "received" and code(rev["businessStatus"]) == "recommended"
     assert output_codes(rev)["recommendation"] == "MMRpv"
     assert "diagnos-besked = ja" in rev["output"][0]["valueCodeableConcept"]["text"]
     assert_replay_plans_nothing(answered, plan, done, event, ctx())
@@ -121,7 +121,7 @@ def test_reminders_then_the_review_goes_on_without_answers() -> None:
     assert task(gave_up, QTASK)["status"] == "failed"
     assert task(gave_up, QTASK)["statusReason"]["text"] == "Patienten har inte besvarat formuläret"
     rev = review(gave_up)
-    assert rev["status"] == "in-progress" and code(rev["businessStatus"]) == "recommended"
+    assert rev["status"] == "received" and code(rev["businessStatus"]) == "recommended"
     assert set(output_codes(rev).values()) == {"unknown"}
     assert_replay_plans_nothing(reminded, plan, gave_up, event, past_due)
 

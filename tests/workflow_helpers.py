@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 # Registers every step, in the routine's order, as the worker does.
 import adapter.workflow.steps  # noqa: F401
 from adapter.mappings import HSA_SYSTEM, codes
+from adapter.workflow import task_states
 from adapter.workflow.core import Context, Event, Plan, Referral, Resource, decide
 
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -158,7 +159,11 @@ def _rewrite(value: Any, ids: dict[str, str]) -> Any:
 
 
 def apply(state: Referral, plan: Plan) -> Referral:
-    """The state after the server applied ``plan`` as one transaction."""
+    """The state after the server applied ``plan`` as one transaction. Every Task the plan writes must
+    be at a row of its kind's state table (``mappings/task-states.yaml``)."""
+    for w in plan.writes:
+        if w.resource.get("resourceType") == "Task":
+            assert task_states.problems(w.resource) == [], w.resource.get("identifier")
     resources = {k: copy.deepcopy(v) for k, v in state.resources.items() if not k.startswith("urn:")}
     ids: dict[str, str] = {}
     for w in plan.writes:

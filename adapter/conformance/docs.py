@@ -110,6 +110,28 @@ def profiles_section(resources: list[Resource]) -> list[str]:
     return out
 
 
+def task_states_section() -> list[str]:
+    """The state table of each Task kind, from ``mappings/task-states.yaml``."""
+    from adapter.workflow.task_states import tables
+
+    out = ["## Task states", "",
+           "Every (status, businessStatus) a Task of the adapter's can be stored at, from "
+           "`mappings/task-states.yaml`; the tests hold every Task version the adapter writes to these "
+           "tables. One event is one transaction: a referral that arrives complete at a clinic with a "
+           "reviewer pool is registered, assigned and assessed in its review Task's first version, which "
+           "records each moment on an element of its own. Only a person makes a review `in-progress`. A "
+           "Task someone else closes gets the final business status its table gives that status "
+           "(\"settles to\").", ""]
+    for t in tables():
+        out += [f"### {t.kind} (`{t.code}`, profile `{t.profile}`)", ""]
+        out += table(["status", "businessStatus", "written by", "means", "next, and by whom", "records"],
+                     [[" / ".join(code(s) for s in r.statuses), " / ".join(code(b) for b in r.business)
+                       + (" (final)" if r.final else ""), r.by, r.means, r.next, r.records] for r in t.rows])
+        if t.settle:
+            out += ["Settles to: " + ", ".join(f"{code(k)} → {code(v)}" for k, v in t.settle.items()) + ".", ""]
+    return out
+
+
 def terminology_section(resources: list[Resource]) -> list[str]:
     out = ["## Code systems", ""]
     out += table(["Code system", "Canonical", "Concepts (sv display)", "Why"], [
@@ -227,7 +249,8 @@ def render_readme(directory: Path) -> str:
         f"`{manifest['canonical']}/identifier/<kind>` (`task`, `communication`, `communicationrequest`, "
         "`episodeofcare`, `careplan`; `heartbeat` for the adapter's own `Basic/mmr-adapter-heartbeat`, the "
         "probe whose notification proves delivery).", "",
-        *profiles_section(resources), *terminology_section(resources), *questionnaires_section(resources),
+        *profiles_section(resources), *task_states_section(), *terminology_section(resources),
+        *questionnaires_section(resources),
         *topics_section(resources), *examples_section(directory), *index_section(index(directory)),
     ]
     return "\n".join(lines).rstrip() + "\n"

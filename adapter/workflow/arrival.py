@@ -6,7 +6,10 @@ Anything else is ignored with a note ending ``: ignored`` (the shell logs those 
 
 Registration creates the review Task once (identifier ``<referral key>-referral-review``):
 ``received`` / ``registered``, focus the ServiceRequest, for the patient, requester the referrer,
-owner the clinic, ``restriction.period.end`` = the review deadline, and a timer at that deadline.
+owner the clinic, ``authoredOn`` and ``restriction.period.start`` = the arrival (the adapter's
+clock when it processes the notification), ``restriction.period.end`` = the review deadline, and
+a timer at that deadline. Assignment follows in the same transaction, so the Task's first
+version is already ``assigned`` or ``awaiting-assignment`` (``mappings/task-states.yaml``).
 
 Assignment gives the Task to a reviewer PractitionerRole of the clinic's pool
 (``Context.options["assignment"]``): ``round-robin`` picks by a stable hash of the referral key
@@ -14,6 +17,9 @@ Assignment gives the Task to a reviewer PractitionerRole of the clinic's pool
 evenly); ``least-open`` picks the reviewer with the fewest open review Tasks among those the
 shell loaded (ties and an empty workload fall back to the hash). Without a pool the clinic
 keeps it: ``awaiting-assignment``. Someone setting the owner by hand makes it ``assigned``.
+
+Only a reviewer makes the review ``in-progress``; the first time the adapter sees it so, it
+records the moment in ``executionPeriod.start``.
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
         "owner": clinic_reference(clinic),
         "authoredOn": ctx.now.isoformat(),
         "lastModified": ctx.now.isoformat(),
-        "restriction": {"period": {"end": deadline.isoformat()}},
+        "restriction": {"period": {"start": ctx.now.isoformat(), "end": deadline.isoformat()}},
     }
     task = {k: v for k, v in task.items() if v is not None}
     write = create(task, codes().identifier_system("task"), review_key(referral))
@@ -111,6 +117,16 @@ def assign_reviewer(referral: Referral, event: Event, ctx: Context) -> Plan:
     return Plan(writes=(revise(referral, task, "task", owner=owner, **stamp,
                                businessStatus=concept("business-status", "assigned")),),
                 notes=(f"review assigned to reviewer {reviewer.hsa_id}",))
+
+
+@on("Task")
+def record_start(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """[4] The moment a reviewer took the review up: ``executionPeriod.start``, once."""
+    task = review_task(referral)
+    if task is None or task.get("status") != "in-progress" or dig(task, "executionPeriod", "start"):
+        return NOTHING
+    period = {**(task.get("executionPeriod") or {}), "start": ctx.now.isoformat()}
+    return Plan(writes=(revise(referral, task, "task", executionPeriod=period),), notes=("review taken up",))
 
 
 def choose_reviewer(referral: Referral, clinic: Clinic, method: str) -> Unit:

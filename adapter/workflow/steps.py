@@ -13,14 +13,22 @@ module registers its steps (with ``@on``) after those of the modules it builds o
 * [9]-[15] the MMRpv unit: arrival, care commitment, booking at one of three sites, BEK, the
   programme, the discharge summary with the PAL offer, the 12-month follow-up:
   ``mmrpv.steps`` lists them in order
+* last, on every event about a resource: a Task of ours that someone else closed gets its table's
+  final business status: ``task_states.settle``
 """
 
-from adapter.workflow import arrival, core, forwarding
+from adapter.workflow import arrival, core, forwarding, task_states
 from adapter.workflow.mmrpv import steps as mmrpv
 from adapter.workflow.review import deadline, revocation
 
-# A deleted review Task is registered anew: a referral must never go silent because someone
-# removed its Task.
+# A deleted review Task is registered (and assigned) anew: a referral must never go silent because
+# someone removed its Task.
 core.on("deleted:Task")(arrival.register_arrival)
+core.on("deleted:Task")(arrival.assign_reviewer)
+
+# Last on every resource event (timers have their own steps): a closed Task never keeps saying it
+# waits for something.
+for _key in [k for k in core.registered_keys() if not k.startswith("timer:")]:
+    core.on(_key)(task_states.settle)
 
 __all__ = ["deadline", "forwarding", "mmrpv", "revocation"]

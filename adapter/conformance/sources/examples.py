@@ -52,6 +52,10 @@ def _mmrpv() -> dict[str, Any]:
     return _org(directory().mmrpv.hsa_id, directory().mmrpv.name)
 
 
+def _admin() -> dict[str, Any]:
+    return _org(directory().mmrpv_admin.hsa_id, directory().mmrpv_admin.name)
+
+
 def _assessment(criterion: str, result: str) -> dict[str, Any]:
     """The referrer's own view of one criterion (extension mmr-criterion-assessment)."""
     return {"url": url("StructureDefinition", "mmr-criterion-assessment"), "extension": [
@@ -112,7 +116,8 @@ def review_task() -> Resource:
         "authoredOn": "2026-11-23T09:00:00+01:00", "lastModified": "2026-11-25T14:30:00+01:00",
         "requester": REFERRER,
         "owner": {"reference": "PractitionerRole/SE2321000255-SML1R1", "display": "Granskare Lund 1"},
-        "restriction": {"period": {"start": "2026-11-23T09:00:00+01:00", "end": "2026-11-26"}},
+        "restriction": {"period": {"start": "2026-11-23T09:00:00+01:00", "end": "2026-11-26T16:00:00+01:00"}},
+        "executionPeriod": {"start": "2026-11-24T10:00:00+01:00", "end": "2026-11-25T14:30:00+01:00"},
         "output": [*outputs, {"type": {"coding": [coding("task-parameter", "mmrpv-site")]},
                               "valueReference": {"reference": f"Location/{directory().site('malmo').hsa_id}",
                                                  "display": directory().site("malmo").name}}],
@@ -135,7 +140,9 @@ def booking_task() -> Resource:
         "identifier": _ident("task", "booking"), "status": "completed",
         "businessStatus": _concept("business-status", "booked"), "intent": "order",
         "code": _concept("task-type", "booking"), "focus": REFERRAL, "for": PATIENT,
-        "authoredOn": "2026-11-26T08:00:00+01:00", "owner": _mmrpv(),
+        "partOf": [{"reference": "Task/mmr-example-intake"}], "requester": _mmrpv(),
+        "authoredOn": "2026-11-26T08:00:00+01:00", "owner": _admin(),
+        "restriction": {"period": {"end": "2026-12-03T16:00:00+01:00"}},
     }
 
 
@@ -149,7 +156,7 @@ def questionnaire_task() -> Resource:
         "resourceType": "Task", "id": "mmr-example-questionnaire", "meta": _profile("mmr-questionnaire-task"),
         "identifier": _ident("task", "complete-questionnaire-mmr-intake"),
         "partOf": [{"reference": "Task/mmr-example-review"}], "status": "completed",
-        "businessStatus": _concept("business-status", "awaiting-patient"), "intent": "order",
+        "businessStatus": _concept("business-status", "answered"), "intent": "order",
         "code": {"coding": [codes().sdc_task_code]}, "focus": REFERRAL, "for": PATIENT,
         "authoredOn": "2026-11-23T09:05:00+01:00", "owner": PATIENT,
         "input": _questionnaire_input(url("Questionnaire", "mmr-intake")),
@@ -162,7 +169,7 @@ def follow_up_task() -> Resource:
     return {
         "resourceType": "Task", "id": "mmr-example-follow-up", "meta": _profile("mmr-follow-up-task"),
         "identifier": _ident("task", "follow-up"), "status": "requested",
-        "businessStatus": _concept("business-status", "follow-up-scheduled"), "intent": "order",
+        "businessStatus": _concept("business-status", "awaiting-patient"), "intent": "order",
         "code": {"coding": [coding("task-type", "follow-up"), codes().sdc_task_code]},
         "focus": REFERRAL, "for": PATIENT, "authoredOn": "2027-03-31T16:00:00+02:00", "owner": PATIENT,
         "restriction": {"period": {"start": "2028-03-31"}},

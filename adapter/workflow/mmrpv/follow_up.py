@@ -9,14 +9,14 @@ the answer window (``mmrpv_follow_up_window_days`` working days later), and a ti
 moment.
 
 When due (the timer, or any later event: the check is ``now >= due``, so a timer that fires early
-only re-arms it), the Task becomes ``requested`` and the patient gets a ``follow-up-request``, with
-reminders every ``mmrpv_follow_up_reminder_days`` working days, at most
+only re-arms it), the Task becomes ``requested`` / ``awaiting-patient`` and the patient gets a
+``follow-up-request``, with reminders every ``mmrpv_follow_up_reminder_days`` working days, at most
 ``mmrpv_follow_up_reminders``. Activation happens once: it is a level-triggered change of the
 Task's status under the referral's lock, and the notice carries a deterministic identifier.
 
 The patient's QuestionnaireResponse (our follow-up Questionnaire, basedOn the Task or the
-ServiceRequest) completes the Task with it as output; unanswered at the end of the window the Task
-fails. Either way the care commitment is then finished (``episode.end_episode``).
+ServiceRequest) completes the Task (``answered``) with it as output; unanswered at the end of the
+window the Task fails (``not-answered``). Either way the care commitment is then finished (``episode.end_episode``).
 """
 
 from __future__ import annotations
@@ -123,17 +123,19 @@ def run_follow_up(referral: Referral, event: Event, ctx: Context) -> Plan:
         output = {"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire-response"}]},
                   "valueReference": {"reference": f"QuestionnaireResponse/{answer['id']}"}}
         done = revise(referral, task, TASK, status="completed", output=[*(task.get("output") or ()), output],
-                      lastModified=ctx.now.isoformat())
+                      businessStatus=concept("business-status", "answered", ctx), lastModified=ctx.now.isoformat())
         return Plan(writes=(done,), notes=("follow-up answered",))
     if ctx.now >= until:
         reason = {"text": text(data()["reasons"]["follow-up-no-answer"], ctx)}
-        failed = revise(referral, task, TASK, status="failed", statusReason=reason, lastModified=ctx.now.isoformat())
+        failed = revise(referral, task, TASK, status="failed", statusReason=reason, lastModified=ctx.now.isoformat(),
+                        businessStatus=concept("business-status", "not-answered", ctx))
         return Plan(writes=(failed,), notes=("follow-up unanswered at the end of its window",))
     return _chase(referral, due, until, ctx) if fired(event, FOLLOW_UP_REMINDER) else NOTHING
 
 
 def _activate(referral: Referral, task: Resource, due: datetime, until: datetime, ctx: Context) -> Plan:
-    active = revise(referral, task, TASK, status="requested", lastModified=ctx.now.isoformat())
+    active = revise(referral, task, TASK, status="requested", lastModified=ctx.now.isoformat(),
+                    businessStatus=concept("business-status", "awaiting-patient", ctx))
     about = [{"reference": referral.reference}, {"reference": f"Task/{task['id']}"}]
     notice = messages.notice(referral, ctx, "follow-up-request", "patient", "follow-up", extra={"about": about},
                              until=local(until).date().isoformat())

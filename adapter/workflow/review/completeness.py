@@ -41,15 +41,15 @@ from adapter.workflow.review.sources import RuleError, fhirpath, is_true, variab
 from adapter.workflow.review.state import (
     REVIEW_EVENTS,
     at_stage,
-    base_status,
     concept,
     find_own,
     key_of,
+    on_hold,
     open_review,
     own_value,
     parameters,
+    resumed,
     revise,
-    stage,
 )
 
 REMINDER_TIMER = "supplement-reminder"
@@ -185,7 +185,7 @@ def _record_answer(referral: Referral, task: Resource, ctx: Context, resume: boo
                  "valueReference": _answer_reference(referral, sent[-1])}
         changes["input"] = [*as_list(task.get("input")), entry]
     if resume:
-        changes.update(stage("in-progress", base_status(task), ctx))
+        changes.update(resumed(task, ctx))
     if not changes:
         return NOTHING
     changes.setdefault("lastModified", ctx.now.isoformat())
@@ -201,7 +201,7 @@ def _request_supplement(referral: Referral, task: Resource, failed: tuple[Rule, 
     round_no = len(rounds(referral)) + 1
     listing = "\n".join(f"- {r.label(lang)}" for r in failed)
     plan = conf.confirm(referral, ctx, "KOM", str(round_no), missing=listing)
-    hold = revise(referral, task, "task", **stage("on-hold", "awaiting-supplement", ctx))
+    hold = revise(referral, task, "task", **on_hold(task, "awaiting-supplement", ctx))
     due = add_working_days(ctx.now, options.number(ctx, "supplement_reminder_days"))
     return plan + Plan(writes=(hold,), timers=(Timer(REMINDER_TIMER, referral.id, due),),
                        notes=(f"referral incomplete: KOM round {round_no} for " + ", ".join(r.id for r in failed),))

@@ -23,7 +23,6 @@ from adapter.workflow.review.criteria import CRITERIA, MET, NOT_MET
 from adapter.workflow.review.recommendation import RECOMMEND_EVENTS  # (its steps run before ours)
 from adapter.workflow.review.referral import ACTIVE, as_list, code_in, codings, dig, has_code
 from adapter.workflow.review.state import (
-    at_stage,
     business_status,
     cancel,
     concept,
@@ -48,14 +47,20 @@ def determinate(review: Resource) -> bool:
     return all(found.get(c) in (MET, NOT_MET) for c in CRITERIA)
 
 
+def decided_at(review: Resource, ctx: Context) -> dict[str, Any]:
+    """``executionPeriod`` with the decision's moment as its end."""
+    return {**(review.get("executionPeriod") or {}), "end": ctx.now.isoformat()}
+
+
 def _auto_decide(referral: Referral, review: Resource, ctx: Context) -> Plan:
     level = recommendation(review)
     if not options.flag(ctx, "auto_decide") or level is None or not is_open(review) \
-            or not at_stage(review, "in-progress", "recommended") or not determinate(review):
+            or business_status(review) != "recommended" or not determinate(review):
         return NOTHING
     output = {"type": concept("task-parameter", "decision", ctx), "valueCodeableConcept": concept("level", level, ctx)}
     write = revise(referral, review, "task", output=[*as_list(review.get("output")), output],
-                   businessStatus=concept("business-status", "decided", ctx), lastModified=ctx.now.isoformat())
+                   businessStatus=concept("business-status", "decided", ctx), lastModified=ctx.now.isoformat(),
+                   executionPeriod=decided_at(review, ctx))
     return Plan(writes=(write,), notes=(f"decided automatically: {level}",))
 
 
@@ -69,6 +74,8 @@ def _record(referral: Referral, review: Resource, level: str, ctx: Context) -> P
                              {"type": concept("task-parameter", "deviation", ctx), "valueString": text}]
     if is_open(review) and business_status(review) != "decided":
         changes["businessStatus"] = concept("business-status", "decided", ctx)
+    if is_open(review) and not dig(review, "executionPeriod", "end"):
+        changes["executionPeriod"] = decided_at(review, ctx)
     if not changes:
         return NOTHING
     notes = (f"decision {level} against the recommendation {recommended}: recorded",) if "output" in changes else ()

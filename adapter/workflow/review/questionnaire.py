@@ -34,17 +34,17 @@ from adapter.workflow.review.sources import questionnaire_canonical
 from adapter.workflow.review.state import (
     REVIEW_EVENTS,
     at_stage,
-    base_status,
     concept,
     find_own,
     is_open,
     key_of,
+    on_hold,
     open_review,
     questionnaire_key,
     questionnaire_task,
     reference_to,
+    resumed,
     revise,
-    stage,
 )
 
 REMINDER_TIMER = "questionnaire-reminder"
@@ -99,7 +99,7 @@ def _ask(referral: Referral, review: Resource, ctx: Context) -> Plan:
                                parse_day_end(options.option(ctx, "review_day_end")))
     body = _task_body(referral, review, due, ctx)
     task = create(body, codes().identifier_system("task"), questionnaire_key(referral))
-    hold = revise(referral, review, "task", **stage("on-hold", "awaiting-patient", ctx))
+    hold = revise(referral, review, "task", **on_hold(review, "awaiting-patient", ctx))
     notice = conf.notify(referral, ctx, "questionnaire-request", "patient", "intake",
                          extra={"about": [{"reference": referral.reference}, {"reference": task.full_url}]},
                          due=local(due).date().isoformat())
@@ -117,7 +117,8 @@ def _link(referral: Referral, review: Resource, task: Resource, response: Resour
     """The answer completes the questionnaire Task and the review resumes."""
     output = {"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire-response"}]},
               "valueReference": {"reference": f"QuestionnaireResponse/{response['id']}"}}
-    done = revise(referral, task, "task", status="completed", businessStatus=None,
+    done = revise(referral, task, "task", status="completed",
+                  businessStatus=concept("business-status", "answered", ctx),
                   output=[*as_list(task.get("output")), output], lastModified=ctx.now.isoformat())
     return Plan(writes=(done,), notes=("questionnaire answered",)) + _resume(referral, review, ctx)
 
@@ -125,7 +126,7 @@ def _link(referral: Referral, review: Resource, task: Resource, response: Resour
 def _resume(referral: Referral, review: Resource, ctx: Context) -> Plan:
     if not at_stage(review, "on-hold", "awaiting-patient"):
         return NOTHING
-    return Plan(writes=(revise(referral, review, "task", **stage("in-progress", base_status(review), ctx)),),
+    return Plan(writes=(revise(referral, review, "task", **resumed(review, ctx)),),
                 notes=("review resumes after the questionnaire",))
 
 
@@ -159,7 +160,8 @@ def chase_patient(referral: Referral, event: Event, ctx: Context) -> Plan:
         return _link(referral, review, task, response, ctx)
     due = deadline_of(task) or ctx.now
     if ctx.now >= due:
-        failed = revise(referral, task, "task", status="failed", businessStatus=None, lastModified=ctx.now.isoformat(),
+        failed = revise(referral, task, "task", status="failed", lastModified=ctx.now.isoformat(),
+                        businessStatus=concept("business-status", "not-answered", ctx),
                         statusReason={"text": conf.reason("no-answer", options.language(ctx))})
         return Plan(writes=(failed,), notes=("questionnaire not answered by its due date: review goes on",)) + \
             _resume(referral, review, ctx)

@@ -4,7 +4,8 @@ Once the referral is complete (or its supplement answered) and nobody outside th
 being waited for, the four criteria are evaluated (``criteria``) and written as ``Task.output``:
 one output per criterion (type = the criterion, value = met / not-met / unknown with the
 evidence as text), and a ``recommendation`` output with the level when the criteria determine
-one (all met: MMRpv; any not met: MMRsv). The Task goes ``in-progress`` / ``recommended``; when
+one (all met: MMRpv; any not met: MMRsv). The Task's business status becomes ``recommended`` (its
+status stays: only a reviewer makes a review ``in-progress``); when
 no level follows, ``recommended`` still means "the adapter's assessment is ready", and the
 missing recommendation output tells the reviewer the judgement is theirs.
 
@@ -22,7 +23,15 @@ from adapter.workflow.review import options
 from adapter.workflow.review.criteria import Assessment, evaluate
 from adapter.workflow.review.questionnaire import REMINDER_TIMER, ready  # (its steps run before ours)
 from adapter.workflow.review.referral import as_list, has_code
-from adapter.workflow.review.state import REVIEW_EVENTS, at_stage, is_open, questionnaire_task, revise, stage
+from adapter.workflow.review.state import (
+    REVIEW_EVENTS,
+    business_status,
+    is_open,
+    questionnaire_task,
+    revise,
+    stage,
+    working_status,
+)
 
 # Events after which a review may have become ready for its recommendation.
 RECOMMEND_EVENTS = (*REVIEW_EVENTS, f"timer:{REMINDER_TIMER}")
@@ -57,8 +66,8 @@ def recommend_level(referral: Referral, event: Event, ctx: Context) -> Plan:
     mine = outputs(assessment, lang)
     others = [o for o in as_list(review.get("output")) if not is_adapter_output(o)]
     current = [o for o in as_list(review.get("output")) if is_adapter_output(o)]
-    if current == mine and at_stage(review, "in-progress", "recommended"):
+    if current == mine and business_status(review) == "recommended":
         return Plan(notes=assessment.notes)
-    write = revise(referral, review, "task", output=others + mine, **stage("in-progress", "recommended", ctx))
+    write = revise(referral, review, "task", output=others + mine, **stage(working_status(review), "recommended", ctx))
     level = assessment.level or "none (reviewer judges: " + ", ".join(assessment.unknown) + " unknown)"
     return Plan(writes=(write,), notes=(*assessment.notes, f"recommendation: {level}"))

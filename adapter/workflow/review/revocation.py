@@ -26,7 +26,7 @@ def revoke(referral: Referral, event: Event, ctx: Context) -> Plan:
     if review is None:
         return note("referral revoked before its arrival was registered: nothing to cancel")
     why = conf.reason("revoked", options.language(ctx))
-    writes = tuple(cancel(referral, t, why, ctx) for t in referral_tasks(referral) if is_open(t))
+    writes = tuple(cancel(referral, t, why, ctx, "revoked") for t in referral_tasks(referral) if is_open(t))
     plan = Plan(writes=writes, notes=(f"referral revoked: {len(writes)} open Task(s) cancelled",) if writes else ())
     if review.get("status") == "rejected":
         return plan

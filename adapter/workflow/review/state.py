@@ -109,6 +109,17 @@ def base_status(task: Resource) -> str:
     return "assigned" if owner_is_reviewer(task) else "awaiting-assignment"
 
 
+def working_status(task: Resource) -> str:
+    """The status a review resumes at: ``in-progress`` once a reviewer took it up, else ``received``.
+
+    Only a person makes a review ``in-progress``; the adapter records the moment it first saw that
+    in ``executionPeriod.start``, so a review it puts on hold comes back where it was.
+    """
+    if task.get("status") == "in-progress" or dig(task, "executionPeriod", "start"):
+        return "in-progress"
+    return "received"
+
+
 def parameters(task: Resource, element: str, code: str) -> list[dict[str, Any]]:
     """``Task.input`` or ``Task.output`` entries whose type is our task-parameter ``code``."""
     system = codes().system("task-parameter")
@@ -146,6 +157,19 @@ def stage(status: str, business: str, ctx: Context) -> dict[str, Any]:
             "lastModified": ctx.now.isoformat()}
 
 
+def on_hold(task: Resource, business: str, ctx: Context) -> dict[str, Any]:
+    """The changes that make a review wait for someone outside the clinic, keeping where it was."""
+    changes = stage("on-hold", business, ctx)
+    if task.get("status") == "in-progress" and not dig(task, "executionPeriod", "start"):
+        changes["executionPeriod"] = {**(task.get("executionPeriod") or {}), "start": ctx.now.isoformat()}
+    return changes
+
+
+def resumed(task: Resource, ctx: Context) -> dict[str, Any]:
+    """The changes that take a review off hold, back at the status it had."""
+    return stage(working_status(task), base_status(task), ctx)
+
+
 def at_stage(task: Resource, status: str, business: str) -> bool:
     return task.get("status") == status and business_status(task) == business
 
@@ -161,7 +185,7 @@ def revise(referral: Referral, resource: Resource, kind: str, **changes: Any) ->
     return create(body, codes().identifier_system(kind), value)
 
 
-def cancel(referral: Referral, task: Resource, why: str, ctx: Context) -> Write:
-    """Close an open Task the workflow no longer needs, saying why."""
+def cancel(referral: Referral, task: Resource, why: str, ctx: Context, business: str = "closed") -> Write:
+    """Close an open Task the workflow no longer needs, saying why (``revoked``: the referrer withdrew it)."""
     return revise(referral, task, "task", status="cancelled", statusReason={"text": why},
-                  lastModified=ctx.now.isoformat())
+                  businessStatus=concept("business-status", business, ctx), lastModified=ctx.now.isoformat())
