@@ -209,7 +209,10 @@ def start_worker(env: dict[str, str], name: str, concurrency: int = 2,
     def ready() -> bool:
         if process.poll() is not None:
             pytest.fail(f"worker {name} exited with {process.returncode}; see {LOGS}/{name}.log")
-        replies = app.control.ping(timeout=0.5)
+        try:
+            replies = app.control.ping(timeout=0.5)
+        except (redis.exceptions.ConnectionError, OSError):  # a broker just restarted: ask again
+            return False
         return any(str(process.pid) in next(iter(r)) for r in replies)
 
     wait_for(ready, timeout=30, what=f"worker {name} to start")
@@ -249,7 +252,7 @@ def _noise(request: pytest.FixtureRequest) -> Iterator[None]:
     if "stack" not in request.fixturenames:
         yield
         return
-    from tests.noise import Noise
+    from tests.noise import Noise, unrelated
 
     request.getfixturevalue("stack")  # subscribed first, so the noise is notified like everything else
     fhir: FhirClient = request.getfixturevalue("fhir")
@@ -257,6 +260,7 @@ def _noise(request: pytest.FixtureRequest) -> Iterator[None]:
     since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     with Noise(fhir) as noise:
         yield
+    assert noise.types() == {r["resourceType"] for r in unrelated("x")}, "the server refused the noise"
     assert noise.touched() == [], "the adapter wrote to resources that are no referral's business"
     assert off_the_tables(fhir, since) == [], "Task versions at no row of mappings/task-states.yaml"
     # Noise notified just now may still be queued: give the worker a moment to park any, then look.

@@ -61,6 +61,10 @@ class Noise:
 
     def _round(self) -> None:
         tag = uuid.uuid4().hex[:8]
+        try:  # the other patient exists: HAPI refuses references to a missing one (HAPI-1094)
+            self.fhir.update({"resourceType": "Patient", "id": f"other-{tag}", "active": True})
+        except FhirError:
+            return
         for body in unrelated(tag):
             try:
                 made = self.fhir.create(body)
@@ -71,6 +75,10 @@ class Noise:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             self._round()
+
+    def types(self) -> set[str]:
+        """The resource types the noise got onto the server."""
+        return {rtype for rtype, _ in self.written}
 
     def touched(self) -> list[str]:
         """The noise resources that are no longer at the version we wrote: someone wrote to them."""

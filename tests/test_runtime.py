@@ -217,6 +217,51 @@ def test_a_worker_killed_mid_event_gets_it_redelivered_and_the_effect_happens_on
             stop(replacement)
 
 
+def test_an_event_past_its_time_limit_is_retried_not_acknowledged_without_effect(
+        stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State) -> None:
+    """A FHIR server that holds a transaction longer than the task may run: the soft time limit ends
+    the attempt, which counts as a failure and is retried; the event has its effect once."""
+    from adapter.pipeline.worker import PROCESS, app
+
+    queue = unique("mmr-limit")
+    # Visibility 2 s: the soft limit is its floor, 15 s; the FHIR timeout is longer, so the limit ends it.
+    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_VISIBILITY_TIMEOUT="2", MMR_LOCK_TIMEOUT="60",
+                      MMR_FHIR_TIMEOUT="120")
+    with subscriptions_paused(fhir):
+        sr = new_referral(fhir)
+        hold = proxy.add(Rule(transaction_about(sr["id"]), hold=threading.Event(), forward_after_hold=False,
+                              times=1))
+        worker = start_worker(env, "limit", concurrency=1)
+        try:
+            envelope = Envelope("changed", "test", "ServiceRequest", sr["id"], "1", sr)
+            app.send_task(PROCESS, args=[envelope.to_dict()], queue=queue)
+            wait_for(hold.held.is_set, what="the worker to reach its transaction")
+            one_review_task(fhir, sr["id"], timeout=60)
+            wait_for(lambda: state.seen(envelope.dedup_keys), timeout=30, what="the retried event to be done")
+            assert not [e for e in state.dead_letters() if e["envelope"].get("resource_id") == sr["id"]]
+        finally:
+            assert hold.hold is not None
+            hold.hold.set()
+            stop(worker)
+
+
+def test_an_unreadable_envelope_is_dead_lettered_not_dropped(stack: Stack, state: State) -> None:
+    from adapter.pipeline.worker import PROCESS, app
+
+    queue = unique("mmr-unreadable")
+    worker = start_worker({**stack.env, "MMR_QUEUE": queue}, "unreadable", concurrency=1)
+    try:
+        marker = unique("odd")
+        app.send_task(PROCESS, args=[{"kind": "changed", "unexpected": marker}], queue=queue)
+        found = wait_for(lambda: next((e for e in state.dead_letters()
+                                       if e["envelope"].get("unexpected") == marker), None),
+                         what="the unreadable envelope in the dead-letter store")
+        assert found["reason"] == "unreadable envelope: TypeError"
+        state.take_dead_letter(found["id"])
+    finally:
+        stop(worker)
+
+
 # ------------------------------------------------------------------ failures: retried, parked, replayed
 
 

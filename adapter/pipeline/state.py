@@ -154,6 +154,14 @@ class State:
         self.r.hset(P + "dlq", entry_id, json.dumps(entry))
         return entry_id
 
+    def park_raw(self, envelope: Any, reason: str) -> str:
+        """Dead-letter a message that is no readable envelope, as it came."""
+        entry_id = uuid.uuid4().hex[:12]
+        entry = {"id": entry_id, "parked_at": time.time(), "attempts": 1, "reason": reason,
+                 "envelope": envelope if isinstance(envelope, dict) else {"unreadable": repr(type(envelope))}}
+        self.r.hset(P + "dlq", entry_id, json.dumps(entry))
+        return entry_id
+
     def dead_letters(self) -> list[dict[str, Any]]:
         entries = [json.loads(v) for v in self.r.hvals(P + "dlq")]
         return sorted(entries, key=lambda e: e["parked_at"])

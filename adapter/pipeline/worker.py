@@ -52,13 +52,20 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
+        # A failed task is acknowledged: process() has already retried or parked its event, or handed
+        # it back. One killed at its hard time limit is handed back too, never acknowledged without an
+        # effect (Celery's own default acknowledges it).
+        task_acks_on_failure=True,
+        task_acks_on_timeout=False,
         worker_prefetch_multiplier=1,
         # A task running when the broker connection drops can no longer be acknowledged: cancel it, and
         # its message is delivered again (Celery 6's default; 5.x only warns).
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # No task may outlive the visibility timeout, or its message would be delivered a second time
-        # while it still runs; one killed at the limit is redelivered (reject_on_worker_lost).
+        # while it still runs. The soft limit comes first: the event counts a failed attempt and is
+        # retried or parked like any other failure; the hard limit is the backstop, and its message
+        # goes back on the queue.
+        task_soft_time_limit=max(settings.visibility_timeout - 45, 15),
         task_time_limit=max(settings.visibility_timeout - 30, 30),
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
@@ -205,9 +212,12 @@ def process(self: Task, envelope: dict[str, Any], failures: int = 0) -> str:
     (``Reject(requeue=True)``); if that cannot reach Redis either, it stays unacknowledged and is
     delivered again after the visibility timeout.
     """
-    env = Envelope.from_dict(envelope)
-    bind_correlation(env.correlation_id, event=env.label, attempt=failures + 1)
     try:
+        try:
+            env = Envelope.from_dict(envelope)
+        except (AttributeError, TypeError, ValueError) as exc:
+            return _park_unreadable(envelope, exc)
+        bind_correlation(env.correlation_id, event=env.label, attempt=failures + 1)
         return _attempt(self, env, failures)
     except (Retry, Reject):
         raise
@@ -215,6 +225,16 @@ def process(self: Task, envelope: dict[str, Any], failures: int = 0) -> str:
         log.warning("event could not be retried or parked: handed back to the queue", reason=type(exc).__name__)
         time.sleep(1)  # Redis is likely down: do not spin on the message
         raise Reject(type(exc).__name__, requeue=True) from None
+
+
+def _park_unreadable(envelope: Any, exc: Exception) -> str:
+    """An envelope no worker can read (an API and a worker of different versions): dead-lettered as it
+    came, for an operator to see, since no retry can make it readable."""
+    bind_correlation(new_correlation_id(), event="unreadable envelope")
+    entry = state().park_raw(envelope, f"unreadable envelope: {type(exc).__name__}")
+    state().count("dead_lettered", "other")
+    log.error("event dead-lettered", reason="unreadable envelope", dlq_id=entry)
+    return "dead-lettered"
 
 
 def _attempt(task: Task, env: Envelope, failures: int) -> str:
@@ -351,6 +371,8 @@ def fan_out_task(envelopes: list[dict[str, Any]]) -> int:
     list is queued again: the events already queued are processed twice, which is harmless (effects
     are idempotent, processed versions are remembered).
     """
+    first = envelopes[0] if envelopes and isinstance(envelopes[0], dict) else {}
+    bind_correlation(str(first.get("correlation_id") or new_correlation_id()), job="fan-out", events=len(envelopes))
     try:
         for data in envelopes:
             enqueue(Envelope.from_dict(data))
