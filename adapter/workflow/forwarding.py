@@ -137,7 +137,7 @@ def _follow_on(referral: Referral, review: Resource, level: str, site: Unit | No
         "status": "requested",
         "intent": "order",
         "code": concept("task-type", code, ctx),
-        "businessStatus": concept("business-status", "awaiting-booking", ctx) if level == "MMRsv" else None,
+        "businessStatus": concept("business-status", "awaiting-booking" if level == "MMRsv" else "forwarded", ctx),
         "focus": {"reference": referral.reference},
         "partOf": [reference_to(referral, review)],
         "for": subject_reference(referral),

@@ -1,6 +1,6 @@
 """[9] Arrival at the MMRpv unit, and the intake Task as the unit's view of the whole stay.
 
-Forwarding creates the ``mmrpv-intake`` Task (``requested``, owner the MMRpv unit). The unit
+Forwarding creates the ``mmrpv-intake`` Task (``requested`` / ``forwarded``, owner the MMRpv unit). The unit
 registers its arrival automatically, as the clinic does: the Task goes to ``received``, in the
 same transaction as the care commitment and the first booking round. From then on the intake
 Task says where the referral stands at the unit, derived from the state each time
