@@ -197,8 +197,8 @@ def _json(body: bytes, content_type: str | None) -> Any:
 def _resource(doc: Any, where: str = "") -> tuple[str, dict[str, Any]]:
     """A FHIR resource: its type (checked) and the object; ``where`` prefixes locations inside a Bundle."""
     if not isinstance(doc, dict) or "resourceType" not in doc:
-        raise BadNotification(400, f"{where or 'The body'} must be a FHIR resource (a JSON object with resourceType)",
-                              expression=where or None)
+        what = "must be a FHIR resource (a JSON object with resourceType)"
+        raise BadNotification(400, f"{where}: {what}" if where else f"The body {what}", expression=where or None)
     return _resource_type(doc["resourceType"], f"{where}.resourceType" if where else "resourceType"), doc
 
 
