@@ -20,6 +20,7 @@ from typing import Any
 
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.workflow import confirmations as conf
+from adapter.workflow import questionnaires
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Write, create, on
 from adapter.workflow.review import options
 from adapter.workflow.review.criteria import latest_response
@@ -44,6 +45,7 @@ from adapter.workflow.review.state import (
     decision,
     find_own,
     is_open,
+    key_of,
     parameters,
     questionnaire_task,
     reference_to,
@@ -169,9 +171,11 @@ def forward(referral: Referral, event: Event, ctx: Context) -> Plan:
     close = _close_mmrpv(referral, review, site, ctx) if site else _close_mmrsv(referral, review, ctx)
     writes = [w for w in (close, _follow_on(referral, review, level, site, ctx)) if w is not None]
     questionnaire = questionnaire_task(referral)
+    why = conf.reason("review-closed", options.language(ctx))
     if is_open(questionnaire):
         assert questionnaire is not None
-        writes.append(cancel(referral, questionnaire, conf.reason("review-closed", options.language(ctx)), ctx))
+        writes.append(cancel(referral, questionnaire, why, ctx))
     plan = Plan(writes=tuple(writes), notes=(f"{level}: review closed and handed on",) if writes else ())
+    plan += questionnaires.close_companions(referral, ctx, key_of(referral, review) or "", why)
     confirmation = "VID" if level == "MMRpv" else "BEK"
     return plan + conf.confirm(referral, ctx, confirmation, "review", ort=site.ort if site else "")

@@ -13,11 +13,12 @@ module registers its steps (with ``@on``) after those of the modules it builds o
 * [9]-[15] the MMRpv unit: arrival, care commitment, booking at one of three sites, BEK, the
   programme, the discharge summary with the PAL offer, the 12-month follow-up:
   ``mmrpv.steps`` lists them in order
+* the patient's other questionnaires (the register's forms) at each moment: ``questionnaires``
 * last, on every event about a resource: a Task of ours that someone else closed gets its table's
   final business status: ``task_states.settle``
 """
 
-from adapter.workflow import arrival, core, forwarding, task_states
+from adapter.workflow import arrival, core, forwarding, questionnaires, task_states
 from adapter.workflow.mmrpv import steps as mmrpv
 from adapter.workflow.review import deadline, revocation
 
@@ -26,9 +27,13 @@ from adapter.workflow.review import deadline, revocation
 core.on("deleted:Task")(arrival.register_arrival)
 core.on("deleted:Task")(arrival.assign_reviewer)
 
-# Last on every resource event (timers have their own steps): a closed Task never keeps saying it
-# waits for something.
-for _key in [k for k in core.registered_keys() if not k.startswith("timer:")]:
+# The patient's questionnaires beyond the criteria and follow-up forms, on every resource event and
+# their due timer; then, last on every resource event (timers have their own steps), a closed Task
+# never keeps saying it waits for something.
+_resource_events = [k for k in core.registered_keys() if not k.startswith("timer:")]
+for _key in [*_resource_events, f"timer:{questionnaires.DUE_TIMER}"]:
+    core.on(_key)(questionnaires.track_companions)
+for _key in _resource_events:
     core.on(_key)(task_states.settle)
 
 __all__ = ["deadline", "forwarding", "mmrpv", "revocation"]

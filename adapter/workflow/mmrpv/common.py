@@ -276,12 +276,14 @@ def discharge_summary(referral: Referral) -> Resource | None:
 
 
 def follow_up_canonical() -> str:
-    return str(data()["follow_up"]["questionnaire"])
+    """The follow-up's own form by default: the first configured for the moment (questionnaires.yaml)."""
+    return str(load("questionnaires")["moments"]["follow-up"][0])
 
 
 def follow_up_answer(referral: Referral, task: Resource) -> Resource | None:
-    """The patient's completed answer to the follow-up: our Questionnaire, basedOn the Task or the referral."""
-    url = follow_up_canonical().split("|")[0]
+    """The patient's completed answer to the follow-up: the form its Task asks for, basedOn the Task or the referral."""
+    asked = next((p.get("valueCanonical") for p in task.get("input") or () if isinstance(p, dict)), None)
+    url = str(asked or follow_up_canonical()).split("|")[0]
     task_key = f"Task/{task['id']}" if task.get("id") else None
     subject = referral.service_request.get("subject") or {}
     found = [qr for qr in referral.all("QuestionnaireResponse")

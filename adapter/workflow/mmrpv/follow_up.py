@@ -25,6 +25,7 @@ from datetime import datetime, time
 from typing import Any
 
 from adapter.mappings import codes
+from adapter.workflow import questionnaires
 from adapter.workflow.calendar import STOCKHOLM, add_working_days, local, parse_moment
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create
 from adapter.workflow.mmrpv import messages
@@ -81,7 +82,7 @@ def _body(referral: Referral, due: datetime, ctx: Context) -> dict[str, Any]:
         "lastModified": ctx.now.isoformat(),
         "restriction": {"period": {"start": due.isoformat(), "end": window.isoformat()}},
         "input": [{"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire"}]},
-                   "valueCanonical": follow_up_canonical()}],
+                   "valueCanonical": (questionnaires.configured(ctx, "follow-up") or (follow_up_canonical(),))[0]}],
     }
     return {k: v for k, v in body.items() if v is not None}
 
@@ -142,7 +143,9 @@ def _activate(referral: Referral, task: Resource, due: datetime, until: datetime
     reminders = _reminders(due, until, ctx)
     first = messages.first_reminder(reminders)
     timers = (Timer(FOLLOW_UP_REMINDER, referral.id, first),) if first else ()
-    return Plan(writes=(active,), timers=timers, notes=("follow-up activated",)) + notice
+    beside = questionnaires.ask(referral, ctx, "follow-up", questionnaires.configured(ctx, "follow-up")[1:],
+                                {"reference": f"Task/{task['id']}"}, unit_ref(), until)
+    return Plan(writes=(active,), timers=timers, notes=("follow-up activated",)) + notice + beside
 
 
 def _reminders(due: datetime, until: datetime, ctx: Context) -> messages.Reminders:

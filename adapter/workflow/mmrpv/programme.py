@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapter.mappings import codes
+from adapter.workflow import questionnaires
 from adapter.workflow.calendar import local, parse_moment
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, create, update
 from adapter.workflow.mmrpv.common import (
@@ -121,3 +122,20 @@ def plan_programme(referral: Referral, event: Event, ctx: Context) -> Plan:
     changes = {**{k: wanted[k] for k in FOLLOWS_BOOKING}, "supportingInfo": [booked, *kept, *care]}
     return Plan(writes=(update(existing, **changes),),
                 notes=(f"programme moved with the booking: {found.site.key} from {wanted['period']['start']}",))
+
+
+def ask_questionnaires(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """The forms of the first visit once the booked start has passed, and those of after the programme
+    once it is completed (``mappings/questionnaires.yaml``), for the patient, partOf the intake Task."""
+    intake, current, found = intake_task(referral), programme(referral), booking(referral)
+    if not live(referral) or intake is None or not intake.get("id"):
+        return NOTHING
+    part_of = {"reference": f"Task/{intake['id']}"}
+    plan = NOTHING
+    if found is not None and ctx.now >= found.start and (current is None or current.get("status") != "revoked"):
+        plan += questionnaires.ask(referral, ctx, "first-visit", questionnaires.configured(ctx, "first-visit"),
+                                   part_of, unit_ref())
+    if current is not None and current.get("status") == "completed":
+        plan += questionnaires.ask(referral, ctx, "after-programme",
+                                   questionnaires.configured(ctx, "after-programme"), part_of, unit_ref())
+    return plan

@@ -19,6 +19,7 @@ ORDER = (
     booking.confirm_booking,
     booking.remind_booking,
     programme.plan_programme,
+    programme.ask_questionnaires,
     discharge.send_discharge,
     discharge.tell_interruption,
     follow_up.schedule_follow_up,

@@ -17,6 +17,7 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow import confirmations as conf
+from adapter.workflow import questionnaires
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, on
 from adapter.workflow.review import options
 from adapter.workflow.review.criteria import CRITERIA, MET, NOT_MET
@@ -28,6 +29,7 @@ from adapter.workflow.review.state import (
     concept,
     decision,
     is_open,
+    key_of,
     parameters,
     questionnaire_task,
     recommendation,
@@ -93,7 +95,8 @@ def _reject(referral: Referral, review: Resource, ctx: Context) -> Plan:
     if is_open(task):
         assert task is not None
         plan += Plan(writes=(cancel(referral, task, conf.reason("review-closed", lang), ctx),))
-    return plan
+    return plan + questionnaires.close_companions(referral, ctx, key_of(referral, review) or "",
+                                                  conf.reason("review-closed", lang))
 
 
 @on(*RECOMMEND_EVENTS)

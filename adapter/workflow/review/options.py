@@ -1,5 +1,6 @@
-"""Workflow options: ``Context.options`` first, then the defaults in ``mappings/review.yaml`` and the
-``options`` of ``mappings/mmrpv.yaml`` (whose keys all start ``mmrpv_``).
+"""Workflow options: ``Context.options`` first, then the defaults in ``mappings/review.yaml``, the
+``options`` of ``mappings/mmrpv.yaml`` (whose keys all start ``mmrpv_``) and ``questionnaires``, the
+``moments`` of ``mappings/questionnaires.yaml``.
 
 The worker loads review.yaml into the options; the fallback here keeps pure tests and any shell
 that passes partial options on the documented defaults.
@@ -16,7 +17,7 @@ LANGUAGES = ("sv", "en")
 
 
 def defaults() -> dict[str, Any]:
-    return {**load("review"), **load("mmrpv")["options"]}
+    return {**load("review"), **load("mmrpv")["options"], "questionnaires": load("questionnaires")["moments"]}
 
 
 def option(ctx: Context, key: str) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow import confirmations as conf
+from adapter.workflow import questionnaires
 from adapter.workflow.calendar import add_working_days, local, parse_day_end, working_day_deadline
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create, on
 from adapter.workflow.review import completeness, options
@@ -69,7 +70,7 @@ def ready(referral: Referral, ctx: Context) -> Resource | None:
     return review if completeness.gate(referral, review, ctx.now).passed else None
 
 
-def _task_body(referral: Referral, review: Resource, due: datetime, ctx: Context) -> dict[str, Any]:
+def _task_body(referral: Referral, review: Resource, canonical: str, due: datetime, ctx: Context) -> dict[str, Any]:
     clinic = performer_clinic(referral)
     patient = patient_reference(referral)
     body = {
@@ -87,7 +88,7 @@ def _task_body(referral: Referral, review: Resource, due: datetime, ctx: Context
         "lastModified": ctx.now.isoformat(),
         "restriction": {"period": {"end": due.isoformat()}},
         "input": [{"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire"}]},
-                   "valueCanonical": questionnaire_canonical()}],
+                   "valueCanonical": canonical}],
     }
     return {k: v for k, v in body.items() if v is not None}
 
@@ -97,14 +98,26 @@ def _ask(referral: Referral, review: Resource, ctx: Context) -> Plan:
         return Plan(notes=("questionnaire wanted but the referral names no usable patient: left to the reviewer",))
     due = working_day_deadline(ctx.now, options.number(ctx, "questionnaire_due_days"),
                                parse_day_end(options.option(ctx, "review_day_end")))
-    body = _task_body(referral, review, due, ctx)
-    task = create(body, codes().identifier_system("task"), questionnaire_key(referral))
+    forms = questionnaires.configured(ctx, "review")
+    criteria_url = questionnaires.url_of(questionnaire_canonical())
+    mine = next((c for c in forms if questionnaires.url_of(c) == criteria_url), None)
+    clinic = performer_clinic(referral)
+    beside = questionnaires.ask(referral, ctx, "review", tuple(c for c in forms if c != mine),
+                                reference_to(referral, review), clinic_reference(clinic) if clinic else None, due)
+    if mine is None:  # the level criteria's form is not asked for: the review does not wait
+        return beside + (_notice(referral, ctx, beside.writes[0].full_url, due) if beside.writes else NOTHING)
+    task = create(_task_body(referral, review, mine, due, ctx), codes().identifier_system("task"),
+                  questionnaire_key(referral))
     hold = revise(referral, review, "task", **on_hold(review, "awaiting-patient", ctx))
-    notice = conf.notify(referral, ctx, "questionnaire-request", "patient", "intake",
-                         extra={"about": [{"reference": referral.reference}, {"reference": task.full_url}]},
-                         due=local(due).date().isoformat())
     return Plan(writes=(task, hold), timers=(Timer(REMINDER_TIMER, referral.id, _first_timer(ctx, due)),),
-                notes=("questionnaire requested from the patient",)) + notice
+                notes=("questionnaire requested from the patient",)) + beside + \
+        _notice(referral, ctx, task.full_url, due)
+
+
+def _notice(referral: Referral, ctx: Context, about: str, due: datetime) -> Plan:
+    return conf.notify(referral, ctx, "questionnaire-request", "patient", "intake",
+                       extra={"about": [{"reference": referral.reference}, {"reference": about}]},
+                       due=local(due).date().isoformat())
 
 
 def _first_timer(ctx: Context, due: datetime) -> datetime:
