@@ -8,8 +8,9 @@ Registration creates the review Task once (identifier ``<referral key>-referral-
 ``received`` / ``registered``, focus the ServiceRequest, for the patient, requester the referrer,
 owner the clinic, ``authoredOn`` and ``restriction.period.start`` = the arrival (the adapter's
 clock when it processes the notification), ``restriction.period.end`` = the review deadline, and
-a timer at that deadline. Assignment follows in the same transaction, so the Task's first
-version is already ``assigned`` or ``awaiting-assignment`` (``mappings/task-states.yaml``).
+a timer at that deadline. Assignment, completeness and the assessment follow in the same
+transaction, so the Task's first version is already at the row they lead to: ``assigned`` or
+``awaiting-assignment``, waiting ``on-hold``, or ``recommended`` (``mappings/task-states.yaml``).
 
 Assignment gives the Task to a reviewer PractitionerRole of the clinic's pool
 (``Context.options["assignment"]``): ``round-robin`` picks by a stable hash of the referral key
