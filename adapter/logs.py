@@ -84,7 +84,9 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+    # celery.app.trace says "succeeded" and "Retry in Ns" for every task at INFO; the adapter's own
+    # "event processed" and "will retry" lines say it once, at the event's level (debug when ignored).
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "celery.app.trace"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # At DEBUG, Celery's pool logs each task's arguments (the envelope, resource included) as one string
     # that key-based redaction cannot see into: never below INFO.

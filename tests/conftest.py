@@ -243,6 +243,10 @@ def stack(sandbox: Sandbox, proxy: FaultProxy, redis_client: redis.Redis) -> Ite
     yield Stack(api_url, env, queue)
     stop(api)
     stop(worker)
+    # Every test takes away what it parks on purpose: what is left was lost to a fault.
+    left = [f"{e['envelope'].get('kind')} {e['envelope'].get('resource_type')}: {e['reason']}"
+            for e in State(redis_client).dead_letters()]
+    assert left == [], f"the suite ended with dead letters: {left}"
 
 
 @pytest.fixture(autouse=True)
@@ -289,6 +293,41 @@ def off_the_tables(fhir: FhirClient, since: datetime) -> list[str]:
             found += [f"Task/{current['id']}/_history/{version.get('meta', {}).get('versionId')}: {p}"
                       for p in task_states.problems(version)]
     return found
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, persisting to an append-only file so a restart keeps the queue."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port, self.folder = free_port(), folder
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.port),
+                        "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+                       check=True, capture_output=True)
+        wait_for(self.answers, timeout=10, what="the private redis-server")
+
+    def stop(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True, timeout=10)
+        wait_for(lambda: not self.answers(), timeout=10, what="the private redis-server to stop")
+
+    def answers(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.exceptions.RedisError:
+            return False
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-cli") is None:
+        pytest.fail("redis-cli is missing: it comes with Debian's redis-server (see the README)")
+    server = PrivateRedis(tmp_path)
+    yield server
+    if server.answers():
+        server.stop()
 
 
 def unique(prefix: str = "R") -> str:

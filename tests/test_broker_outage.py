@@ -1,17 +1,13 @@
 """Redis goes away while events are processed, and a reconciliation's worker is killed midway.
 
-Each test that stops Redis runs its own ``redis-server`` (with an append-only file, as compose runs
-it), so the rest of the suite keeps its Redis.
+Each test that stops Redis runs its own ``redis-server`` (``conftest.PrivateRedis``, with an
+append-only file, as compose runs it), so the rest of the suite keeps its Redis.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -21,47 +17,11 @@ from adapter.fhir.client import FhirClient
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.pipeline.worker import PROCESS, RECONCILE
-from adapter.sandbox import free_port
-from tests.conftest import LOGS, Stack, adapter_env, start_worker, stop, unique, wait_for
+from tests.conftest import LOGS, PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
 from tests.faults import FaultProxy, Rule
 from tests.referrals import new_referral, review_tasks, subscriptions_paused
 
 pytestmark = pytest.mark.e2e
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, persisting to an append-only file so a restart keeps the queue."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port, self.folder = free_port(), folder
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.start()
-
-    def start(self) -> None:
-        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.port),
-                        "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-                       check=True, capture_output=True)
-        wait_for(self.answers, timeout=10, what="the private redis-server")
-
-    def stop(self) -> None:
-        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True, timeout=10)
-        wait_for(lambda: not self.answers(), timeout=10, what="the private redis-server to stop")
-
-    def answers(self) -> bool:
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
-        except redis.exceptions.RedisError:
-            return False
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-cli") is None:
-        pytest.fail("redis-cli is missing: it comes with Debian's redis-server (see the README)")
-    server = PrivateRedis(tmp_path)
-    yield server
-    if server.answers():
-        server.stop()
 
 
 def test_redis_stopped_while_events_are_processed_every_event_has_its_effect_after_it_returns(

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
-from tests.conftest import Stack, adapter_env, start_worker, stop, unique, wait_for
+from tests.conftest import PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
 from tests.e2e_referrals import key, messages, referral_on_server, tasks
 from tests.faults import FaultProxy, Rule, transaction_about
 from tests.referrals import subscriptions_paused
@@ -91,3 +92,54 @@ def test_a_deleted_review_task_is_noticed_by_the_sweep_when_its_delete_notificat
     second = wait_for(lambda: tasks(fhir, sr).get("referral-review"), timeout=60,
                       what="the review Task registered anew")
     assert second["id"] != first["id"]
+
+
+def test_redis_gone_between_the_transaction_and_the_timer_write_the_sweep_brings_the_timer_back(
+        stack: Stack, fhir: FhirClient, proxy: FaultProxy, private_redis: PrivateRedis) -> None:
+    """Redis stops while the arrival's transaction is in flight: the transaction lands, the timer
+    write fails, and the worker is killed there. Once Redis is back, the sweep sets the timer from
+    what the FHIR server holds, and past the deadline the overdue notice goes out once."""
+    from celery import Celery
+
+    from adapter.pipeline.worker import PROCESS
+
+    queue = unique("mmr-redis-gap")
+    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_REDIS_URL=private_redis.url,
+                      MMR_VISIBILITY_TIMEOUT="3600")
+    private = State(redis.Redis.from_url(private_redis.url, decode_responses=True))
+    with subscriptions_paused(fhir):
+        sr = referral_on_server(fhir)
+        hold = proxy.add(Rule(transaction_about(sr["id"]), hold=threading.Event(), times=1))
+        worker = start_worker(env, "redis-gap", concurrency=1, broker=Celery("redis-gap", broker=private_redis.url))
+        Celery("redis-gap-send", broker=private_redis.url).send_task(
+            PROCESS, args=[Envelope("changed", "test", "ServiceRequest", sr["id"]).to_dict()], queue=queue)
+        wait_for(hold.held.is_set, what="the worker to reach its transaction")
+        private_redis.stop()
+        assert hold.hold is not None
+        hold.hold.set()  # the transaction lands; the timer write that follows finds no Redis
+        review = wait_for(lambda: tasks(fhir, sr).get("referral-review"), what="the transaction to land")
+        stop(worker, sig=9)
+        private_redis.start()
+        assert _timer(private, sr["id"], "review-overdue") is None
+
+        sweep = subprocess.run([sys.executable, "-m", "adapter.cli", "sweep"], env=env, capture_output=True,
+                               text=True, timeout=120)
+        assert sweep.returncode == 0, sweep.stderr
+        broker = Celery("redis-gap-after", broker=private_redis.url)
+        worker = start_worker(env, "redis-gap-after", concurrency=1, broker=broker)
+        try:
+            due = datetime.fromisoformat(review["restriction"]["period"]["end"])
+            assert wait_for(lambda: _timer(private, sr["id"], "review-overdue"), timeout=60,
+                            what="the sweep to set the overdue timer again") == due.timestamp()
+            late = due + timedelta(hours=1)
+            private.set_clock(late)
+            for _ in range(2):  # two beat runs: the timer fires once
+                fired = subprocess.run([sys.executable, "-m", "adapter.cli", "fire-timers", "--at", late.isoformat()],
+                                       env=env, capture_output=True, text=True, timeout=60)
+                assert fired.returncode == 0, fired.stderr
+            overdue = f"{key(sr)}-overdue-clinic-review"
+            wait_for(lambda: messages(fhir, sr).get(overdue), what="the overdue notice")
+            wait_for(lambda: _timer(private, sr["id"], "review-overdue") is None, what="the overdue timer done")
+            assert sum(1 for k in messages(fhir, sr) if "overdue" in k) == 1
+        finally:
+            stop(worker)

@@ -130,3 +130,16 @@ def test_a_refused_or_redirected_token_request_is_a_fhir_error(guarded: Sandbox,
     with FhirClient(guarded.base_url, auth=redirected, retries=0) as client, pytest.raises(FhirError) as info:
         client.search("Patient", {"_count": "1"})
     assert info.value.status == 302 and redirected.fetches == 0
+
+
+def test_a_failure_is_summed_up_without_the_servers_words() -> None:
+    from adapter.fhir.client import FhirError
+
+    outcome = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "processing", "expression": ["Patient.name[0]"],
+         "diagnostics": "HAPI-0450: the value 'Tolvan Tolvansson' (191212121212) is not allowed"}]}
+    exc = FhirError(422, "HAPI-0450: the value 'Tolvan Tolvansson' (191212121212) is not allowed", outcome,
+                    "PUT", "http://fhir.example/fhir/Patient/p1?_format=json")
+    assert exc.summary == ("PUT http://fhir.example/fhir/Patient/p1 answered 422 "
+                           "(HAPI-0450; processing at Patient.name[0])")
+    assert "Tolvan" not in exc.summary and "1912" not in exc.summary

@@ -53,6 +53,18 @@ class FhirError(Exception):
         """Worth retrying later: the server was unavailable rather than the request wrong."""
         return self.status in RETRY_STATUSES or self.status == 0
 
+    @property
+    def summary(self) -> str:
+        """What failed, for logs and dead letters, without the server's own words (they may quote the
+        resource, names included): the request, the status, HAPI's codes and each issue's code and
+        element."""
+        issues = [f"{i.get('code') or 'issue'}" + (f" at {', '.join(map(str, where))}" if (
+                  where := i.get("expression") or i.get("location")) else "")
+                  for i in ((self.outcome or {}).get("issue") or ()) if isinstance(i, dict)]
+        detail = [*sorted(self.hapi_codes), *issues[:5]]
+        return f"{self.method} {self.url.split('?')[0]} answered {self.status}" + \
+            (f" ({'; '.join(detail)})" if detail else "")
+
 
 class VersionConflict(FhirError):
     """412/409: the resource changed since it was read; re-read and re-plan, never overwrite.
@@ -94,6 +106,10 @@ class Refused(FhirError):
     @property
     def transient(self) -> bool:
         return False
+
+    @property
+    def summary(self) -> str:
+        return f"{self.method} {self.url.split('?')[0]}: not sent: {self.message}"  # our own words
 
 
 HAPI_CODE = re.compile(r"\bHAPI-\d{4}\b")

@@ -38,7 +38,7 @@ def reconcile(fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None
         try:
             found += _reconcile_one(fhir, state, enqueue, crit, now - lookback, keepalive)
         except FhirError as exc:  # one type failing must not hide the others' changes
-            log.warning("reconciliation search failed", criteria=crit, reason=exc.message)
+            log.warning("reconciliation search failed", criteria=crit, reason=exc.summary)
             failures.append(exc)
     if failures:
         raise failures[0]

@@ -120,11 +120,14 @@ class Runner:
             required = core.due_later(referral.with_plan(plan), ctx) if rederive else ()
             if not plan.writes:
                 self.state.set_timers(plan.timers, keep=required)
-                return Outcome("nothing", [referral_id], notes=list(plan.notes)), referral.resources
+                # A ServiceRequest that is no MMR referral of ours: none of the routine's business.
+                unrelated = bool(plan.notes) and all(n.endswith(core.IGNORED) for n in plan.notes)
+                return Outcome("ignored" if unrelated else "nothing", [referral_id], notes=list(plan.notes)), \
+                    referral.resources
             try:
                 self.apply(plan, source=f"{codes().base}/Device/mmr-adapter#{env.correlation_id}")
             except VersionConflict as exc:
-                log.info("version conflict, planning again", referral=referral_id, reason=exc.message)
+                log.info("version conflict, planning again", referral=referral_id, reason=exc.summary)
                 continue
             self.state.set_timers(plan.timers, keep=required)
             self.state.count_workflow(plan.counts)

@@ -271,9 +271,10 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    """Why an attempt failed, for logs and dead letters: never an exception's text, which may quote data."""
     if isinstance(exc, FhirError):
-        return f"FHIR {exc.method} {exc.url.split('?')[0]} answered {exc.status}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"
+        return f"FHIR {exc.summary}"
+    return type(exc).__name__
 
 
 @app.task(bind=True, name=RECONCILE, acks_late=True, ignore_result=True, max_retries=None)
