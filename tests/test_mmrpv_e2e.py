@@ -235,3 +235,28 @@ def test_a_missing_summary_waits_and_reminds_and_an_interruption_ends_cleanly(st
     assert episode["period"]["end"]
     assert task_by_key(fhir, f"{key(interrupted)}-follow-up") is None
     assert "follow-up" not in tasks(fhir, interrupted)
+
+
+def test_a_follow_up_nobody_answers_fails_at_the_end_of_its_window_and_the_care_still_ends(
+        stack: Stack, fhir: FhirClient, clock: State) -> None:
+    clock.set_clock(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
+    sr = forwarded(fhir)
+    at_stage(fhir, sr, "received", "awaiting-booking")
+    booked_and_planned(fhir, sr, SITES["helsingborg"])
+    clock.set_clock(datetime(2027, 7, 1, 8, 0, tzinfo=STHLM))
+    plan_ = careplan(fhir, sr)
+    fhir.update({**plan_, "status": "completed", "period": {**plan_["period"], "end": "2027-06-30"}})
+    held = wait_for(lambda: task_by_key(fhir, f"{key(sr)}-follow-up"), what="the follow-up Task")
+    due = datetime.fromisoformat(held["restriction"]["period"]["start"])
+    until = datetime.fromisoformat(held["restriction"]["period"]["end"])
+    clock.set_clock(due)
+    fire(stack, due)
+    wait_for(lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "requested",
+             what="the follow-up activated")
+    clock.set_clock(until)
+    fire(stack, until)
+    failed = wait_for(lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "failed" and t,
+                      what="the follow-up failed at the end of its window")
+    assert code(failed["businessStatus"]) == "not-answered"
+    wait_for(lambda: (e := ours(fhir, "EpisodeOfCare", "episodeofcare", f"{key(sr)}-care-commitment"))
+             and e["status"] == "finished", what="the care commitment finished all the same")
