@@ -6,7 +6,9 @@ never), the adapter creates an SDC questionnaire Task for the patient (code
 ``complete-questionnaire``, owner and for the Patient, input the Questionnaire canonical, due
 date in ``restriction.period.end``, partOf the review Task, focus the referral as profile
 mmr-questionnaire-task asks), tells the patient (a ``questionnaire-request`` notice) and puts
-the review ``on-hold`` / ``awaiting-patient``.
+the review ``on-hold`` / ``awaiting-patient``. The intake form is asked only if
+``mappings/questionnaires.yaml`` names it for the review; the other forms named there are asked
+in the same transaction and looked after by ``adapter.workflow.questionnaires``.
 
 The patient app answers with a QuestionnaireResponse for our canonical, ``basedOn`` the
 ServiceRequest (the Task's focus: R4 lets an answer be basedOn a CarePlan or ServiceRequest only,
