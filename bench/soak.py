@@ -347,8 +347,11 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         report.doubled = sum(1 for r in referral_ids if reviews.get(r, 0) > 1 or overdue.get(r, 0) > 1)
         report.silent = sum(1 for r in referral_ids if r in reviews and r not in overdue)
         events, _ = state.metrics()
-        processed = sum(int(v) for k, v in events.items()
-                        if k.split("|")[0] in ("applied", "nothing", "duplicate", "ignored", "dead_lettered"))
+        # Each accepted notification is one event (the soak sends single-resource rest-hook PUTs); each
+        # must end in an outcome of its own (applied, nothing, duplicate, ignored, dead-lettered).
+        # Only events that came in through the API are counted: not the timers', sweep's or
+        # reconciliation's, which would hide a lost one.
+        processed = sum(state.delivered_outcomes().values())
         referral_events = sum(int(v) for k, v in events.items() if k.endswith("|ServiceRequest"))
         report.acked_without_effect = max(0, report.accepted - processed)
         report.dead_letters = state.dlq_size()

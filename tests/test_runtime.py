@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.workflow.core import Timer
-from tests.conftest import LOGS, REDIS_URL, Stack, adapter_env, start_worker, stop, unique, wait_for
+from tests.conftest import LOGS, REDIS_URL, PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
 from tests.faults import FaultProxy, Rule, transaction_about
 from tests.referrals import (
     TEST_NAME,
@@ -521,10 +522,13 @@ def test_a_referral_that_is_not_ours_is_ignored_at_debug_level(quiet: Stack, fhi
     sr = new_referral(fhir, category=[other], code=other)
     request_id = unique("req")
     events_before, _ = state.metrics()
+    delivered_before = state.delivered_outcomes().get("ignored", 0)
     reply = quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr), extra={"X-Request-Id": request_id})
     assert reply.status_code == 202, reply.text
     wait_for(lambda: int(state.metrics()[0].get("ignored|ServiceRequest", 0))
              > int(events_before.get("ignored|ServiceRequest", 0)), what="the ServiceRequest to be ignored")
+    wait_for(lambda: state.delivered_outcomes().get("ignored", 0) > delivered_before,
+             what="the accepted event's own outcome")
     assert state.seen(Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"]).dedup_keys)
     worker_lines = [r for r in _log_lines("worker") if r.get("correlation_id") == request_id]
     assert [r for r in worker_lines if r.get("level") not in ("debug",)] == []  # the stack logs at info: silent
@@ -557,3 +561,39 @@ def test_a_forged_version_in_a_notification_neither_skips_nor_pre_marks_the_real
     real = Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"])
     wait_for(lambda: state.seen(real.dedup_keys), what="the version read from the server to be marked")
     assert not state.seen(Envelope("changed", "test", "ServiceRequest", sr["id"], "99").dedup_keys)
+
+
+def test_a_retried_event_carries_only_its_label_in_the_message_headers_and_no_debug_line_quotes_it(
+        stack: Stack, fhir: FhirClient, proxy: FaultProxy, private_redis: PrivateRedis) -> None:
+    """Every publish, retries included, says only the event's label in Celery's argsrepr (monitoring
+    tools show the headers); a worker logging at DEBUG still never writes the resource's content."""
+    from celery import Celery
+
+    from adapter.pipeline.worker import PROCESS, _publish_options
+
+    name = f"Plantedname{uuid.uuid4().hex[:8]}"
+    queue = unique("mmr-headers")
+    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_REDIS_URL=private_redis.url, MMR_LOG_LEVEL="DEBUG",
+                      MMR_RETRY_BACKOFF="4", MMR_VISIBILITY_TIMEOUT="120")
+    raw = redis.Redis.from_url(private_redis.url, decode_responses=True)
+    with subscriptions_paused(fhir):
+        sr = new_referral(fhir, note=[{"text": f"Patient {name}"}])
+        proxy.add(Rule(transaction_about(sr["id"]), status=503, times=2))
+        envelope = Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"], sr)
+        Celery("headers", broker=private_redis.url).send_task(PROCESS, args=[envelope.to_dict()], queue=queue,
+                                                             **_publish_options(envelope))
+        worker = start_worker(env, "headers", concurrency=1, broker=Celery("headers-ping", broker=private_redis.url))
+        try:
+            def retried_message() -> list[dict[str, Any]]:  # a retry waits its countdown in kombu's unacked hash
+                held = [json.loads(v)[0] for v in raw.hvals("unacked")]
+                return [m for m in held if m["headers"].get("task") == PROCESS and m["headers"].get("retries")]
+
+            [message, *_] = wait_for(retried_message, timeout=30, what="the retried message")
+            assert message["headers"]["argsrepr"] == f"[{envelope.label!r}]"
+            assert name not in json.dumps(message["headers"])
+            one_review_task(fhir, sr["id"], timeout=60)
+        finally:
+            stop(worker)
+    debug = (LOGS / "headers.log").read_text(errors="replace")
+    assert '"level": "debug"' in debug and sr["id"] in debug
+    assert name not in debug

@@ -263,6 +263,14 @@ class State:
         pipe.hincrbyfloat(P + "metrics:latency", "sum", seconds)
         pipe.execute()
 
+    def count_delivered(self, outcome: str) -> None:
+        """The outcome of an event that came in through the API (not a timer's, the sweep's or a
+        reconciliation's): one per accepted event, so the soak can tell none was acknowledged unseen."""
+        self.r.hincrby(P + "metrics:delivered", outcome, 1)
+
+    def delivered_outcomes(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(P + "metrics:delivered").items()}
+
     def metrics(self) -> tuple[dict[str, str], dict[str, str]]:
         return self.r.hgetall(P + "metrics:events"), self.r.hgetall(P + "metrics:latency")
 

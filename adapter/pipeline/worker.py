@@ -39,6 +39,8 @@ PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's default steps, spelled out: queue_keys(
 CONTROL_PRIORITY, EVENT_PRIORITY, SWEEP_PRIORITY = 0, 3, 9
 # Metric labels name only the types the adapter subscribes to: a notification's type is a hint,
 # and an unbounded label set would be a way to exhaust the metrics store.
+# Events the adapter queues itself; every other shape came in through the API.
+INTERNAL_SHAPES = frozenset({"timer", "reconcile", SWEEP_SHAPE, "test"})
 KNOWN_KINDS = frozenset({"ServiceRequest", "Task", "Communication", "QuestionnaireResponse", "Consent", "Appointment",
                          "CarePlan", "DocumentReference", "EpisodeOfCare", "timer", "ping"})
 
@@ -237,6 +239,11 @@ def _park_unreadable(envelope: Any, exc: Exception) -> str:
     return "dead-lettered"
 
 
+def _delivered(st: State, env: Envelope, outcome: str) -> None:
+    if env.shape not in INTERNAL_SHAPES:
+        st.count_delivered(outcome)
+
+
 def _attempt(task: Task, env: Envelope, failures: int) -> str:
     attempts = failures + 1
     kind = env.resource_type or env.kind
@@ -256,6 +263,7 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
         if permanent or attempts >= settings().max_attempts:
             entry = st.park(env, reason, attempts)
             st.count("dead_lettered", kind)
+            _delivered(st, env, "dead_lettered")
             log.error("event dead-lettered", reason=reason, attempts=attempts, dlq_id=entry)
             return "dead-lettered"
         st.count("retried", kind)
@@ -263,6 +271,7 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
         raise task.retry(countdown=backoff(attempts - 1), kwargs={"failures": attempts},
                          **_publish_options(env)) from None
     st.count(outcome.status, kind)
+    _delivered(st, env, outcome.status)
     if outcome.status in ("applied", "nothing"):
         st.observe_latency(max(time.time() - env.received_at, 0.0))
     (log.debug if outcome.status == "ignored" else log.info)("event processed", outcome=outcome.status,
