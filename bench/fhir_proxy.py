@@ -1,6 +1,7 @@
 """A counting pass-through proxy in front of the sandbox FHIR server (loopback only).
 
-Every request is forwarded unchanged and counted by kind: ``read`` (GET Type/id), ``search`` (GET
+Every request is forwarded unchanged (the answers name the proxy's base, not the server's, as
+behind any reverse proxy) and counted by kind: ``read`` (GET Type/id), ``search`` (GET
 Type?...; ``search+include`` when it has _include/_revinclude), ``transaction`` and ``batch`` (POST of
 a Bundle to the base), and ``<METHOD> <Type>`` for anything else. It also sums the time the upstream
 server took per kind, and counts each request's shape (parameter names, no values, no content), and
@@ -135,7 +136,12 @@ def make_handler(target: str, client: httpx.Client, counts: Counts) -> type[Base
             if kind in ("batch", "transaction"):
                 shapes += bundle_entry_shapes(body)
             counts.add(kind, shapes, upstream.status_code, ms)
-            self._reply(upstream.status_code, upstream.content, dict(upstream.headers))
+            # As a reverse proxy in front of a FHIR server must: the answers name the proxy's base, for
+            # the adapter follows a searchset's next link only on the base it was given.
+            own = f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
+            content = upstream.content.replace(target.encode(), own.encode())
+            headers = {k: v.replace(target, own) for k, v in upstream.headers.items()}
+            self._reply(upstream.status_code, content, headers)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 
