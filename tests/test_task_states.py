@@ -23,6 +23,7 @@ from tests.workflow_helpers import (
     add,
     code,
     ctx,
+    decide_as_reviewer,
     referral,
     resource_event,
     response,
@@ -89,6 +90,13 @@ def test_the_decision_records_its_moment() -> None:
     _, after = reviewer_decides("MMRsv", before)
     assert review(after)["executionPeriod"]["end"] == NOW.isoformat()
     assert review(after)["status"] == "completed" and code(review(after)["businessStatus"]) == "decided"
+
+
+def test_a_task_authored_by_a_clock_ahead_of_ours_is_never_modified_before_it_was_authored() -> None:
+    before = decide_as_reviewer(recommended(), "MMRsv")  # authored at NOW; this worker's clock is an hour behind
+    _, after = run(before, resource_event(review(before)), ctx(NOW - timedelta(hours=1)))  # inv-1, which HAPI checks
+    assert review(after)["status"] == "completed"
+    assert review(after)["lastModified"] == review(after)["authoredOn"] == NOW.isoformat()
 
 
 def test_a_rejected_review_ends_rejected_and_its_questionnaire_closed() -> None:

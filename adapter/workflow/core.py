@@ -157,7 +157,22 @@ def update(resource: Resource, **changes: Any) -> Write:
     if "id" not in resource:
         raise ValueError("update() needs a stored resource; build a new one complete in create()")
     body = {k: v for k, v in {**resource, **changes}.items() if v is not None}
-    return Write(body, if_match=version(resource))
+    return Write(_not_before_authored(body), if_match=version(resource))
+
+
+def _not_before_authored(task: Resource) -> Resource:
+    """A Task is never modified before it was authored (FHIR's ``inv-1``, which HAPI enforces).
+
+    ``authoredOn`` may come from a clock running ahead of ours: another worker's, an EHR's.
+    """
+    authored, modified = task.get("authoredOn"), task.get("lastModified")
+    if task.get("resourceType") != "Task" or not (isinstance(authored, str) and isinstance(modified, str)):
+        return task
+    try:
+        late = datetime.fromisoformat(modified) < datetime.fromisoformat(authored)
+    except (TypeError, ValueError):  # a partial date, or one with a zone and one without
+        return task
+    return {**task, "lastModified": authored} if late else task
 
 
 @dataclass(frozen=True)
