@@ -10,8 +10,8 @@ import redis
 import redis.asyncio
 from fastapi import FastAPI
 from kombu.exceptions import OperationalError
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from adapter import delivery
 from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, Settings, load_settings
