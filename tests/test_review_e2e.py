@@ -30,6 +30,7 @@ from tests.e2e_referrals import (
     section,
     tasks,
 )
+from tests.faults import FaultProxy
 from tests.referrals import LUND
 
 pytestmark = pytest.mark.e2e
@@ -117,6 +118,34 @@ def test_questionnaire_path_task_for_the_patient_then_answer_then_recommendation
     done = tasks(fhir, sr)["complete-questionnaire"]
     assert done["status"] == "completed" and done["output"][0]["valueReference"]["reference"].startswith(
         "QuestionnaireResponse/")
+
+
+def test_every_review_event_costs_one_read_and_at_most_one_transaction(stack: Stack, fhir: FhirClient,
+                                                                       proxy: FaultProxy) -> None:
+    """Through the recording proxy: each event the review handles is one search, plus the transaction
+    when it writes. Where the server revincludes answers (HAPI) there is no second read; the sandbox
+    does not, so it costs one more read (the answers' search) per search."""
+    seen = proxy.record()
+    sr = referral_on_server(fhir, extension=[])
+    qtask = wait_for(lambda: tasks(fhir, sr).get("complete-questionnaire"), what="the questionnaire Task")
+    fhir.create({"resourceType": "QuestionnaireResponse", "status": "completed",
+                 "questionnaire": qtask["input"][0]["valueCanonical"], "basedOn": [qtask["focus"]],
+                 "subject": sr["subject"], "authored": datetime.now(STHLM).isoformat(),
+                 "item": [{"linkId": "diagnos-besked", "answer": [{"valueCoding": {"code": "ja"}}]}]})
+    wait_for(lambda: tasks(fhir, sr)["complete-questionnaire"]["status"] == "completed", what="the answer linked")
+    mentions = (sr["id"].encode(), sr["subject"]["reference"].encode())
+    ours = [(method, path, body) for method, path, body in list(seen)
+            if any(m in path.encode() or m in body for m in mentions)]
+    searches = [p for m, p, _ in ours if m == "GET" and p.startswith(f"/fhir/ServiceRequest?_id={sr['id']}&")]
+    posted = [json.loads(b).get("type") for m, _, b in ours if m == "POST"]
+    second_reads = [m for m, p, _ in ours if m == "GET" and p not in searches] + [t for t in posted if t == "batch"]
+    assert searches and len(ours) == len(searches) + len(second_reads) + posted.count("transaction"), ours
+    assert posted.count("transaction") <= len(searches)
+    if FHIR_SERVER == "hapi":
+        assert all("_revinclude:iterate=QuestionnaireResponse:based-on" in p for p in searches)
+        assert second_reads == []
+    else:
+        assert len(second_reads) <= len(searches)
 
 
 def _overdue_counted(stack: Stack) -> int:

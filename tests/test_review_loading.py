@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from adapter.workflow.core import Event, Referral
+from adapter.workflow.load import ServerSearch, referral_query
 from adapter.workflow.review.loading import follow_up_queries, record_queries
-from tests.workflow_helpers import NOW, consent, referral, service_request
+from tests.test_review_questionnaire import QTASK, asked
+from tests.workflow_helpers import NOW, consent, referral, service_request, task, update_resource
 
 
 def test_phase_two_for_a_referral() -> None:
@@ -12,10 +14,32 @@ def test_phase_two_for_a_referral() -> None:
     loaded = dict(referral(sr).resources)
     queries = follow_up_queries(sr, loaded)
     assert queries == [
-        "Consent?patient=Patient/p1&status=active",
-        "Consent?_id=c2",  # c1 is loaded already
+        "Consent?_id=c2",  # c1 is loaded already; the patient's own come with phase one
         "QuestionnaireResponse?subject=Patient/p1&questionnaire=https://mmr-adapter.se/fhir/Questionnaire/mmr-intake",
     ]
+
+
+def test_where_the_server_revincludes_answers_only_those_linked_by_output_alone_are_read() -> None:
+    _, waiting = asked()
+    sr = waiting.service_request
+    assert follow_up_queries(sr, dict(waiting.resources), answers_loaded=True) == []
+    linked = update_resource(waiting, task(waiting, QTASK), output=[
+        {"type": {"text": "response"}, "valueReference": {"reference": "QuestionnaireResponse/qr9"}}])
+    assert follow_up_queries(sr, dict(linked.resources), answers_loaded=True) == ["QuestionnaireResponse?_id=qr9"]
+    assert "QuestionnaireResponse?subject" in follow_up_queries(sr, dict(linked.resources))[0]
+
+
+def test_phase_one_asks_for_the_answers_only_of_a_server_that_declares_it_revincludes_them() -> None:
+    def capability(*specs: str) -> dict[str, object]:
+        return {"rest": [{"resource": [{"type": "ServiceRequest", "searchRevInclude": list(specs)},
+                                       {"type": "Task", "searchRevInclude": ["QuestionnaireResponse:based-on"]}]}]}
+
+    hapi = ServerSearch.of(capability("Task:focus", "QuestionnaireResponse:based-on"))
+    sandbox = ServerSearch.of(capability("Task:focus"))
+    assert hapi.answers and not sandbox.answers and not ServerSearch.of({"rest": "nonsense"}).answers
+    assert "_revinclude:iterate=QuestionnaireResponse:based-on" in referral_query("sr1", hapi)
+    assert "QuestionnaireResponse" not in referral_query("sr1", sandbox)
+    assert "_revinclude:iterate=Consent:patient" in referral_query("sr1", sandbox)
 
 
 def test_the_event_resource_and_the_workload_when_asked_for() -> None:

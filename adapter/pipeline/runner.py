@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from adapter.fhir.client import FhirClient, NotFound, VersionConflict
+from adapter.fhir.client import FhirClient, FhirError, NotFound, VersionConflict
 from adapter.logs import log
 from adapter.mappings import codes
 from adapter.pipeline import heartbeat
@@ -47,6 +47,7 @@ class Runner:
         self.options = dict(options or {})
         self.reconcile = reconcile
         self.request_reconcile = request_reconcile
+        self._server_search: load.ServerSearch | None = None
 
     # ------------------------------------------------------------ entry point
 
@@ -182,11 +183,12 @@ class Runner:
 
     def load(self, referral_id: str, event: Event | None = None) -> Referral | None:
         """The referral and what surrounds it: one search with includes, then at most two batches."""
-        resources = _collect(self.fhir.get(load.referral_query(referral_id)))
+        server = self.server_search()
+        resources = _collect(self.fhir.get(load.referral_query(referral_id, server)))
         service_request = resources.get(f"ServiceRequest/{referral_id}")
         if service_request is None:
             return None
-        more = load.follow_up_queries(service_request, resources, event, self.options)
+        more = load.follow_up_queries(service_request, resources, event, self.options, server)
         if more:
             for reply in self.fhir.batch_get(more):
                 resources.update(_collect(reply))
@@ -197,6 +199,18 @@ class Runner:
                 resources.update(_collect(reply))
             referral = Referral(service_request, resources)
         return referral
+
+    def server_search(self) -> load.ServerSearch:
+        """What the server's search can do, read once per process from its CapabilityStatement; while
+        that cannot be read, what every server does."""
+        if self._server_search is None:
+            try:
+                self._server_search = load.ServerSearch.of(self.fhir.capabilities())
+            except (FhirError, ValueError) as exc:
+                reason = exc.summary if isinstance(exc, FhirError) else "not JSON"
+                log.warning("capability statement unreadable: searching as on any server", reason=reason)
+                return load.ServerSearch()
+        return self._server_search
 
     # ------------------------------------------------------------ writing
 

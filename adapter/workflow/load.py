@@ -9,6 +9,7 @@ routine says what it needs in its own ``loading`` module; this one only gathers 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,18 +23,40 @@ REFERRAL_INCLUDES = (
     "_include=ServiceRequest:performer",
     "_revinclude=Task:focus",
     "_revinclude=Communication:based-on",
+    *review.REVINCLUDES,
     *mmrpv.REVINCLUDES,
 )
+ANSWERS = "QuestionnaireResponse:based-on"
 
 
-def referral_query(referral_id: str) -> str:
-    return f"ServiceRequest?_id={referral_id}&" + "&".join(REFERRAL_INCLUDES)
+@dataclass(frozen=True)
+class ServerSearch:
+    """What the server's search does beyond what every server here does, from its CapabilityStatement.
+
+    ``answers``: it revincludes QuestionnaireResponses by ``based-on`` (HAPI does, the sandbox does
+    not), so phase one brings the patient's answers and phase two need not search for them.
+    """
+
+    answers: bool = False
+
+    @classmethod
+    def of(cls, capability: Mapping[str, Any]) -> ServerSearch:
+        declared = {str(spec) for rest in capability.get("rest") or () if isinstance(rest, dict)
+                    for resource in rest.get("resource") or ()
+                    if isinstance(resource, dict) and resource.get("type") == "ServiceRequest"
+                    for spec in resource.get("searchRevInclude") or ()}
+        return cls(answers=ANSWERS in declared)
+
+
+def referral_query(referral_id: str, server: ServerSearch = ServerSearch()) -> str:
+    answers = (f"_revinclude:iterate={ANSWERS}",) if server.answers else ()  # basedOn the referral or its Tasks
+    return f"ServiceRequest?_id={referral_id}&" + "&".join((*REFERRAL_INCLUDES, *answers))
 
 
 def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource], event: Event | None = None,
-                      options: Mapping[str, Any] | None = None) -> list[str]:
+                      options: Mapping[str, Any] | None = None, server: ServerSearch = ServerSearch()) -> list[str]:
     """Phase two: searches that depend on what phase one found, run as one batch."""
-    return [*review.follow_up_queries(service_request, loaded, event, options),
+    return [*review.follow_up_queries(service_request, loaded, event, options, answers_loaded=server.answers),
             *mmrpv.follow_up_queries(service_request, loaded)]
 
 

@@ -3,8 +3,11 @@
 Phase one is the shell's referral search; it already brings every Task and Communication of the
 review (``_revinclude=Task:focus``: the review, questionnaire, booking and intake Tasks all have
 the ServiceRequest as focus; ``_revinclude=Communication:based-on``: every message the adapter
-sends is basedOn it). Phase two, one batch, is :func:`follow_up_queries`. Phase three, only
-under an active Consent, is :func:`record_queries`: the patient's record the referral points at.
+sends is basedOn it), the patient's Consents (:data:`REVINCLUDES`, from the included Patient) and,
+where the server revincludes them, the answers basedOn the referral or its questionnaire Task.
+Phase two, one batch, is :func:`follow_up_queries`: only what phase one could not bring. Phase
+three, only under an active Consent, is :func:`record_queries`: the patient's record the referral
+points at.
 
 R4 has no search parameter for ``Communication.inResponseTo``: a referrer's reply that is not
 ``basedOn`` the ServiceRequest is found only as the event's own resource, so the shell adds it
@@ -22,9 +25,10 @@ from adapter.mappings import codes
 from adapter.workflow.core import Event, Referral, Resource
 from adapter.workflow.review.referral import as_list, dig, local, performer_clinic
 from adapter.workflow.review.sources import consent_covers, questionnaire_canonical
-from adapter.workflow.review.state import OPEN, is_open, review_task
+from adapter.workflow.review.state import OPEN, is_open, questionnaire_task, review_task
 
 EVENT_TYPES = ("Communication", "QuestionnaireResponse")
+REVINCLUDES = ("_revinclude:iterate=Consent:patient",)  # every Consent of the patient; the rule keeps the active
 
 
 def _subject(service_request: Resource) -> str | None:
@@ -33,20 +37,24 @@ def _subject(service_request: Resource) -> str | None:
 
 
 def consent_queries(service_request: Resource, loaded: Mapping[str, Resource]) -> list[str]:
-    """The patient's active Consents, and Consents the referral points at that phase one did not bring."""
-    out = []
-    if subject := _subject(service_request):
-        out.append(f"Consent?patient={subject}&status=active")
+    """Consents the referral points at that phase one did not bring (another patient's, say)."""
     ids = [t.split("/", 1)[1] for info in as_list(service_request.get("supportingInfo"))
            if (t := local(dig(info, "reference"))) and t.startswith("Consent/") and t not in loaded]
-    if ids:
-        out.append("Consent?_id=" + ",".join(sorted(set(ids))))
-    return out
+    return ["Consent?_id=" + ",".join(sorted(set(ids)))] if ids else []
 
 
-def response_query(service_request: Resource) -> list[str]:
-    """The patient's answers to our intake questionnaire (the steps keep those of this referral)."""
-    subject = _subject(service_request)
+def response_query(referral: Referral, answers_loaded: bool) -> list[str]:
+    """The patient's answers to our intake questionnaire (the steps keep those of this referral).
+
+    Where phase one brought the answers basedOn the referral or its questionnaire Task, only those
+    linked to the Task by its output alone are still to be read, and only when it has such a link.
+    """
+    if answers_loaded:
+        linked = [t.split("/", 1)[1] for out in as_list((questionnaire_task(referral) or {}).get("output"))
+                  if (t := local(dig(out, "valueReference", "reference")))
+                  and t.startswith("QuestionnaireResponse/") and t not in referral.resources]
+        return ["QuestionnaireResponse?_id=" + ",".join(sorted(set(linked)))] if linked else []
+    subject = _subject(referral.service_request)
     url = questionnaire_canonical().split("|")[0]
     return [f"QuestionnaireResponse?subject={subject}&questionnaire={url}"] if subject else []
 
@@ -72,15 +80,16 @@ def event_query(event: Event | None, loaded: Mapping[str, Resource]) -> list[str
 
 
 def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource], event: Event | None = None,
-                      options: Mapping[str, Any] | None = None) -> list[str]:
+                      options: Mapping[str, Any] | None = None, answers_loaded: bool = False) -> list[str]:
     """Phase two of the load, one batch: everything the review steps read beyond phase one, while the
-    review runs; once it is closed, only the event's own resource (a follow-up answer, say)."""
+    review runs; once it is closed, only the event's own resource (a follow-up answer, say).
+    ``answers_loaded``: phase one brought the answers basedOn the referral and its Tasks."""
     referral = Referral(service_request, loaded)
     review = review_task(referral)
     if review is not None and not is_open(review):  # the review is over: its sources are no longer read
         return event_query(event, loaded)
     assignment = str((options or {}).get("assignment") or "round-robin")
-    return [*consent_queries(service_request, loaded), *response_query(service_request),
+    return [*consent_queries(service_request, loaded), *response_query(referral, answers_loaded),
             *workload_query(referral, assignment), *event_query(event, loaded)]
 
 
