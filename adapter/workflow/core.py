@@ -10,14 +10,15 @@ out-of-order event plans nothing new.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from adapter.fhir.search import identifier_criteria
 
 Resource = dict[str, Any]
+T = TypeVar("T")
 
 EventKind = Literal["changed", "deleted", "timer"]
 
@@ -64,6 +65,19 @@ class Referral:
 
     service_request: Resource
     resources: Mapping[str, Resource] = field(default_factory=dict)
+    # What steps derive from this state, with the resource types it was derived from (None: all).
+    _derived: dict[Hashable, tuple[Any, frozenset[str] | None]] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
+
+    def derived(self, key: Hashable, compute: Callable[[], T], reads: frozenset[str] | None = None) -> T:
+        """``compute()``, once per state and ``key`` (what besides the state it depends on).
+
+        A state never changes; the next one (:meth:`with_plan`) keeps what was derived only from
+        ``reads``, the resource types the plan did not write.
+        """
+        if key not in self._derived:
+            self._derived[key] = (compute(), reads)
+        return self._derived[key][0]
 
     @property
     def id(self) -> str:
@@ -109,7 +123,11 @@ class Referral:
             resources[w.key] = w.resource
             if w.key == self.reference:
                 service_request = w.resource
-        return replace(self, resources=resources, service_request=service_request)
+        after = replace(self, resources=resources, service_request=service_request)
+        written = {w.resource.get("resourceType") for w in plan.writes}
+        after._derived.update({k: (value, reads) for k, (value, reads) in self._derived.items()
+                               if reads is not None and not written & reads})
+        return after
 
 
 @dataclass(frozen=True)

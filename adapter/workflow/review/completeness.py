@@ -37,7 +37,7 @@ from adapter.workflow.calendar import add_working_days
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, on
 from adapter.workflow.review import options
 from adapter.workflow.review.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
-from adapter.workflow.review.sources import RuleError, fhirpath, is_true, variables
+from adapter.workflow.review.sources import RECORD, RuleError, holds
 from adapter.workflow.review.state import (
     REVIEW_EVENTS,
     at_stage,
@@ -98,20 +98,23 @@ def _profile_errors(body: str) -> tuple[Rule, ...]:
     return tuple(out)
 
 
-def missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[list[Rule], list[str]]:
+def missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[tuple[Rule, ...], tuple[str, ...]]:
     """The rules the referral fails, then its profile errors, and notes on rules that could not be
-    evaluated (they count as failed)."""
-    env = variables(referral, clinic, now)
+    evaluated (they count as failed). Evaluated once per event, however many steps ask."""
+    return referral.derived(("missing", clinic, now), lambda: _missing(referral, clinic, now), RECORD)
+
+
+def _missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[tuple[Rule, ...], tuple[str, ...]]:
     failed, notes = [], []
     for rule in rules():
         try:
-            ok = is_true(fhirpath(rule.expression, referral.service_request, env))
+            ok = holds(referral, clinic, now, rule.expression)
         except RuleError as exc:
             ok = False
             notes.append(f"completeness rule {rule.id} could not be evaluated ({exc}): counted as missing")
         if not ok:
             failed.append(rule)
-    return failed + list(profile_errors(referral.service_request)), notes
+    return (*failed, *profile_errors(referral.service_request)), tuple(notes)
 
 
 # ---------------------------------------------------------------- supplement rounds

@@ -20,7 +20,7 @@ from adapter.conformance.package import CRITERIA_FILE, profiles_dir
 from adapter.mappings import codes, load
 from adapter.workflow.core import Referral, Resource
 from adapter.workflow.review.referral import as_list, performer_clinic
-from adapter.workflow.review.sources import RuleError, answers, fhirpath, record, responses, variables
+from adapter.workflow.review.sources import RECORD, RuleError, answers, fhirpath, record, responses, variables
 from adapter.workflow.review.state import key_of, questionnaire_task
 
 CRITERIA = ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")
@@ -162,6 +162,16 @@ def _label(value: Any, lang: str) -> str:
     return str(value.get(lang) or value.get("sv")) if isinstance(value, dict) else str(value)
 
 
+def _from_referral(referral: Referral, now: datetime,
+                   lang: str) -> tuple[tuple[tuple[Evidence, ...], tuple[str, ...]], ...]:
+    """Each criterion's evidence in the referral and the record, once per event however many steps ask."""
+    def compute() -> tuple[tuple[tuple[Evidence, ...], tuple[str, ...]], ...]:
+        clinic = performer_clinic(referral)
+        env = variables(referral, clinic, now, conditions=record(referral, clinic, now))
+        return tuple((tuple(e), tuple(n)) for e, n in (_referral_evidence(referral, c, env, lang) for c in CRITERIA))
+    return referral.derived(("criteria", now, lang), compute, RECORD)
+
+
 def _referral_evidence(referral: Referral, criterion: str, env: dict[str, Any],
                        lang: str) -> tuple[list[Evidence], list[str]]:
     evidence, notes = [], []
@@ -245,12 +255,10 @@ def latest_response(referral: Referral) -> Resource | None:
 
 def evaluate(referral: Referral, now: datetime, lang: str = "sv") -> Assessment:
     """Every criterion from the referral and the newest completed answers of the patient."""
-    clinic = performer_clinic(referral)
-    env = variables(referral, clinic, now, conditions=record(referral, clinic, now))
     response = latest_response(referral)
     findings, notes = [], []
-    for criterion in CRITERIA:
-        evidence, rule_notes = _referral_evidence(referral, criterion, env, lang)
+    for criterion, (in_referral, rule_notes) in zip(CRITERIA, _from_referral(referral, now, lang), strict=True):
+        evidence = list(in_referral)
         notes += rule_notes
         verdicts = [e.verdict for e in evidence]
         if response is not None and (found := questionnaire_finding(criterion, response)):

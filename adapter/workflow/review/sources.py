@@ -81,6 +81,12 @@ def consents(referral: Referral) -> list[Resource]:
     return found
 
 
+# What the rules read: the referral, the patient's Consents and record, the requester. Values derived
+# from them alone are kept across a plan's steps that write none of these (``Referral.derived``).
+RECORD = frozenset({"ServiceRequest", "Patient", "Consent", "Condition", "Practitioner", "PractitionerRole",
+                    "Organization"})
+
+
 def variables(referral: Referral, clinic: Clinic | None, now: datetime,
               conditions: list[Resource] | None = None) -> dict[str, Any]:
     return {
@@ -108,9 +114,23 @@ def _consent_rule() -> str:
 def consent_covers(referral: Referral, clinic: Clinic | None, now: datetime) -> bool:
     """An active Consent of the patient permits the clinic to read the record (completeness.yaml ``consent``)."""
     try:
-        return is_true(fhirpath(_consent_rule(), referral.service_request, variables(referral, clinic, now)))
+        return holds(referral, clinic, now, _consent_rule())
     except RuleError:
         return False
+
+
+def holds(referral: Referral, clinic: Clinic | None, now: datetime, expression: str) -> bool:
+    """Whether a rule's expression is true of the referral; evaluated once per event however many steps
+    ask. Raises :class:`RuleError` when it cannot be evaluated."""
+    def compute() -> bool | RuleError:
+        try:
+            return is_true(fhirpath(expression, referral.service_request, variables(referral, clinic, now)))
+        except RuleError as exc:
+            return exc
+    result = referral.derived(("rule", expression, clinic, now), compute, RECORD)
+    if isinstance(result, RuleError):
+        raise result
+    return result
 
 
 def record(referral: Referral, clinic: Clinic | None, now: datetime) -> list[Resource]:

@@ -1,0 +1,53 @@
+"""No repeated work within an event: every rule and FHIRPath expression is evaluated once per event,
+however many steps ask, and what a step's writes cannot change is not evaluated again."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from adapter.workflow import core
+from adapter.workflow.core import Plan, Write
+from adapter.workflow.review import completeness, criteria, sources
+from tests.workflow_helpers import ALL_MET, ctx, referral, service_request, sr_event
+
+
+@pytest.fixture
+def evaluations(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Every FHIRPath evaluation, by expression."""
+    seen: Counter[str] = Counter()
+    real = sources.fhirpath
+
+    def counting(expression: str, *args: Any, **kwargs: Any) -> Any:
+        seen[expression] += 1
+        return real(expression, *args, **kwargs)
+
+    for module in (sources, completeness, criteria):
+        monkeypatch.setattr(module, "fhirpath", counting, raising=False)
+    return seen
+
+
+def test_an_arrival_evaluates_every_expression_once(evaluations: Counter[str]) -> None:
+    state = referral(service_request(extension=ALL_MET))
+    plan = core.decide(state, sr_event(state), ctx())
+    assert plan.writes and len(evaluations) > 5  # the completeness rules and the criteria ran
+    assert {e: n for e, n in evaluations.items() if n > 1} == {}
+
+
+def test_what_is_derived_from_the_record_outlives_writes_of_tasks_but_not_of_the_referral() -> None:
+    state = referral(service_request())
+    computed: list[int] = []
+
+    def count() -> int:
+        computed.append(1)
+        return len(computed)
+
+    assert state.derived("k", count, sources.RECORD) == state.derived("k", count, sources.RECORD) == 1
+    task = Write({"resourceType": "Task", "id": "t9", "status": "requested"})
+    assert state.with_plan(Plan(writes=(task,))).derived("k", count, sources.RECORD) == 1
+    revised = Write({**state.service_request, "status": "revoked"})
+    assert state.with_plan(Plan(writes=(revised,))).derived("k", count, sources.RECORD) == 2
+    assert state.with_plan(Plan(writes=(task,))).derived("all", count) == 3  # no reads: the whole state
+    assert state.derived("all", count) == 4 and state.with_plan(Plan(writes=(task,))).derived("all", count) == 5
