@@ -377,3 +377,11 @@ def test_a_referral_revoked_at_the_unit_cancels_its_open_tasks_and_ends_the_epis
     assert {"R-1-AVB-referrer-revoked", "R-1-AVB-patient-revoked"} <= set(messages(state))
     later = Context(now=NOW + timedelta(days=30))
     assert not decide(as_loaded(state), timer_event(state, "mmrpv-booking-reminder"), later).writes
+
+
+def test_a_care_commitment_ended_by_a_clock_behind_its_start_never_ends_before_it_began() -> None:
+    state = forwarded()  # the commitment began at NOW; this worker's clock is a day behind (per-1, HAPI checks it)
+    state = update_resource(state, state.service_request, status="revoked")
+    state = settle(state, sr_event(state), Context(now=NOW - timedelta(days=1)))
+    [episode] = of_type(state, "EpisodeOfCare")
+    assert episode["status"] == "cancelled" and episode["period"]["end"] == episode["period"]["start"]

@@ -175,22 +175,31 @@ def update(resource: Resource, **changes: Any) -> Write:
     if "id" not in resource:
         raise ValueError("update() needs a stored resource; build a new one complete in create()")
     body = {k: v for k, v in {**resource, **changes}.items() if v is not None}
-    return Write(_not_before_authored(body), if_match=version(resource))
+    return Write(_in_order(body), if_match=version(resource))
 
 
-def _not_before_authored(task: Resource) -> Resource:
-    """A Task is never modified before it was authored (FHIR's ``inv-1``, which HAPI enforces).
+def _in_order(resource: Resource) -> Resource:
+    """Nothing ends before it began: a Task is not modified before it was authored (``inv-1``), a
+    period does not end before its start (``per-1``); HAPI's validator checks both.
 
-    ``authoredOn`` may come from a clock running ahead of ours: another worker's, an EHR's.
+    The earlier moment may come from a clock running ahead of ours: another worker's, an EHR's.
     """
-    authored, modified = task.get("authoredOn"), task.get("lastModified")
-    if task.get("resourceType") != "Task" or not (isinstance(authored, str) and isinstance(modified, str)):
-        return task
+    if resource.get("resourceType") == "Task" and _before(resource.get("lastModified"), resource.get("authoredOn")):
+        resource = {**resource, "lastModified": resource["authoredOn"]}
+    period = resource.get("period")
+    if isinstance(period, dict) and _before(period.get("end"), period.get("start")):
+        resource = {**resource, "period": {**period, "end": period["start"]}}
+    return resource
+
+
+def _before(later: Any, earlier: Any) -> bool:
+    """``later`` is a dateTime before ``earlier``; False for anything that is not two comparable moments."""
+    if not (isinstance(later, str) and isinstance(earlier, str)):
+        return False
     try:
-        late = datetime.fromisoformat(modified) < datetime.fromisoformat(authored)
+        return datetime.fromisoformat(later) < datetime.fromisoformat(earlier)
     except (TypeError, ValueError):  # a partial date, or one with a zone and one without
-        return task
-    return {**task, "lastModified": authored} if late else task
+        return False
 
 
 @dataclass(frozen=True)
