@@ -22,7 +22,7 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow.calendar import parse_day_end, parse_moment, working_day_deadline
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, Write, create
 from adapter.workflow.review import options
 from adapter.workflow.review.referral import as_list, dig, patient_reference, points_to, referral_key
 from adapter.workflow.review.sources import questionnaire_canonical
@@ -30,7 +30,19 @@ from adapter.workflow.review.state import OPEN, cancel, concept, find_own, own_v
 
 MOMENTS = ("review", "first-visit", "after-programme", "follow-up")
 DUE_TIMER = "questionnaire-due"
-SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
+
+
+def sdc_type(code: str) -> dict[str, Any]:
+    """A questionnaire Task's input or output type, in SDC's code system (codes.yaml ``sdc_task_code``)."""
+    return {"coding": [{"system": codes().sdc_task_code["system"], "code": code}]}
+
+
+def answered(referral: Referral, task: Resource, answer: Resource, ctx: Context) -> Write:
+    """The questionnaire Task completed by the patient's answer, linked as its output."""
+    output = {"type": sdc_type("questionnaire-response"),
+              "valueReference": {"reference": f"QuestionnaireResponse/{answer['id']}"}}
+    return revise(referral, task, "task", status="completed", output=[*as_list(task.get("output")), output],
+                  businessStatus=concept("business-status", "answered", ctx), lastModified=ctx.now.isoformat())
 
 
 def configured(ctx: Context, moment: str) -> tuple[str, ...]:
@@ -69,7 +81,7 @@ def _body(referral: Referral, canonical: str, part_of: dict[str, str], requester
         "focus": {"reference": referral.reference}, "partOf": [part_of], "for": patient, "owner": patient,
         "requester": requester, "authoredOn": ctx.now.isoformat(), "lastModified": ctx.now.isoformat(),
         "restriction": {"period": {"end": due.isoformat()}},
-        "input": [{"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire"}]}, "valueCanonical": canonical}],
+        "input": [{"type": sdc_type("questionnaire"), "valueCanonical": canonical}],
     }
     return {k: v for k, v in body.items() if v is not None}
 
@@ -105,15 +117,18 @@ def companions(referral: Referral, part_of: str | None = None) -> list[Resource]
     return found
 
 
-def answer_to(referral: Referral, task: Resource) -> Resource | None:
-    """A completed QuestionnaireResponse for the Task's canonical, basedOn the referral or the Task."""
-    url = url_of(canonical_of(task))
+def answer_to(referral: Referral, task: Resource, canonical: str | None = None) -> Resource | None:
+    """The first completed QuestionnaireResponse of the referral's patient to the Task's canonical
+    (``canonical`` if the Task names none), basedOn the referral or the Task or linked as its output."""
+    url = url_of(canonical_of(task) or canonical)
     keys = [referral.reference] + ([f"Task/{task['id']}"] if task.get("id") else [])
     outputs = {dig(p, "valueReference", "reference") for p in as_list(task.get("output")) if isinstance(p, dict)}
+    patient = dig(patient_reference(referral), "reference")
     found = [qr for qr in referral.all("QuestionnaireResponse")
              if qr.get("status") in ("completed", "amended") and url_of(qr.get("questionnaire")) == url
              and (any(points_to(qr.get("basedOn"), k) for k in keys) or f"QuestionnaireResponse/{qr.get('id')}"
-                  in outputs)]
+                  in outputs)
+             and (not patient or not dig(qr, "subject", "reference") or points_to(qr.get("subject"), patient))]
     return min(found, key=lambda r: (str(r.get("authored") or ""), str(r.get("id")))) if found else None
 
 
@@ -130,12 +145,7 @@ def settle_companions(referral: Referral, ctx: Context) -> Plan:
             continue
         due = parse_moment(dig(task, "restriction", "period", "end"))
         if (answer := answer_to(referral, task)) and answer.get("id"):
-            output = {"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire-response"}]},
-                      "valueReference": {"reference": f"QuestionnaireResponse/{answer['id']}"}}
-            plan += Plan(writes=(revise(referral, task, "task", status="completed", lastModified=ctx.now.isoformat(),
-                                        businessStatus=concept("business-status", "answered", ctx),
-                                        output=[*as_list(task.get("output")), output]),),
-                         notes=("questionnaire answered",))
+            plan += Plan(writes=(answered(referral, task, answer, ctx),), notes=("questionnaire answered",))
         elif due is not None and ctx.now >= due:
             plan += Plan(writes=(revise(referral, task, "task", status="failed", lastModified=ctx.now.isoformat(),
                                         businessStatus=concept("business-status", "not-answered", ctx)),),

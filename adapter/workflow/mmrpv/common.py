@@ -280,21 +280,6 @@ def follow_up_canonical() -> str:
     return str(load("questionnaires")["moments"]["follow-up"][0])
 
 
-def follow_up_answer(referral: Referral, task: Resource) -> Resource | None:
-    """The patient's completed answer to the follow-up: the form its Task asks for, basedOn the Task or the referral."""
-    asked = next((p.get("valueCanonical") for p in task.get("input") or () if isinstance(p, dict)), None)
-    url = str(asked or follow_up_canonical()).split("|")[0]
-    task_key = f"Task/{task['id']}" if task.get("id") else None
-    subject = referral.service_request.get("subject") or {}
-    found = [qr for qr in referral.all("QuestionnaireResponse")
-             if qr.get("status") in ("completed", "amended")
-             and str(qr.get("questionnaire") or "").split("|")[0] == url
-             and (points_to(qr.get("basedOn"), task_key) or points_to(qr.get("basedOn"), referral.reference))
-             and (not qr.get("subject") or not subject.get("reference")
-                  or local_ref(qr["subject"].get("reference")) == local_ref(subject.get("reference")))]
-    return min(found, key=lambda r: (str(r.get("authored") or ""), r["id"])) if found else None
-
-
 def add_months(moment: datetime, months: int) -> datetime:
     """The same local day and time ``months`` later (the 31st becomes the month's last day)."""
     start = local(moment)

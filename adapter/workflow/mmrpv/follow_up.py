@@ -36,7 +36,6 @@ from adapter.workflow.mmrpv.common import (
     add_months,
     data,
     fired,
-    follow_up_answer,
     follow_up_canonical,
     follow_up_task,
     intake_task,
@@ -48,7 +47,6 @@ from adapter.workflow.mmrpv.common import (
     unit_ref,
 )
 from adapter.workflow.review.options import number, option
-from adapter.workflow.review.questionnaire import SDC_TEMP
 from adapter.workflow.review.referral import patient_reference
 from adapter.workflow.review.state import concept, key_of, revise
 
@@ -81,7 +79,7 @@ def _body(referral: Referral, due: datetime, ctx: Context) -> dict[str, Any]:
         "authoredOn": ctx.now.isoformat(),
         "lastModified": ctx.now.isoformat(),
         "restriction": {"period": {"start": due.isoformat(), "end": window.isoformat()}},
-        "input": [{"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire"}]},
+        "input": [{"type": questionnaires.sdc_type("questionnaire"),
                    "valueCanonical": (questionnaires.configured(ctx, "follow-up") or (follow_up_canonical(),))[0]}],
     }
     return {k: v for k, v in body.items() if v is not None}
@@ -120,12 +118,8 @@ def run_follow_up(referral: Referral, event: Event, ctx: Context) -> Plan:
         return Plan(timers=(Timer(FOLLOW_UP_DUE, referral.id, due),)) if fired(event, FOLLOW_UP_DUE) else NOTHING
     if status not in ("requested", "received", "accepted", "ready", "in-progress"):
         return NOTHING
-    if answer := follow_up_answer(referral, task):
-        output = {"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire-response"}]},
-                  "valueReference": {"reference": f"QuestionnaireResponse/{answer['id']}"}}
-        done = revise(referral, task, TASK, status="completed", output=[*(task.get("output") or ()), output],
-                      businessStatus=concept("business-status", "answered", ctx), lastModified=ctx.now.isoformat())
-        return Plan(writes=(done,), notes=("follow-up answered",))
+    if (answer := questionnaires.answer_to(referral, task, follow_up_canonical())) and answer.get("id"):
+        return Plan(writes=(questionnaires.answered(referral, task, answer, ctx),), notes=("follow-up answered",))
     if ctx.now >= until:
         reason = {"text": text(data()["reasons"]["follow-up-no-answer"], ctx)}
         failed = revise(referral, task, TASK, status="failed", statusReason=reason, lastModified=ctx.now.isoformat(),

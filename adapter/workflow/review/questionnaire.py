@@ -32,7 +32,7 @@ from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resou
 from adapter.workflow.review import completeness, options
 from adapter.workflow.review.criteria import Assessment, answerable, evaluate, latest_response
 from adapter.workflow.review.deadline import deadline_of
-from adapter.workflow.review.referral import as_list, clinic_reference, patient_reference, performer_clinic
+from adapter.workflow.review.referral import clinic_reference, patient_reference, performer_clinic
 from adapter.workflow.review.sources import questionnaire_canonical
 from adapter.workflow.review.state import (
     REVIEW_EVENTS,
@@ -51,7 +51,6 @@ from adapter.workflow.review.state import (
 )
 
 REMINDER_TIMER = "questionnaire-reminder"
-SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
 
 
 def wanted(assessment: Assessment, ctx: Context) -> bool:
@@ -89,8 +88,7 @@ def _task_body(referral: Referral, review: Resource, canonical: str, due: dateti
         "authoredOn": ctx.now.isoformat(),
         "lastModified": ctx.now.isoformat(),
         "restriction": {"period": {"end": due.isoformat()}},
-        "input": [{"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire"}]},
-                   "valueCanonical": canonical}],
+        "input": [{"type": questionnaires.sdc_type("questionnaire"), "valueCanonical": canonical}],
     }
     return {k: v for k, v in body.items() if v is not None}
 
@@ -130,12 +128,8 @@ def _first_timer(ctx: Context, due: datetime) -> datetime:
 
 def _link(referral: Referral, review: Resource, task: Resource, response: Resource, ctx: Context) -> Plan:
     """The answer completes the questionnaire Task and the review resumes."""
-    output = {"type": {"coding": [{"system": SDC_TEMP, "code": "questionnaire-response"}]},
-              "valueReference": {"reference": f"QuestionnaireResponse/{response['id']}"}}
-    done = revise(referral, task, "task", status="completed",
-                  businessStatus=concept("business-status", "answered", ctx),
-                  output=[*as_list(task.get("output")), output], lastModified=ctx.now.isoformat())
-    return Plan(writes=(done,), notes=("questionnaire answered",)) + _resume(referral, review, ctx)
+    return Plan(writes=(questionnaires.answered(referral, task, response, ctx),), notes=("questionnaire answered",)) \
+        + _resume(referral, review, ctx)
 
 
 def _resume(referral: Referral, review: Resource, ctx: Context) -> Plan:
