@@ -59,15 +59,21 @@ def _activated(fhir: FhirClient, ids: list[str], timeout: float = 20.0) -> None:
 
 @contextmanager
 def subscriptions_paused(fhir: FhirClient) -> Iterator[None]:
-    """Switch the server's Subscriptions off, so only what a test sends reaches the adapter."""
+    """Take the server's Subscriptions away, so only what a test sends reaches the adapter; then
+    subscribe again with new ones.
+
+    Not ``off`` and back: HAPI 8.2 re-registering a Subscription it had switched off has been seen
+    to leave its delivery channel without a handler ("Channel has zero subscribers"), after which
+    nothing matching it was ever delivered again. A new Subscription gets a new channel.
+    """
     ids = [s["id"] for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"]
     _activated(fhir, ids)
-    for sid in ids:
-        fhir.update({**fhir.read("Subscription", sid), "status": "off"})
+    saved = [fhir.read("Subscription", sid) for sid in ids]
+    for sub in saved:
+        fhir.delete("Subscription", sub["id"])
     try:
         yield
     finally:
-        for sid in ids:
-            current = fhir.read("Subscription", sid)
-            fhir.update({**current, "status": "requested"})
-        _activated(fhir, ids)
+        again = [fhir.create({**{k: v for k, v in sub.items() if k not in ("id", "meta", "error")},
+                              "status": "requested"}) for sub in saved]
+        _activated(fhir, [sub["id"] for sub in again])

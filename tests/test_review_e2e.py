@@ -181,14 +181,17 @@ def test_due_date_across_easter_and_overdue_flagged_exactly_once(stack: Stack, f
     assert due == datetime(2027, 4, 1, 16, 0, tzinfo=STHLM)
     overdue = f"{key(sr)}-overdue-clinic-review"
 
-    clock.set_clock(datetime(2027, 4, 1, 15, 0, tzinfo=STHLM))  # an hour early: nothing
+    # Before any firing: a timer fired in 2027 also flags the reviews earlier tests left open, and a
+    # snapshot taken while one of those is being written (on the server, not yet counted) never
+    # balances. Taken here, every flag the firings below cause is in both differences.
+    counted_before, flags_before = _overdue_counted(stack), len(_overdue_flags(fhir))
+    clock.set_clock(datetime(2027, 4, 1, 15, 0, tzinfo=STHLM))  # an hour early: nothing of ours
     assert _fire(stack, datetime(2027, 4, 1, 15, 0, tzinfo=STHLM)).returncode == 0
     clock.set_clock(datetime(2027, 4, 1, 17, 0, tzinfo=STHLM))
     at = datetime(2027, 4, 1, 17, 0, tzinfo=STHLM)
     # Ours only: other tests' referrals may have theirs moved or armed by the worker meanwhile.
     ours = {m for m, when in clock.timers() if m.startswith(f"{sr['id']}|") and when <= at.timestamp()}
     assert ours
-    counted_before, flags_before = _overdue_counted(stack), len(_overdue_flags(fhir))
     with ThreadPoolExecutor(2) as pool:  # two beat runs racing
         runs = list(pool.map(lambda _: _fire(stack, at), range(2)))
     assert all(r.returncode == 0 for r in runs)
