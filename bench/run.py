@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="a dedicated Redis db on loopback")
     p.add_argument("--fhir", choices=("sandbox", "hapi"), default="sandbox",
                    help="the FHIR server: the sekmet sandbox, or the HAPI FHIR JPA fixture of hapi/ (default sandbox)")
+    p.add_argument("--busy-cores", type=int, default=0,
+                   help="processes spinning on the CPU during /notify, a competing load (default 0)")
     p.add_argument("--phases", default="accept,e2e,trips", help="comma-separated subset of accept,e2e,trips")
     p.add_argument("--output", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
     args = p.parse_args(argv)
@@ -205,6 +207,18 @@ def running(start: Callable[[], T], stopper: Callable[[T], None]) -> Iterator[T]
         stopper(thing)
 
 
+@contextmanager
+def competing_load(cores: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``cores`` processes that keep a core busy each: what else a shared machine runs."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        yield spinners
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
@@ -232,9 +246,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env = adapter_env(sandbox.base_url, args.redis_url, queue, api_url)
         api = stack.enter_context(running(lambda: start_api(env, port, args.api_workers), stop))
         if "accept" in phases:
+            spinners = stack.enter_context(competing_load(args.busy_cores))
             meter = CpuMeter({"api": api.pid}, {"redis": scope.server_pid, "fhir server": sandbox.process.pid,
-                                                "load generator": os.getpid()})
+                                                "load generator": os.getpid(),
+                                                **{f"competing load {i}": p.pid for i, p in enumerate(spinners)}})
             results["accept"] = accept_phase(api_url, args, meter)
+            for spinner in spinners:  # before the next phase, whose CPU it would take
+                spinner.kill()
+                spinner.wait()
             scope.delete(queue)  # nobody consumed it: drop the backlog before a worker starts
         if "e2e" in phases:
             results["e2e"] = e2e_phase(sandbox, fhir, api_url, scope, env, args, api.pid)
@@ -318,6 +337,8 @@ def table(results: dict[str, Any]) -> str:
                  ("/notify handler time, mean (server side)", fmt(side.get("mean_ms"), " ms"), ""),
                  ("API CPU per notification", fmt(acc["cpu_ms_per_notification"].get("api"), " ms"), ""),
                  load_row(acc["cpu_seconds"], acc["seconds"])]
+        if busy := results["args"].get("busy_cores"):
+            rows.append(("Competing load during /notify", f"{busy} process{'es' if busy > 1 else ''} spinning", ""))
     if e2e := results.get("e2e"):
         rows += [("End to end events/s", f"{e2e['events_per_second']} ({e2e['events']} in {e2e['seconds']} s)", ""),
                  ("Warm-up (first event of each worker process)",
