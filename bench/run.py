@@ -60,7 +60,10 @@ from workload import (
 
 from adapter.fhir.client import FhirClient
 from adapter.hapi import HapiServer, start_hapi
+from adapter.mappings import load as load_mapping
+from adapter.pipeline.runner import Runner, transaction_bundle
 from adapter.sandbox import Sandbox, free_port, start_sandbox
+from adapter.workflow import core
 
 T = TypeVar("T")
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json; charset=UTF-8"}
@@ -85,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the FHIR server: the sekmet sandbox, or the HAPI FHIR JPA fixture of hapi/ (default sandbox)")
     p.add_argument("--busy-cores", type=int, default=0,
                    help="processes spinning on the CPU during /notify, a competing load (default 0)")
-    p.add_argument("--phases", default="accept,e2e,trips", help="comma-separated subset of accept,e2e,trips")
+    p.add_argument("--phases", default="accept,e2e,direct,trips",
+                   help="comma-separated subset of accept,e2e,direct,trips")
     p.add_argument("--output", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
     args = p.parse_args(argv)
     if not (0 < args.rate <= 2000 and 0 < args.seconds <= 120 and 0 < args.events <= 5000
@@ -257,9 +261,68 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             scope.delete(queue)  # nobody consumed it: drop the backlog before a worker starts
         if "e2e" in phases:
             results["e2e"] = e2e_phase(sandbox, fhir, api_url, scope, env, args, api.pid)
+        if "direct" in phases:
+            results["direct"] = direct_phase(sandbox, args)
         if "trips" in phases:
             results["trips"] = trips_phase(sandbox, fhir, api_url, scope, env, args)
+    if (e2e := results.get("e2e")) and (direct := results.get("direct")):
+        results["through_adapter_vs_direct"] = round(e2e["events_per_second"] / direct["events_per_second"], 2)
     return results
+
+
+class RecordingClient(FhirClient):
+    """A FHIR client that notes every request it sends (method, path, body, headers)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[tuple[str, str, Any, Any]] = []
+
+    def request(self, method: str, url: str, *, json: Any = None, headers: Any = None,
+                idempotent: bool = True) -> httpx.Response:
+        self.sent.append((method, url, json, headers))
+        return super().request(method, url, json=json, headers=headers, idempotent=idempotent)
+
+
+def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict[str, Any]:
+    """The FHIR requests of ``--events`` arrival events, as the worker sends them (its reads, then the
+    transaction its plan makes), sent straight to the server by as many clients as the worker has
+    processes: what the server sustains for this work without the adapter. The reads and plans are
+    made beforehand, untimed; only the replay is timed."""
+    with RecordingClient(server.base_url, retries=1) as fhir:
+        referrals = create_referrals(fhir, args.events)
+        options = {"language": "sv", **load_mapping("review")}
+        runner = Runner(fhir, None, now=lambda: datetime.now(UTC), options=options)  # type: ignore[arg-type]
+        runner.server_search()  # the CapabilityStatement, once, as a worker process reads it
+        jobs = []
+        for sr in referrals:
+            fhir.sent.clear()
+            event = core.Event("changed", "ServiceRequest", sr["id"], sr["meta"]["versionId"])
+            referral = runner.load(sr["id"], event)
+            assert referral is not None
+            plan = core.decide(referral, event, core.Context(now=datetime.now(UTC), options=options))
+            jobs.append((list(fhir.sent), transaction_bundle(plan, "https://bench.invalid/direct")))
+    lanes = [jobs[i::args.worker_concurrency] for i in range(args.worker_concurrency)]
+
+    def replay(lane: list[tuple[list[tuple[str, str, Any, Any]], dict[str, Any]]]) -> None:
+        with FhirClient(server.base_url, retries=1) as client:
+            for reads, bundle in lane:
+                for method, url, body, headers in reads:
+                    client.request(method, url, json=body, headers=headers)
+                client.transaction(bundle)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    meter = CpuMeter({}, {"fhir server": server.process.pid, "bench": os.getpid()})
+    meter.start()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        list(pool.map(replay, lanes))
+    seconds = time.perf_counter() - started
+    cpu = meter.stop()
+    requests = sum(len(reads) + 1 for reads, _ in jobs)
+    return {"events": len(jobs), "clients": len(lanes), "seconds": round(seconds, 3),
+            "events_per_second": round(len(jobs) / seconds, 1), "requests_per_event": round(requests / len(jobs), 2),
+            "cpu_seconds": cpu, "cpu_ms_per_event": {k: round(v * 1000 / len(jobs), 1) for k, v in cpu.items()}}
 
 
 def e2e_phase(sandbox: Sandbox | HapiServer, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
@@ -347,6 +410,13 @@ def table(results: dict[str, Any]) -> str:
                   " / ".join(fmt(e2e["cpu_ms_per_event"].get(k), " ms") for k in ("worker", "fhir server", "api")),
                   "worker ≤ ½ FHIR server"),
                  load_row(e2e["cpu_seconds"], e2e["seconds"])]
+    if direct := results.get("direct"):
+        ratio = results.get("through_adapter_vs_direct")
+        rows += [("Same requests straight to the FHIR server",
+                  f"{direct['events_per_second']} events/s ({direct['clients']} clients, "
+                  f"{direct['requests_per_event']} requests per event; FHIR server CPU "
+                  f"{fmt(direct['cpu_ms_per_event'].get('fhir server'), ' ms')} per event)", ""),
+                 ("Through the adapter ÷ straight", fmt(ratio), "≥ 0.8")]
     if trips := results.get("trips"):
         rows += [("FHIR reads per event (GET)", str(trips["reads_per_event"]), "≤ 1 (with _include/_revinclude)"),
                  ("FHIR read batches per event", f"{trips['batches_per_event']} (holding "
