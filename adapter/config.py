@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     retry_backoff_max: float = Field(120.0, gt=0, description="Longest wait between two attempts")
     lock_timeout: float = Field(120.0, gt=0, description="Seconds a referral lock lives if its holder dies")
     visibility_timeout: int = Field(300, gt=0, description="Seconds before an unacknowledged event is redelivered")
-    reconcile_interval: float = Field(60.0, gt=0, description="Seconds between reconciliation runs")
+    reconcile_interval: float = Field(60.0, gt=0, description="Seconds between reconciliation runs (beat looks twice "
+                                      "as often: a run killed midway is replaced half an interval later)")
     timer_interval: float = Field(30.0, gt=0, description="Seconds between runs of the timer job")
     sweep_interval: float = Field(300.0, gt=0, description="Seconds between sweeps of the open referrals")
     heartbeat_interval: float = Field(60.0, gt=0, description="Seconds between the adapter's heartbeat writes")

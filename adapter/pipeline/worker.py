@@ -89,11 +89,14 @@ def make_celery(settings: Settings) -> Celery:
                                    "interval_max": 0.5},
         broker_connection_timeout=2,
         beat_schedule={
-            name: {"task": task, "schedule": every, "options": {"priority": CONTROL_PRIORITY}}
-            for name, task, every in (("reconcile", RECONCILE, settings.reconcile_interval),
-                                      ("fire-timers", "mmr.fire_timers", settings.timer_interval),
-                                      ("sweep", SWEEP, settings.sweep_interval),
-                                      ("heartbeat", HEARTBEAT, settings.heartbeat_interval))
+            name: {"task": task, "schedule": every, "kwargs": kwargs, "options": {"priority": CONTROL_PRIORITY}}
+            for name, task, every, kwargs in (
+                # Twice an interval, each tick running only when the last completed run is due for
+                # its successor: a run killed midway is replaced half an interval later, not one.
+                ("reconcile", RECONCILE, settings.reconcile_interval / 2, {"tick": True}),
+                ("fire-timers", "mmr.fire_timers", settings.timer_interval, {}),
+                ("sweep", SWEEP, settings.sweep_interval, {}),
+                ("heartbeat", HEARTBEAT, settings.heartbeat_interval, {}))
         },
     )
     return app
@@ -159,11 +162,22 @@ def enqueue(env: Envelope) -> None:
 def run_reconcile() -> int:
     """Reconcile once; raises LockBusy while another reconciliation runs."""
     s = settings()
-    # The lock lives one interval unless the run keeps it alive: a killed run holds up the next one
-    # by at most an interval, so completed reconciliations stay within two intervals of each other.
-    with state().reconciling(ttl=max(s.reconcile_interval, 5.0)) as run:
+    # The lock lives a quarter interval unless the run keeps it alive (every page): a killed run has
+    # let it go by beat's next tick, half an interval on.
+    with state().reconciling(ttl=reconcile_lock_ttl(s.reconcile_interval)) as run:
         return reconciliation.reconcile(fhir(), state(), enqueue, now=now(),
                                         lookback=timedelta(seconds=s.reconcile_lookback), keepalive=run.keepalive)
+
+
+def reconcile_lock_ttl(interval: float) -> float:
+    return max(interval / 4, 5.0)
+
+
+def tick_due(last_started: float | None, now: float, interval: float) -> bool:
+    """Beat ticks twice an interval; a tick runs when the last completed reconciliation started at
+    least three quarters of an interval ago: one run per interval while they complete, and one
+    half an interval after a run that did not (completed runs stay within 1.5 intervals)."""
+    return last_started is None or now - last_started >= interval * 0.75
 
 
 def request_reconcile() -> None:
@@ -287,14 +301,17 @@ def _reason(exc: BaseException) -> str:
 
 
 @app.task(bind=True, name=RECONCILE, acks_late=True, ignore_result=True, max_retries=None)
-def reconcile_task(self: Task, requested_at: float | None = None) -> int:
-    """Reconcile, unless one started after this was requested and completed.
+def reconcile_task(self: Task, requested_at: float | None = None, tick: bool = False) -> int:
+    """Reconcile, unless one started after this was requested and completed (``tick``, beat's: unless
+    the last completed one is not yet due for its successor, :func:`tick_due`).
 
     While another runs, this one waits for it a bounded number of times (the running one's lock
     lives only while it works, so a killed run frees it within seconds); then it gives up, logged
     once: the next scheduled run follows within one interval.
     """
     bind_correlation(new_correlation_id(), job="reconcile")
+    if tick and not tick_due(state().last_reconciled(), time.time(), settings().reconcile_interval):
+        return 0
     requested_at = requested_at or time.time()
     if state().reconciled_since(requested_at):
         return 0
