@@ -29,7 +29,7 @@ ACTIVATION_TIMEOUT = 30.0  # seconds setup waits for the server to take its Subs
 class Report:
     missing: list[str] = field(default_factory=list)  # fatal: setup cannot go on
     warnings: list[str] = field(default_factory=list)
-    written: list[tuple[str, str]] = field(default_factory=list)  # (reference, created|updated|unchanged)
+    written: list[tuple[str, str]] = field(default_factory=list)  # (reference, created|updated|replaced|unchanged)
 
 
 def check_capabilities(statement: dict[str, Any], topic_based: bool) -> tuple[list[str], list[str]]:
@@ -184,7 +184,7 @@ def _create(client: FhirClient, sub: dict[str, Any]) -> dict[str, Any]:
 
 
 def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Create what is missing, update what drifted (or went to error/off), leave the rest."""
+    """Create what is missing, replace what drifted (or went to error/off), leave the rest."""
     out = []
     existing = [s for s in client.search("Subscription", {"_count": "200"}) if s.get("resourceType") == "Subscription"]
     for sub in wanted:
@@ -203,8 +203,13 @@ def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> li
         if healthy and same and match.get("reason") == sub["reason"]:
             out.append((f"Subscription/{match['id']}", "unchanged"))
             continue
-        client.update({**sub, "criteria": criteria, "id": match["id"]})
-        out.append((f"Subscription/{match['id']}", "updated"))
+        # A new Subscription, then the old one away, never the old one changed: HAPI 8.2 re-registering
+        # a Subscription it had taken down (switched off, in error, or changed) has been seen to leave
+        # it without a delivery handler for good ("Channel has zero subscribers"). For a moment both
+        # exist; a change notified twice is one event to the adapter.
+        created = client.create({**sub, "criteria": criteria})
+        client.delete("Subscription", match["id"])
+        out.append((f"Subscription/{created.get('id')}", "replaced"))
     return out
 
 
