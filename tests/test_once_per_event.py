@@ -51,3 +51,12 @@ def test_what_is_derived_from_the_record_outlives_writes_of_tasks_but_not_of_the
     assert state.with_plan(Plan(writes=(revised,))).derived("k", count, sources.RECORD) == 2
     assert state.with_plan(Plan(writes=(task,))).derived("all", count) == 3  # no reads: the whole state
     assert state.derived("all", count) == 4 and state.with_plan(Plan(writes=(task,))).derived("all", count) == 5
+
+
+def test_what_is_due_later_reuses_what_the_event_derived(evaluations: Counter[str]) -> None:
+    state = referral(service_request(extension=ALL_MET))
+    plan, after = core.planned(state, sr_event(state), ctx())
+    assert after.resources.keys() == state.with_plan(plan).resources.keys()
+    first = sum(evaluations.values())
+    assert core.due_later(after, ctx())  # the review deadline, at least
+    assert sum(evaluations.values()) == first  # the timers' steps found every rule already evaluated

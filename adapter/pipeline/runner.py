@@ -114,11 +114,11 @@ class Runner:
             if referral is None:
                 return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"]), {}
             ctx = core.Context(now=self.now(), options=self.options)
-            plan = core.decide(referral, event, ctx)
+            plan, after = core.planned(referral, event, ctx)
             for text in plan.notes:
                 (log.debug if text.endswith(core.IGNORED) else log.info)("step", referral=referral_id, note=text)
             # Timers are derived state: what the referral's state (as it will be) requires.
-            required = core.due_later(referral.with_plan(plan), ctx) if rederive else ()
+            required = core.due_later(after, ctx) if rederive else ()
             if not plan.writes:
                 self.state.set_timers(plan.timers, keep=required)
                 # A ServiceRequest that is no MMR referral of ours: none of the routine's business.

@@ -281,13 +281,19 @@ def registered_keys() -> Iterable[str]:
 
 def decide(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Run every step registered for the event, each seeing the state the previous ones planned."""
+    return planned(referral, event, ctx)[0]
+
+
+def planned(referral: Referral, event: Event, ctx: Context) -> tuple[Plan, Referral]:
+    """:func:`decide`, and the state as its plan leaves it, with what the steps derived on the way
+    (so :func:`due_later` on it need not derive it again)."""
     plan = NOTHING
     state = referral
     for step in steps_for(event.key):
         part = step(state, event, ctx)
         plan = plan + part
         state = state.with_plan(part)
-    return plan
+    return plan, state
 
 
 def due_later(referral: Referral, ctx: Context) -> tuple[Timer, ...]:
