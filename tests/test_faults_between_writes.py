@@ -1,7 +1,7 @@
 """Faults that land between two writes: the FHIR transaction landed, what was to follow did not.
 
-Anything due later is derived from what the FHIR server holds, so it comes back: a retried or
-redelivered event sets its timers again, and the periodic sweep of open referrals does so for
+Anything due later is derived from what the FHIR server holds, so it comes back: every event of the
+referral sets its missing timers again, and the periodic sweep of open referrals does so for
 events that are gone altogether.
 """
 
@@ -79,6 +79,18 @@ def test_a_timer_lost_with_a_killed_worker_comes_back_with_the_sweep_and_fires_o
         assert sum(1 for k in messages(fhir, sr) if "overdue" in k) == 1
     finally:
         state.set_clock(None)
+
+
+def test_a_lost_timer_comes_back_with_the_referrals_next_event_whatever_it_is(
+        stack: Stack, fhir: FhirClient, state: State) -> None:
+    sr = referral_on_server(fhir)
+    review = wait_for(lambda: tasks(fhir, sr).get("referral-review"), what="the review Task")
+    due = datetime.fromisoformat(review["restriction"]["period"]["end"]).timestamp()
+    wait_for(lambda: _timer(state, sr["id"], "review-overdue") == due, what="the overdue timer")
+    state.r.zrem("mmr:timers", f"{sr['id']}|review-overdue")  # lost, as between a transaction and its timer write
+    # A new version no step acts on: a plain event, neither a retry nor a timer nor the sweep.
+    fhir.update({**fhir.read("ServiceRequest", sr["id"]), "note": [*sr.get("note", []), {"text": "ring först"}]})
+    assert wait_for(lambda: _timer(state, sr["id"], "review-overdue"), what="the timer set again") == due
 
 
 def test_a_deleted_review_task_is_noticed_by_the_sweep_when_its_delete_notification_is_lost(

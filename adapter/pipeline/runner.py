@@ -51,10 +51,10 @@ class Runner:
 
     # ------------------------------------------------------------ entry point
 
-    def process(self, env: Envelope, *, rederive: bool = False) -> Outcome:
-        """Process one event. ``rederive``: this event may follow a write whose timers were lost (a
-        retry or a redelivery), so set again every timer the referral's state requires; timer and
-        sweep events always do."""
+    def process(self, env: Envelope) -> Outcome:
+        """Process one event. Every event of a referral sets again each timer its state requires
+        that is missing (one lost between a transaction and its timer write comes back with the
+        referral's next event, its next timer or the sweep)."""
         if env.kind == "ping":
             # A ping says only "something changed": search. Pings arriving while a search runs
             # are covered by the next one, not by one search each.
@@ -77,7 +77,7 @@ class Runner:
         total = Outcome("nothing", referrals=referral_ids)
         for referral_id in referral_ids:
             with self.state.referral_lock(referral_id):
-                result, loaded = self._process_referral(referral_id, env, rederive)
+                result, loaded = self._process_referral(referral_id, env)
             read = loaded.get(f"{env.resource_type}/{env.resource_id}", read) if loaded else read
             total.writes += result.writes
             total.notes += result.notes
@@ -105,10 +105,8 @@ class Runner:
                      subscription=subscription)
             self.request_reconcile()
 
-    def _process_referral(self, referral_id: str, env: Envelope,
-                          rederive: bool) -> tuple[Outcome, Mapping[str, Any]]:
+    def _process_referral(self, referral_id: str, env: Envelope) -> tuple[Outcome, Mapping[str, Any]]:
         event = self._event(env, referral_id)
-        rederive = rederive or env.kind == "timer" or env.shape == SWEEP
         for _ in range(MAX_REPLANS):
             referral = self.load(referral_id, event)
             if referral is None:
@@ -117,8 +115,9 @@ class Runner:
             plan, after = core.planned(referral, event, ctx)
             for text in plan.notes:
                 (log.debug if text.endswith(core.IGNORED) else log.info)("step", referral=referral_id, note=text)
-            # Timers are derived state: what the referral's state (as it will be) requires.
-            required = core.due_later(after, ctx) if rederive else ()
+            # Timers are derived state: what the referral's state (as it will be) requires. Cheap: the
+            # timers' steps find every rule the event's steps evaluated (``core.planned``).
+            required = core.due_later(after, ctx)
             if not plan.writes:
                 self.state.set_timers(plan.timers, keep=required)
                 # A ServiceRequest that is no MMR referral of ours: none of the routine's business.

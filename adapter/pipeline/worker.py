@@ -263,10 +263,8 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
     kind = env.resource_type or env.kind
     kind = kind if kind in KNOWN_KINDS else "other"
     st = state()
-    # A retry or a redelivery may follow a write whose timers never reached Redis: derive them again.
-    again = attempts > 1 or bool((task.request.delivery_info or {}).get("redelivered"))
     try:
-        outcome = runner().process(env, rederive=again)
+        outcome = runner().process(env)
     except LockBusy:
         # Another worker holds the referral: come back soon, without counting a failure.
         raise task.retry(countdown=0.2 + random.random(), kwargs={"failures": failures},

@@ -302,7 +302,7 @@ def due_later(referral: Referral, ctx: Context) -> tuple[Timer, ...]:
     Each timer's steps are asked what they would do if their timer came due now: the timers they
     re-arm are the ones the state requires, and a step that would write already needs its timer
     now. So a timer lost between the transaction and the timer write (a worker killed, Redis
-    gone) is set again when the shell derives them (a retried or redelivered event, a timer, the
+    gone) is set again when the shell derives them (the referral's next event, a timer, the
     sweep), and a replay sets nothing new.
     """
     due: dict[str, Timer] = {}
