@@ -573,8 +573,10 @@ def test_a_retried_event_carries_only_its_label_in_the_message_headers_and_no_de
 
     name = f"Plantedname{uuid.uuid4().hex[:8]}"
     queue = unique("mmr-headers")
+    # The retry waits 7.5-15 s in kombu's unacked hash: longer than the worker takes to answer its
+    # first ping on a loaded machine (with 2-4 s the retry was over before the test looked, once in CI).
     env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_REDIS_URL=private_redis.url, MMR_LOG_LEVEL="DEBUG",
-                      MMR_RETRY_BACKOFF="4", MMR_VISIBILITY_TIMEOUT="120")
+                      MMR_RETRY_BACKOFF="15", MMR_VISIBILITY_TIMEOUT="120")
     raw = redis.Redis.from_url(private_redis.url, decode_responses=True)
     with subscriptions_paused(fhir):
         sr = new_referral(fhir, note=[{"text": f"Patient {name}"}])
