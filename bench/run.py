@@ -25,6 +25,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -318,8 +319,6 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
                 for method, url, body, headers in reads:
                     client.request(method, url, json=body, headers=headers)
                 client.transaction(bundle)
-
-    from concurrent.futures import ThreadPoolExecutor
 
     meter = CpuMeter({}, {"fhir server": server.process.pid, "bench": os.getpid()})
     meter.start()
