@@ -178,8 +178,10 @@ def _create(client: FhirClient, sub: dict[str, Any]) -> dict[str, Any]:
         return client.create({**sub, "criteria": fallback})
     if fallback:  # some servers accept first and reject while activating: look again
         created = client.read("Subscription", created["id"])
-        if created.get("status") == "error":
-            return client.update({**created, "criteria": fallback, "status": "requested"})
+        if created.get("status") == "error":  # replaced, never re-activated (see ensure_subscriptions)
+            replacement = client.create({**sub, "criteria": fallback})
+            client.delete("Subscription", created["id"])
+            return replacement
     return created
 
 

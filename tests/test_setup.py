@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -13,8 +14,9 @@ import pytest
 from adapter.conformance.install import conformance_resources
 from adapter.conformance.package import is_topic, package
 from adapter.fhir.client import FhirClient, NotFound
-from adapter.setup import SEND_DELETES, check_capabilities, directory_resources
+from adapter.setup import SEND_DELETES, _create, check_capabilities, directory_resources
 from tests.conftest import Stack
+from tests.faults import FaultProxy, Rule
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +80,34 @@ def test_setup_repairs_a_subscription_the_server_switched_off(stack: Stack, fhir
     again = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"
              and s["criteria"] == victim["criteria"] and s["channel"]["endpoint"] == victim["channel"]["endpoint"]]
     assert len(again) == 1 and again[0]["status"] in ("requested", "active")
+
+
+def test_a_subscription_that_errors_on_activation_is_replaced_by_its_fallback(proxy: FaultProxy,
+                                                                              fhir: FhirClient) -> None:
+    """A server that accepts a Subscription and puts it in error while activating gets the fallback
+    criteria as a new Subscription, the errored one deleted: never an update that re-activates it.
+    The FaultProxy (a fake) answers the look after the create with an errored Subscription, as the
+    sandbox activates every criteria it accepts."""
+    endpoint = "http://127.0.0.1:9/notify"  # nothing listens: the test's Subscriptions deliver nowhere
+    base = {"resourceType": "Subscription", "status": "requested", "reason": "setup fallback test",
+            "channel": {"type": "rest-hook", "endpoint": endpoint}}
+    errored = fhir.create({**base, "criteria": "Basic?code=mmr-setup-test-errored"})
+    answer = json.dumps({**errored, "status": "error", "error": "criteria not supported"}).encode()
+    proxy.add(Rule(lambda method, path, _: method == "GET" and path.startswith("/fhir/Subscription/"),
+                   status=200, times=1, body=answer))
+    try:
+        with FhirClient(proxy.base_url, retries=0) as client:
+            replacement = _create(client, {**base, "criteria": "Basic?code=mmr-setup-test",
+                                           "_fallback": "Basic?code=mmr-setup-test-fallback"})
+        assert replacement["criteria"] == "Basic?code=mmr-setup-test-fallback"
+        assert replacement["id"] != errored["id"] and replacement.get("status") in ("requested", "active")
+        with pytest.raises(NotFound):  # the errored one is gone, not switched back on
+            fhir.read("Subscription", errored["id"])
+    finally:
+        ours = [s for s in fhir.search("Subscription", {"_count": "200"})
+                if s.get("resourceType") == "Subscription" and (s.get("channel") or {}).get("endpoint") == endpoint]
+        for sub in ours:
+            fhir.delete("Subscription", sub["id"])
 
 
 def test_the_directory_can_be_found_by_identifier_and_name(stack: Stack, fhir: FhirClient) -> None:
