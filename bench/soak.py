@@ -1,8 +1,10 @@
 """Soak: the adapter in the real world's weather, bounded in time and kept on loopback.
 
-N referrals reach the adapter as HAPI notifies them (rest-hook ``PUT`` with the resource), beside
-unrelated traffic (9 of every 10 notifications by default). Every referral's notification is
-delivered 1-5 times and one in ten never; failed deliveries are retried for 60 s, as HAPI does.
+N referrals reach the adapter in the shapes HAPI notifies them (see ``SHAPES``: rest-hook ``PUT``
+with the resource, rest-hook without payload, an R4 backport topic notification, id-only), beside
+unrelated traffic (9 of every 10 notifications by default; some of it as HAPI's delete messages).
+Every referral's notification is delivered 1-5 times and one in ten never; failed deliveries are
+retried for 60 s, as HAPI does.
 Meanwhile the worker is SIGKILLed every 20 s (and started again, as a supervisor would), the FHIR
 server disappears for 60 s, Redis restarts (append-only file, as compose runs it) and so does the
 API. Then the clock is moved past every review deadline.
@@ -11,7 +13,8 @@ It reports:
 
 * lost: referrals without a review Task;
 * doubled: referrals with more than one review Task or more than one overdue notice;
-* silent: referrals whose overdue notice never came although the clock is past their deadline;
+* silent: referrals whose overdue notice never came although the clock is past their deadline,
+  and timers still due and unfired at the end (``mmr_timers_due``);
 * acked without effect: events the API accepted (202) that no worker outcome accounts for;
 * dead letters, and the longest gap between two completed reconciliations outside the FHIR
   outage (aim: at most two reconciliation intervals).
@@ -64,6 +67,11 @@ SETTINGS = {  # short intervals, so a bounded run sees many of each; production 
 }
 LOAD_START = 20.0  # seconds after the start by when the parts are up
 NOISE_TYPES = ("Appointment", "Communication", "DocumentReference", "QuestionnaireResponse", "Task", "CarePlan")
+# How a referral's notification comes, and how often: HAPI's classic rest-hook with payload (its
+# default), a rest-hook channel without payload (an empty POST: search), and a topic-based R4
+# backport notification with id-only content (the worker reads the resource).
+SHAPES = (("rest-hook", 0.7), ("rest-hook-empty", 0.1), ("topic-id-only", 0.2))
+BACKPORT_STATUS = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"
 
 
 @dataclass
@@ -75,12 +83,14 @@ class Report:
     lost: int = 0
     doubled: int = 0
     silent: int = 0
+    timers_due_at_end: int = 0
     acked_without_effect: int = 0
     dead_letters: int = 0
     longest_reconciliation_gap_s: float = 0.0  # outside the FHIR outage
     longest_gap_with_outage_s: float = 0.0
     reconciliation_interval_s: float = RECONCILE_INTERVAL
     faults: list[str] = field(default_factory=list)
+    shapes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -148,6 +158,21 @@ def noise_body(rtype: str) -> dict[str, Any]:
     return body
 
 
+def topic_id_only(resource: dict[str, Any], event_number: int) -> bytes:
+    """An R4 backport topic notification with id-only content, as HAPI sends it."""
+    focus = f"{resource['resourceType']}/{resource['id']}"
+    params = [{"name": "subscription", "valueReference": {"reference": "Subscription/soak-topic"}},
+              {"name": "topic", "valueCanonical": f"{codes().base}/SubscriptionTopic/mmr-referral"},
+              {"name": "status", "valueCode": "active"}, {"name": "type", "valueCode": "event-notification"},
+              {"name": "events-since-subscription-start", "valueString": str(event_number)},
+              {"name": "notification-event", "part": [{"name": "event-number", "valueString": str(event_number)},
+                                                      {"name": "focus", "valueReference": {"reference": focus}}]}]
+    bundle = {"resourceType": "Bundle", "type": "history", "entry": [
+        {"resource": {"resourceType": "Parameters", "meta": {"profile": [BACKPORT_STATUS]}, "parameter": params}},
+        {"fullUrl": f"http://hapi:8080/fhir/{focus}", "request": {"method": "PUT", "url": focus}}]}
+    return json.dumps(bundle).encode()
+
+
 class Deliverer:
     """Sends notifications as HAPI does: a failed delivery is retried for 60 s, then dropped."""
 
@@ -157,15 +182,27 @@ class Deliverer:
                                                         "Content-Type": "application/fhir+json; charset=UTF-8"})
         self.lock = threading.Lock()
         self.sent = self.accepted = 0
+        self.event_numbers = itertools.count(1)  # the topic's, one per notification as HAPI counts them
+        self.shapes: dict[str, int] = {}
 
-    def deliver(self, body: dict[str, Any]) -> None:
+    def deliver(self, body: dict[str, Any], shape: str = "rest-hook") -> None:
         url = f"{self.api_url}/notify/{body['resourceType']}/{body['id']}"
+        if shape == "rest-hook":
+            method, content = "PUT", json.dumps(body).encode()
+        elif shape == "rest-hook-delete":
+            method, content = "DELETE", b""
+        elif shape == "rest-hook-empty":
+            method, url, content = "POST", f"{self.api_url}/notify", b""
+        else:
+            method, url, content = "POST", f"{self.api_url}/notify", topic_id_only(body, next(self.event_numbers))
+        with self.lock:
+            self.shapes[shape] = self.shapes.get(shape, 0) + 1
         deadline = time.monotonic() + 60
         while True:
             with self.lock:
                 self.sent += 1
             try:
-                if self.client.put(url, content=json.dumps(body)).status_code == 202:
+                if self.client.request(method, url, content=content).status_code == 202:
                     with self.lock:
                         self.accepted += 1
                     return
@@ -319,10 +356,13 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
                 ids.append(sr["id"])
                 copies = 0 if rng.random() < 0.1 else rng.randint(1, 5)
                 report.never_delivered += copies == 0
-                bodies = [sr] * copies + [noise_body(rng.choice(NOISE_TYPES)) for _ in range(noise_per_referral)]
-                rng.shuffle(bodies)
-                for body in bodies:
-                    pool.submit(deliverer.deliver, body)
+                names, weights = zip(*SHAPES, strict=True)
+                deliveries = [(sr, shape) for shape in rng.choices(names, weights, k=copies)]
+                deliveries += [(noise_body(rng.choice(NOISE_TYPES)), "rest-hook-delete" if rng.random() < 0.1
+                                else "rest-hook") for _ in range(noise_per_referral)]
+                rng.shuffle(deliveries)
+                for body, shape in deliveries:
+                    pool.submit(deliverer.deliver, body, shape)
                 # Spread the referrals over the fault window, so every fault lands in the middle of traffic.
                 pause = started + LOAD_START + (i + 1) * load_seconds / referrals - time.monotonic()
                 if pause > 0:
@@ -335,10 +375,11 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         # Whatever is missing when a phase's time is up is counted below, not waited for.
         poll(lambda: referral_ids <= set(review_tasks_by_referral(fhir)),
              max(hard_deadline - 90 - time.monotonic(), 1), 2.0)
-        # Past every deadline: the overdue notices must all come, once.
+        # Past every deadline: the overdue notices must all come, once, and every due timer fire.
         state = State(redis.Redis.from_url(store.url, decode_responses=True))
         state.set_clock(datetime.now(UTC) + timedelta(days=30))
-        poll(lambda: referral_ids <= set(overdue_by_referral(fhir)), max(hard_deadline - time.monotonic(), 1), 2.0)
+        poll(lambda: referral_ids <= set(overdue_by_referral(fhir)) and not state.due_timer_count(state.now(True)),
+             max(hard_deadline - time.monotonic(), 1), 2.0)
         time.sleep(10)  # long enough for a doubled notice to show, if one were coming
         gaps.stopping.set()
 
@@ -346,8 +387,10 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         report.lost = sum(1 for r in referral_ids if r not in reviews)
         report.doubled = sum(1 for r in referral_ids if reviews.get(r, 0) > 1 or overdue.get(r, 0) > 1)
         report.silent = sum(1 for r in referral_ids if r in reviews and r not in overdue)
+        report.timers_due_at_end = state.due_timer_count(state.now(True))
+        report.shapes = dict(deliverer.shapes)
         events, _ = state.metrics()
-        # Each accepted notification is one event (the soak sends single-resource rest-hook PUTs); each
+        # Each accepted notification is one event (every shape the soak sends carries one); each
         # must end in an outcome of its own (applied, nothing, duplicate, ignored, dead-lettered).
         # Only events that came in through the API are counted: not the timers', sweep's or
         # reconciliation's, which would hide a lost one.
@@ -374,7 +417,9 @@ def table(report: Report) -> str:
     rows = [("referrals", report.referrals), ("notifications sent (with HAPI's retries)", report.notifications_sent),
             ("accepted (202)", report.accepted), ("referrals never notified (found by reconciliation)",
                                                   report.never_delivered),
+            ("notifications by shape (first deliveries)", ", ".join(f"{k} {v}" for k, v in report.shapes.items())),
             ("lost", report.lost), ("doubled", report.doubled), ("silent", report.silent),
+            ("timers due and unfired at the end", report.timers_due_at_end),
             ("events acked without effect", report.acked_without_effect), ("dead letters", report.dead_letters),
             ("longest reconciliation gap", f"{report.longest_reconciliation_gap_s} s "
                                            f"(interval {report.reconciliation_interval_s:.0f} s); "
