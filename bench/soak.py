@@ -88,6 +88,7 @@ class Report:
     dead_letters: int = 0
     longest_reconciliation_gap_s: float = 0.0  # outside the FHIR outage
     longest_gap_with_outage_s: float = 0.0
+    longest_gap_began_s: float = 0.0  # seconds after the start, to set beside the faults' times
     reconciliation_interval_s: float = RECONCILE_INTERVAL
     faults: list[str] = field(default_factory=list)
     shapes: dict[str, int] = field(default_factory=dict)
@@ -249,12 +250,12 @@ class GapWatch(threading.Thread):
             if last and float(last) > self.completions[-1]:
                 self.completions.append(float(last))
 
-    def longest_gap(self, outage: tuple[float, float] | None = None) -> float:
-        """The longest time without a completed reconciliation, leaving out gaps that overlap the FHIR
-        outage (no reconciliation can complete without the server)."""
+    def longest_gap(self, outage: tuple[float, float] | None = None) -> tuple[float, float]:
+        """The longest time without a completed reconciliation and when it began, leaving out gaps that
+        overlap the FHIR outage (no reconciliation can complete without the server)."""
         moments = [*self.completions, time.time()]
-        return max((b - a for a, b in itertools.pairwise(moments)
-                    if outage is None or b < outage[0] or a > outage[1]), default=0.0)
+        return max(((b - a, a) for a, b in itertools.pairwise(moments)
+                    if outage is None or b < outage[0] or a > outage[1]), default=(0.0, moments[0]))
 
 
 def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: float = 200.0) -> Report:
@@ -398,8 +399,10 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         referral_events = sum(int(v) for k, v in events.items() if k.endswith("|ServiceRequest"))
         report.acked_without_effect = max(0, report.accepted - processed)
         report.dead_letters = state.dlq_size()
-        report.longest_reconciliation_gap_s = round(gaps.longest_gap((outage[0], outage[1])), 1)
-        report.longest_gap_with_outage_s = round(gaps.longest_gap(), 1)
+        longest, began = gaps.longest_gap((outage[0], outage[1]))
+        report.longest_reconciliation_gap_s = round(longest, 1)
+        report.longest_gap_began_s = round(began - gaps.completions[0], 1)
+        report.longest_gap_with_outage_s = round(gaps.longest_gap()[0], 1)
         report.seconds = round(time.monotonic() - started, 1)
         print(f"(worker outcomes: {processed} in all, {referral_events} about referrals)", file=sys.stderr)
         return report
@@ -421,7 +424,8 @@ def table(report: Report) -> str:
             ("lost", report.lost), ("doubled", report.doubled), ("silent", report.silent),
             ("timers due and unfired at the end", report.timers_due_at_end),
             ("events acked without effect", report.acked_without_effect), ("dead letters", report.dead_letters),
-            ("longest reconciliation gap", f"{report.longest_reconciliation_gap_s} s "
+            ("longest reconciliation gap", f"{report.longest_reconciliation_gap_s} s from "
+                                           f"{report.longest_gap_began_s} s on "
                                            f"(interval {report.reconciliation_interval_s:.0f} s); "
                                            f"{report.longest_gap_with_outage_s} s across the FHIR outage"),
             ("faults", "; ".join(report.faults)), ("duration", f"{report.seconds} s")]
