@@ -36,16 +36,25 @@ def referral_body(patient_id: str, key: str) -> dict[str, Any]:
             "performer": [{"identifier": {"system": HSA, "value": LUND}}]}
 
 
-def create_referrals(fhir: FhirClient, n: int) -> list[dict[str, Any]]:
-    """``n`` referrals, each with its own test patient, written straight to the sandbox."""
+def create_referrals(fhir: FhirClient, n: int, named: bool = False) -> list[dict[str, Any]]:
+    """``n`` referrals, each with its own test patient, written straight to the FHIR server.
+
+    ``named``: the referral's id is ``sr-<key>`` as its patient's is ``p-<key>``, so every id and
+    identifier of a referral contains its key (the direct phase replays one referral's requests
+    for another by swapping keys)."""
     out = []
     for _ in range(n):
         key = f"B-{uuid.uuid4().hex[:12]}"
         patient = {"resourceType": "Patient", "id": f"p-{key}", "name": [{"family": "Testsson", "given": ["Bench"]}],
                    "identifier": [{"system": codes().personnummer_system, "value": "191212121212"}]}
         fhir.update(patient)
-        out.append(fhir.create(referral_body(patient["id"], key)))
+        body = referral_body(patient["id"], key)
+        out.append(fhir.update({**body, "id": f"sr-{key}"}) if named else fhir.create(body))
     return out
+
+
+def referral_key(referral: dict[str, Any]) -> str:
+    return str(referral["identifier"][0]["value"])
 
 
 def notifications(api_url: str, referrals: Sequence[dict[str, Any]]) -> list[Request]:
