@@ -299,8 +299,7 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
     transaction its plan makes), sent straight to the server by as many clients as the worker has
     processes: what the server sustains for this work without the adapter. The reads and plans are
     made beforehand, untimed, for one set of referrals, and replayed for their twins (the same
-    content, another key): a referral read once before is cheaper to read again (HAPI: 10-20 ms of
-    CPU per event against 26-35 ms for fresh ones), and the adapter reads each referral fresh."""
+    content, another key), so the server reads each referral fresh, as it does for the worker."""
     with RecordingClient(server.base_url, retries=1) as fhir:
         recorded = create_referrals(fhir, args.events, named=True)
         twins = create_referrals(fhir, args.events, named=True)
