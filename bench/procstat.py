@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -34,6 +35,18 @@ def process_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def settle(pid: int, below: float = 0.05, window: float = 0.5, timeout: float = 20.0) -> float:
+    """Wait until the process uses less than ``below`` of a core over ``window`` seconds (HAPI works on
+    for seconds after a burst of writes); the seconds waited. Gives up quietly after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = process_cpu_seconds(pid)
+        time.sleep(window)
+        if process_cpu_seconds(pid) - before < below * window:
+            break
+    return round(time.monotonic() - started, 1)
 
 
 def machine_busy_seconds() -> float:
