@@ -117,6 +117,8 @@ class Referral:
 
     def with_plan(self, plan: Plan) -> Referral:
         """The state as it will be once ``plan`` is applied: lets later steps build on earlier ones."""
+        if not plan.writes:  # most steps of an event write nothing: the same state, with all it derived
+            return self
         resources = dict(self.resources)
         service_request = self.service_request
         for w in plan.writes:
