@@ -37,16 +37,15 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def settle(pid: int, below: float = 0.05, window: float = 0.5, timeout: float = 20.0) -> float:
+def settle(pid: int, below: float = 0.05, window: float = 0.5, timeout: float = 20.0) -> None:
     """Wait until the process uses less than ``below`` of a core over ``window`` seconds (HAPI works on
-    for seconds after a burst of writes); the seconds waited. Gives up quietly after ``timeout``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    for seconds after a burst of writes); gives up quietly after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         before = process_cpu_seconds(pid)
         time.sleep(window)
         if process_cpu_seconds(pid) - before < below * window:
-            break
-    return round(time.monotonic() - started, 1)
+            return
 
 
 def machine_busy_seconds() -> float:

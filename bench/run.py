@@ -66,7 +66,7 @@ from adapter.hapi import HapiServer, start_hapi
 from adapter.mappings import load as load_mapping
 from adapter.pipeline.runner import Runner, transaction_bundle
 from adapter.sandbox import Sandbox, free_port, start_sandbox
-from adapter.workflow import core
+from adapter.workflow import core, steps  # noqa: F401  (steps: registers them, as a worker process does)
 
 T = TypeVar("T")
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json; charset=UTF-8"}
@@ -324,8 +324,6 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
     processes: what the server sustains for this work without the adapter. The reads and plans are
     made beforehand, untimed, for one set of referrals, and replayed for their twins (the same
     content, another key), so the server reads each referral fresh, as it does for the worker."""
-    import adapter.workflow.steps  # noqa: F401  (registers every step, as a worker process does)
-
     with RecordingClient(server.base_url, retries=1) as fhir:
         recorded = create_referrals(fhir, args.events, named=True)
         twins = create_referrals(fhir, args.events, named=True)

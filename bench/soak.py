@@ -49,6 +49,7 @@ import httpx
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling modules, when run as a script
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.shapes: HAPI's bodies
 
 from stack import LOGS, RESULTS, TOKEN, BenchError, adapter_env, spawn, start_api, start_worker, stop, wait_until
 from workload import install_directory, referral_body, review_code
@@ -58,6 +59,7 @@ from adapter.mappings import codes
 from adapter.pipeline.state import State
 from adapter.polling import poll
 from adapter.sandbox import free_port, start_sandbox
+from tests.shapes import r4_backport
 
 RECONCILE_INTERVAL = 10.0
 SETTINGS = {  # short intervals, so a bounded run sees many of each; production defaults otherwise
@@ -71,7 +73,6 @@ NOISE_TYPES = ("Appointment", "Communication", "DocumentReference", "Questionnai
 # default), a rest-hook channel without payload (an empty POST: search), and a topic-based R4
 # backport notification with id-only content (the worker reads the resource).
 SHAPES = (("rest-hook", 0.7), ("rest-hook-empty", 0.1), ("topic-id-only", 0.2))
-BACKPORT_STATUS = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"
 
 
 @dataclass
@@ -159,21 +160,6 @@ def noise_body(rtype: str) -> dict[str, Any]:
     return body
 
 
-def topic_id_only(resource: dict[str, Any], event_number: int) -> bytes:
-    """An R4 backport topic notification with id-only content, as HAPI sends it."""
-    focus = f"{resource['resourceType']}/{resource['id']}"
-    params = [{"name": "subscription", "valueReference": {"reference": "Subscription/soak-topic"}},
-              {"name": "topic", "valueCanonical": f"{codes().base}/SubscriptionTopic/mmr-referral"},
-              {"name": "status", "valueCode": "active"}, {"name": "type", "valueCode": "event-notification"},
-              {"name": "events-since-subscription-start", "valueString": str(event_number)},
-              {"name": "notification-event", "part": [{"name": "event-number", "valueString": str(event_number)},
-                                                      {"name": "focus", "valueReference": {"reference": focus}}]}]
-    bundle = {"resourceType": "Bundle", "type": "history", "entry": [
-        {"resource": {"resourceType": "Parameters", "meta": {"profile": [BACKPORT_STATUS]}, "parameter": params}},
-        {"fullUrl": f"http://hapi:8080/fhir/{focus}", "request": {"method": "PUT", "url": focus}}]}
-    return json.dumps(bundle).encode()
-
-
 class Deliverer:
     """Sends notifications as HAPI does: a failed delivery is retried for 60 s, then dropped."""
 
@@ -195,7 +181,9 @@ class Deliverer:
         elif shape == "rest-hook-empty":
             method, url, content = "POST", f"{self.api_url}/notify", b""
         else:
-            method, url, content = "POST", f"{self.api_url}/notify", topic_id_only(body, next(self.event_numbers))
+            focus = f"{body['resourceType']}/{body['id']}"
+            method, url, content = "POST", f"{self.api_url}/notify", r4_backport("soak-topic",
+                                                                                 next(self.event_numbers), focus)
         with self.lock:
             self.shapes[shape] = self.shapes.get(shape, 0) + 1
         deadline = time.monotonic() + 60
