@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(120.0, gt=0, description="Seconds a referral lock lives if its holder dies")
     visibility_timeout: int = Field(300, gt=0, description="Seconds before an unacknowledged event is redelivered")
     reconcile_interval: float = Field(60.0, gt=0, description="Seconds between reconciliation runs (beat looks twice "
-                                      "as often: a run killed midway is replaced half an interval later)")
+                                      "as often: a run killed midway is replaced at its next look)")
     timer_interval: float = Field(30.0, gt=0, description="Seconds between runs of the timer job")
     sweep_interval: float = Field(300.0, gt=0, description="Seconds between sweeps of the open referrals")
     heartbeat_interval: float = Field(60.0, gt=0, description="Seconds between the adapter's heartbeat writes")

@@ -77,9 +77,9 @@ def test_a_worker_killed_in_the_middle_of_a_reconciliation_does_not_hold_up_the_
         def completed() -> bool:
             broker.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=queue)  # beat's next runs
             return (state.last_reconciled() or 0.0) > started
-        # A killed run's lock lapses within a quarter interval (5 s at least), and beat's next tick comes
-        # half an interval on: the next run completes well within two intervals, plus the replacement's
-        # start on a busy machine.
+        # A killed run's lock lapses within RECONCILE_LOCK_TTL (3 s), and beat's next tick comes half an
+        # interval on: the next run completes well within two intervals, plus the replacement's start
+        # on a busy machine.
         wait_for(completed, timeout=40, interval=2, what="a reconciliation to complete after the kill")
     finally:
         stop(replacement)

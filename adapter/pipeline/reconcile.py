@@ -24,19 +24,17 @@ def subscription_criteria() -> list[str]:
 
 
 def reconcile(fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None], *, now: datetime,
-              lookback: timedelta, criteria: list[str] | None = None,
-              keepalive: Callable[[], object] = lambda: None) -> int:
+              lookback: timedelta, criteria: list[str] | None = None) -> int:
     """Search each subscription's criteria for changes since its checkpoint; queue what is found.
 
     The checkpoint is the server's own ``meta.lastUpdated`` of the newest resource seen, so the
     adapter's clock never matters; the search uses ``ge`` so nothing at the boundary is skipped.
-    ``keepalive`` is called for every page: the caller's lock lives as long as the run works.
     """
     found = 0
     failures: list[FhirError] = []
     for crit in criteria or subscription_criteria():
         try:
-            found += _reconcile_one(fhir, state, enqueue, crit, now - lookback, keepalive)
+            found += _reconcile_one(fhir, state, enqueue, crit, now - lookback)
         except FhirError as exc:  # one type failing must not hide the others' changes
             log.warning("reconciliation search failed", criteria=crit, reason=exc.summary)
             failures.append(exc)
@@ -46,7 +44,7 @@ def reconcile(fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None
 
 
 def _reconcile_one(fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None], crit: str,
-                   earliest: datetime, keepalive: Callable[[], object]) -> int:
+                   earliest: datetime) -> int:
     """Queue what matches one criteria since its checkpoint; then move the checkpoint."""
     found = 0
     rtype, _, query = crit.partition("?")
@@ -56,7 +54,6 @@ def _reconcile_one(fhir: FhirClient, state: State, enqueue: Callable[[Envelope],
               ("_sort", "_lastUpdated"), ("_count", "100")]
     newest = datetime.fromisoformat(since)
     for bundle in fhir.pages(rtype, params):
-        keepalive()  # still working: the lock must not lapse under a long run
         for entry in bundle.get("entry") or ():
             res = entry.get("resource") or {}
             if res.get("resourceType") != rtype or (entry.get("search") or {}).get("mode") == "include":

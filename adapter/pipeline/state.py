@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,14 +35,6 @@ def _memory_redis() -> redis.Redis:
 
 class LockBusy(Exception):
     """Another worker is processing this referral; try again shortly."""
-
-
-@dataclass(frozen=True)
-class Run:
-    """A reconciliation that holds the lock: when it started, and how to say it is still working."""
-
-    started: float
-    keepalive: Callable[[], object]
 
 
 class State:
@@ -119,20 +111,35 @@ class State:
     # ------------------------------------------------------------ reconciliation runs
 
     @contextmanager
-    def reconciling(self, ttl: float = 30.0) -> Iterator[Run]:
+    def reconciling(self, ttl: float = 30.0) -> Iterator[None]:
         """One reconciliation at a time; its start is recorded once it completed.
 
-        The lock lives ``ttl`` seconds and the run extends it as it works (:meth:`Run.keepalive`),
-        so a run killed midway frees it within ``ttl`` and the next one is not held up.
+        The lock lives ``ttl`` seconds and a watchdog thread extends it every third of that while the
+        run's process lives, however long one search page takes: a run killed midway frees it within
+        ``ttl``. Should the lock lapse under a live run (Redis unreachable for ``ttl``), a second run
+        may overlap it, which is harmless: a run only queues events, and queued events are idempotent.
         """
-        lock = self.r.lock(f"{P}lock:reconcile", timeout=ttl, blocking_timeout=0)
+        # not thread-local: the watchdog thread extends the lock this thread took
+        lock = self.r.lock(f"{P}lock:reconcile", timeout=ttl, blocking_timeout=0, thread_local=False)
         if not lock.acquire():
             raise LockBusy("reconciliation")
-        run = Run(time.time(), lambda: lock.extend(ttl, replace_ttl=True))
+        started, done = time.time(), threading.Event()
+
+        def keep_alive() -> None:
+            while not done.wait(ttl / 3):
+                try:
+                    lock.extend(ttl, replace_ttl=True)
+                except (redis.exceptions.LockError, redis.exceptions.RedisError):
+                    return
+
+        watchdog = threading.Thread(target=keep_alive, name="reconcile-lock", daemon=True)
+        watchdog.start()
         try:
-            yield run
-            self.r.set(f"{P}reconciled-at", run.started)
+            yield
+            self.r.set(f"{P}reconciled-at", started)
         finally:
+            done.set()
+            watchdog.join()
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
 

@@ -34,7 +34,10 @@ PROCESS = "mmr.process"
 RECONCILE = "mmr.reconcile"
 SWEEP = "mmr.sweep"
 HEARTBEAT = "mmr.heartbeat"
-RECONCILE_BUSY_RETRIES, RECONCILE_BUSY_WAIT = 5, 2.0
+# A reconciliation's lock outlives a killed run by RECONCILE_LOCK_TTL at most (a watchdog extends it
+# while the run lives); a run that finds it busy waits that out, then leaves the rest to the next tick.
+RECONCILE_LOCK_TTL = 3.0
+RECONCILE_BUSY_RETRIES, RECONCILE_BUSY_WAIT = 5, 1.0
 PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's default steps, spelled out: queue_keys() depends on them
 CONTROL_PRIORITY, EVENT_PRIORITY, SWEEP_PRIORITY = 0, 3, 9
 # Metric labels name only the types the adapter subscribes to: a notification's type is a hint,
@@ -162,15 +165,9 @@ def enqueue(env: Envelope) -> None:
 def run_reconcile() -> int:
     """Reconcile once; raises LockBusy while another reconciliation runs."""
     s = settings()
-    # The lock lives a quarter interval unless the run keeps it alive (every page): a killed run has
-    # let it go by beat's next tick, half an interval on.
-    with state().reconciling(ttl=reconcile_lock_ttl(s.reconcile_interval)) as run:
+    with state().reconciling(ttl=RECONCILE_LOCK_TTL):
         return reconciliation.reconcile(fhir(), state(), enqueue, now=now(),
-                                        lookback=timedelta(seconds=s.reconcile_lookback), keepalive=run.keepalive)
-
-
-def reconcile_lock_ttl(interval: float) -> float:
-    return max(interval / 4, 5.0)
+                                        lookback=timedelta(seconds=s.reconcile_lookback))
 
 
 def tick_due(last_started: float | None, now: float, interval: float) -> bool:
