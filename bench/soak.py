@@ -89,7 +89,9 @@ class Report:
     dead_letters: int = 0
     longest_reconciliation_gap_s: float = 0.0  # outside the FHIR outage
     longest_gap_with_outage_s: float = 0.0
-    longest_gap_began_s: float = 0.0  # seconds after the start, to set beside the faults' times
+    redis_unusable_s: float = 0.0  # from its shutdown until its append-only file is loaded
+    # (began, seconds) of the three longest, on the faults' clock, to set beside the faults' times
+    longest_gaps: list[tuple[float, float]] = field(default_factory=list)
     reconciliation_interval_s: float = RECONCILE_INTERVAL
     faults: list[str] = field(default_factory=list)
     shapes: dict[str, int] = field(default_factory=dict)
@@ -107,7 +109,8 @@ class PrivateRedis:
         subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.port),
                         "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "everysec",
                         "--save", ""], check=True, capture_output=True)
-        wait_until(self.answers, 10, "the soak's redis-server")
+        # PING answers while the append-only file still loads; a GET does not (LOADING) until it is usable.
+        wait_until(self.usable, 120, "the soak's redis-server to load its append-only file")
 
     def stop(self) -> None:
         subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True, timeout=10)
@@ -116,6 +119,13 @@ class PrivateRedis:
     def answers(self) -> bool:
         try:
             return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.exceptions.RedisError:
+            return False
+
+    def usable(self) -> bool:
+        try:
+            redis.Redis.from_url(self.url, socket_connect_timeout=0.5).get("mmr:reconciled-at")
+            return True
         except redis.exceptions.RedisError:
             return False
 
@@ -238,12 +248,12 @@ class GapWatch(threading.Thread):
             if last and float(last) > self.completions[-1]:
                 self.completions.append(float(last))
 
-    def longest_gap(self, outage: tuple[float, float] | None = None) -> tuple[float, float]:
-        """The longest time without a completed reconciliation and when it began, leaving out gaps that
-        overlap the FHIR outage (no reconciliation can complete without the server)."""
+    def longest_gaps(self, outage: tuple[float, float] | None = None, n: int = 3) -> list[tuple[float, float]]:
+        """The ``n`` longest times without a completed reconciliation and when each began, leaving out
+        gaps that overlap the FHIR outage (no reconciliation can complete without the server)."""
         moments = [*self.completions, time.time()]
-        return max(((b - a, a) for a, b in itertools.pairwise(moments)
-                    if outage is None or b < outage[0] or a > outage[1]), default=(0.0, moments[0]))
+        return sorted(((b - a, a) for a, b in itertools.pairwise(moments)
+                       if outage is None or b < outage[0] or a > outage[1]), reverse=True)[:n] or [(0.0, moments[0])]
 
 
 def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: float = 200.0) -> Report:
@@ -288,6 +298,7 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         def faults() -> None:
             plan = [(40, "fhir-outage"), (100, "fhir-back"), (130, "redis-restart"), (160, "api-restart")]
             t0, kills = time.monotonic(), 0
+            faults_began[0] = time.time()
             while not (stopping.is_set() and not plan):  # the load is done and so is every planned fault
                 time.sleep(1.0)
                 elapsed = time.monotonic() - t0
@@ -307,17 +318,21 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(processes["worker"].pid, 9)
             processes["worker"].wait()
-            restart("worker")
+            # The kill is done whether or not the restart works: a failed restart is the supervisor's
+            # to repeat, never a reason to kill the next worker a second later.
+            attempt("restarting worker", lambda: restart("worker"))
 
         def restart_redis() -> None:
+            redis_outage[0] = time.time()
             store.stop()
             store.start()
+            redis_outage[1] = time.time()
 
         def restart_api() -> None:
             stop(processes["api"])
             restart("api")
 
-        outage = [0.0, 0.0]
+        outage, redis_outage, faults_began = [0.0, 0.0], [0.0, 0.0], [0.0]
 
         def fhir_outage() -> None:
             outage[0] = time.time()
@@ -387,10 +402,11 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         referral_events = sum(int(v) for k, v in events.items() if k.endswith("|ServiceRequest"))
         report.acked_without_effect = max(0, report.accepted - processed)
         report.dead_letters = state.dlq_size()
-        longest, began = gaps.longest_gap((outage[0], outage[1]))
-        report.longest_reconciliation_gap_s = round(longest, 1)
-        report.longest_gap_began_s = round(began - gaps.completions[0], 1)
-        report.longest_gap_with_outage_s = round(gaps.longest_gap()[0], 1)
+        longest = gaps.longest_gaps((outage[0], outage[1]))
+        report.longest_reconciliation_gap_s = round(longest[0][0], 1)
+        report.longest_gaps = [(round(began - faults_began[0], 1), round(gap, 1)) for gap, began in longest]
+        report.longest_gap_with_outage_s = round(gaps.longest_gaps()[0][0], 1)
+        report.redis_unusable_s = round(redis_outage[1] - redis_outage[0], 1)
         report.seconds = round(time.monotonic() - started, 1)
         print(f"(worker outcomes: {processed} in all, {referral_events} about referrals)", file=sys.stderr)
         return report
@@ -412,10 +428,10 @@ def table(report: Report) -> str:
             ("lost", report.lost), ("doubled", report.doubled), ("silent", report.silent),
             ("timers due and unfired at the end", report.timers_due_at_end),
             ("events acked without effect", report.acked_without_effect), ("dead letters", report.dead_letters),
-            ("longest reconciliation gap", f"{report.longest_reconciliation_gap_s} s from "
-                                           f"{report.longest_gap_began_s} s on "
-                                           f"(interval {report.reconciliation_interval_s:.0f} s); "
-                                           f"{report.longest_gap_with_outage_s} s across the FHIR outage"),
+            ("longest reconciliation gaps",
+             ", ".join(f"{gap} s from {began} s on" for began, gap in report.longest_gaps)
+             + f" (interval {report.reconciliation_interval_s:.0f} s); {report.longest_gap_with_outage_s} s across "
+               f"the FHIR outage; Redis unusable {report.redis_unusable_s} s in its restart"),
             ("faults", "; ".join(report.faults)), ("duration", f"{report.seconds} s")]
     return "\n".join(["| measure | result |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
