@@ -74,7 +74,9 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
-@click.option("--concurrency", "-c", default=2, show_default=True, help="Events processed in parallel.")
+@click.option("--concurrency", "-c", default=4, show_default=True,
+              help="Events processed in parallel (processes); an event mostly waits on the FHIR server, so "
+                   "more than the host's cores: raise it for a distant server, lower it for a small host.")
 @click.option("--pool", default="prefork", show_default=True,
               type=click.Choice(["prefork", "threads", "solo"]), help="Celery execution pool.")
 @friendly

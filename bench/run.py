@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=64, help="most /notify requests in flight (default 64)")
     p.add_argument("--api-workers", type=int, default=1,
                    help="uvicorn processes of the API (default 1; `mmr-adapter serve --workers`)")
-    p.add_argument("--worker-concurrency", type=int, default=2, help="prefork processes of the worker (default 2)")
+    p.add_argument("--worker-concurrency", type=int, default=4,
+                   help="prefork processes of the worker (default 4, as `mmr-adapter worker`)")
     p.add_argument("--deadline", type=float, default=300.0, help="seconds an end-to-end run may take (default 300)")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="a dedicated Redis db on loopback")
     p.add_argument("--fhir", choices=("sandbox", "hapi"), default="sandbox",
