@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -52,29 +51,6 @@ def test_search_follows_next_links(fhir: FhirClient) -> None:
     found = fhir.search("Patient", {"identifier": f"{SYSTEM}|{value}", "_count": "2"})
     assert len(found) == 5
     assert len(list(fhir.pages("Patient", {"identifier": f"{SYSTEM}|{value}", "_count": "2"}))) == 3
-
-
-def test_a_one_page_search_brings_the_same_includes_without_asking_the_server_to_store_it(
-        fhir: FhirClient, proxy: FaultProxy) -> None:
-    """``one_page`` (the referral's load) asks ``no-store``, which HAPI answers synchronously, without
-    storing the search for paging: the answer must still hold every include and revinclude."""
-    subject = fhir.create(patient(unique()))
-    sr = fhir.create({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-                      "subject": {"reference": f"Patient/{subject['id']}"}})
-    for _ in range(3):
-        fhir.create({"resourceType": "Task", "status": "requested", "intent": "order",
-                     "focus": {"reference": f"ServiceRequest/{sr['id']}"}})
-    query = f"ServiceRequest?_id={sr['id']}&_include=ServiceRequest:subject&_revinclude=Task:focus"
-    seen = proxy.record()
-    with FhirClient(proxy.base_url, retries=0) as client:
-        stored, one_page = client.get(query), client.get(query, one_page=True)
-
-    def found(bundle: dict[str, Any]) -> set[str]:
-        return {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]}
-    assert found(one_page) == found(stored) and len(found(one_page)) == 5
-    caching = [h.get("Cache-Control") or h.get("cache-control") for (m, _, _), h in
-               zip(seen, proxy.seen_headers, strict=True) if m == "GET"]
-    assert caching == ["no-cache", "no-cache, no-store"]
 
 
 def test_transient_errors_are_retried_honouring_retry_after(proxy: FaultProxy) -> None:

@@ -274,17 +274,12 @@ class FhirClient:
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
         return self.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}").json()
 
-    def get(self, relative_url: str, *, one_page: bool = False) -> dict[str, Any]:
+    def get(self, relative_url: str) -> dict[str, Any]:
         """GET a relative URL, e.g. a search written out as ``Task?focus=ServiceRequest/1``.
 
         A searchset is returned whole: its ``next`` pages are fetched and merged into it.
-        ``one_page``: a search whose matches fit in one page by construction (one resource by ``_id``,
-        with its includes), so the server need not keep its results for paging: ``Cache-Control:
-        no-store`` makes HAPI answer it synchronously instead of storing the search and its results
-        (database writes per search, and a cleanup job deleting them later).
         """
-        headers = {"Cache-Control": "no-cache, no-store"} if one_page else None
-        return self._all_pages(self.request("GET", relative_url, headers=headers).json())
+        return self._all_pages(self.request("GET", relative_url).json())
 
     def _all_pages(self, first: dict[str, Any], max_pages: int = 1000) -> dict[str, Any]:
         """One searchset holding the entries of ``first`` and of every page after it."""

@@ -183,7 +183,7 @@ class Runner:
     def load(self, referral_id: str, event: Event | None = None) -> Referral | None:
         """The referral and what surrounds it: one search with includes, then at most two batches."""
         server = self.server_search()
-        resources = _collect(self.fhir.get(load.referral_query(referral_id, server), one_page=True))
+        resources = _collect(self.fhir.get(load.referral_query(referral_id, server)))
         service_request = resources.get(f"ServiceRequest/{referral_id}")
         if service_request is None:
             return None
