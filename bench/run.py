@@ -183,8 +183,8 @@ def e2e_run(fhir: FhirClient, api_url: str, scope: RedisScope, referrals: list[d
             meter: CpuMeter | None = None, server_pid: int | None = None) -> dict[str, Any]:
     """Notify each new referral once, wait until the worker is done with every event, then check
     once that each referral has its review Task. With ``server_pid``, the CPU meter runs on until the
-    server has settled: what it does after a write (HAPI hands each to its subscription matcher, in
-    threads of its own) is the events' cost too.
+    server has settled: what it does after a write returns (HAPI works on in threads of its own) is the
+    events' cost too.
 
     The wait watches the worker's counters in Redis, not the FHIR server: a count search every
     0.1 s cost HAPI 65 ms of CPU each (3.6 s in 6 s), a third of what it was measured to spend

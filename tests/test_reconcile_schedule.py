@@ -101,7 +101,7 @@ def test_a_killed_runs_lock_lapses_within_its_lifetime(private_redis: PrivateRed
             pass
         holder.kill()
         holder.wait()
-        killed = time.monotonic()
+        assert 0 < st_.r.pttl("mmr:lock:reconcile") <= 1000  # nobody extends it now: gone within its lifetime
 
         def free() -> bool:
             try:
@@ -110,6 +110,5 @@ def test_a_killed_runs_lock_lapses_within_its_lifetime(private_redis: PrivateRed
             except LockBusy:
                 return False
         wait_for(free, timeout=5, interval=0.05, what="the killed run's lock to lapse")
-        assert time.monotonic() - killed <= 1.0 + 0.5
     finally:
         holder.kill()

@@ -111,7 +111,7 @@ class State:
     # ------------------------------------------------------------ reconciliation runs
 
     @contextmanager
-    def reconciling(self, ttl: float = 30.0) -> Iterator[None]:
+    def reconciling(self, ttl: float) -> Iterator[None]:
         """One reconciliation at a time; its start is recorded once it completed.
 
         The lock lives ``ttl`` seconds and a watchdog thread extends it every third of that while the
