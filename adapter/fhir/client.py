@@ -190,9 +190,8 @@ class FhirClient:
     def close(self) -> None:
         self._http.close()
 
-    def _check_target(self, method: str, url: str) -> None:
+    def _check_target(self, method: str, target: httpx.URL) -> None:
         """Refuse a URL outside the configured base before anything (a token included) is sent there."""
-        target = self._http.build_request(method, url).url  # exactly what would be sent
         base = self._base
         same_origin = (target.scheme, target.host, target.port or _default_port(target.scheme)) == \
             (base.scheme, base.host, base.port or _default_port(base.scheme))
@@ -227,7 +226,6 @@ class FhirClient:
 
         A non-idempotent request is retried only when the connection was never made.
         """
-        self._check_target(method, url)
         hdrs = dict(headers or {})
         if method == "GET" and _is_search(url):
             # HAPI reuses a search's results for 60 s otherwise; a client made with its own (stricter)
@@ -237,11 +235,14 @@ class FhirClient:
             hdrs.setdefault("X-Request-Id", correlation)  # the server's logs line up with ours
         if json is not None:
             hdrs["Content-Type"] = FHIR_JSON
+        # Built once: the check sees exactly what is sent, and httpx parses the URL once, not twice.
+        request = self._http.build_request(method, url, json=json, headers=hdrs)
+        self._check_target(method, request.url)
         attempt = 0
         while True:
             response = None
             try:
-                response = self._http.request(method, url, json=json, headers=hdrs)
+                response = self._http.send(request)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 failure: Exception = exc
             except httpx.TransportError as exc:
