@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ class Codes:
 
     raw: dict[str, Any]
 
-    @property
+    @cached_property
     def base(self) -> str:
         return self.raw["canonical_base"].rstrip("/")
 
@@ -63,7 +63,11 @@ class Codes:
 
     def identifier_system(self, kind: str) -> str:
         """The business-identifier system for resources of ``kind`` the adapter creates."""
-        return f"{self._fill(self.raw['identifier_systems']['adapter'])}/{kind}"
+        return f"{self._identifier_base}/{kind}"
+
+    @cached_property
+    def _identifier_base(self) -> str:
+        return self._fill(self.raw["identifier_systems"]["adapter"])
 
     @property
     def personnummer_system(self) -> str:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal, TypeVar
 
 from adapter.fhir.search import identifier_criteria
@@ -144,7 +145,7 @@ class Write:
     def is_create(self) -> bool:
         return "id" not in self.resource
 
-    @property
+    @cached_property  # a plan looks its writes up by key on every step it adds
     def key(self) -> str:
         return self.full_url if self.is_create else ref(self.resource)
 
@@ -225,6 +226,8 @@ class Plan:
     counts: tuple[str, ...] = ()  # workflow events the shell counts (metrics) once the writes are applied
 
     def __add__(self, other: Plan) -> Plan:
+        if other.empty and not other.notes and not other.counts:  # most steps of an event plan nothing
+            return self
         merged: dict[str, Write] = {w.key: w for w in self.writes}
         for w in other.writes:
             earlier = merged.get(w.key)

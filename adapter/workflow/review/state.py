@@ -35,7 +35,27 @@ def own_value(resource: Resource, kind: str) -> str | None:
 
 def find_own(referral: Referral, kind: str, value: str) -> Resource | None:
     """The resource of ``kind`` ("task", "communication") carrying our identifier ``value``."""
-    return next((r for r in referral.resources.values() if isinstance(r, dict) and own_value(r, kind) == value), None)
+    return _identified(referral).get((codes().identifier_system(kind), value))
+
+
+def _identified(referral: Referral) -> dict[tuple[str, str], Resource]:
+    """Each resource of the state by (system, value) of its first identifier of each system, the first
+    resource winning: what :func:`own_value` sees, indexed once per state (steps ask dozens of times)."""
+
+    def index() -> dict[tuple[str, str], Resource]:
+        found: dict[tuple[str, str], Resource] = {}
+        for resource in referral.resources.values():
+            if not isinstance(resource, dict):
+                continue
+            systems: set[Any] = set()
+            for i in as_list(resource.get("identifier")):
+                if isinstance(i, dict) and (system := i.get("system")) not in systems:
+                    systems.add(system)
+                    if isinstance(system, str) and isinstance(value := i.get("value"), str):
+                        found.setdefault((system, value), resource)
+        return found
+
+    return referral.derived("own identifiers", index)
 
 
 def key_of(referral: Referral, resource: Resource) -> str | None:
