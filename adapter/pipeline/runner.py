@@ -32,6 +32,7 @@ class Outcome:
     referrals: list[str] = field(default_factory=list)
     writes: int = 0
     notes: list[str] = field(default_factory=list)
+    done: tuple[str, ...] = ()  # the processed-event keys to mark, with the event's other bookkeeping
 
 
 class Runner:
@@ -52,9 +53,11 @@ class Runner:
     # ------------------------------------------------------------ entry point
 
     def process(self, env: Envelope) -> Outcome:
-        """Process one event. Every event of a referral sets again each timer its state requires
-        that is missing (one lost between a transaction and its timer write comes back with the
-        referral's next event, its next timer or the sweep)."""
+        """Process one event; the caller marks ``Outcome.done`` (:meth:`State.finish_event`).
+
+        Every event of a referral sets again each timer its state requires that is missing (one
+        lost between a transaction and its timer write comes back with the referral's next event,
+        its next timer or the sweep)."""
         if env.kind == "ping":
             # A ping says only "something changed": search. Pings arriving while a search runs
             # are covered by the next one, not by one search each.
@@ -72,8 +75,7 @@ class Runner:
         if not referral_ids:
             # None of the routine's business: done, counted and logged at debug, never retried.
             log.debug("event ignored: not about an MMR referral")
-            self._mark(env, read)
-            return Outcome("ignored", notes=["not about a referral"])
+            return Outcome("ignored", notes=["not about a referral"], done=self._done(env, read))
         total = Outcome("nothing", referrals=referral_ids)
         for referral_id in referral_ids:
             with self.state.referral_lock(referral_id):
@@ -85,15 +87,17 @@ class Runner:
                 total.status = "applied"
             elif result.status == "ignored" and total.status == "nothing":
                 total.status = "ignored"
-        self._mark(env, read)
+        total.done = self._done(env, read)
         return total
 
-    def _mark(self, env: Envelope, server_copy: core.Resource | None) -> None:
-        """Remember the event as processed, by the version the server holds, never the notified one."""
+    @staticmethod
+    def _done(env: Envelope, server_copy: core.Resource | None) -> tuple[str, ...]:
+        """The keys saying the event was processed: by the version the server holds, never the notified one."""
         if env.kind == "timer":
-            self.state.mark_done(env.dedup_keys)
-        elif env.kind == "changed" and server_copy is not None and (server_version := core.version(server_copy)):
-            self.state.mark_done((env.processed_key(server_version),))
+            return env.dedup_keys
+        if env.kind == "changed" and server_copy is not None and (server_version := core.version(server_copy)):
+            return (env.processed_key(server_version),)
+        return ()
 
     def _watch_event_number(self, env: Envelope) -> None:
         """A topic event number that jumps or restarts means notifications were lost: reconcile soon."""

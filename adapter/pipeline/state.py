@@ -59,12 +59,23 @@ class State:
     def seen(self, keys: tuple[str, ...]) -> bool:
         return bool(keys) and bool(self.r.exists(*(P + "done:" + k for k in keys)))
 
-    def mark_done(self, keys: tuple[str, ...]) -> None:
-        if keys:
-            pipe = self.r.pipeline()
-            for k in keys:
-                pipe.set(P + "done:" + k, "1", ex=self.dedup_ttl)
-            pipe.execute()
+    def finish_event(self, done: tuple[str, ...], status: str, kind: str, *, delivered: bool,
+                     latency: float | None) -> None:
+        """An event's bookkeeping in one round trip: its processed keys, its outcome counted (and, for
+        an event that came in through the API, :meth:`count_delivered`'s count) and its latency."""
+        pipe = self.r.pipeline(transaction=False)
+        for k in done:
+            pipe.set(P + "done:" + k, "1", ex=self.dedup_ttl)
+        pipe.hincrby(P + "metrics:events", f"{status}|{kind}", 1)
+        if delivered:
+            pipe.hincrby(P + "metrics:delivered", status, 1)
+        if latency is not None:
+            for le in LATENCY_BUCKETS:
+                if latency <= le:
+                    pipe.hincrby(P + "metrics:latency", str(le), 1)
+            pipe.hincrby(P + "metrics:latency", "+Inf", 1)
+            pipe.hincrbyfloat(P + "metrics:latency", "sum", latency)
+        pipe.execute()
 
     # ------------------------------------------------------------ topic event numbers
 
@@ -260,15 +271,6 @@ class State:
 
     def count(self, what: str, kind: str, n: int = 1) -> None:
         self.r.hincrby(P + "metrics:events", f"{what}|{kind}", n)
-
-    def observe_latency(self, seconds: float) -> None:
-        pipe = self.r.pipeline()
-        for le in LATENCY_BUCKETS:
-            if seconds <= le:
-                pipe.hincrby(P + "metrics:latency", str(le), 1)
-        pipe.hincrby(P + "metrics:latency", "+Inf", 1)
-        pipe.hincrbyfloat(P + "metrics:latency", "sum", seconds)
-        pipe.execute()
 
     def count_delivered(self, outcome: str) -> None:
         """The outcome of an event that came in through the API (not a timer's, the sweep's or a

@@ -279,10 +279,8 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
         log.warning("event failed, will retry", reason=reason, attempts=attempts)
         raise task.retry(countdown=backoff(attempts - 1), kwargs={"failures": attempts},
                          **_publish_options(env)) from None
-    st.count(outcome.status, kind)
-    _delivered(st, env, outcome.status)
-    if outcome.status in ("applied", "nothing"):
-        st.observe_latency(max(time.time() - env.received_at, 0.0))
+    latency = max(time.time() - env.received_at, 0.0) if outcome.status in ("applied", "nothing") else None
+    st.finish_event(outcome.done, outcome.status, kind, delivered=env.shape not in INTERNAL_SHAPES, latency=latency)
     (log.debug if outcome.status == "ignored" else log.info)("event processed", outcome=outcome.status,
                                                             writes=outcome.writes)
     return outcome.status
