@@ -8,6 +8,7 @@ reverse proxy in front of HAPI does.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -121,6 +122,19 @@ class FaultProxy:
             self.seen_headers = []
             return self.seen
 
+    def by_event(self) -> dict[str, list[tuple[str, str, bytes]]]:
+        """The recorded requests grouped by ``X-Request-Id``: the worker sends its event's correlation id,
+        so each group is what one event (or one job) cost the server. Left out: requests without one, and
+        the CapabilityStatement a worker process reads once, with its first event."""
+        with self.lock:
+            recorded = list(zip(self.seen or (), self.seen_headers, strict=True))
+        groups: dict[str, list[tuple[str, str, bytes]]] = {}
+        for request, headers in recorded:
+            rid = next((v for k, v in headers.items() if k.lower() == "x-request-id"), None)
+            if rid and request[1].split("?")[0].rstrip("/") != "/fhir/metadata":
+                groups.setdefault(rid, []).append(request)
+        return groups
+
     def clear(self) -> None:
         with self.lock:
             for rule in self.rules:
@@ -134,6 +148,16 @@ class FaultProxy:
         self.clear()
         self.server.shutdown()
         self.client.close()
+
+
+def request_kinds(requests: list[tuple[str, str, bytes]]) -> list[str]:
+    """``read`` for a GET or a batch, ``transaction`` for a transaction, else the method."""
+    def kind(method: str, body: bytes) -> str:
+        if method == "GET":
+            return "read"
+        bundle_type = json.loads(body).get("type") if method == "POST" and body.startswith(b"{") else None
+        return {"batch": "read", "transaction": "transaction"}.get(str(bundle_type), method)
+    return [kind(method, body) for method, _, body in requests]
 
 
 def transaction_about(text: str) -> Match:

@@ -165,6 +165,6 @@ def test_a_search_that_never_stops_paging_is_cut_off(fhir: FhirClient) -> None:
     for _ in range(3):
         fhir.create(patient(value))
     query = f"Patient?identifier={SYSTEM}|{value}&_count=1"
-    assert len(fhir._all_pages(fhir.request("GET", query).json(), max_pages=3)["entry"]) == 3
+    assert len(fhir.whole(fhir.request("GET", query).json(), max_pages=3)["entry"]) == 3
     with pytest.raises(Refused, match="beyond 2 pages"):
-        fhir._all_pages(fhir.request("GET", query).json(), max_pages=2)
+        fhir.whole(fhir.request("GET", query).json(), max_pages=2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapter.workflow.core import Event, Referral
-from adapter.workflow.load import ServerSearch, referral_query
+from adapter.workflow.load import ServerSearch, guessed_queries, referral_query
 from adapter.workflow.review.loading import follow_up_queries, record_queries
 from tests.test_review_questionnaire import QTASK, asked
 from tests.workflow_helpers import NOW, consent, referral, service_request, task, update_resource
@@ -66,3 +66,19 @@ def test_the_record_only_under_consent() -> None:
     assert record_queries(without, NOW) == []
     elsewhere = referral(sr, consent(clinic="SE2321000255-SMH1"))
     assert record_queries(elsewhere, NOW) == []
+
+
+def test_the_answers_search_is_guessed_from_the_events_patient_only_where_phase_one_cannot_bring_them() -> None:
+    sr = service_request()
+    answers = follow_up_queries(sr, dict(referral(sr).resources))[-1]
+    arrival = Event("changed", "ServiceRequest", sr["id"], "1", sr)
+    assert guessed_queries(arrival) == [answers]  # the same search phase two asks for: one batch, not two reads
+    assert guessed_queries(arrival, ServerSearch(answers=True)) == []  # HAPI brings them with phase one
+    task_event = Event("changed", "Task", "t1", "1", {"resourceType": "Task", "for": {"reference": "Patient/p1"}})
+    assert guessed_queries(task_event) == [answers]
+    assert guessed_queries(Event("changed", "Appointment", "a1", "1", {"resourceType": "Appointment",
+                                                                       "subject": {"reference": "Patient/p1"}})) == []
+    assert guessed_queries(Event("changed", "ServiceRequest", sr["id"])) == []  # id-only: nothing to guess from
+    assert guessed_queries(Event("timer", "ServiceRequest", sr["id"], timer="overdue")) == []
+    for odd in ({"reference": "Group/g1"}, {"reference": "Patient/p1&_count=1000"}, "Patient/p1", None):
+        assert guessed_queries(Event("changed", "ServiceRequest", sr["id"], "1", {**sr, "subject": odd})) == []

@@ -280,10 +280,11 @@ class FhirClient:
 
         A searchset is returned whole: its ``next`` pages are fetched and merged into it.
         """
-        return self._all_pages(self.request("GET", relative_url).json())
+        return self.whole(self.request("GET", relative_url).json())
 
-    def _all_pages(self, first: dict[str, Any], max_pages: int = 1000) -> dict[str, Any]:
-        """One searchset holding the entries of ``first`` and of every page after it."""
+    def whole(self, first: dict[str, Any], max_pages: int = 1000) -> dict[str, Any]:
+        """One searchset holding the entries of ``first`` and of every page after it (``first`` itself if
+        it is no searchset or has no next page)."""
         if first.get("resourceType") != "Bundle" or first.get("type") != "searchset" or not _next_link(first):
             return first
         entries = list(first.get("entry") or ())
@@ -357,14 +358,15 @@ class FhirClient:
                              (entry.get("request") or {}).get("url", ""))
         return self.request("POST", "", json=bundle, idempotent=idempotent).json()
 
-    def batch_get(self, urls: Sequence[str]) -> list[dict[str, Any]]:
+    def batch_get(self, urls: Sequence[str], *, whole: bool = True) -> list[dict[str, Any]]:
         """Run several GETs in one round trip (a batch Bundle); each answer's Bundle or resource.
 
         A search's searchset comes back whole: its ``next`` pages (HAPI caps a page, and a search
-        inside a batch is paged like any other) are fetched and merged into it. ``Cache-Control:
-        no-cache`` on the batch POST reaches the searches inside it (HAPI passes the headers on).
+        inside a batch is paged like any other) are fetched and merged into it; with ``whole=False``
+        only its first page, its ``next`` link kept (for :meth:`whole`). ``Cache-Control: no-cache``
+        on the batch POST reaches the searches inside it (HAPI passes the headers on).
         """
-        if len(urls) == 1:
+        if len(urls) == 1 and whole:
             return [self.get(urls[0])]
         bundle = {"resourceType": "Bundle", "type": "batch",
                   "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}
@@ -375,7 +377,7 @@ class FhirClient:
             if not status.startswith("2"):
                 raise FhirError(int(status[:3] or 0), outcome_text((entry.get("response") or {}).get("outcome"))
                                 or status, method="GET", url=url)
-            out.append(self._all_pages(entry.get("resource") or {}))
+            out.append(self.whole(entry.get("resource") or {}) if whole else entry.get("resource") or {})
         return out
 
 

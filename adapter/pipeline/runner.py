@@ -79,7 +79,7 @@ class Runner:
         total = Outcome("nothing", referrals=referral_ids)
         for referral_id in referral_ids:
             with self.state.referral_lock(referral_id):
-                result, loaded = self._process_referral(referral_id, env)
+                result, loaded = self._process_referral(referral_id, env, read)
             read = loaded.get(f"{env.resource_type}/{env.resource_id}", read) if loaded else read
             total.writes += result.writes
             total.notes += result.notes
@@ -109,8 +109,9 @@ class Runner:
                      subscription=subscription)
             self.request_reconcile()
 
-    def _process_referral(self, referral_id: str, env: Envelope) -> tuple[Outcome, Mapping[str, Any]]:
-        event = self._event(env, referral_id)
+    def _process_referral(self, referral_id: str, env: Envelope,
+                          read: dict[str, Any] | None = None) -> tuple[Outcome, Mapping[str, Any]]:
+        event = self._event(env, referral_id, read)
         for _ in range(MAX_REPLANS):
             referral = self.load(referral_id, event)
             if referral is None:
@@ -139,11 +140,11 @@ class Runner:
         raise VersionConflict(412, f"ServiceRequest/{referral_id} kept changing; {MAX_REPLANS} plans conflicted")
 
     @staticmethod
-    def _event(env: Envelope, referral_id: str) -> Event:
+    def _event(env: Envelope, referral_id: str, read: dict[str, Any] | None = None) -> Event:
         if env.kind == "timer":
             return Event("timer", "ServiceRequest", referral_id, timer=env.timer)
         return Event(env.kind, env.resource_type or "", env.resource_id or "", env.version_id,  # type: ignore[arg-type]
-                     env.resource)
+                     env.resource or read)
 
     # ------------------------------------------------------------ routing
 
@@ -185,13 +186,26 @@ class Runner:
     # ------------------------------------------------------------ state
 
     def load(self, referral_id: str, event: Event | None = None) -> Referral | None:
-        """The referral and what surrounds it: one search with includes, then at most two batches."""
+        """The referral and what surrounds it: one search with includes (in one batch with the searches
+        phase two will likely need, where the event lets them be guessed), then at most two batches."""
         server = self.server_search()
-        resources = _collect(self.fhir.get(load.referral_query(referral_id, server)))
+        query, guessed = load.referral_query(referral_id, server), load.guessed_queries(event, server)
+        if guessed:
+            first, *pages = self.fhir.batch_get([query, *guessed], whole=False)
+            first = self.fhir.whole(first)
+        else:
+            first, pages = self.fhir.get(query), []
+        resources = _collect(first)
         service_request = resources.get(f"ServiceRequest/{referral_id}")
         if service_request is None:
             return None
         more = load.follow_up_queries(service_request, resources, event, self.options, server)
+        # A guess counts if phase two asks for exactly it; only then are its further pages read
+        if confirmed := [url for url in guessed if url in more]:
+            for url in confirmed:
+                resources.update(_collect(self.fhir.whole(pages[guessed.index(url)])))
+            more = [url for url in load.follow_up_queries(service_request, resources, event, self.options, server)
+                    if url not in confirmed]
         if more:
             for reply in self.fhir.batch_get(more):
                 resources.update(_collect(reply))

@@ -32,7 +32,7 @@ class Event:
     resource_type: str
     resource_id: str
     version_id: str | None = None
-    resource: Resource | None = None  # the notified body, if any: a hint, never trusted as state
+    resource: Resource | None = None  # the notified body or routing's read, if any: a hint, never state
     timer: str | None = None  # the timer's name, for kind == "timer"
 
     @property

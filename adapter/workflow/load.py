@@ -1,13 +1,16 @@
 """What the shell loads for a referral before the steps run: FHIR searches, as data.
 
-Phase one is one search with includes. Phase two (what phase one makes possible, such as the
-patient's active Consent) runs as one batch. Phase three, only under an active Consent covering
-the clinic, reads the parts of the patient's record the referral points at. Each part of the
-routine says what it needs in its own ``loading`` module; this one only gathers them.
+Phase one is one search with includes (on a server that cannot include the patient's answers, sent
+in one batch with the answers' search, guessed from the event: :func:`guessed_queries`). Phase two
+(what phase one makes possible, such as the patient's active Consent) runs as one batch. Phase
+three, only under an active Consent covering the clinic, reads the parts of the patient's record
+the referral points at. Each part of the routine says what it needs in its own ``loading`` module;
+this one only gathers them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +19,8 @@ from typing import Any
 from adapter.workflow.core import Event, Referral, Resource
 from adapter.workflow.mmrpv import loading as mmrpv
 from adapter.workflow.review import loading as review
+from adapter.workflow.review.referral import dig
+from adapter.workflow.review.state import REVIEW_EVENTS
 
 REFERRAL_INCLUDES = (
     "_include=ServiceRequest:subject",
@@ -51,6 +56,21 @@ class ServerSearch:
 def referral_query(referral_id: str, server: ServerSearch = ServerSearch()) -> str:
     answers = (f"_revinclude:iterate={ANSWERS}",) if server.answers else ()  # basedOn the referral or its Tasks
     return f"ServiceRequest?_id={referral_id}&" + "&".join((*REFERRAL_INCLUDES, *answers))
+
+
+def guessed_queries(event: Event | None, server: ServerSearch = ServerSearch()) -> list[str]:
+    """Phase-two searches worth sending with phase one, in one batch, on the event's word alone: on a
+    server that cannot revinclude the answers, the answers' search for the patient the event's resource
+    names. A guess: the shell uses its answer only if phase two, planned from the referral as read,
+    asks for exactly that search (so a wrong or forged patient costs a round trip, never a wrong state).
+    Only for the resource types the review handles; once the review is over the guess goes unused: one
+    more search in the same request, where a second request would have been the price during the review."""
+    if server.answers or event is None or event.resource is None or event.resource_type not in REVIEW_EVENTS:
+        return []
+    patient = next((ref for element in ("subject", "for")
+                    if isinstance(ref := dig(event.resource, element, "reference"), str)
+                    and re.fullmatch(r"Patient/[A-Za-z0-9\-.]{1,64}", ref)), None)
+    return [review.answers_query(patient)] if patient else []
 
 
 def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource], event: Event | None = None,

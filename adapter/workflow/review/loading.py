@@ -55,8 +55,12 @@ def response_query(referral: Referral, answers_loaded: bool) -> list[str]:
                   and t.startswith("QuestionnaireResponse/") and t not in referral.resources]
         return ["QuestionnaireResponse?_id=" + ",".join(sorted(set(linked)))] if linked else []
     subject = _subject(referral.service_request)
-    url = questionnaire_canonical().split("|")[0]
-    return [f"QuestionnaireResponse?subject={subject}&questionnaire={url}"] if subject else []
+    return [answers_query(subject)] if subject else []
+
+
+def answers_query(patient: str) -> str:
+    """The search for a patient's answers to our intake questionnaire (``Patient/<id>``)."""
+    return f"QuestionnaireResponse?subject={patient}&questionnaire={questionnaire_canonical().split('|')[0]}"
 
 
 def workload_query(referral: Referral, assignment: str) -> list[str]:
