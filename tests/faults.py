@@ -161,5 +161,6 @@ def request_kinds(requests: list[tuple[str, str, bytes]]) -> list[str]:
 
 
 def transaction_about(text: str) -> Match:
-    """Match the worker's transaction POSTs that mention ``text`` (e.g. a referral id)."""
-    return lambda method, path, body: method == "POST" and path.rstrip("/") in ("/fhir", "") and text.encode() in body
+    """Match the worker's transaction POSTs that mention ``text`` (e.g. a referral id); not its batches of reads."""
+    return lambda method, path, body: method == "POST" and path.rstrip("/") in ("/fhir", "") and \
+        text.encode() in body and request_kinds([(method, path, body)]) == ["transaction"]
