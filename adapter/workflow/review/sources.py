@@ -124,7 +124,8 @@ def holds(referral: Referral, clinic: Clinic | None, now: datetime, expression: 
     ask. Raises :class:`RuleError` when it cannot be evaluated."""
     def compute() -> bool | RuleError:
         try:
-            return is_true(fhirpath(expression, referral.service_request, variables(referral, clinic, now)))
+            env = referral.derived(("variables", clinic, now), lambda: variables(referral, clinic, now), RECORD)
+            return is_true(fhirpath(expression, referral.service_request, env))
         except RuleError as exc:
             return exc
     result = referral.derived(("rule", expression, clinic, now), compute, RECORD)
