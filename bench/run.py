@@ -338,7 +338,7 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
         jobs = []
         for sr, twin in zip(recorded, twins, strict=True):
             fhir.sent.clear()
-            event = core.Event("changed", "ServiceRequest", sr["id"], sr["meta"]["versionId"])
+            event = core.Event("changed", "ServiceRequest", sr["id"], sr["meta"]["versionId"], sr)  # as notified
             referral = runner.load(sr["id"], event)
             assert referral is not None
             plan = core.decide(referral, event, core.Context(now=datetime.now(UTC), options=options))
