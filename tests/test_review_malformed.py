@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from adapter.mappings import codes
 from adapter.workflow.core import Event, Referral, decide, steps_for
+from adapter.workflow.review.state import find_own, own_value
 from tests.workflow_helpers import (
     add,
     apply,
@@ -128,3 +132,21 @@ def test_a_referral_with_nothing_loaded_around_it() -> None:
     plan = decide(bare, sr_event(bare), ctx())
     after = apply(bare, plan)
     assert not decide(after, sr_event(after), ctx()).writes
+
+
+_SYSTEM = codes().identifier_system("task")
+_identifier = st.fixed_dictionaries({}, optional={
+    "system": st.sampled_from([_SYSTEM, codes().identifier_system("communication"), "urn:other", None, {"x": 1}, 7]),
+    "value": st.sampled_from(["k1", "k2", None, 3, {"v": "k1"}])})
+
+
+@given(st.lists(st.one_of(st.lists(st.one_of(_identifier, st.just("junk")), max_size=4), _identifier, st.none(),
+                          st.just("junk")), max_size=6), st.sampled_from(["k1", "k2"]))
+def test_finding_our_resources_by_identifier_tolerates_whatever_identifiers_arrive(
+        identifiers: list[Any], value: str) -> None:
+    """The per-state index finds what a scan with ``own_value`` finds, however malformed the identifiers."""
+    resources = {f"Task/t{n}": {"resourceType": "Task", "id": f"t{n}", "identifier": ident}
+                 for n, ident in enumerate(identifiers)}
+    state = Referral(service_request(), resources)
+    scanned = next((r for r in resources.values() if own_value(r, "task") == value), None)
+    assert find_own(state, "task", value) is scanned

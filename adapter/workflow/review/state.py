@@ -47,11 +47,11 @@ def _identified(referral: Referral) -> dict[tuple[str, str], Resource]:
         for resource in referral.resources.values():
             if not isinstance(resource, dict):
                 continue
-            systems: set[Any] = set()
+            systems: set[str] = set()
             for i in as_list(resource.get("identifier")):
-                if isinstance(i, dict) and (system := i.get("system")) not in systems:
-                    systems.add(system)
-                    if isinstance(system, str) and isinstance(value := i.get("value"), str):
+                if isinstance(i, dict) and isinstance(system := i.get("system"), str) and system not in systems:
+                    systems.add(system)  # (a system that is no string, from elsewhere, is none of ours)
+                    if isinstance(value := i.get("value"), str):
                         found.setdefault((system, value), resource)
         return found
 
