@@ -84,9 +84,10 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # celery.app.trace says "succeeded" and "Retry in Ns" for every task at INFO; the adapter's own
+    # celery.app.trace says "succeeded" and "Retry in Ns" for every task at INFO, celery.worker.strategy
+    # "received" (a third of a busy worker's lines, 50 µs each in the consumer process); the adapter's own
     # "event processed" and "will retry" lines say it once, at the event's level (debug when ignored).
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "celery.app.trace"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "celery.app.trace", "celery.worker.strategy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # At DEBUG, Celery's pool logs each task's arguments (the envelope, resource included) as one string
     # that key-based redaction cannot see into: never below INFO.
