@@ -250,9 +250,9 @@ def _park_unreadable(envelope: Any, exc: Exception) -> str:
     return "dead-lettered"
 
 
-def _delivered(st: State, env: Envelope, outcome: str) -> None:
-    if env.shape not in INTERNAL_SHAPES:
-        st.count_delivered(outcome)
+def _came_in(env: Envelope) -> bool:
+    """The event came in through the API (not a timer's, the sweep's or a reconciliation's)."""
+    return env.shape not in INTERNAL_SHAPES
 
 
 def _attempt(task: Task, env: Envelope, failures: int) -> str:
@@ -272,7 +272,8 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
         if permanent or attempts >= settings().max_attempts:
             entry = st.park(env, reason, attempts)
             st.count("dead_lettered", kind)
-            _delivered(st, env, "dead_lettered")
+            if _came_in(env):
+                st.count_delivered("dead_lettered")
             log.error("event dead-lettered", reason=reason, attempts=attempts, dlq_id=entry)
             return "dead-lettered"
         st.count("retried", kind)
@@ -280,7 +281,7 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
         raise task.retry(countdown=backoff(attempts - 1), kwargs={"failures": attempts},
                          **_publish_options(env)) from None
     latency = max(time.time() - env.received_at, 0.0) if outcome.status in ("applied", "nothing") else None
-    st.finish_event(outcome.done, outcome.status, kind, delivered=env.shape not in INTERNAL_SHAPES, latency=latency)
+    st.finish_event(outcome.done, outcome.status, kind, delivered=_came_in(env), latency=latency)
     (log.debug if outcome.status == "ignored" else log.info)("event processed", outcome=outcome.status,
                                                             writes=outcome.writes)
     return outcome.status

@@ -32,6 +32,7 @@ REFERRAL_INCLUDES = (
     *mmrpv.REVINCLUDES,
 )
 ANSWERS = "QuestionnaireResponse:based-on"
+PATIENT = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")  # a literal reference to a Patient, nothing else
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def guessed_queries(event: Event | None, server: ServerSearch = ServerSearch()) 
         return []
     patient = next((ref for element in ("subject", "for")
                     if isinstance(ref := dig(event.resource, element, "reference"), str)
-                    and re.fullmatch(r"Patient/[A-Za-z0-9\-.]{1,64}", ref)), None)
+                    and PATIENT.fullmatch(ref)), None)
     return [review.answers_query(patient)] if patient else []
 
 
