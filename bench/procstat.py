@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,38 @@ def process_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+# What a JVM server's threads do, by the first characters of their name (Linux keeps 15 of them).
+JVM_THREADS = (("http-nio-", "requests"), ("C1 CompilerThre", "JIT compiler"), ("C2 CompilerThre", "JIT compiler"),
+               ("GC Thread", "GC"), ("VM Thread", "GC"), ("G1 ", "GC"))
+
+
+def thread_group(name: str) -> str:
+    """A thread's group: its role for a known JVM thread, else its name with the numbers taken out
+    (``worker-7`` and ``worker-9`` count as one)."""
+    return next((role for prefix, role in JVM_THREADS if name.startswith(prefix)), re.sub(r"\d+", "#", name))
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's threads, summed by :func:`thread_group`: which of a JVM's threads spent it."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = thread_group(stat[stat.index("(") + 1:stat.rindex(")")])
+        fields = _stat_fields(stat)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
+def thread_cpu_used(before: dict[str, float], after: dict[str, float], least: float = 0.05) -> dict[str, float]:
+    """What each thread group spent between two :func:`thread_cpu_seconds`, the largest first; groups
+    under ``least`` seconds are left out (threads that ended in between are lost, not negative)."""
+    used = {name: round(v - before.get(name, 0.0), 2) for name, v in after.items()}
+    return dict(sorted(((k, v) for k, v in used.items() if v >= least), key=lambda kv: -kv[1]))
 
 
 def settle(pid: int, below: float = 0.05, window: float = 0.5, timeout: float = 20.0) -> None:

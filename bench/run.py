@@ -36,7 +36,7 @@ import httpx
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling modules, when run as a script
 
 from load import LoadResult, Request, closed_loop, open_loop
-from procstat import CpuMeter, settle
+from procstat import CpuMeter, settle, thread_cpu_seconds, thread_cpu_used
 from stack import (
     LOGS,
     RESULTS,
@@ -65,6 +65,7 @@ from adapter.fhir.client import FhirClient
 from adapter.hapi import HapiServer, start_hapi
 from adapter.mappings import load as load_mapping
 from adapter.pipeline.runner import Runner, transaction_bundle
+from adapter.pipeline.state import State
 from adapter.sandbox import Sandbox, free_port, start_sandbox
 from adapter.workflow import core, steps  # noqa: F401  (steps: registers them, as a worker process does)
 
@@ -192,6 +193,7 @@ def e2e_run(fhir: FhirClient, api_url: str, scope: RedisScope, referrals: list[d
     """
     n = len(referrals)
     done_before = events_done(scope)
+    threads = thread_cpu_seconds(server_pid) if server_pid else {}
     if meter:
         meter.start()
     started = time.perf_counter()
@@ -201,12 +203,19 @@ def e2e_run(fhir: FhirClient, api_url: str, scope: RedisScope, referrals: list[d
     if meter and server_pid:
         settle(server_pid)
     cpu = meter.stop() if meter else {}
+    by_thread = per_thread(threads, server_pid, n) if server_pid else {}
     if missing := {sr["id"] for sr in referrals} - reviewed_referrals(fhir):
         raise BenchError(f"{len(missing)} of {n} referrals have no review Task after their events")
     seconds = finished - started
     return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1),
             "enqueue_seconds": round(sent.seconds, 3), "cpu_seconds": cpu,
-            "cpu_ms_per_event": {k: round(v * 1000 / n, 1) for k, v in cpu.items()}}
+            "cpu_ms_per_event": {k: round(v * 1000 / n, 1) for k, v in cpu.items()},
+            "fhir_server_threads_ms_per_event": by_thread}
+
+
+def per_thread(before: dict[str, float], pid: int, n: int) -> dict[str, float]:
+    """The FHIR server's CPU per event by thread group since ``before`` (which of a JVM's threads spent it)."""
+    return {k: round(v * 1000 / n, 2) for k, v in thread_cpu_used(before, thread_cpu_seconds(pid)).items()}
 
 
 def per_event(counts: dict[str, Any], n: int) -> dict[str, Any]:
@@ -333,7 +342,7 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
         recorded = create_referrals(fhir, args.events, named=True)
         twins = create_referrals(fhir, args.events, named=True)
         options = {"language": "sv", **load_mapping("review")}
-        runner = Runner(fhir, None, now=lambda: datetime.now(UTC), options=options)  # type: ignore[arg-type]
+        runner = Runner(fhir, State.from_url("memory://"), now=lambda: datetime.now(UTC), options=options)
         runner.server_search()  # the CapabilityStatement, once, as a worker process reads it
         jobs = []
         for sr, twin in zip(recorded, twins, strict=True):
@@ -359,6 +368,7 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
 
     settle(server.process.pid)
     meter = CpuMeter({}, {"fhir server": server.process.pid, "bench": os.getpid()})
+    threads = thread_cpu_seconds(server.process.pid)
     meter.start()
     started = time.perf_counter()
     with ThreadPoolExecutor(len(lanes)) as pool:
@@ -366,10 +376,12 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
     seconds = time.perf_counter() - started
     settle(server.process.pid)  # its work after the writes is theirs, as in the e2e phase
     cpu = meter.stop()
+    by_thread = per_thread(threads, server.process.pid, len(jobs))
     requests = sum(len(reads) + 1 for reads, _ in jobs)
     return {"events": len(jobs), "clients": len(lanes), "seconds": round(seconds, 3),
             "events_per_second": round(len(jobs) / seconds, 1), "requests_per_event": round(requests / len(jobs), 2),
-            "cpu_seconds": cpu, "cpu_ms_per_event": {k: round(v * 1000 / len(jobs), 1) for k, v in cpu.items()}}
+            "cpu_seconds": cpu, "cpu_ms_per_event": {k: round(v * 1000 / len(jobs), 1) for k, v in cpu.items()},
+            "fhir_server_threads_ms_per_event": by_thread}
 
 
 def swapped(body: Any, swap: tuple[str, str]) -> Any:
@@ -380,12 +392,15 @@ def swapped(body: Any, swap: tuple[str, str]) -> Any:
 def e2e_phase(sandbox: Sandbox | HapiServer, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
               args: argparse.Namespace, api_pid: int) -> dict[str, Any]:
     with running(lambda: start_worker(env, "worker", args.worker_concurrency), stop) as worker:
+        # The referrals first, then the warm-up events, as the direct phase reads before it replays: a
+        # JVM server recompiles its read and transaction paths after a burst of creates, and that
+        # compiling belongs to whichever phase comes first after the creates, not to the adapter.
+        referrals = create_referrals(fhir, args.events)
         warm = 2 * args.worker_concurrency
         cold = warm_up(fhir, api_url, scope, warm, args.deadline)
         meter = CpuMeter({"api": api_pid, "worker": worker.pid},
                          {"worker main process": worker.pid, "fhir server": sandbox.process.pid,
                           "redis": scope.server_pid, "bench": os.getpid()})
-        referrals = create_referrals(fhir, args.events)
         settle(sandbox.process.pid)  # the server's own work after these writes is not the events'
         run = e2e_run(fhir, api_url, scope, referrals, args.deadline, meter, sandbox.process.pid)
     return {**run, "warm_up_seconds": cold, "warm_up_events": warm}
@@ -473,6 +488,11 @@ def table(results: dict[str, Any]) -> str:
                   f"{direct['requests_per_event']} requests per event; FHIR server CPU "
                   f"{fmt(direct['cpu_ms_per_event'].get('fhir server'), ' ms')} per event)", ""),
                  ("Through the adapter ÷ straight", fmt(ratio), "≥ 0.8")]
+        if e2e and (through := e2e.get("fhir_server_threads_ms_per_event")):
+            straight = direct.get("fhir_server_threads_ms_per_event") or {}
+            top = sorted(set(through) | set(straight), key=lambda k: -max(through.get(k, 0), straight.get(k, 0)))[:4]
+            rows.append(("FHIR server threads, ms per event: through / straight",
+                         ", ".join(f"{k} {fmt(through.get(k))} / {fmt(straight.get(k))}" for k in top), ""))
     if trips := results.get("trips"):
         rows += [("FHIR reads per event (GET)", str(trips["reads_per_event"]), "≤ 1 (with _include/_revinclude)"),
                  ("FHIR read batches per event", f"{trips['batches_per_event']} (holding "
