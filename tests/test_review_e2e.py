@@ -321,3 +321,29 @@ def test_a_guessed_answers_search_for_another_patient_is_never_taken_for_the_ref
     assert sent[1][0] == "GET" and f"subject={sr['subject']['reference']}&" in sent[1][1]
     if FHIR_SERVER == "hapi":  # the sandbox ignores the search's parameters and answers every response it holds
         assert f"QuestionnaireResponse/{qr['id']}" not in loaded.resources
+
+
+def test_an_event_that_names_no_patient_still_costs_one_read(fhir: FhirClient, proxy: FaultProxy) -> None:
+    """A timer (or an id-only ServiceRequest notification) names no patient to guess the answers' search
+    from. On a server that cannot revinclude the answers, the searches the referral's last load needed
+    after its first read are remembered in Redis, so another worker process sends them with the
+    referral's search: one read, not two."""
+    sr = referral_on_server(fhir, extension=[])
+    state = State.from_url("memory://")
+    with FhirClient(proxy.base_url, retries=0, headers={"Cache-Control": "no-cache"}) as through_proxy:
+        first, second = (Runner(through_proxy, state, now=lambda: datetime.now(STHLM)) for _ in range(2))
+        for runner in (first, second):  # two worker processes, one Redis
+            runner._server_search = ServerSearch(answers=False)
+        assert first.load(sr["id"], Event("changed", "ServiceRequest", sr["id"], "1", sr)) is not None
+        remembered = state.phase_two(sr["id"])
+        assert any(url.startswith(f"QuestionnaireResponse?subject={sr['subject']['reference']}&")
+                   for url in remembered), remembered
+        proxy.record()
+        with structlog.contextvars.bound_contextvars(correlation_id=f"{sr['id']}-timer"):
+            loaded = second.load(sr["id"], Event("timer", "ServiceRequest", sr["id"], timer="overdue"))
+    assert loaded is not None
+    seen = proxy.by_event()[f"{sr['id']}-timer"]
+    if FHIR_SERVER != "hapi":
+        seen = _without_sandbox_answer_pages(seen)
+    assert request_kinds(seen) == ["read"], seen
+    assert all(url.encode() in seen[0][2] for url in remembered)

@@ -187,9 +187,15 @@ class Runner:
 
     def load(self, referral_id: str, event: Event | None = None) -> Referral | None:
         """The referral and what surrounds it: one search with includes (in one batch with the searches
-        phase two will likely need, where the event lets them be guessed), then at most two batches."""
+        phase two will likely need, where the event or the referral's last load lets them be guessed),
+        then at most two batches.
+
+        On a server that cannot revinclude the answers, phase two is remembered per referral (in Redis,
+        for every worker process): a timer or an event that names no patient guesses from that."""
         server = self.server_search()
         query, guessed = load.referral_query(referral_id, server), load.guessed_queries(event, server)
+        remembered = [] if server.answers else self.state.phase_two(referral_id)
+        guessed += [url for url in remembered if url not in guessed]
         if guessed:
             first, *pages = self.fhir.batch_get([query, *guessed], whole=False)
             first = self.fhir.whole(first)
@@ -206,6 +212,8 @@ class Runner:
                 resources.update(_collect(self.fhir.whole(pages[guessed.index(url)])))
             more = [url for url in load.follow_up_queries(service_request, resources, event, self.options, server)
                     if url not in confirmed]
+        if not server.answers and (asked := [*confirmed, *more]) != remembered:
+            self.state.remember_phase_two(referral_id, asked)
         if more:
             for reply in self.fhir.batch_get(more):
                 resources.update(_collect(reply))

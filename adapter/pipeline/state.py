@@ -267,6 +267,23 @@ class State:
     def set_checkpoint(self, name: str, value: str) -> None:
         self.r.hset(P + "checkpoints", name, value)
 
+    # ------------------------------------------------------------ what a referral's load needed last time
+
+    def phase_two(self, referral_id: str) -> list[str]:
+        """The searches the last load of the referral needed after its first read (a guess for the next
+        load to send with that read; only ever used where the load asks for exactly them again)."""
+        raw = self.r.get(f"{P}phase2:{referral_id}")
+        with contextlib.suppress(ValueError):
+            urls = json.loads(raw) if raw else []
+            return [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
+        return []
+
+    def remember_phase_two(self, referral_id: str, urls: list[str]) -> None:
+        if urls:
+            self.r.set(f"{P}phase2:{referral_id}", json.dumps(urls), ex=self.dedup_ttl)
+        else:
+            self.r.delete(f"{P}phase2:{referral_id}")
+
     # ------------------------------------------------------------ metrics shared by every process
 
     def count(self, what: str, kind: str, n: int = 1) -> None:
