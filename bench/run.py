@@ -1,13 +1,15 @@
 """Benchmark the MMR adapter against a FHIR server (the sandbox, or HAPI with --fhir hapi), Redis and real
 API and worker processes.
 
-Three measurements (see bench/README.md):
+Four phases (see bench/README.md):
 
-1. ``/notify`` acceptance: PUT rest-hook notifications at a fixed open-loop rate; latency percentiles.
-2. End to end: N referrals, one notification each, one prefork worker (concurrency 2); events/s until
-   every referral has its review Task on the sandbox.
-3. FHIR round trips per event, through a counting proxy in front of the sandbox: a new referral's
-   first event, then the same notifications again (redelivery), then a new version no step acts on.
+1. ``accept``: PUT rest-hook notifications to ``/notify`` at a fixed open-loop rate; latency percentiles.
+2. ``e2e``: N new referrals, one notification each, the worker as ``mmr-adapter worker`` runs it; events/s
+   until the worker has finished every event, CPU per event of worker, server and API.
+3. ``direct``: the same reads and transactions for N other referrals sent straight to the server; the
+   ratio of the two rates.
+4. ``trips``: FHIR requests per event through a counting proxy: a new referral's first event, the same
+   notifications again (redelivery), then a new version no step acts on.
 
 Prints a Markdown table and writes bench/results/latest.json. Everything stays on 127.0.0.1.
 """
