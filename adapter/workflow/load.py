@@ -55,6 +55,10 @@ class ServerSearch:
 
 
 def referral_query(referral_id: str, server: ServerSearch = ServerSearch()) -> str:
+    """The referral's one search. Sent as HAPI stores searches by default, never ``Cache-Control:
+    no-store``: HAPI answers that synchronously, loading ``_revinclude`` before ``_include``, so the
+    Consents and CarePlans reached through the included Patient would be missing (HAPI 8.2;
+    ``tests/test_fhir_client.py``)."""
     answers = (f"_revinclude:iterate={ANSWERS}",) if server.answers else ()  # basedOn the referral or its Tasks
     return f"ServiceRequest?_id={referral_id}&" + "&".join((*REFERRAL_INCLUDES, *answers))
 
