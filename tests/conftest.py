@@ -29,6 +29,7 @@ from adapter.hapi import HapiServer, start_hapi
 from adapter.pipeline.state import State
 from adapter.polling import poll
 from adapter.sandbox import Sandbox, free_port, start_sandbox
+from adapter.workflow.core import Plan, Referral
 from tests.faults import FaultProxy
 
 # pytest imports this file as ``conftest`` and the tests as ``tests.conftest``: both imports must see
@@ -96,6 +97,25 @@ def _fresh_logs() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     for old in LOGS.glob("*.log"):
         old.unlink()
+
+
+@pytest.fixture(autouse=True)
+def _kept_lookups_are_what_a_fresh_state_derives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In every test that plans in this process: each lookup a state keeps from the state before
+    (``core.per_state``, kept while a plan writes none of the types it reads) gives what the same
+    lookup gives on a fresh state of the same resources. A ``reads`` set that is too narrow fails here."""
+    real = Referral.with_plan
+
+    def checked(self: Referral, plan: Plan) -> Referral:
+        after = real(self, plan)
+        if after is not self:
+            fresh = Referral(after.service_request, after.resources)
+            for key, (value, _) in after._derived.items():
+                if callable(key):  # a per_state lookup (other derived values are keyed by names)
+                    assert key(fresh) == value, f"{key.__qualname__} kept across a plan that changed it"
+        return after
+
+    monkeypatch.setattr(Referral, "with_plan", checked)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, wraps
 from typing import Any, Literal, TypeVar
 
 from adapter.fhir.search import identifier_criteria
@@ -54,6 +54,19 @@ def version(resource: Resource) -> str | None:
 
 def identifier_value(resource: Resource, system: str) -> str | None:
     return next((i.get("value") for i in resource.get("identifier") or () if i.get("system") == system), None)
+
+
+def per_state(reads: frozenset[str] | None = None) -> Callable[[Callable[[Referral], T]], Callable[[Referral], T]]:
+    """Make a function of the state alone (what a step looks up: our Task, the CarePlan) derived once
+    per state (:meth:`Referral.derived`), kept by the next state unless its plan writes ``reads``."""
+
+    def wrap(lookup: Callable[[Referral], T]) -> Callable[[Referral], T]:
+        @wraps(lookup)
+        def once(referral: Referral) -> T:
+            return referral.derived(lookup, lambda: lookup(referral), reads)
+        return once
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,14 @@ class Referral:
         return self.resources.get(reference)
 
     def all(self, resource_type: str) -> list[Resource]:
-        return [r for r in self.resources.values() if r.get("resourceType") == resource_type]
+        return list(self.derived("resources by type", self._by_type).get(resource_type, ()))
+
+    def _by_type(self) -> dict[str, list[Resource]]:
+        out: dict[str, list[Resource]] = {}
+        for r in self.resources.values():
+            if isinstance(kind := r.get("resourceType"), str):  # (one from elsewhere may hold anything)
+                out.setdefault(kind, []).append(r)
+        return out
 
     def tasks(self, code: str | None = None, system: str | None = None) -> list[Resource]:
         """Tasks whose focus is this referral, optionally with a given code."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.workflow.calendar import STOCKHOLM, local, parse_moment
-from adapter.workflow.core import Context, Event, Referral, Resource
+from adapter.workflow.core import Context, Event, Referral, Resource, per_state
 from adapter.workflow.review.options import language
 from adapter.workflow.review.referral import has_code, points_to, referral_key, unit_reference
 from adapter.workflow.review.referral import local as local_ref
@@ -42,6 +42,10 @@ def fired(event: Event, timer: str) -> bool:
     events (and their replays) neither send nor re-arm them."""
     return event.kind == "timer" and event.timer == timer
 
+
+# What the lookups below read, besides the ServiceRequest (its key and reference): a state keeps
+# their answers while its plans write none of these.
+TASKS, EPISODES, CAREPLANS = (frozenset({"ServiceRequest", t}) for t in ("Task", "EpisodeOfCare", "CarePlan"))
 
 BOOKED = frozenset({"booked", "arrived", "checked-in", "fulfilled"})
 CLOSED = frozenset({"cancelled", "rejected", "failed", "entered-in-error", "completed"})
@@ -83,6 +87,7 @@ def site_ref(site: Unit) -> dict[str, Any]:
     return unit_reference(site, "Location")
 
 
+@per_state(frozenset({"ServiceRequest"}))
 def key(referral: Referral) -> str:
     return referral_key(referral.service_request)
 
@@ -99,6 +104,7 @@ def active(referral: Referral) -> bool:
 # ---------------------------------------------------------------- our resources
 
 
+@per_state(TASKS)
 def intake_task(referral: Referral) -> Resource | None:
     """The ``mmrpv-intake`` Task forwarding made (``<key>-mmrpv-intake``), else one focused on the referral."""
     if found := find_own(referral, TASK, f"{key(referral)}-mmrpv-intake"):
@@ -117,6 +123,7 @@ def intake_open(intake: Resource | None) -> bool:
     return intake is not None and intake.get("status") not in CLOSED - {"completed"}
 
 
+@per_state(EPISODES)
 def episode(referral: Referral) -> Resource | None:
     if found := find_own(referral, EPISODE, f"{key(referral)}-care-commitment"):
         return found
@@ -157,12 +164,13 @@ def booking_key(referral: Referral, round_: int) -> str:
     return f"{key(referral)}-booking-mmrpv-{round_}"
 
 
-def booking_tasks(referral: Referral) -> list[Resource]:
+@per_state(TASKS)
+def booking_tasks(referral: Referral) -> tuple[Resource, ...]:
     """Our booking rounds, in order: ``<key>-booking-mmrpv-1``, ``-2``, ..."""
-    out = []
+    out: list[Resource] = []
     while found := find_own(referral, TASK, booking_key(referral, len(out) + 1)):
         out.append(found)
-    return out
+    return tuple(out)
 
 
 def open_booking_task(referral: Referral) -> Resource | None:
@@ -175,6 +183,7 @@ def carries_out(plan: Resource, referral_reference: str) -> bool:
     return any(isinstance(a, dict) and points_to(a.get("reference"), referral_reference) for a in activities)
 
 
+@per_state(CAREPLANS)
 def programme(referral: Referral) -> Resource | None:
     if found := find_own(referral, CAREPLAN, f"{key(referral)}-programme"):
         return found
@@ -183,6 +192,7 @@ def programme(referral: Referral) -> Resource | None:
                  and has_code(c.get("category"), system, "mmr")), None)
 
 
+@per_state(TASKS)
 def follow_up_task(referral: Referral) -> Resource | None:
     return find_own(referral, TASK, f"{key(referral)}-follow-up")
 

@@ -22,7 +22,6 @@ stops there with a note and the clinic takes it by hand (the overdue flag still 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -34,7 +33,7 @@ from adapter.mappings import Clinic, codes, load
 from adapter.workflow import arrival  # noqa: F401  (its steps run first)
 from adapter.workflow import confirmations as conf
 from adapter.workflow.calendar import add_working_days
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, on
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, on, per_state
 from adapter.workflow.review import options
 from adapter.workflow.review.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
 from adapter.workflow.review.sources import RECORD, RuleError, holds
@@ -124,15 +123,16 @@ def kom_id(referral: Referral, round_no: int) -> str:
     return conf.message_id(referral, "KOM", "referrer", str(round_no))
 
 
-def rounds(referral: Referral) -> list[Resource]:
+@per_state(frozenset({"ServiceRequest", "Communication"}))
+def rounds(referral: Referral) -> tuple[Resource, ...]:
     """The KOM Communications sent for this referral, in round order."""
-    pattern = re.compile(re.escape(f"{referral_key(referral.service_request)}-KOM-referrer-") + r"(\d+)$")
+    prefix = f"{referral_key(referral.service_request)}-KOM-referrer-"
     found = []
     for comm in referral.all("Communication"):
-        match = pattern.match(own_value(comm, "communication") or "")
-        if match:
-            found.append((int(match.group(1)), comm))
-    return [c for _, c in sorted(found, key=lambda pair: pair[0])]
+        value = own_value(comm, "communication") or ""
+        if value.startswith(prefix) and (number := value[len(prefix):]).isdigit() and number.isascii():
+            found.append((int(number), comm))
+    return tuple(c for _, c in sorted(found, key=lambda pair: pair[0]))
 
 
 def reply_to(referral: Referral, kom: Resource) -> Resource | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.mappings import codes
-from adapter.workflow.core import Context, Referral, Resource, Write, create, update
+from adapter.workflow.core import Context, Referral, Resource, Write, create, per_state, update
 from adapter.workflow.review.options import language
 from adapter.workflow.review.referral import ACTIVE, as_list, code_in, dig, has_code, points_to, referral_key
 
@@ -73,6 +73,7 @@ def review_key(referral: Referral) -> str:
     return f"{referral_key(referral.service_request)}-referral-review"
 
 
+@per_state(frozenset({"ServiceRequest", "Task"}))
 def review_task(referral: Referral) -> Resource | None:
     """The referral's review Task: ours by identifier, else any ``referral-review`` Task focused on it."""
     if found := find_own(referral, "task", review_key(referral)):
