@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from adapter.logs import new_correlation_id
@@ -62,7 +62,9 @@ class Envelope:
             (f"/_history/{self.version_id}" if self.version_id else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as they are, for a message or a dead letter serialised at once (``asdict`` would
+        deep-copy the resource first: a tenth of the API's CPU per notification)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Envelope:
