@@ -57,7 +57,7 @@ def test_search_follows_next_links(fhir: FhirClient) -> None:
 @pytest.mark.skipif(FHIR_SERVER != "hapi", reason="HAPI's synchronous search path; the sandbox has one path")
 def test_hapi_answers_a_no_store_search_without_what_hangs_off_its_includes(fhir: FhirClient) -> None:
     """Why the referral's search is stored as HAPI does by default, though ``Cache-Control: no-store``
-    would save HAPI about a third of that search's CPU: HAPI answers a no-store search synchronously
+    would save HAPI about a third of that search's time: HAPI answers a no-store search synchronously
     and loads its ``_revinclude``s before its ``_include``s, so a Consent reached through the included
     Patient (``_revinclude:iterate=Consent:patient``) is missing. Should a HAPI release change that,
     this fails, and the referral's search may go no-store."""
