@@ -497,7 +497,7 @@ def table(results: dict[str, Any]) -> str:
                   f"{direct['requests_per_event']} requests per event; FHIR server CPU "
                   f"{fmt(direct['cpu_ms_per_event'].get('fhir server'), ' ms')} per event)", ""),
                  ("Through the adapter ÷ straight", fmt(ratio), "≥ 0.8")]
-        if e2e and (through := e2e.get("fhir_server_threads_ms_per_event")):
+        if e2e and len(through := e2e.get("fhir_server_threads_ms_per_event") or {}) > 1:  # a server of threads
             straight = direct.get("fhir_server_threads_ms_per_event") or {}
             top = sorted(set(through) | set(straight), key=lambda k: -max(through.get(k, 0), straight.get(k, 0)))[:4]
             rows.append(("FHIR server threads, ms per event: through / straight",
