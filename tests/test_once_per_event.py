@@ -3,6 +3,9 @@ however many steps ask, and what a step's writes cannot change is not evaluated 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from typing import Any
 
@@ -60,3 +63,28 @@ def test_what_is_due_later_reuses_what_the_event_derived(evaluations: Counter[st
     first = sum(evaluations.values())
     assert core.due_later(after, ctx())  # the review deadline, at least
     assert sum(evaluations.values()) == first  # the timers' steps found every rule already evaluated
+
+
+WARM_UP_PROBE = """
+import socket, sys
+def refuse(*args, **kwargs):
+    raise AssertionError("the warm-up opened a connection")
+socket.socket.connect = refuse
+from adapter.pipeline import worker
+from adapter.workflow.review import completeness, sources
+worker.warm_up()
+print(sources._compiled.cache_info().currsize == len(completeness.rules()),
+      any(name.endswith(".servicerequest") for name in sys.modules))
+"""
+
+
+def test_the_worker_compiles_and_loads_once_before_its_pool_forks() -> None:
+    """``mmr-adapter worker`` plans a made-up arrival in its main process before the pool forks
+    (``worker_init``), so no child pays for the first event: every completeness rule compiled, the
+    FHIR model of the referral imported, and not one connection opened (the children must not share
+    a socket). In a fresh interpreter, as a worker starts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMR_")}
+    probe = subprocess.run([sys.executable, "-c", WARM_UP_PROBE], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert probe.stdout.split() == ["True", "True"]
