@@ -10,7 +10,6 @@ to Celery's in-process broker and an in-memory store, and says so.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -25,6 +24,7 @@ import redis
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from adapter.conformance.package import example
 from adapter.fhir.client import FhirClient
 from adapter.polling import poll
 from adapter.workflow.calendar import STOCKHOLM
@@ -79,13 +79,6 @@ def in_process_stack(console: Console, redis_url: str) -> Iterator[dict[str, Any
         server.should_exit = True
         thread.join(timeout=5)
         sandbox.stop()
-
-
-def example(name: str) -> dict[str, Any]:
-    """One of the published examples (profiles/example/), as an EHR vendor would start from it."""
-    from adapter.conformance.package import profiles_dir
-
-    return json.loads((profiles_dir() / "example" / name).read_text(encoding="utf-8"))
 
 
 class Journey:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from fhirpathpy import evaluate
 
-from adapter.conformance.package import EXAMPLE_DIR, is_topic, package, profiles_dir
+from adapter.conformance.package import example, is_topic, package
 from adapter.mappings import codes
 
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
@@ -32,10 +31,6 @@ def criteria(name: str, resource_type: str) -> str:
 
 def fires(expression: str, current: dict[str, Any], previous: dict[str, Any] | None = None) -> bool:
     return evaluate(current, expression, {"current": current, "previous": previous or []}) == [True]
-
-
-def example(name: str) -> dict[str, Any]:
-    return json.loads((profiles_dir() / EXAMPLE_DIR / name).read_text(encoding="utf-8"))
 
 
 def test_the_topics_the_adapter_consumes_are_published() -> None:

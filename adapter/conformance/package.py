@@ -29,6 +29,11 @@ def profiles_dir() -> Path:
     return Path(os.environ.get("MMR_PROFILES_DIR") or Path(__file__).resolve().parents[2] / "profiles")
 
 
+def example(name: str) -> dict[str, Any]:
+    """One of the published examples (``profiles/example/``), as an EHR vendor would start from it."""
+    return dict(read_json(profiles_dir() / EXAMPLE_DIR / name))
+
+
 def read_json(path: Path) -> Any:
     with path.open(encoding="utf-8") as fh:
         return json.load(fh)

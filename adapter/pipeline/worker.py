@@ -203,20 +203,15 @@ def workflow_options() -> dict[str, Any]:
 
 def warm_up() -> None:
     """Do once what each process's first event would do: import the steps and the FHIR models, read
-    the mappings and the profiles, compile the rules, by planning a made-up referral's arrival (pure:
-    nothing is read or written, no connection is opened)."""
+    the mappings and the profiles, compile the rules, by planning the published example referral's
+    arrival (pure: nothing is read or written, no connection is opened)."""
     import adapter.workflow.steps  # noqa: F401  (registers every step)
-    from adapter.mappings import HSA_SYSTEM, codes, directory
+    from adapter.conformance.package import example
     from adapter.workflow import core
 
-    c = codes()
-    sr = {"resourceType": "ServiceRequest", "id": "warm-up", "status": "active", "intent": "order",
-          "identifier": [{"system": f"{c.base}/warm-up", "value": "warm-up"}],
-          "category": [{"coding": [c.referral_category]}], "code": {"coding": [c.referral_code]},
-          "subject": {"reference": "Patient/warm-up"},
-          "performer": [{"identifier": {"system": HSA_SYSTEM, "value": directory().clinics[0].hsa_id}}]}
+    sr = example("ServiceRequest-mmr-example-referral.json")
     ctx = core.Context(now=datetime.now(UTC), options=workflow_options())
-    _, after = core.planned(core.Referral(sr), core.Event("changed", "ServiceRequest", "warm-up", "1", sr), ctx)
+    _, after = core.planned(core.Referral(sr), core.Event("changed", "ServiceRequest", sr["id"], "1", sr), ctx)
     core.due_later(after, ctx)
 
 
