@@ -18,7 +18,7 @@ from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
 from adapter.pipeline.runner import Runner
 from adapter.pipeline.state import State
-from adapter.workflow.core import Event
+from adapter.workflow.core import Event, Referral
 from adapter.workflow.load import ServerSearch
 from adapter.workflow.review.sources import questionnaire_canonical
 from tests.conftest import FHIR_SERVER, Stack, wait_for
@@ -129,6 +129,25 @@ def _without_sandbox_answer_pages(requests: list[tuple[str, str, bytes]]) -> lis
     """The requests but the next pages of an answers' search on the sandbox, which ignores that search's
     parameters and answers every response it holds (the tests before may have left more than a page)."""
     return [r for r in requests if not r[1].startswith("/fhir/QuestionnaireResponse?_count=")]
+
+
+def _without_answers_revinclude(client: FhirClient, state: State) -> Runner:
+    """A worker's runner as on a server that cannot revinclude the answers (the sandbox, or HAPI made to look so)."""
+    runner = Runner(client, state, now=lambda: datetime.now(STHLM))
+    runner._server_search = ServerSearch(answers=False)
+    return runner
+
+
+def _load_through(proxy: FaultProxy, runner: Runner,
+                  event: Event) -> tuple[Referral | None, list[tuple[str, str, bytes]]]:
+    """One load of the event's referral, and the requests it sent (found by its own X-Request-Id: the stack's
+    workers use the proxy too), the sandbox's unfiltered answer pages left out."""
+    request_id = f"load-{event.resource_id}-{event.kind}"
+    proxy.record()
+    with structlog.contextvars.bound_contextvars(correlation_id=request_id):
+        loaded = runner.load(event.resource_id, event)
+    seen = proxy.by_event()[request_id]
+    return loaded, _without_sandbox_answer_pages(seen) if FHIR_SERVER != "hapi" else seen
 
 
 def test_every_review_event_costs_one_read_and_at_most_one_transaction(stack: Stack, fhir: FhirClient,
@@ -294,8 +313,8 @@ def test_a_malformed_referral_never_crashes_the_worker(stack: Stack, fhir: FhirC
     review_in(fhir, healthy, "recommended")
 
 
-def test_a_guessed_answers_search_for_another_patient_is_never_taken_for_the_referrals(fhir: FhirClient,
-                                                                                       proxy: FaultProxy) -> None:
+def test_a_guessed_answers_search_for_another_patient_is_never_taken_for_the_referrals(
+        stack: Stack, fhir: FhirClient, proxy: FaultProxy) -> None:  # the stack's setup installs the directory
     """A server that cannot revinclude the answers (HAPI made to look like one here, or the sandbox): the
     shell guesses the answers' search from the event's patient and sends it with the referral's search.
     A notification naming another patient must cost a second read, never that patient's answers."""
@@ -305,16 +324,10 @@ def test_a_guessed_answers_search_for_another_patient_is_never_taken_for_the_ref
                       "questionnaire": questionnaire_canonical().split("|")[0], "basedOn": [
                           {"reference": f"ServiceRequest/{sr['id']}"}], "authored": datetime.now(STHLM).isoformat()})
     with FhirClient(proxy.base_url, retries=0, headers={"Cache-Control": "no-cache"}) as through_proxy:
-        runner = Runner(through_proxy, State.from_url("memory://"), now=lambda: datetime.now(STHLM))
-        runner._server_search = ServerSearch(answers=False)
+        runner = _without_answers_revinclude(through_proxy, State.from_url("memory://"))
         forged = {**sr, "subject": other["subject"]}
-        proxy.record()
-        with structlog.contextvars.bound_contextvars(correlation_id=sr["id"]):  # this load's X-Request-Id
-            loaded = runner.load(sr["id"], Event("changed", "ServiceRequest", sr["id"], "1", forged))
+        loaded, seen = _load_through(proxy, runner, Event("changed", "ServiceRequest", sr["id"], "1", forged))
     assert loaded is not None and loaded.service_request["subject"] == sr["subject"]
-    seen = proxy.by_event()[sr["id"]]  # the stack's workers use the proxy too
-    if FHIR_SERVER != "hapi":
-        seen = _without_sandbox_answer_pages(seen)
     sent = [(m, p, json.loads(b) if b else None) for m, p, b in seen]
     assert request_kinds(seen) == ["read", "read"], sent  # the batch with the wrong guess, then the right search
     assert other["subject"]["reference"] in json.dumps(sent[0][2])
@@ -323,7 +336,8 @@ def test_a_guessed_answers_search_for_another_patient_is_never_taken_for_the_ref
         assert f"QuestionnaireResponse/{qr['id']}" not in loaded.resources
 
 
-def test_an_event_that_names_no_patient_still_costs_one_read(fhir: FhirClient, proxy: FaultProxy) -> None:
+def test_an_event_that_names_no_patient_still_costs_one_read(stack: Stack, fhir: FhirClient,
+                                                             proxy: FaultProxy) -> None:
     """A timer (or an id-only ServiceRequest notification) names no patient to guess the answers' search
     from. On a server that cannot revinclude the answers, the searches the referral's last load needed
     after its first read are remembered in Redis, so another worker process sends them with the
@@ -331,19 +345,12 @@ def test_an_event_that_names_no_patient_still_costs_one_read(fhir: FhirClient, p
     sr = referral_on_server(fhir, extension=[])
     state = State.from_url("memory://")
     with FhirClient(proxy.base_url, retries=0, headers={"Cache-Control": "no-cache"}) as through_proxy:
-        first, second = (Runner(through_proxy, state, now=lambda: datetime.now(STHLM)) for _ in range(2))
-        for runner in (first, second):  # two worker processes, one Redis
-            runner._server_search = ServerSearch(answers=False)
+        first, second = (_without_answers_revinclude(through_proxy, state) for _ in range(2))  # two processes
         assert first.load(sr["id"], Event("changed", "ServiceRequest", sr["id"], "1", sr)) is not None
         remembered = state.phase_two(sr["id"])
         assert any(url.startswith(f"QuestionnaireResponse?subject={sr['subject']['reference']}&")
                    for url in remembered), remembered
-        proxy.record()
-        with structlog.contextvars.bound_contextvars(correlation_id=f"{sr['id']}-timer"):
-            loaded = second.load(sr["id"], Event("timer", "ServiceRequest", sr["id"], timer="overdue"))
+        loaded, seen = _load_through(proxy, second, Event("timer", "ServiceRequest", sr["id"], timer="overdue"))
     assert loaded is not None
-    seen = proxy.by_event()[f"{sr['id']}-timer"]
-    if FHIR_SERVER != "hapi":
-        seen = _without_sandbox_answer_pages(seen)
     assert request_kinds(seen) == ["read"], seen
     assert all(url.encode() in seen[0][2] for url in remembered)

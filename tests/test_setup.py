@@ -14,8 +14,7 @@ import pytest
 from adapter.conformance.install import conformance_resources
 from adapter.conformance.package import is_topic, package
 from adapter.fhir.client import FhirClient, NotFound
-from adapter.mappings import codes, load
-from adapter.setup import SEND_DELETES, _create, check_capabilities, directory_resources
+from adapter.setup import SEND_DELETES, _create, check_capabilities, directory_resources, wanted_subscriptions
 from tests.conftest import Stack
 from tests.faults import FaultProxy, Rule
 
@@ -80,8 +79,7 @@ def test_setup_repairs_a_subscription_the_server_switched_off(stack: Stack, fhir
         fhir.read("Subscription", victim["id"])
     # An errored Subscription with a fallback comes back with the fallback's criteria (setup's rule), and
     # the server's order decides which Subscription is the victim.
-    fallbacks = {e["criteria"].replace("{base}", codes().base): e["fallback"].replace("{base}", codes().base)
-                 for e in load("subscriptions")["subscriptions"] if e.get("fallback")}
+    fallbacks = {s["criteria"]: s.get("_fallback") for s in wanted_subscriptions("", "", topic_based=False)}
     accepted = {victim["criteria"], fallbacks.get(victim["criteria"])}
     again = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"
              and s["criteria"] in accepted and s["channel"]["endpoint"] == victim["channel"]["endpoint"]]
