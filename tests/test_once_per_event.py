@@ -79,7 +79,7 @@ print(sources._compiled.cache_info().currsize == len(completeness.rules()),
 
 
 def test_the_worker_compiles_and_loads_once_before_its_pool_forks() -> None:
-    """``mmr-adapter worker`` plans a made-up arrival in its main process before the pool forks
+    """``mmr-adapter worker`` plans the example referral's arrival in its main process before the pool forks
     (``worker_init``), so no child pays for the first event: every completeness rule compiled, the
     FHIR model of the referral imported, and not one connection opened (the children must not share
     a socket). In a fresh interpreter, as a worker starts."""
