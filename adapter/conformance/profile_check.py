@@ -7,23 +7,14 @@ required bindings to our ValueSets, and the profile's FHIRPath invariants.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 from typing import Any
-
-import fhirpathpy
-from fhirpathpy.models import models
 
 from adapter.conformance.elements import Element, Node, Walker, contains
 from adapter.conformance.outcome import Issue, error
 from adapter.conformance.terminology import Terminology
+from adapter.fhirpath import compiled
 
 Resource = dict[str, Any]
-
-
-@cache
-def compiled(expression: str) -> Callable[[Any, dict[str, Any]], list[Any]]:
-    """An invariant's FHIRPath, parsed once per process (parsing costs far more than evaluating)."""
-    return fhirpathpy.compile(expression, models["r4"])
 
 
 def reference_type(reference: Any, bundle_types: dict[str, str]) -> str | None:

@@ -17,14 +17,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-import fhirpathpy
-from fhirpathpy.models import models
-
+from adapter.fhirpath import compiled
 from adapter.mappings import Clinic, codes, load
 from adapter.workflow.core import Referral, Resource
 from adapter.workflow.review.referral import as_list, clinic_reference, points_to, references, resolve, subject_key
-
-R4 = models["r4"]
 
 
 class RuleError(Exception):
@@ -33,11 +29,12 @@ class RuleError(Exception):
 
 @cache
 def _compiled(expression: str) -> Any:
-    return fhirpathpy.compile(expression.replace("{base}", codes().base), R4)
+    return compiled(expression.replace("{base}", codes().base))
 
 
 def fhirpath(expression: str, resource: Resource, variables: dict[str, Any]) -> list[Any]:
-    """Evaluate one expression; any failure (fhirpathpy raises bare ``Exception``) becomes ``RuleError``."""
+    """Evaluate one expression (:mod:`adapter.fhirpath`); any failure (fhirpathpy raises bare ``Exception``)
+    becomes ``RuleError``."""
     try:
         return list(_compiled(expression)(resource, variables))
     except Exception as exc:

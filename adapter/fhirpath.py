@@ -1,0 +1,328 @@
+"""FHIRPath for the rules in ``mappings/`` and the invariants in ``profiles/``: compiled once to Python.
+
+fhirpathpy interprets its parse tree on every evaluation, about 5 µs a node: the eight
+completeness rules and the referral profile's three invariants cost the worker half a millisecond
+per new referral. :func:`compiled` turns the parse tree fhirpathpy makes into nested closures for
+the part of FHIRPath those expressions use: navigation (choice types resolved by fhirpathpy's R4
+model), ``%variables``, string and boolean literals, ``=``, ``!=``, ``<``, ``>``, ``<=``, ``>=``,
+``and``, ``or``, ``xor``, ``implies``, and ``exists()``, ``empty()``, ``not()``, ``where()``,
+``all()``, ``isDistinct()``, ``startsWith()``, ``toDateTime()`` (the last and the comparisons are
+fhirpathpy's own functions, called without its interpreter).
+
+fhirpathpy stays the definition. An expression using anything else is handed to it whole, and so
+is an evaluation meeting data whose meaning is subtler than the compiled part models (a primitive's
+``_extension``, a decimal, a date compared, a non-boolean where a boolean is expected, an error
+fhirpathpy would raise): the compiled function raises :class:`_Subtle` and fhirpathpy answers. Both
+give the same answer for every input; ``tests/test_fhirpath.py`` holds them to it with generated
+resources.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.engine.evaluators import boolean_literal, identifier, string_literal
+from fhirpathpy.engine.invocations import equality, logic, misc
+from fhirpathpy.models import models
+from fhirpathpy.parser import parse
+
+R4 = models["r4"]
+CHOICES: dict[str, list[str]] = R4["choiceTypePaths"]
+ELSEWHERE: dict[str, str] = R4["pathsDefinedElsewhere"]
+TYPES: dict[str, str] = R4["path2Type"]
+
+Item = tuple[Any, str | None]  # a node's data and its element path (fhirpathpy's ResourceNode)
+Env = Mapping[str, Any]
+Step = Callable[[list[Item], Env], list[Item]]
+Evaluate = Callable[[Any, Mapping[str, Any] | None], list[Any]]
+
+LOGIC = {"and": logic.and_op, "or": logic.or_op, "xor": logic.xor_op, "implies": logic.implies_op}
+ORDER = {"<": equality.lt, ">": equality.gt, "<=": equality.lte, ">=": equality.gte}
+PLAIN = (str, bool, int)  # data the compiled part compares (not float: fhirpathpy makes it a Decimal)
+
+
+class _Subtle(Exception):
+    """This evaluation needs fhirpathpy itself."""
+
+
+class _Unsupported(Exception):
+    """The expression uses FHIRPath the compiler does not know: fhirpathpy evaluates it."""
+
+
+@cache
+def compiled(expression: str) -> Evaluate:
+    """A function of (resource, variables) giving what ``fhirpathpy.evaluate`` gives, parsed once."""
+    interpreted = fhirpathpy.compile(expression, R4)
+    try:
+        step = _compile(parse(expression)["children"][0])
+    except _Unsupported:
+        return interpreted
+
+    def evaluate(resource: Any, variables: Mapping[str, Any] | None = None) -> list[Any]:
+        env = {"context": resource, "ucum": "http://unitsofmeasure.org", **(variables or {})}
+        try:
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                raise _Subtle
+            return _output(step([(resource, resource["resourceType"])], env))
+        except _Subtle:
+            return interpreted(resource, variables)
+
+    return evaluate
+
+
+def _output(items: list[Item]) -> list[Any]:
+    out = [data for data, _ in items]
+    if any(not isinstance(data, PLAIN) for data in out):
+        raise _Subtle  # fhirpathpy copies complex values (dropping extension-only ones)
+    return out
+
+
+# ---------------------------------------------------------------- the parse tree
+
+
+def _compile(node: dict[str, Any]) -> Step:
+    kind = node["type"]
+    children = node.get("children") or []
+    if kind in ("TermExpression", "InvocationTerm", "ParenthesizedTerm", "LiteralTerm"):
+        return _compile(children[0])
+    if kind == "InvocationExpression":
+        first, then = _compile(children[0]), _compile(children[1])
+        return lambda focus, env: then(first(focus, env), env)
+    if kind == "MemberInvocation":
+        return _member(_name(children[0]))
+    if kind == "FunctionInvocation":
+        return _function(children[0])
+    if kind == "StringLiteral":
+        return _constant(string_literal(None, None, node))
+    if kind == "BooleanLiteral":
+        return _constant(boolean_literal(None, None, node))
+    if kind == "ExternalConstantTerm":
+        return _variable(_name(children[0]["children"][0]))
+    if kind == "EqualityExpression" and node["terminalNodeText"][0] in ("=", "!="):
+        return _equality(node["terminalNodeText"][0] == "=", _compile(children[0]), _compile(children[1]))
+    if kind in ("AndExpression", "OrExpression", "ImpliesExpression"):
+        return _logic(LOGIC[node["terminalNodeText"][0]], _compile(children[0]), _compile(children[1]))
+    if kind == "InequalityExpression":
+        return _order(ORDER[node["terminalNodeText"][0]], _compile(children[0]), _compile(children[1]))
+    raise _Unsupported(kind)
+
+
+def _name(node: dict[str, Any]) -> str:
+    return str(identifier(None, None, node)[0]).replace("`", "")
+
+
+def _constant(value: list[Any]) -> Step:
+    items: list[Item] = [(v, None) for v in value]
+    return lambda focus, env: items
+
+
+def _variable(name: str) -> Step:
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        if name not in env:
+            raise _Subtle  # fhirpathpy raises its own error
+        value = env[name]
+        values = [] if value is None else value if isinstance(value, list) else [value]
+        return [(v, None) for v in values]  # as given, not yet a node (``_where`` tells them apart)
+    return step
+
+
+# ---------------------------------------------------------------- navigation
+
+
+def _member(key: str) -> Step:
+    if not key or key[0] == key[0].upper():
+        raise _Unsupported("a type name as a path step")  # fhirpathpy's test for one
+
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        out: list[Item] = []
+        for data, path in focus:
+            if not isinstance(data, dict):
+                if key == "length":
+                    raise _Subtle
+                continue
+            if "resourceType" in data:
+                if not isinstance(data["resourceType"], str):
+                    raise _Subtle
+                path = data["resourceType"]
+            child = f"{path}.{key}" if path else f"_.{key}"
+            child = ELSEWHERE.get(child, child)
+            value = None
+            if types := CHOICES.get(child):
+                for suffix in types:
+                    if f"_{key}{suffix}" in data:
+                        raise _Subtle
+                    if (value := data.get(key + suffix)) is not None:
+                        child += suffix
+                        break
+            else:
+                if f"_{key}" in data:
+                    raise _Subtle  # a primitive's extension: fhirpathpy pairs the two
+                value = data.get(key)
+                if key == "extension":
+                    child = "Extension"
+            child = TYPES.get(child, child)
+            if isinstance(value, list):
+                if any(v is None for v in value):
+                    raise _Subtle
+                out += [(v, child) for v in value]
+            elif value is not None:
+                out.append((value, child))
+        return out
+    return step
+
+
+# ---------------------------------------------------------------- operators
+
+
+def _plain(items: list[Item]) -> Any:
+    """The one value of a singleton the compiled part can compare."""
+    if len(items) != 1:
+        raise _Subtle
+    data, path = items[0]
+    if not isinstance(data, PLAIN) or path in ("date", "dateTime", "instant", "time"):
+        raise _Subtle
+    return data
+
+
+def _equality(equal: bool, left: Step, right: Step) -> Step:
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        a, b = left(focus, env), right(focus, env)
+        if not a or not b:
+            return []
+        same = _plain(a) == _plain(b)
+        return [(same if equal else not same, None)]
+    return step
+
+
+def _boolean(items: list[Item]) -> bool | list[Any]:
+    """An operand of a logical operator: a boolean or the empty collection."""
+    if not items:
+        return []
+    if len(items) != 1 or not isinstance(items[0][0], bool):
+        raise _Subtle  # fhirpathpy raises
+    return bool(items[0][0])
+
+
+def _logic(op: Callable[..., Any], left: Step, right: Step) -> Step:
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        result = op(None, _boolean(left(focus, env)), _boolean(right(focus, env)))
+        return [] if result == [] else [(result, None)]
+    return step
+
+
+def _order(op: Callable[..., Any], left: Step, right: Step) -> Step:
+    """``<``, ``>``, ``<=``, ``>=``: fhirpathpy's own comparison (dates and their precision), on singletons."""
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        a, b = left(focus, env), right(focus, env)
+        if not a or not b:
+            return []
+        if len(a) != 1 or len(b) != 1:
+            raise _Subtle
+        return _items(_delegated(op, [a[0][0]], [b[0][0]]))
+    return step
+
+
+def _delegated(fn: Callable[..., Any], *args: Any) -> Any:
+    """One of fhirpathpy's functions on plain data (it reads a node's data the same way); should it fail,
+    fhirpathpy evaluates the whole expression and fails its own way."""
+    try:
+        return fn(None, *args)
+    except Exception as exc:
+        raise _Subtle from exc
+
+
+def _items(result: Any) -> list[Item]:
+    """A function's result as fhirpathpy collects it (``util.arraify``): None and [] are empty."""
+    if isinstance(result, list):
+        return [(v, None) for v in result]
+    return [] if result is None else [(result, None)]
+
+
+# ---------------------------------------------------------------- functions
+
+
+def _function(functn: dict[str, Any]) -> Step:
+    parts = functn["children"]
+    name = _name(parts[0])
+    params = parts[1]["children"] if len(parts) > 1 else []
+    if name in ("exists", "empty", "isDistinct", "not") and not params:
+        return {"exists": _exists, "empty": _empty, "isDistinct": _is_distinct, "not": _not}[name]
+    if name == "toDateTime" and not params:
+        return lambda focus, env: _items(_delegated(misc.to_date_time, [data for data, _ in focus]))
+    if name in ("where", "all", "exists") and len(params) == 1:
+        criteria = _compile(params[0])
+        return {"where": _where, "all": _all, "exists": _exists_where}[name](criteria)
+    if name == "startsWith" and len(params) == 1 and _literal(params[0]) == "StringLiteral":
+        return _starts_with(str(string_literal(None, None, _literal_node(params[0]))[0]))
+    raise _Unsupported(name)
+
+
+def _literal_node(node: dict[str, Any]) -> dict[str, Any]:
+    while node.get("type") in ("TermExpression", "LiteralTerm") and node.get("children"):
+        node = node["children"][0]
+    return node
+
+
+def _literal(node: dict[str, Any]) -> str | None:
+    return _literal_node(node).get("type")
+
+
+def _exists(focus: list[Item], env: Env) -> list[Item]:
+    return [(bool(focus), None)]
+
+
+def _empty(focus: list[Item], env: Env) -> list[Item]:
+    return [(not focus, None)]
+
+
+def _not(focus: list[Item], env: Env) -> list[Item]:
+    if len(focus) != 1:
+        return []
+    if not isinstance(focus[0][0], bool):
+        raise _Subtle
+    return [(not focus[0][0], None)]
+
+
+def _is_distinct(focus: list[Item], env: Env) -> list[Item]:
+    try:
+        keys = {json.dumps(data, sort_keys=True) for data, _ in focus}
+    except TypeError as exc:
+        raise _Subtle from exc
+    return [(len(keys) == len(focus), None)]
+
+
+def _kept(result: list[Item]) -> bool:
+    """fhirpathpy's ``where``: the criterion's first item is truthy, and a node (a navigated element,
+    whose path is known) always is, whatever its value."""
+    return bool(result) and (result[0][1] is not None or bool(result[0][0]))
+
+
+def _true(result: list[Item]) -> bool:
+    """fhirpathpy's ``all``: the criterion gives exactly one item equal to true."""
+    return len(result) == 1 and result[0][0] == True  # noqa: E712 (1 is true here too, as in fhirpathpy)
+
+
+def _where(criteria: Step) -> Step:
+    return lambda focus, env: [item for item in focus if _kept(criteria([item], env))]
+
+
+def _exists_where(criteria: Step) -> Step:
+    return lambda focus, env: [(any([_kept(criteria([item], env)) for item in focus]), None)]  # every item
+
+
+def _all(criteria: Step) -> Step:
+    return lambda focus, env: [(all(_true(criteria([item], env)) for item in focus), None)]  # stops at a no
+
+
+def _starts_with(prefix: str) -> Step:
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        if not focus:
+            return []
+        if len(focus) != 1 or not isinstance(focus[0][0], str):
+            raise _Subtle
+        return [(bool(focus[0][0]) and focus[0][0].startswith(prefix), None)]
+    return step
