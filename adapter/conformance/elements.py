@@ -75,7 +75,8 @@ class Walker:
         self.root_id = elements[0]["id"] if elements else resource.get("resourceType", "")
         self.by_id = {e["id"]: e for e in elements}
         self.root = Node(resource, root_path)
-        self._memo: dict[str, list[Node]] = {}
+        self._groups: dict[str, list[tuple[Node, list[Node]]]] = {}
+        self._nodes: dict[str, list[Node]] = {}
 
     def in_slice(self, node: Node, sliced_id: str, slice_name: str) -> bool:
         slicing = (self.by_id.get(sliced_id) or {}).get("slicing") or {}
@@ -99,7 +100,10 @@ class Walker:
         return True
 
     def groups(self, element_id: str) -> list[tuple[Node, list[Node]]]:
-        """For each parent value: the values this element id selects under it."""
+        """For each parent value: the values this element id selects under it (memoised: the
+        cardinality check and the per-value checks both ask)."""
+        if (known := self._groups.get(element_id)) is not None:
+            return known
         parent_id, last = element_id.rsplit(".", 1)
         name, _, slice_name = last.partition(":")
         out = []
@@ -108,11 +112,12 @@ class Walker:
             if slice_name:
                 kids = [k for k in kids if self.in_slice(k, f"{parent_id}.{name}", slice_name)]
             out.append((parent, kids))
+        self._groups[element_id] = out
         return out
 
     def nodes(self, element_id: str) -> list[Node]:
         if element_id == self.root_id:
             return [self.root]
-        if element_id not in self._memo:
-            self._memo[element_id] = [k for _, kids in self.groups(element_id) for k in kids]
-        return self._memo[element_id]
+        if element_id not in self._nodes:
+            self._nodes[element_id] = [k for _, kids in self.groups(element_id) for k in kids]
+        return self._nodes[element_id]
