@@ -6,6 +6,7 @@ even for a write (nothing was sent)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -85,6 +86,19 @@ def test_a_kept_alive_connection_is_reused(keep_alive: KeepAliveServer) -> None:
         for _ in range(3):
             assert client.read("Patient", "p1") == PATIENT
     assert [r[:2] for r in keep_alive.requests] == [("GET", "/fhir/Patient/p1")] * 3
+    assert len({port for _, _, port in keep_alive.requests}) == 1
+
+
+def test_connections_are_reused_in_a_process_holding_many_descriptors(keep_alive: KeepAliveServer) -> None:
+    """A busy process holds more than select()'s 1024 descriptors: keep-alive must still work."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with FhirClient(keep_alive.base_url, retries=0) as client:
+            for _ in range(2):
+                assert client.read("Patient", "p1") == PATIENT
+    finally:
+        for fd in held:
+            os.close(fd)
     assert len({port for _, _, port in keep_alive.requests}) == 1
 
 

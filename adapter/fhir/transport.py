@@ -38,14 +38,11 @@ def proxied(scheme: str) -> bool:
 def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
     """An idle connection is fit for reuse only if nothing is waiting on it: readable means the server
     closed it (or sent something unasked)."""
-    sock = conn.sock
-    if sock is None:
+    if conn.sock is None:
         return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
+    poller = select.poll()  # not select(): it refuses a descriptor above 1023
+    poller.register(conn.sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 @contextmanager
