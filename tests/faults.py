@@ -1,14 +1,18 @@
-"""FaultProxy: a FAKE, named as such. An HTTP proxy in front of the real sandbox FHIR server that
-can answer errors or hold requests on demand, because a real server cannot be made to fail at
-an exact moment, and can answer HAPI's exact bytes (a rule's ``body``) where the sandbox answers
-differently. Everything it does not intercept is forwarded to the real server; the server's own
-base URL in a forwarded answer (``next`` links, ``Location``) is rewritten to the proxy's, as a
-reverse proxy in front of HAPI does.
+"""The fakes, named as such, for failures a real part cannot produce on demand.
+
+FaultProxy: an HTTP proxy in front of the real sandbox FHIR server that can answer errors or hold
+requests on demand, because a real server cannot be made to fail at an exact moment, and can answer
+HAPI's exact bytes (a rule's ``body``) where the sandbox answers differently. Everything it does not
+intercept is forwarded to the real server; the server's own base URL in a forwarded answer (``next``
+links, ``Location``) is rewritten to the proxy's, as a reverse proxy in front of HAPI does.
+
+KeepAliveServer: an HTTP server that closes a kept-alive connection behind the client's back.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -164,3 +168,55 @@ def transaction_about(text: str) -> Match:
     """Match the worker's transaction POSTs that mention ``text`` (e.g. a referral id); not its batches of reads."""
     return lambda method, path, body: method == "POST" and path.rstrip("/") in ("/fhir", "") and \
         text.encode() in body and request_kinds([(method, path, body)]) == ["transaction"]
+
+
+PATIENT = {"resourceType": "Patient", "id": "p1"}
+
+
+class KeepAliveServer:
+    """A FAKE, named as such: a real HTTP/1.1 server answering every request with :data:`PATIENT`.
+    ``close_after_answer``: it closes the connection after each answer without saying so, as a
+    server whose idle timeout ran out does, a moment no real server can be told to choose."""
+
+    def __init__(self, close_after_answer: bool = False) -> None:
+        self.requests: list[tuple[str, str, int]] = []  # method, path, client port (one per connection)
+        self.closed = threading.Semaphore(0)  # released each time the server closed a connection
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                server.requests.append((self.command, self.path, self.client_address[1]))
+                payload = json.dumps(PATIENT).encode()
+                self.send_response(201 if self.command == "POST" else 200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                self.close_connection = close_after_answer
+
+            do_POST = do_GET
+
+            def finish(self) -> None:
+                super().finish()
+                if close_after_answer:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    server.closed.release()
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http.server_address[1]}/fhir"
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()

@@ -5,66 +5,14 @@ even for a write (nothing was sent)."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from adapter.fhir.client import FhirClient, FhirError
-
-PATIENT = {"resourceType": "Patient", "id": "p1"}
-
-
-class KeepAliveServer:
-    """A real HTTP/1.1 server answering every request with a Patient. ``close_after_answer``: it closes
-    the connection after each answer without saying so, as a server whose idle timeout ran out does."""
-
-    def __init__(self, close_after_answer: bool = False) -> None:
-        self.requests: list[tuple[str, str, int]] = []  # method, path, client port (one per connection)
-        self.closed = threading.Semaphore(0)  # released each time the server closed a connection
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                self.rfile.read(length)
-                server.requests.append((self.command, self.path, self.client_address[1]))
-                payload = json.dumps(PATIENT).encode()
-                self.send_response(201 if self.command == "POST" else 200)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                self.close_connection = close_after_answer
-
-            do_POST = do_GET
-
-            def finish(self) -> None:
-                super().finish()
-                if close_after_answer:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    server.closed.release()
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http.server_address[1]}/fhir"
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+from tests.faults import PATIENT, KeepAliveServer
 
 
 @pytest.fixture
