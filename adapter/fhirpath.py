@@ -11,8 +11,8 @@ fhirpathpy's own functions, called without its interpreter).
 
 fhirpathpy stays the definition. An expression using anything else is handed to it whole, and so
 is an evaluation meeting data whose meaning is subtler than the compiled part models (a primitive's
-``_extension``, a decimal, a date compared, a non-boolean where a boolean is expected, an error
-fhirpathpy would raise): the compiled function raises :class:`_Subtle` and fhirpathpy answers. Both
+``_extension``, a decimal, a date-typed element compared with ``=``, a non-boolean where a boolean is
+expected, an error fhirpathpy would raise): the compiled function raises :class:`_Subtle` and fhirpathpy answers. Both
 give the same answer for every input; ``tests/test_fhirpath.py`` holds them to it with generated
 resources.
 """
@@ -67,7 +67,7 @@ def compiled(expression: str) -> Evaluate:
         try:
             if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
                 raise _Subtle
-            return _output(step([(resource, resource["resourceType"])], env))
+            return _output(step([(resource, None)], env))  # as given: navigation reads its resourceType
         except _Subtle:
             return interpreted(resource, variables)
 
