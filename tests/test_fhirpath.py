@@ -152,7 +152,7 @@ def answer_alike(expression: str, resource: dict[str, Any], variables: dict[str,
 
 
 @pytest.mark.parametrize("expression", shipped() + CONSTRUCTS)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(resource=SERVICE_REQUEST, variables=VARIABLES)
 def test_compiled_fhirpath_answers_as_fhirpathpy(expression: str, resource: dict[str, Any],
                                                  variables: dict[str, Any]) -> None:
