@@ -3,6 +3,7 @@ and for generated referrals, Consents and Patients, well-formed or not (hypothes
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import fhirpathpy
@@ -14,6 +15,9 @@ from hypothesis import strategies as st
 from adapter.conformance.package import example, profiles_dir, read_json
 from adapter.fhirpath import compiled
 from adapter.mappings import codes, load
+from adapter.workflow.core import Referral
+from adapter.workflow.review import sources
+from adapter.workflow.review.referral import performer_clinic
 
 BASE = codes().base
 SECTION = f"{BASE}/StructureDefinition/mmr-referral-section"
@@ -26,8 +30,8 @@ def shipped() -> list[str]:
     profiles' invariants."""
     rules = [r["expression"] for r in load("completeness")["rules"]]
     criteria = load("criteria")
-    for name, sources in criteria["criteria"].items():
-        for rule in sources.get("referral") or ():
+    for name, criterion in criteria["criteria"].items():
+        for rule in criterion.get("referral") or ():
             rules.append(criteria["assessment_expression"].replace("{criterion}", name)
                          if rule.get("source") == "assessment" else rule["path"])
     invariants = [c["expression"] for path in sorted(profiles_dir().glob("StructureDefinition-*.json"))
@@ -161,9 +165,10 @@ def test_compiled_fhirpath_answers_as_fhirpathpy(expression: str, resource: dict
 
 @pytest.mark.parametrize("expression", shipped())
 def test_the_published_examples_are_answered_alike(expression: str) -> None:
-    referral = example("ServiceRequest-mmr-example-referral.json")
-    variables = {"consents": [example("Consent-mmr-example-consent.json")], "patient": [],
-                 "patientReference": referral["subject"]["reference"], "requester": [], "requesterOrganization": [],
-                 "clinicReference": "Organization/x", "clinicHsa": "SE1", "now": "2026-12-07T10:00:00+01:00",
-                 "conditions": []}
-    answer_alike(expression, referral, variables)
+    """With the variables the review gives the rules (``sources.variables``), for the published referral
+    and its patient's Consent."""
+    consent = example("Consent-mmr-example-consent.json")
+    referral = Referral(example("ServiceRequest-mmr-example-referral.json"), {f"Consent/{consent['id']}": consent})
+    env = sources.variables(referral, performer_clinic(referral), datetime(2026, 12, 7, 10, tzinfo=UTC))
+    assert env["consents"] and env["clinicReference"]  # the rules have something to read
+    answer_alike(expression, referral.service_request, env)
