@@ -38,8 +38,13 @@ def readiness_checks(settings: Settings) -> dict[str, Check]:
     """
     timeout = settings.health_timeout
     in_process = settings.redis_url.startswith("memory://")  # the demo's store without Redis: always there
-    store = None if in_process else redis.asyncio.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    store = (
+        None
+        if in_process
+        else redis.asyncio.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+    )
     anonymous = settings.fhir_auth == "client-credentials"
     fhir = _fhir_client(settings)
 
@@ -61,8 +66,11 @@ def health_details(settings: Settings, now: Callable[[], datetime] = lambda: dat
     fhir = _fhir_client(settings)
 
     async def subscriptions() -> str | None:
-        reply = await fhir.get(f"{settings.fhir_base}/Subscription", headers={"Cache-Control": "no-cache"},
-                               params={"url": settings.notify_url, "_count": "100"})
+        reply = await fhir.get(
+            f"{settings.fhir_base}/Subscription",
+            headers={"Cache-Control": "no-cache"},
+            params={"url": settings.notify_url, "_count": "100"},
+        )
         reply.raise_for_status()
         found = [e.get("resource") or {} for e in reply.json().get("entry") or () if isinstance(e, dict)]
         return delivery.problems(delivery.ours(found, settings.notify_url), now())
@@ -84,11 +92,21 @@ def app_from_settings() -> FastAPI:
             raise QueueUnavailable(type(exc).__name__) from exc
 
     assert settings.webhook_token is not None
-    limits = Limits(max_body_bytes=settings.max_body_bytes, max_events=settings.max_events,
-                    body_timeout=settings.body_timeout, health_cache=settings.health_cache,
-                    health_timeout=settings.health_timeout)
+    limits = Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_events=settings.max_events,
+        body_timeout=settings.body_timeout,
+        health_cache=settings.health_cache,
+        health_timeout=settings.health_timeout,
+    )
     operator = settings.operator_token.get_secret_value() if settings.operator_token else None
-    return create_app(token=settings.webhook_token.get_secret_value(), enqueue=enqueue, state=state,
-                      queue_depth=lambda: worker.queue_depth(state.r, settings.queue),
-                      checks=readiness_checks(settings), details=health_details(settings),
-                      limits=limits, operator_token=operator)
+    return create_app(
+        token=settings.webhook_token.get_secret_value(),
+        enqueue=enqueue,
+        state=state,
+        queue_depth=lambda: worker.queue_depth(state.r, settings.queue),
+        checks=readiness_checks(settings),
+        details=health_details(settings),
+        limits=limits,
+        operator_token=operator,
+    )

@@ -69,16 +69,33 @@ def serve(host: str, port: int, workers: int) -> None:
 
     settings = settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
     configure(settings.log_level, settings.log_json)  # uvicorn's own lines too, in every process
-    uvicorn.run("adapter.api:app_from_settings", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", **uvicorn_options(settings))
+    uvicorn.run(
+        "adapter.api:app_from_settings",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        **uvicorn_options(settings),
+    )
 
 
 @main.command()
-@click.option("--concurrency", "-c", default=4, show_default=True,
-              help="Events processed in parallel (processes); an event mostly waits on the FHIR server, so "
-                   "more than the host's cores: raise it for a distant server, lower it for a small host.")
-@click.option("--pool", default="prefork", show_default=True,
-              type=click.Choice(["prefork", "threads", "solo"]), help="Celery execution pool.")
+@click.option(
+    "--concurrency",
+    "-c",
+    default=4,
+    show_default=True,
+    help="Events processed in parallel (processes); an event mostly waits on the FHIR server, so "
+    "more than the host's cores: raise it for a distant server, lower it for a small host.",
+)
+@click.option(
+    "--pool",
+    default="prefork",
+    show_default=True,
+    type=click.Choice(["prefork", "threads", "solo"]),
+    help="Celery execution pool.",
+)
 @friendly
 def worker(concurrency: int, pool: str) -> None:
     """Run a Celery worker that processes events from the queue."""
@@ -89,9 +106,15 @@ def worker(concurrency: int, pool: str) -> None:
 
     # Not app.worker_main: it drops the worker's exit code, so a worker that gave up on a lost broker
     # ("Unrecoverable error") exited 0 and a supervisor restarting on failure would not restart it.
-    worker_ = app.Worker(hostname=host_format(f"mmr-worker-{os.getpid()}@%h"), pool_cls=pool,
-                         concurrency=concurrency, loglevel=s.log_level, queues=[s.queue],
-                         without_gossip=True, without_mingle=True)
+    worker_ = app.Worker(
+        hostname=host_format(f"mmr-worker-{os.getpid()}@%h"),
+        pool_cls=pool,
+        concurrency=concurrency,
+        loglevel=s.log_level,
+        queues=[s.queue],
+        without_gossip=True,
+        without_mingle=True,
+    )
     worker_.start()
     sys.exit(worker_.exitcode or 0)
 
@@ -109,14 +132,16 @@ def ping_worker(timeout: float) -> None:
     host = socket.gethostname()
     answers = app.control.ping(timeout=timeout) or []
     mine = [name for reply in answers for name in reply if name.endswith(f"@{host}")]
-    click.echo(f"{len(mine)} worker(s) on {host} answered" if mine else f"no worker on {host} answered "
-               f"(queue {s.queue})")
+    click.echo(
+        f"{len(mine)} worker(s) on {host} answered" if mine else f"no worker on {host} answered (queue {s.queue})"
+    )
     sys.exit(0 if mine else 1)
 
 
 @main.command("check-scheduler")
-@click.option("--lag", type=float, default=None,
-              help="Seconds a timer may stay due unfired [default: 3 x MMR_TIMER_INTERVAL].")
+@click.option(
+    "--lag", type=float, default=None, help="Seconds a timer may stay due unfired [default: 3 x MMR_TIMER_INTERVAL]."
+)
 @friendly
 def check_scheduler(lag: float | None) -> None:
     """Exit 0 unless a timer has been due for longer than --lag (beat's health check).
@@ -136,8 +161,9 @@ def check_scheduler(lag: float | None) -> None:
 
 
 @main.command()
-@click.option("--schedule-file", default="/tmp/mmr-beat-schedule", show_default=True,
-              help="Where beat keeps its last-run times.")
+@click.option(
+    "--schedule-file", default="/tmp/mmr-beat-schedule", show_default=True, help="Where beat keeps its last-run times."
+)
 @friendly
 def beat(schedule_file: str) -> None:
     """Run the scheduler: reconciliation, due timers and the sweep of open referrals, periodically."""
@@ -150,8 +176,13 @@ def beat(schedule_file: str) -> None:
 @main.command()
 @click.option("--topic-based", is_flag=True, help="Subscribe with R4 backport topics instead of classic criteria.")
 @click.option("--no-conformance", is_flag=True, help="Do not install the conformance package of profiles/.")
-@click.option("--delivery-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for the heartbeat's notification to come back.")
+@click.option(
+    "--delivery-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the heartbeat's notification to come back.",
+)
 @click.option("--no-delivery-check", is_flag=True, help="Do not prove delivery (no API or worker runs yet).")
 @friendly
 def setup(topic_based: bool, no_conformance: bool, delivery_timeout: float, no_delivery_check: bool) -> None:
@@ -168,9 +199,15 @@ def setup(topic_based: bool, no_conformance: bool, delivery_timeout: float, no_d
     console = Console()
     state = None if no_delivery_check else State.from_url(s.redis_url)
     with fhir_client(s, fresh=True) as client:
-        report = run_setup(client, notify_url=s.notify_url, token=s.webhook_token.get_secret_value(),
-                           topic_based=topic_based, install_conformance=not no_conformance, state=state,
-                           delivery_timeout=delivery_timeout)
+        report = run_setup(
+            client,
+            notify_url=s.notify_url,
+            token=s.webhook_token.get_secret_value(),
+            topic_based=topic_based,
+            install_conformance=not no_conformance,
+            state=state,
+            delivery_timeout=delivery_timeout,
+        )
     for text in report.warnings:
         console.print(f"[yellow]warning:[/] {text}")
     for text in report.missing:
@@ -189,9 +226,12 @@ def setup(topic_based: bool, no_conformance: bool, delivery_timeout: float, no_d
 
 @main.command()
 @click.option("--port", default=8090, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
-@click.option("--hapi", is_flag=True,
-              help="Run a real HAPI FHIR JPA server (R4, H2 in memory) instead: built from hapi/ with Maven "
-                   "on first use, so it needs java and mvn.")
+@click.option(
+    "--hapi",
+    is_flag=True,
+    help="Run a real HAPI FHIR JPA server (R4, H2 in memory) instead: built from hapi/ with Maven "
+    "on first use, so it needs java and mvn.",
+)
 def sandbox(port: int, hapi: bool) -> None:
     """Run a sandbox FHIR server (sekmet-fhir, or HAPI FHIR with --hapi) on loopback until Ctrl-C. Development only."""
     if hapi:
@@ -237,8 +277,13 @@ def dlq_list(as_json: bool) -> None:
     from adapter.pipeline.envelope import Envelope
 
     for e in entries:
-        table.add_row(e["id"], datetime.fromtimestamp(e["parked_at"]).isoformat(timespec="seconds"),
-                      str(e["attempts"]), Envelope.from_dict(e["envelope"]).label, e["reason"])
+        table.add_row(
+            e["id"],
+            datetime.fromtimestamp(e["parked_at"]).isoformat(timespec="seconds"),
+            str(e["attempts"]),
+            Envelope.from_dict(e["envelope"]).label,
+            e["reason"],
+        )
     Console().print(table)
 
 
@@ -313,8 +358,9 @@ def _clock_state() -> State:
 
     s = settings_or_exit()
     if not s.test_clock:
-        click.echo("the test clock is off: set MMR_TEST_CLOCK=true (tests and the demo only, never production)",
-                   err=True)
+        click.echo(
+            "the test clock is off: set MMR_TEST_CLOCK=true (tests and the demo only, never production)", err=True
+        )
         sys.exit(2)
     return State.from_url(s.redis_url)
 

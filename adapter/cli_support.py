@@ -15,9 +15,14 @@ def fhir_auth(settings: Settings) -> httpx.Auth | None:
         return BearerAuth(settings.fhir_token.get_secret_value())
     if settings.fhir_auth == "client-credentials":
         assert settings.oauth_client_secret and settings.oauth_client_id
-        return ClientCredentialsAuth(str(settings.oauth_token_url), settings.oauth_client_id,
-                                     settings.oauth_client_secret.get_secret_value(), settings.oauth_scope,
-                                     timeout=settings.fhir_timeout, verify=verify())
+        return ClientCredentialsAuth(
+            str(settings.oauth_token_url),
+            settings.oauth_client_id,
+            settings.oauth_client_secret.get_secret_value(),
+            settings.oauth_scope,
+            timeout=settings.fhir_timeout,
+            verify=verify(),
+        )
     return None
 
 
@@ -30,5 +35,11 @@ NO_CACHE = {"Cache-Control": "no-cache, no-store"}
 def fhir_client(settings: Settings, fresh: bool = False) -> FhirClient:
     """``fresh``: every search asks the server's current state, never a cached result set (setup's checks)."""
     headers = {"User-Agent": "mmr-adapter/0.1", **(NO_CACHE if fresh else {})}
-    return FhirClient(settings.fhir_base, auth=fhir_auth(settings), timeout=settings.fhir_timeout,
-                      retries=settings.fhir_retries, headers=headers, verify=verify())
+    return FhirClient(
+        settings.fhir_base,
+        auth=fhir_auth(settings),
+        timeout=settings.fhir_timeout,
+        retries=settings.fhir_retries,
+        headers=headers,
+        verify=verify(),
+    )

@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     oauth_scope: str | None = Field(None, description="OAuth2 scope, e.g. system/*.*")
     fhir_timeout: float = Field(10.0, gt=0, description="Seconds per FHIR request")
     fhir_retries: int = Field(3, ge=0, description="Retries of a transient FHIR failure within one attempt")
-    allow_insecure_http: bool = Field(False, description="Allow outbound credentials over plain http to a "
-                                                         "non-loopback host (never in production)")
+    allow_insecure_http: bool = Field(
+        False, description="Allow outbound credentials over plain http to a non-loopback host (never in production)"
+    )
 
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest notification body accepted")
     max_events: int = Field(100, gt=0, description="Most events one notification may carry (413 above)")
@@ -52,8 +53,12 @@ class Settings(BaseSettings):
     retry_backoff_max: float = Field(120.0, gt=0, description="Longest wait between two attempts")
     lock_timeout: float = Field(120.0, gt=0, description="Seconds a referral lock lives if its holder dies")
     visibility_timeout: int = Field(300, gt=0, description="Seconds before an unacknowledged event is redelivered")
-    reconcile_interval: float = Field(60.0, gt=0, description="Seconds between reconciliation runs (beat looks twice "
-                                      "as often: a run killed midway is replaced at its next look)")
+    reconcile_interval: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds between reconciliation runs (beat looks twice "
+        "as often: a run killed midway is replaced at its next look)",
+    )
     timer_interval: float = Field(30.0, gt=0, description="Seconds between runs of the timer job")
     sweep_interval: float = Field(300.0, gt=0, description="Seconds between sweeps of the open referrals")
     heartbeat_interval: float = Field(60.0, gt=0, description="Seconds between the adapter's heartbeat writes")
@@ -100,8 +105,10 @@ def _insecure_credentials(settings: Settings) -> str | None:
     for name in names:
         url = getattr(settings, name)
         if url is not None and url.scheme == "http" and not _is_loopback(url.host):
-            return (f"{_env_name((name,))}: MMR_FHIR_AUTH={settings.fhir_auth} would send credentials over plain "
-                    f"http to {url.host}; use https (or MMR_ALLOW_INSECURE_HTTP=true)")
+            return (
+                f"{_env_name((name,))}: MMR_FHIR_AUTH={settings.fhir_auth} would send credentials over plain "
+                f"http to {url.host}; use https (or MMR_ALLOW_INSECURE_HTTP=true)"
+            )
     return None
 
 

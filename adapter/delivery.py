@@ -21,12 +21,18 @@ REQUESTED_TOO_LONG = 300.0
 
 def ours(resources: Iterable[dict[str, Any]], notify_url: str) -> list[dict[str, Any]]:
     """The Subscriptions that deliver to this adapter's ``/notify``."""
-    return [r for r in resources if r.get("resourceType") == "Subscription"
-            and isinstance(r.get("channel"), dict) and r["channel"].get("endpoint") == notify_url]
+    return [
+        r
+        for r in resources
+        if r.get("resourceType") == "Subscription"
+        and isinstance(r.get("channel"), dict)
+        and r["channel"].get("endpoint") == notify_url
+    ]
 
 
-def problems(subscriptions: Iterable[dict[str, Any]], now: datetime,
-             requested_too_long: float = REQUESTED_TOO_LONG) -> str | None:
+def problems(
+    subscriptions: Iterable[dict[str, Any]], now: datetime, requested_too_long: float = REQUESTED_TOO_LONG
+) -> str | None:
     """One line naming what keeps notifications from arriving, or None when nothing seems to."""
     waiting, broken = [], []
     for sub in subscriptions:
@@ -38,6 +44,8 @@ def problems(subscriptions: Iterable[dict[str, Any]], now: datetime,
             if written is None or (now - written).total_seconds() > requested_too_long:
                 waiting.append(ref)
     if waiting:
-        broken.append(f"{', '.join(waiting)} still 'requested' after {requested_too_long / 60:.0f} min: the server "
-                      "has not taken them up (HAPI: hapi.fhir.subscription.resthook_enabled=true?)")
+        broken.append(
+            f"{', '.join(waiting)} still 'requested' after {requested_too_long / 60:.0f} min: the server "
+            "has not taken them up (HAPI: hapi.fhir.subscription.resthook_enabled=true?)"
+        )
     return "; ".join(broken) or None

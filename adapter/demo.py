@@ -56,9 +56,16 @@ def in_process_stack(console: Console, redis_url: str) -> Iterator[dict[str, Any
     sandbox = start_sandbox(0)
     port = free_port()
     token = secrets.token_urlsafe(24)
-    os.environ.update({"MMR_FHIR_BASE_URL": sandbox.base_url, "MMR_REDIS_URL": redis_url,
-                       "MMR_WEBHOOK_TOKEN": token, "MMR_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                       "MMR_QUEUE": f"mmr-demo-{uuid.uuid4().hex[:6]}", "MMR_LOG_LEVEL": "WARNING"})
+    os.environ.update(
+        {
+            "MMR_FHIR_BASE_URL": sandbox.base_url,
+            "MMR_REDIS_URL": redis_url,
+            "MMR_WEBHOOK_TOKEN": token,
+            "MMR_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "MMR_QUEUE": f"mmr-demo-{uuid.uuid4().hex[:6]}",
+            "MMR_LOG_LEVEL": "WARNING",
+        }
+    )
     from celery.contrib.testing.worker import start_worker
 
     from adapter.api import app_from_settings
@@ -72,8 +79,14 @@ def in_process_stack(console: Console, redis_url: str) -> Iterator[dict[str, Any
     thread.start()
     wait(lambda: server.started)
     try:
-        with start_worker(worker.app, pool="solo", perform_ping_check=False, shutdown_timeout=10,
-                          queues=[worker.settings().queue], loglevel="WARNING"):
+        with start_worker(
+            worker.app,
+            pool="solo",
+            perform_ping_check=False,
+            shutdown_timeout=10,
+            queues=[worker.settings().queue],
+            loglevel="WARNING",
+        ):
             yield {"sandbox": sandbox, "api": f"http://127.0.0.1:{port}", "token": token}
     finally:
         server.should_exit = True
@@ -104,8 +117,11 @@ class Journey:
         return task if task and code_of(task.get("businessStatus")) in business else None
 
     def messages(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.fhir.search("Communication", {"based-on": f"ServiceRequest/{self.sr['id']}"})
-                if code_of((m.get("category") or [{}])[0]) == kind]
+        return [
+            m
+            for m in self.fhir.search("Communication", {"based-on": f"ServiceRequest/{self.sr['id']}"})
+            if code_of((m.get("category") or [{}])[0]) == kind
+        ]
 
 
 def code_of(concept: dict[str, Any] | None) -> str:
@@ -124,62 +140,120 @@ def walk(j: Journey) -> None:
     c = codes()
     bundle = example("Bundle-mmr-example-referral-bundle.json")
     j.fhir.transaction(bundle)
-    ident = next(e["resource"]["identifier"][0] for e in bundle["entry"]
-                 if e["resource"]["resourceType"] == "ServiceRequest")
+    ident = next(
+        e["resource"]["identifier"][0] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"
+    )
     j.sr = j.fhir.search("ServiceRequest", {"identifier": f"{ident['system']}|{ident['value']}"})[0]
-    j.step("the referrer sends the example referral Bundle", lambda: True,
-           lambda _: f"referrer: referral {j.sr['identifier'][0]['value']} posted as one transaction "
-                     "(Patient, referrer, Consent, ServiceRequest)")
-    review = j.step("the adapter registers the arrival and reviews", lambda: j.task_at(
-        "referral-review", "recommended", "awaiting-patient", "awaiting-supplement"),
-        lambda t: f"adapter: review Task {t['status']} / {code_of(t['businessStatus'])}, "
-                  f"owner {t['owner'].get('display')}, due {t['restriction']['period']['end'][:16]}")
+    j.step(
+        "the referrer sends the example referral Bundle",
+        lambda: True,
+        lambda _: (
+            f"referrer: referral {j.sr['identifier'][0]['value']} posted as one transaction "
+            "(Patient, referrer, Consent, ServiceRequest)"
+        ),
+    )
+    review = j.step(
+        "the adapter registers the arrival and reviews",
+        lambda: j.task_at("referral-review", "recommended", "awaiting-patient", "awaiting-supplement"),
+        lambda t: (
+            f"adapter: review Task {t['status']} / {code_of(t['businessStatus'])}, "
+            f"owner {t['owner'].get('display')}, due {t['restriction']['period']['end'][:16]}"
+        ),
+    )
     if code_of(review["businessStatus"]) == "awaiting-patient":
-        questionnaire = j.step("the adapter asks the patient", lambda: j.tasks().get("complete-questionnaire"),
-                               lambda t: "adapter: questionnaire Task for the patient")
-        answer = {**example("QuestionnaireResponse-mmr-example-intake-response.json"), "subject": j.sr["subject"],
-                  "basedOn": [questionnaire["focus"]]}  # R4: basedOn a CarePlan or ServiceRequest
+        questionnaire = j.step(
+            "the adapter asks the patient",
+            lambda: j.tasks().get("complete-questionnaire"),
+            lambda t: "adapter: questionnaire Task for the patient",
+        )
+        answer = {
+            **example("QuestionnaireResponse-mmr-example-intake-response.json"),
+            "subject": j.sr["subject"],
+            "basedOn": [questionnaire["focus"]],
+        }  # R4: basedOn a CarePlan or ServiceRequest
         answer.pop("id")
         answer.pop("author", None)
         j.fhir.create(answer)
-        review = j.step("the patient app answers", lambda: j.task_at("referral-review", "recommended"),
-                        lambda t: "patient app: answered; adapter: review resumed")
+        review = j.step(
+            "the patient app answers",
+            lambda: j.task_at("referral-review", "recommended"),
+            lambda t: "patient app: answered; adapter: review resumed",
+        )
     level = output(review, "recommendation")
     j.step("the recommendation", lambda: level, lambda lv: f"adapter: recommends {lv} from the four criteria")
-    decided = [*(review.get("output") or ()), {"type": c.concept("task-parameter", "decision"),
-                                               "valueCodeableConcept": c.concept("level", level)}]
-    j.fhir.update({**review, "output": decided, "businessStatus": c.concept("business-status", "decided")},
-                  if_match=review["meta"]["versionId"])
+    decided = [
+        *(review.get("output") or ()),
+        {"type": c.concept("task-parameter", "decision"), "valueCodeableConcept": c.concept("level", level)},
+    ]
+    j.fhir.update(
+        {**review, "output": decided, "businessStatus": c.concept("business-status", "decided")},
+        if_match=review["meta"]["versionId"],
+    )
     kind = "VID" if level == "MMRpv" else "BEK"
-    j.step(f"the reviewer decides {level}", lambda: len(j.messages(kind)) >= 2,
-           lambda _: f"reviewer: decided {level}; adapter: {kind} to referrer and patient")
+    j.step(
+        f"the reviewer decides {level}",
+        lambda: len(j.messages(kind)) >= 2,
+        lambda _: f"reviewer: decided {level}; adapter: {kind} to referrer and patient",
+    )
     if level != "MMRpv":
         return
-    booking = j.step("the MMRpv unit registers the arrival", lambda: j.task_at("booking", "awaiting-booking"),
-                     lambda t: f"adapter: intake received, care commitment made, booking Task for "
-                               f"{t['owner'].get('display')} (suggested: {t['input'][0]['valueReference']['display']})")
+    booking = j.step(
+        "the MMRpv unit registers the arrival",
+        lambda: j.task_at("booking", "awaiting-booking"),
+        lambda t: (
+            f"adapter: intake received, care commitment made, booking Task for "
+            f"{t['owner'].get('display')} (suggested: {t['input'][0]['valueReference']['display']})"
+        ),
+    )
     site = booking["input"][0]["valueReference"]
     start = (datetime.now(STOCKHOLM) + timedelta(days=14)).replace(hour=9, minute=0, second=0, microsecond=0)
-    j.fhir.create({"resourceType": "Appointment", "status": "booked", "start": start.isoformat(),
-                   "end": (start + timedelta(hours=6)).isoformat(),
-                   "basedOn": [{"reference": f"ServiceRequest/{j.sr['id']}"}],
-                   "participant": [{"actor": j.sr["subject"], "status": "accepted"},
-                                   {"actor": site, "status": "accepted"}]})
-    j.step("the administrative function books", lambda: len(j.messages("BEK")) >= 2,
-           lambda _: f"unit: booked at {site['display']}; adapter: BEK with time and place to referrer and patient")
-    plan = j.step("the programme", lambda: next((p for p in j.fhir.search(
-        "CarePlan", {"subject": j.sr["subject"]["reference"]}) if carries_out(p, f"ServiceRequest/{j.sr['id']}")),
-        None), lambda p: f"adapter: programme CarePlan with {len(p.get('activity') or ()) - 1} activities")
+    j.fhir.create(
+        {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=6)).isoformat(),
+            "basedOn": [{"reference": f"ServiceRequest/{j.sr['id']}"}],
+            "participant": [{"actor": j.sr["subject"], "status": "accepted"}, {"actor": site, "status": "accepted"}],
+        }
+    )
+    j.step(
+        "the administrative function books",
+        lambda: len(j.messages("BEK")) >= 2,
+        lambda _: f"unit: booked at {site['display']}; adapter: BEK with time and place to referrer and patient",
+    )
+    plan = j.step(
+        "the programme",
+        lambda: next(
+            (
+                p
+                for p in j.fhir.search("CarePlan", {"subject": j.sr["subject"]["reference"]})
+                if carries_out(p, f"ServiceRequest/{j.sr['id']}")
+            ),
+            None,
+        ),
+        lambda p: f"adapter: programme CarePlan with {len(p.get('activity') or ()) - 1} activities",
+    )
     j.fhir.update({**plan, "status": "completed"})  # the programme ran to its planned end
-    j.fhir.create({"resourceType": "DocumentReference", "status": "current",
-                   "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
-                   "subject": j.sr["subject"], "author": [unit_ref()],  # the unit: R4 takes no Location
-                   "content": [{"attachment": {"contentType": "text/plain", "title": "Epikris"}}],
-                   "context": {"related": [{"reference": f"ServiceRequest/{j.sr['id']}"}]}})
-    j.step("the programme ends and the unit writes the discharge summary",
-           lambda: j.task_at("mmrpv-intake", "discharged") and j.tasks().get("follow-up"),
-           lambda t: "adapter: summary and PAL meeting offer to the referrer; follow-up due "
-                     f"{t['restriction']['period']['start'][:10]}")
+    j.fhir.create(
+        {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+            "subject": j.sr["subject"],
+            "author": [unit_ref()],  # the unit: R4 takes no Location
+            "content": [{"attachment": {"contentType": "text/plain", "title": "Epikris"}}],
+            "context": {"related": [{"reference": f"ServiceRequest/{j.sr['id']}"}]},
+        }
+    )
+    j.step(
+        "the programme ends and the unit writes the discharge summary",
+        lambda: j.task_at("mmrpv-intake", "discharged") and j.tasks().get("follow-up"),
+        lambda t: (
+            "adapter: summary and PAL meeting offer to the referrer; follow-up due "
+            f"{t['restriction']['period']['start'][:10]}"
+        ),
+    )
 
 
 def run_demo(console: Console | None = None, redis_url: str | None = None) -> int:
@@ -193,21 +267,28 @@ def run_demo(console: Console | None = None, redis_url: str | None = None) -> in
     if redis_reachable(redis_url):
         console.print(f"Redis at {redis_url} answers: the real path (Redis broker, locks and state).")
     else:
-        console.print(f"[yellow]No Redis at {redis_url}: falling back to an in-process broker (memory://) "
-                      "and an in-memory store. Start Redis for the real path.[/]")
+        console.print(
+            f"[yellow]No Redis at {redis_url}: falling back to an in-process broker (memory://) "
+            "and an in-memory store. Start Redis for the real path.[/]"
+        )
         redis_url = "memory://"
     steps = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
     with steps:
         t = steps.add_task("starting the sandbox FHIR server, the API and a worker", total=None)
         with in_process_stack(console, redis_url) as stack:
-            steps.update(t, description=f"stack up: FHIR {stack['sandbox'].base_url}, API {stack['api']}",
-                         completed=1, total=1)
+            steps.update(
+                t, description=f"stack up: FHIR {stack['sandbox'].base_url}, API {stack['api']}", completed=1, total=1
+            )
             settings = load_settings()
             fhir = fhir_client(settings)
             t = steps.add_task("setup: directory, profiles and Subscriptions", total=None)
             report = run_setup(fhir, notify_url=settings.notify_url, token=stack["token"])
-            steps.update(t, description=f"setup: {len(report.written)} resources in place, subscribed to "
-                                        f"{settings.notify_url}", completed=1, total=1)
+            steps.update(
+                t,
+                description=f"setup: {len(report.written)} resources in place, subscribed to {settings.notify_url}",
+                completed=1,
+                total=1,
+            )
             journey = Journey(fhir, steps)
             walk(journey)
             steps.stop()

@@ -127,6 +127,7 @@ def _variable(name: str) -> Step:
         value = env[name]
         values = [] if value is None else value if isinstance(value, list) else [value]
         return [(v, None) for v in values]  # as given, not yet a node (``_where`` tells them apart)
+
     return step
 
 
@@ -172,6 +173,7 @@ def _member(key: str) -> Step:
             elif value is not None:
                 out.append((value, child))
         return out
+
     return step
 
 
@@ -195,6 +197,7 @@ def _equality(equal: bool, left: Step, right: Step) -> Step:
             return []
         same = _plain(a) == _plain(b)
         return [(same if equal else not same, None)]
+
     return step
 
 
@@ -211,11 +214,13 @@ def _logic(op: Callable[..., Any], left: Step, right: Step) -> Step:
     def step(focus: list[Item], env: Env) -> list[Item]:
         result = op(None, _boolean(left(focus, env)), _boolean(right(focus, env)))
         return [] if result == [] else [(result, None)]
+
     return step
 
 
 def _order(op: Callable[..., Any], left: Step, right: Step) -> Step:
     """``<``, ``>``, ``<=``, ``>=``: fhirpathpy's own comparison (dates and their precision), on singletons."""
+
     def step(focus: list[Item], env: Env) -> list[Item]:
         a, b = left(focus, env), right(focus, env)
         if not a or not b:
@@ -223,6 +228,7 @@ def _order(op: Callable[..., Any], left: Step, right: Step) -> Step:
         if len(a) != 1 or len(b) != 1:
             raise _Subtle
         return _items(_delegated(op, [a[0][0]], [b[0][0]]))
+
     return step
 
 
@@ -325,4 +331,5 @@ def _starts_with(prefix: str) -> Step:
         if len(focus) != 1 or not isinstance(focus[0][0], str):
             raise _Subtle
         return [(bool(focus[0][0]) and focus[0][0].startswith(prefix), None)]
+
     return step

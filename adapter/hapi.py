@@ -89,8 +89,13 @@ def build(quiet: bool = True) -> Path:
             shutil.copy2(SOURCES / "pom.xml", workdir)
             shutil.copytree(SOURCES / "src", Path(workdir) / "src")
             with log_path.open("wb") as log:
-                result = subprocess.run([mvn, "-q", "-B", "package"], cwd=workdir, check=False,
-                                        stdout=log if quiet else None, stderr=subprocess.STDOUT if quiet else None)
+                result = subprocess.run(
+                    [mvn, "-q", "-B", "package"],
+                    cwd=workdir,
+                    check=False,
+                    stdout=log if quiet else None,
+                    stderr=subprocess.STDOUT if quiet else None,
+                )
             built = Path(workdir) / "target" / JAR
             if result.returncode != 0 or not built.is_file():
                 raise HapiError(f"building the HAPI fixture failed (mvn exit {result.returncode}); see {log_path}")
@@ -129,8 +134,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_hapi(port: int = 0, timeout: float = BOOT_TIMEOUT, quiet: bool = True,
-               log_path: Path | None = None) -> HapiServer:
+def start_hapi(
+    port: int = 0, timeout: float = BOOT_TIMEOUT, quiet: bool = True, log_path: Path | None = None
+) -> HapiServer:
     """Build if needed, start the fixture on ``127.0.0.1`` (a free port if 0) and wait for ``/fhir/metadata``.
 
     ``quiet`` sends HAPI's output to ``log_path`` (default: ``hapi.log`` in the cache entry), anew each start.
@@ -141,10 +147,18 @@ def start_hapi(port: int = 0, timeout: float = BOOT_TIMEOUT, quiet: bool = True,
     log = None
     if quiet:
         log = (log_path or jar.parent / "hapi.log").open("wb")  # one start, one log
-    command = [java, f"-Xmx{HEAP}", "-XX:+UseSerialGC", "-jar", str(jar),
-               f"--server.port={port}", "--server.address=127.0.0.1"]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if quiet else None,
-                               stdin=subprocess.DEVNULL)
+    command = [
+        java,
+        f"-Xmx{HEAP}",
+        "-XX:+UseSerialGC",
+        "-jar",
+        str(jar),
+        f"--server.port={port}",
+        "--server.address=127.0.0.1",
+    ]
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT if quiet else None, stdin=subprocess.DEVNULL
+    )
     server = HapiServer(port, process, log)
 
     def ready() -> bool:

@@ -24,8 +24,23 @@ import structlog
 # whose date part is a plausible date (day + 60 for a samordningsnummer). The check digit is not
 # tested, so a mistyped number is redacted too; an HSA-id such as SE2321000255 (month 21) is not.
 PERSONNUMMER = re.compile(r"(?<!\d)(?:19|20)?\d{2}(\d{2})(\d{2})[-+]?\d{4}(?!\d)")
-SENSITIVE_KEYS = frozenset({"name", "given", "family", "personnummer", "birthdate", "birth_date", "address",
-                            "telecom", "patient_name", "text", "payload", "resource", "body"})
+SENSITIVE_KEYS = frozenset(
+    {
+        "name",
+        "given",
+        "family",
+        "personnummer",
+        "birthdate",
+        "birth_date",
+        "address",
+        "telecom",
+        "patient_name",
+        "text",
+        "payload",
+        "resource",
+        "body",
+    }
+)
 REDACTED = "[redacted]"
 
 
@@ -79,8 +94,11 @@ def configure(level: str = "INFO", json: bool = True) -> None:
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processor=renderer, foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer, foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

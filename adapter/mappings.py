@@ -140,7 +140,10 @@ def directory() -> Directory:
     raw = load("organisations")
     clinics = tuple(
         Clinic(
-            key=c["key"], hsa_id=c["hsa_id"], name=c["name"], ort=c.get("ort", ""),
+            key=c["key"],
+            hsa_id=c["hsa_id"],
+            name=c["name"],
+            ort=c.get("ort", ""),
             reviewers=tuple(
                 Unit(key=r["hsa_id"], hsa_id=r["hsa_id"], name=r["name"]) for r in c.get("reviewers") or ()
             ),

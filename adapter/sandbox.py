@@ -25,20 +25,22 @@ def free_port() -> int:
 
 
 def sandbox_config(port: int, data_dir: Path) -> str:
-    return "\n".join([
-        f"base_url: http://127.0.0.1:{port}/fhir",
-        "host: 127.0.0.1",
-        f"port: {port}",
-        f"data_dir: {data_dir}",
-        f"db_path: {data_dir / 'sandbox.db'}",
-        "simulator:",
-        "  enabled: false",
-        "log_inbound: false",
-        "subscriptions:",
-        "  notify_method: put-resource",
-        "  retries: 3",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"base_url: http://127.0.0.1:{port}/fhir",
+            "host: 127.0.0.1",
+            f"port: {port}",
+            f"data_dir: {data_dir}",
+            f"db_path: {data_dir / 'sandbox.db'}",
+            "simulator:",
+            "  enabled: false",
+            "log_inbound: false",
+            "subscriptions:",
+            "  notify_method: put-resource",
+            "  retries: 3",
+            "",
+        ]
+    )
 
 
 @dataclass
@@ -75,8 +77,13 @@ def start_sandbox(port: int = 0, timeout: float = 30.0, quiet: bool = True, extr
     config.write_text(sandbox_config(port, Path(workdir.name)) + extra_config)
     out = subprocess.DEVNULL if quiet else None
     env = {**os.environ, "SEKMET_CONFIG": str(config)}
-    process = subprocess.Popen([sys.executable, "-m", "sekmet.cli", "serve", "-c", str(config)],
-                               stdout=out, stderr=out, cwd=workdir.name, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sekmet.cli", "serve", "-c", str(config)],
+        stdout=out,
+        stderr=out,
+        cwd=workdir.name,
+        env=env,
+    )
     sandbox = Sandbox(port, process, workdir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -19,8 +19,18 @@ from adapter.pipeline.state import State
 from adapter.polling import poll
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
-NEEDED_TYPES = ("ServiceRequest", "Task", "Communication", "Subscription", "Organization", "PractitionerRole",
-                "Location", "Patient", "Consent", "QuestionnaireResponse")
+NEEDED_TYPES = (
+    "ServiceRequest",
+    "Task",
+    "Communication",
+    "Subscription",
+    "Organization",
+    "PractitionerRole",
+    "Location",
+    "Patient",
+    "Consent",
+    "QuestionnaireResponse",
+)
 SEND_DELETES = "http://hapifhir.io/fhir/StructureDefinition/subscription-send-delete-messages"
 ACTIVATION_TIMEOUT = 30.0  # seconds setup waits for the server to take its Subscriptions up
 
@@ -44,7 +54,8 @@ def check_capabilities(statement: dict[str, Any], topic_based: bool) -> tuple[li
     for t in NEEDED_TYPES:
         if t not in types:
             (fatal if t in ("ServiceRequest", "Task", "Subscription") else warnings).append(
-                f"resource type {t} is not supported")
+                f"resource type {t} is not supported"
+            )
     system_interactions = {i.get("code") for i in rest.get("interaction") or ()}
     if system_interactions and "transaction" not in system_interactions:
         fatal.append("transactions are not supported (each workflow step writes one transaction)")
@@ -63,8 +74,13 @@ def check_capabilities(statement: dict[str, Any], topic_based: bool) -> tuple[li
 
 
 def _org(unit: Unit, part_of: Unit | None = None) -> dict[str, Any]:
-    org: dict[str, Any] = {"resourceType": "Organization", "id": unit.hsa_id, "active": True,
-                           "identifier": [unit.identifier], "name": unit.name}
+    org: dict[str, Any] = {
+        "resourceType": "Organization",
+        "id": unit.hsa_id,
+        "active": True,
+        "identifier": [unit.identifier],
+        "name": unit.name,
+    }
     if part_of:
         org["partOf"] = {"reference": f"Organization/{part_of.hsa_id}", "display": part_of.name}
     return org
@@ -77,16 +93,31 @@ def directory_resources() -> list[dict[str, Any]]:
     for clinic in d.clinics:
         out.append(_org(clinic))
         for reviewer in clinic.reviewers:
-            out.append({"resourceType": "PractitionerRole", "id": reviewer.hsa_id, "active": True,
-                        "identifier": [reviewer.identifier],
-                        "organization": {"reference": f"Organization/{clinic.hsa_id}", "display": clinic.name},
-                        "code": [{"text": "Remissgranskare"}], "practitioner": {"display": reviewer.name}})
+            out.append(
+                {
+                    "resourceType": "PractitionerRole",
+                    "id": reviewer.hsa_id,
+                    "active": True,
+                    "identifier": [reviewer.identifier],
+                    "organization": {"reference": f"Organization/{clinic.hsa_id}", "display": clinic.name},
+                    "code": [{"text": "Remissgranskare"}],
+                    "practitioner": {"display": reviewer.name},
+                }
+            )
     out.append(_org(d.mmrpv))
     out.append(_org(d.mmrpv_admin, part_of=d.mmrpv))
     for site in d.sites:
-        out.append({"resourceType": "Location", "id": site.hsa_id, "status": "active", "identifier": [site.identifier],
-                    "name": site.name, "address": {"city": site.ort},
-                    "managingOrganization": {"reference": f"Organization/{d.mmrpv.hsa_id}", "display": d.mmrpv.name}})
+        out.append(
+            {
+                "resourceType": "Location",
+                "id": site.hsa_id,
+                "status": "active",
+                "identifier": [site.identifier],
+                "name": site.name,
+                "address": {"city": site.ort},
+                "managingOrganization": {"reference": f"Organization/{d.mmrpv.hsa_id}", "display": d.mmrpv.name},
+            }
+        )
     return out
 
 
@@ -115,10 +146,19 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
     subs: list[dict[str, Any]] = []
     base = codes().base
     for entry, criteria in zip(load("subscriptions")["subscriptions"], subscription_criteria(), strict=True):
-        channel: dict[str, Any] = {"type": "rest-hook", "endpoint": notify_url, "payload": "application/fhir+json",
-                                   "header": header}
-        sub: dict[str, Any] = {"resourceType": "Subscription", "status": "requested", "reason": entry["reason"],
-                               "criteria": criteria, "channel": channel}
+        channel: dict[str, Any] = {
+            "type": "rest-hook",
+            "endpoint": notify_url,
+            "payload": "application/fhir+json",
+            "header": header,
+        }
+        sub: dict[str, Any] = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": entry["reason"],
+            "criteria": criteria,
+            "channel": channel,
+        }
         if topic_based:
             topic = entry.get("topic", "").replace("{base}", base)
             if not topic or any(s["criteria"] == topic for s in subs):
@@ -128,10 +168,12 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
             # The topic says what triggers; HAPI still refuses a topic subscription without a filter
             # (HAPI-0011), so this one lets through every resource of the topic's type.
             resource_type = entry["criteria"].split("?", 1)[0]
-            sub["_criteria"] = {"extension": [{"url": f"{BACKPORT}/backport-filter-criteria",
-                                               "valueString": f"{resource_type}?"}]}
-            channel["_payload"] = {"extension": [{"url": f"{BACKPORT}/backport-payload-content",
-                                                  "valueCode": "full-resource"}]}
+            sub["_criteria"] = {
+                "extension": [{"url": f"{BACKPORT}/backport-filter-criteria", "valueString": f"{resource_type}?"}]
+            }
+            channel["_payload"] = {
+                "extension": [{"url": f"{BACKPORT}/backport-payload-content", "valueCode": "full-resource"}]
+            }
         else:
             # HAPI delivers deletes only to channels carrying its extension; a deleted Task must be noticed.
             channel["extension"] = [{"url": SEND_DELETES, "valueBoolean": True}]
@@ -139,10 +181,21 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
                 sub["_fallback"] = entry["fallback"].replace("{base}", base)
         subs.append(sub)
     # Classic in either mode: the probe that proves delivery, never searched by reconciliation.
-    subs.append({"resourceType": "Subscription", "status": "requested", "criteria": heartbeat.criteria(),
-                 "reason": "The MMR adapter's own heartbeat: proves that notifications arrive",
-                 "channel": {"type": "rest-hook", "endpoint": notify_url, "payload": "application/fhir+json",
-                             "header": header, "extension": [{"url": SEND_DELETES, "valueBoolean": True}]}})
+    subs.append(
+        {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "criteria": heartbeat.criteria(),
+            "reason": "The MMR adapter's own heartbeat: proves that notifications arrive",
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": notify_url,
+                "payload": "application/fhir+json",
+                "header": header,
+                "extension": [{"url": SEND_DELETES, "valueBoolean": True}],
+            },
+        }
+    )
     return subs
 
 
@@ -151,20 +204,27 @@ def prove_delivery(client: FhirClient, state: State, notify_url: str, timeout: f
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         written = heartbeat.write(client, state)  # again each round: a new Subscription may activate late
-        if poll(lambda w=written: (state.last_heartbeat_delivered() or 0.0) >= w,
-                min(5.0, max(deadline - time.monotonic(), 0.0)), 0.2):
+        if poll(
+            lambda w=written: (state.last_heartbeat_delivered() or 0.0) >= w,
+            min(5.0, max(deadline - time.monotonic(), 0.0)),
+            0.2,
+        ):
             return None
     ours = delivery.ours(client.search("Subscription", {"_count": "200"}), notify_url)
     waiting = sum(1 for sub in ours if sub.get("status") == "requested")
     broken = sum(1 for sub in ours if sub.get("status") in ("error", "off"))
     if waiting:
-        return (f"no notification came back within {timeout:.0f} s and {waiting} Subscription(s) are still "
-                "'requested': the server has not activated them (on HAPI, is rest-hook delivery enabled: "
-                "hapi.fhir.subscription.resthook_enabled=true?)")
+        return (
+            f"no notification came back within {timeout:.0f} s and {waiting} Subscription(s) are still "
+            "'requested': the server has not activated them (on HAPI, is rest-hook delivery enabled: "
+            "hapi.fhir.subscription.resthook_enabled=true?)"
+        )
     if broken:
         return f"no notification came back within {timeout:.0f} s and {broken} Subscription(s) are in error or off"
-    return (f"no notification came back within {timeout:.0f} s although the server holds the Subscriptions: "
-            f"can the server reach {notify_url}, and does a worker run?")
+    return (
+        f"no notification came back within {timeout:.0f} s although the server holds the Subscriptions: "
+        f"can the server reach {notify_url}, and does a worker run?"
+    )
 
 
 def _create(client: FhirClient, sub: dict[str, Any]) -> dict[str, Any]:
@@ -192,8 +252,14 @@ def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> li
     for sub in wanted:
         endpoint = sub["channel"]["endpoint"]
         accepted = (sub["criteria"], sub.get("_fallback"))
-        match = next((s for s in existing if s.get("criteria") in accepted
-                      and (s.get("channel") or {}).get("endpoint") == endpoint), None)
+        match = next(
+            (
+                s
+                for s in existing
+                if s.get("criteria") in accepted and (s.get("channel") or {}).get("endpoint") == endpoint
+            ),
+            None,
+        )
         if match is None:
             created = _create(client, sub)
             out.append((f"Subscription/{created.get('id')}", "created"))
@@ -234,9 +300,16 @@ def await_activation(client: FhirClient, refs: list[str], timeout: float = ACTIV
     return sorted(pending)
 
 
-def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: bool = False,
-              install_conformance: bool = True, state: State | None = None,
-              delivery_timeout: float = 60.0) -> Report:
+def run_setup(
+    client: FhirClient,
+    *,
+    notify_url: str,
+    token: str,
+    topic_based: bool = False,
+    install_conformance: bool = True,
+    state: State | None = None,
+    delivery_timeout: float = 60.0,
+) -> Report:
     """Check, install, subscribe; with ``state`` (the adapter's Redis), then prove that a change
     comes back as a notification within ``delivery_timeout`` seconds (a failure is fatal)."""
     report = Report()
@@ -260,8 +333,10 @@ def run_setup(client: FhirClient, *, notify_url: str, token: str, topic_based: b
     subscriptions = ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based))
     report.written += subscriptions
     for ref in await_activation(client, [ref for ref, _ in subscriptions]):
-        report.warnings.append(f"{ref} is still 'requested' after {ACTIVATION_TIMEOUT:.0f} s: the server has not "
-                               "taken it up, so nothing is notified (HAPI: hapi.fhir.subscription.resthook_enabled)")
+        report.warnings.append(
+            f"{ref} is still 'requested' after {ACTIVATION_TIMEOUT:.0f} s: the server has not "
+            "taken it up, so nothing is notified (HAPI: hapi.fhir.subscription.resthook_enabled)"
+        )
     if state is not None and (problem := prove_delivery(client, state, notify_url, delivery_timeout)):
         report.missing.append(f"delivery: {problem}")
     return report

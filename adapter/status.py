@@ -44,8 +44,9 @@ def _display(coded: dict[str, Any] | None) -> str:
 def _who(reference: dict[str, Any] | None) -> str:
     if not reference:
         return ""
-    return reference.get("display") or (reference.get("identifier") or {}).get("value") or \
-        reference.get("reference") or ""
+    return (
+        reference.get("display") or (reference.get("identifier") or {}).get("value") or reference.get("reference") or ""
+    )
 
 
 def _code(resource: Resource) -> str:
@@ -61,8 +62,18 @@ def find_referral(fhir: FhirClient, key: str) -> Resource | None:
     return None
 
 
-JOURNEY_TYPES = frozenset({"ServiceRequest", "Task", "Communication", "Appointment", "CarePlan", "EpisodeOfCare",
-                           "DocumentReference", "CommunicationRequest"})
+JOURNEY_TYPES = frozenset(
+    {
+        "ServiceRequest",
+        "Task",
+        "Communication",
+        "Appointment",
+        "CarePlan",
+        "EpisodeOfCare",
+        "DocumentReference",
+        "CommunicationRequest",
+    }
+)
 
 
 def load_referral(fhir: FhirClient, referral_id: str) -> list[Resource]:
@@ -76,14 +87,20 @@ def load_referral(fhir: FhirClient, referral_id: str) -> list[Resource]:
 
 
 def _by_key(bundle: Resource) -> dict[str, Resource]:
-    return {f"{r['resourceType']}/{r['id']}": r for e in bundle.get("entry") or ()
-            if (r := e.get("resource")) and r.get("id")}
+    return {
+        f"{r['resourceType']}/{r['id']}": r
+        for e in bundle.get("entry") or ()
+        if (r := e.get("resource")) and r.get("id")
+    }
 
 
 def _participation(careplan: Resource) -> str:
     """The activities by the status the unit recorded, e.g. `` (5 activities: 2 completed, 3 in-progress)``."""
-    statuses = [(a["detail"].get("status") or "unknown") for a in careplan.get("activity") or ()
-                if isinstance(a, dict) and isinstance(a.get("detail"), dict)]
+    statuses = [
+        (a["detail"].get("status") or "unknown")
+        for a in careplan.get("activity") or ()
+        if isinstance(a, dict) and isinstance(a.get("detail"), dict)
+    ]
     if not statuses:
         return ""
     counts = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
@@ -98,40 +115,73 @@ def journey(resources: list[Resource]) -> list[Step]:
         when = (r.get("meta") or {}).get("lastUpdated", "")
         if rtype == "ServiceRequest":
             ident = (r.get("identifier") or [{}])[0].get("value", r.get("id"))
-            steps.append(Step(r.get("authoredOn") or when, f"referral {ident} ({r.get('status')})",
-                              _who(r.get("requester"))))
+            steps.append(
+                Step(r.get("authoredOn") or when, f"referral {ident} ({r.get('status')})", _who(r.get("requester")))
+            )
         elif rtype == "Task":
             status = r.get("status", "")
             business = _display(r.get("businessStatus"))
             period = (r.get("restriction") or {}).get("period") or {}
             due = period.get("start", "") if status == "draft" else period.get("end", "")  # held until start
             what = f"Task {_code(r) or '?'}: {status}" + (f" / {business}" if business else "")
-            steps.append(Step(r.get("lastModified") or r.get("authoredOn") or when, what, _who(r.get("owner")),
-                              due if status not in ("completed", "cancelled", "rejected", "failed") else ""))
+            steps.append(
+                Step(
+                    r.get("lastModified") or r.get("authoredOn") or when,
+                    what,
+                    _who(r.get("owner")),
+                    due if status not in ("completed", "cancelled", "rejected", "failed") else "",
+                )
+            )
         elif rtype == "Communication":
             category = _display((r.get("category") or [None])[0])
             recipient = _who((r.get("recipient") or [None])[0])
             steps.append(Step(r.get("sent") or when, f"message {category}".strip(), recipient))
         elif rtype == "Appointment":
-            steps.append(Step(r.get("created") or when, f"appointment {r.get('status')} {r.get('start', '')}".strip(),
-                              ", ".join(_who(p.get("actor")) for p in r.get("participant") or ()
-                                        if (p.get("actor") or {}).get("reference", "").startswith("Location"))))
+            steps.append(
+                Step(
+                    r.get("created") or when,
+                    f"appointment {r.get('status')} {r.get('start', '')}".strip(),
+                    ", ".join(
+                        _who(p.get("actor"))
+                        for p in r.get("participant") or ()
+                        if (p.get("actor") or {}).get("reference", "").startswith("Location")
+                    ),
+                )
+            )
         elif rtype == "CarePlan":
             period = r.get("period") or {}
-            steps.append(Step(r.get("created") or when,
-                              f"programme {r.get('status')} {period.get('start', '')}–{period.get('end', '')}"
-                              f"{_participation(r)}"))
+            steps.append(
+                Step(
+                    r.get("created") or when,
+                    f"programme {r.get('status')} {period.get('start', '')}–{period.get('end', '')}{_participation(r)}",
+                )
+            )
         elif rtype == "EpisodeOfCare":
             period = r.get("period") or {}
-            steps.append(Step(period.get("end") or period.get("start") or when, f"care commitment {r.get('status')}",
-                              _who(r.get("managingOrganization"))))
+            steps.append(
+                Step(
+                    period.get("end") or period.get("start") or when,
+                    f"care commitment {r.get('status')}",
+                    _who(r.get("managingOrganization")),
+                )
+            )
         elif rtype == "DocumentReference":
-            steps.append(Step(r.get("date") or when, f"discharge summary {r.get('status')}",
-                              ", ".join(_who(a) for a in r.get("author") or ())))
+            steps.append(
+                Step(
+                    r.get("date") or when,
+                    f"discharge summary {r.get('status')}",
+                    ", ".join(_who(a) for a in r.get("author") or ()),
+                )
+            )
         elif rtype == "CommunicationRequest":
             category = _display((r.get("category") or [None])[0])
-            steps.append(Step(r.get("authoredOn") or when, f"offer {category} ({r.get('status')})".strip(),
-                              _who((r.get("recipient") or [None])[0])))
+            steps.append(
+                Step(
+                    r.get("authoredOn") or when,
+                    f"offer {category} ({r.get('status')})".strip(),
+                    _who((r.get("recipient") or [None])[0]),
+                )
+            )
     return sorted(steps, key=lambda s: parse_moment(s.when) or EARLIEST)
 
 

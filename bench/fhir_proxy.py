@@ -25,8 +25,7 @@ from urllib.parse import parse_qsl, urlparse
 
 import httpx
 
-HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "content-encoding",
-                         "keep-alive"})
+HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"})
 
 
 def classify(method: str, path: str, body: bytes) -> str:
@@ -91,8 +90,12 @@ class Counts:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"kinds": dict(self.kinds), "shapes": dict(self.shapes), "statuses": dict(self.statuses),
-                    "upstream_ms": {k: round(v, 1) for k, v in self.upstream_ms.items()}}
+            return {
+                "kinds": dict(self.kinds),
+                "shapes": dict(self.shapes),
+                "statuses": dict(self.statuses),
+                "upstream_ms": {k: round(v, 1) for k, v in self.upstream_ms.items()},
+            }
 
 
 def make_handler(target: str, client: httpx.Client, counts: Counts) -> type[BaseHTTPRequestHandler]:
@@ -128,8 +131,9 @@ def make_handler(target: str, client: httpx.Client, counts: Counts) -> type[Base
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
             started = time.perf_counter()
-            upstream = client.request(self.command, target + self.path.removeprefix("/fhir"), content=body,
-                                      headers=headers)
+            upstream = client.request(
+                self.command, target + self.path.removeprefix("/fhir"), content=body, headers=headers
+            )
             ms = (time.perf_counter() - started) * 1000
             kind = classify(self.command, self.path, body)
             shapes = [shape(self.command, self.path)]

@@ -24,8 +24,14 @@ def full_collection_ms(times: int = 5) -> float:
 
 
 def main() -> None:
-    os.environ.update({"MMR_FHIR_BASE_URL": "http://127.0.0.1:9/fhir", "MMR_WEBHOOK_TOKEN": "gc-pause-" + "x" * 16,
-                       "MMR_REDIS_URL": "redis://127.0.0.1:6379/12", "MMR_LOG_LEVEL": "WARNING"})
+    os.environ.update(
+        {
+            "MMR_FHIR_BASE_URL": "http://127.0.0.1:9/fhir",
+            "MMR_WEBHOOK_TOKEN": "gc-pause-" + "x" * 16,
+            "MMR_REDIS_URL": "redis://127.0.0.1:6379/12",
+            "MMR_LOG_LEVEL": "WARNING",
+        }
+    )
     from adapter.api import app_from_settings
 
     app_from_settings()

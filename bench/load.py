@@ -39,10 +39,17 @@ class LoadResult:
         return self.accepted / self.seconds if self.seconds else 0.0
 
     def summary(self) -> dict[str, Any]:
-        return {"planned": self.planned, "accepted": self.accepted, "errors": self.errors,
-                "statuses": dict(self.statuses), "seconds": round(self.seconds, 3),
-                "achieved_rate": round(self.achieved_rate, 1), "latency_ms": distribution(self.latencies_ms),
-                "send_lag_ms": distribution(self.lags_ms), "p99_ms_per_second": self.p99_per_second()}
+        return {
+            "planned": self.planned,
+            "accepted": self.accepted,
+            "errors": self.errors,
+            "statuses": dict(self.statuses),
+            "seconds": round(self.seconds, 3),
+            "achieved_rate": round(self.achieved_rate, 1),
+            "latency_ms": distribution(self.latencies_ms),
+            "send_lag_ms": distribution(self.lags_ms),
+            "p99_ms_per_second": self.p99_per_second(),
+        }
 
     def p99_per_second(self) -> list[float]:
         """The latency p99 of each second of the run: a stall shows as one bad second, overload as a trend."""
@@ -61,9 +68,13 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def distribution(values: Sequence[float]) -> dict[str, float]:
-    return {"p50": round(percentile(values, 50), 2), "p90": round(percentile(values, 90), 2),
-            "p99": round(percentile(values, 99), 2), "max": round(max(values, default=math.nan), 2),
-            "n": len(values)}
+    return {
+        "p50": round(percentile(values, 50), 2),
+        "p90": round(percentile(values, 90), 2),
+        "p99": round(percentile(values, 99), 2),
+        "max": round(max(values, default=math.nan), 2),
+        "n": len(values),
+    }
 
 
 @dataclass(frozen=True)
@@ -92,8 +103,7 @@ class Pool:
     def encode(self, req: Request) -> bytes:
         target = urlsplit(req.url)
         path = target.path + (f"?{target.query}" if target.query else "")
-        return (f"{req.method} {path} HTTP/1.1\r\n{self.head}Content-Length: {len(req.body)}\r\n\r\n"
-                .encode() + req.body)
+        return f"{req.method} {path} HTTP/1.1\r\n{self.head}Content-Length: {len(req.body)}\r\n\r\n".encode() + req.body
 
     async def send(self, data: bytes) -> int:
         """Send one prepared request; the answer's status code.
@@ -145,8 +155,9 @@ class Pool:
         self.idle.clear()
 
 
-async def _one(pool: Pool, gate: asyncio.Semaphore, data: bytes, scheduled: float, result: LoadResult,
-               origin: float) -> None:
+async def _one(
+    pool: Pool, gate: asyncio.Semaphore, data: bytes, scheduled: float, result: LoadResult, origin: float
+) -> None:
     async with gate:
         result.lags_ms.append((time.perf_counter() - scheduled) * 1000)
         try:
@@ -166,8 +177,9 @@ def _pool(requests: Sequence[Request], headers: dict[str, str], timeout: float) 
     return Pool(requests[0].url if requests else "http://127.0.0.1", headers, timeout)
 
 
-async def open_loop(requests: Sequence[Request], rate: float, headers: dict[str, str], concurrency: int = 64,
-                    timeout: float = 5.0) -> LoadResult:
+async def open_loop(
+    requests: Sequence[Request], rate: float, headers: dict[str, str], concurrency: int = 64, timeout: float = 5.0
+) -> LoadResult:
     """Start ``requests[i]`` at ``i / rate`` seconds; wait for all answers (bounded by ``timeout`` each)."""
     result = LoadResult(planned=len(requests), seconds=0.0)
     gate = asyncio.Semaphore(concurrency)
@@ -189,15 +201,15 @@ async def open_loop(requests: Sequence[Request], rate: float, headers: dict[str,
     return result
 
 
-async def closed_loop(requests: Sequence[Request], headers: dict[str, str], concurrency: int = 8,
-                      timeout: float = 10.0) -> LoadResult:
+async def closed_loop(
+    requests: Sequence[Request], headers: dict[str, str], concurrency: int = 8, timeout: float = 10.0
+) -> LoadResult:
     """Send every request as fast as ``concurrency`` connections allow (for enqueueing a batch)."""
     result = LoadResult(planned=len(requests), seconds=0.0)
     gate = asyncio.Semaphore(concurrency)
     pool = _pool(requests, headers, timeout)
     start = time.perf_counter()
-    await asyncio.gather(*(_one(pool, gate, pool.encode(req), time.perf_counter(), result, start)
-                           for req in requests))
+    await asyncio.gather(*(_one(pool, gate, pool.encode(req), time.perf_counter(), result, start) for req in requests))
     result.seconds = time.perf_counter() - start
     pool.close()
     return result

@@ -12,7 +12,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _stat_fields(stat: str) -> list[str]:
-    return stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    return stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -39,8 +39,14 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 # What a JVM server's threads do, by the first characters of their name (Linux keeps 15 of them).
-JVM_THREADS = (("http-nio-", "requests"), ("C1 CompilerThre", "JIT compiler"), ("C2 CompilerThre", "JIT compiler"),
-               ("GC Thread", "GC"), ("VM Thread", "GC"), ("G1 ", "GC"))
+JVM_THREADS = (
+    ("http-nio-", "requests"),
+    ("C1 CompilerThre", "JIT compiler"),
+    ("C2 CompilerThre", "JIT compiler"),
+    ("GC Thread", "GC"),
+    ("VM Thread", "GC"),
+    ("G1 ", "GC"),
+)
 
 
 def thread_group(name: str) -> str:
@@ -57,7 +63,7 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
             stat = (task / "stat").read_text()
         except OSError:
             continue
-        name = thread_group(stat[stat.index("(") + 1:stat.rindex(")")])
+        name = thread_group(stat[stat.index("(") + 1 : stat.rindex(")")])
         fields = _stat_fields(stat)
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
     return out
@@ -110,8 +116,11 @@ class CpuMeter:
 
     def _used(self, before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
         used = {name: round(v - before.get(name, 0.0), 2) for name, v in after.items()}
-        ours = sum(v for name, v in used.items() if name in self.groups or (name in self.pids and
-                   self.pids[name] not in self.groups.values()))
+        ours = sum(
+            v
+            for name, v in used.items()
+            if name in self.groups or (name in self.pids and self.pids[name] not in self.groups.values())
+        )
         used["others"] = round(max(used["machine"] - ours, 0.0), 2)
         return used
 

@@ -77,39 +77,74 @@ TARGET_P99_MS = 20.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Benchmark /notify acceptance, end-to-end events/s and FHIR round "
-                                            "trips per event against the sandbox or HAPI (loopback only).")
+    p = argparse.ArgumentParser(
+        description="Benchmark /notify acceptance, end-to-end events/s and FHIR round "
+        "trips per event against the sandbox or HAPI (loopback only)."
+    )
     p.add_argument("--rate", type=float, default=200.0, help="notifications per second for /notify (default 200)")
     p.add_argument("--seconds", type=float, default=10.0, help="duration of the /notify run (default 10)")
     p.add_argument("--events", type=int, default=200, help="referrals for the end-to-end run (default 200)")
-    p.add_argument("--count-events", type=int, default=50,
-                   help="referrals for the round-trip count through the proxy (default 50)")
+    p.add_argument(
+        "--count-events", type=int, default=50, help="referrals for the round-trip count through the proxy (default 50)"
+    )
     p.add_argument("--concurrency", type=int, default=64, help="most /notify requests in flight (default 64)")
-    p.add_argument("--api-workers", type=int, default=1,
-                   help="uvicorn processes of the API (default 1; `mmr-adapter serve --workers`)")
-    p.add_argument("--worker-concurrency", type=int, default=4,
-                   help="prefork processes of the worker (default 4, as `mmr-adapter worker`)")
+    p.add_argument(
+        "--api-workers",
+        type=int,
+        default=1,
+        help="uvicorn processes of the API (default 1; `mmr-adapter serve --workers`)",
+    )
+    p.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=4,
+        help="prefork processes of the worker (default 4, as `mmr-adapter worker`)",
+    )
     p.add_argument("--deadline", type=float, default=300.0, help="seconds an end-to-end run may take (default 300)")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="a dedicated Redis db on loopback")
-    p.add_argument("--fhir", choices=("sandbox", "hapi"), default="sandbox",
-                   help="the FHIR server: the sekmet sandbox, or the HAPI FHIR JPA fixture of hapi/ (default sandbox)")
-    p.add_argument("--busy-cores", type=int, default=0,
-                   help="processes spinning on the CPU during /notify, a competing load (default 0)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="run the e2e and direct phases this many times in turn, reporting the last (default 1): "
-                        "a JVM server is still warming in the first rounds")
-    p.add_argument("--pin-server", action="store_true",
-                   help="the FHIR server on core 0, everything else (API, worker, Redis, the bench) on the other "
-                        "cores, as on separate hosts: whether the adapter keeps up with a server that has its own CPU")
-    p.add_argument("--phases", default="accept,e2e,direct,trips",
-                   help="comma-separated subset of accept,e2e,direct,trips")
+    p.add_argument(
+        "--fhir",
+        choices=("sandbox", "hapi"),
+        default="sandbox",
+        help="the FHIR server: the sekmet sandbox, or the HAPI FHIR JPA fixture of hapi/ (default sandbox)",
+    )
+    p.add_argument(
+        "--busy-cores",
+        type=int,
+        default=0,
+        help="processes spinning on the CPU during /notify, a competing load (default 0)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the e2e and direct phases this many times in turn, reporting the last (default 1): "
+        "a JVM server is still warming in the first rounds",
+    )
+    p.add_argument(
+        "--pin-server",
+        action="store_true",
+        help="the FHIR server on core 0, everything else (API, worker, Redis, the bench) on the other "
+        "cores, as on separate hosts: whether the adapter keeps up with a server that has its own CPU",
+    )
+    p.add_argument(
+        "--phases", default="accept,e2e,direct,trips", help="comma-separated subset of accept,e2e,direct,trips"
+    )
     p.add_argument("--output", default=str(RESULTS / "latest.json"), help="where to write the JSON results")
     args = p.parse_args(argv)
-    if not (0 < args.rate <= 2000 and 0 < args.seconds <= 120 and 0 < args.events <= 5000
-            and 0 < args.count_events <= 1000 and 0 < args.concurrency <= 256 and 0 < args.api_workers <= 4
-            and 0 < args.rounds <= 10):
-        p.error("keep the load bounded: rate <= 2000/s, seconds <= 120, events <= 5000, count-events <= 1000, "
-                "concurrency <= 256, api-workers <= 4, rounds <= 10")
+    if not (
+        0 < args.rate <= 2000
+        and 0 < args.seconds <= 120
+        and 0 < args.events <= 5000
+        and 0 < args.count_events <= 1000
+        and 0 < args.concurrency <= 256
+        and 0 < args.api_workers <= 4
+        and 0 < args.rounds <= 10
+    ):
+        p.error(
+            "keep the load bounded: rate <= 2000/s, seconds <= 120, events <= 5000, count-events <= 1000, "
+            "concurrency <= 256, api-workers <= 4, rounds <= 10"
+        )
     return args
 
 
@@ -131,8 +166,11 @@ def server_side(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     if not count:
         return {"count": 0}
     under = {le: round((after[le] - before.get(le, 0)) / count, 4) for le in after if le not in ("sum", "count")}
-    return {"count": int(count), "mean_ms": round((after["sum"] - before.get("sum", 0)) / count * 1000, 2),
-            "share_at_or_under_s": under}
+    return {
+        "count": int(count),
+        "mean_ms": round((after["sum"] - before.get("sum", 0)) / count * 1000, 2),
+        "share_at_or_under_s": under,
+    }
 
 
 def accept_phase(api_url: str, args: argparse.Namespace, meter: CpuMeter) -> dict[str, Any]:
@@ -140,8 +178,11 @@ def accept_phase(api_url: str, args: argparse.Namespace, meter: CpuMeter) -> dic
     total = round(args.rate * args.seconds)
     requests = []
     for i in range(total):  # a referral as HAPI sends it (the resource with its version); nobody consumes these
-        sr = {**referral_body(f"p-bench-{run}-{i}", f"B-{run}-{i}"), "id": f"bench-{run}-{i}",
-              "meta": {"versionId": "1"}}
+        sr = {
+            **referral_body(f"p-bench-{run}-{i}", f"B-{run}-{i}"),
+            "id": f"bench-{run}-{i}",
+            "meta": {"versionId": "1"},
+        }
         requests.append(Request("PUT", f"{api_url}/notify/ServiceRequest/{sr['id']}", json.dumps(sr).encode()))
     asyncio.run(closed_loop(requests[:20], HEADERS, concurrency=4))  # warm up connections and code paths
     before = notify_histogram(api_url) if args.api_workers == 1 else {}  # one process's histogram per scrape
@@ -182,8 +223,15 @@ def warm_up(fhir: FhirClient, api_url: str, scope: RedisScope, n: int, deadline:
     return round(finished - started, 3)
 
 
-def e2e_run(fhir: FhirClient, api_url: str, scope: RedisScope, referrals: list[dict[str, Any]], deadline: float,
-            meter: CpuMeter | None = None, server_pid: int | None = None) -> dict[str, Any]:
+def e2e_run(
+    fhir: FhirClient,
+    api_url: str,
+    scope: RedisScope,
+    referrals: list[dict[str, Any]],
+    deadline: float,
+    meter: CpuMeter | None = None,
+    server_pid: int | None = None,
+) -> dict[str, Any]:
     """Notify each new referral once, wait until the worker is done with every event, then check
     once that each referral has its review Task. With ``server_pid``, the CPU meter runs on until the
     server has settled: what it does after a write returns (HAPI works on in threads of its own) is the
@@ -209,10 +257,15 @@ def e2e_run(fhir: FhirClient, api_url: str, scope: RedisScope, referrals: list[d
     if missing := {sr["id"] for sr in referrals} - reviewed_referrals(fhir):
         raise BenchError(f"{len(missing)} of {n} referrals have no review Task after their events")
     seconds = finished - started
-    return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1),
-            "enqueue_seconds": round(sent.seconds, 3), "cpu_seconds": cpu,
-            "cpu_ms_per_event": {k: round(v * 1000 / n, 1) for k, v in cpu.items()},
-            "fhir_server_threads_ms_per_event": by_thread}
+    return {
+        "events": n,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(n / seconds, 1),
+        "enqueue_seconds": round(sent.seconds, 3),
+        "cpu_seconds": cpu,
+        "cpu_ms_per_event": {k: round(v * 1000 / n, 1) for k, v in cpu.items()},
+        "fhir_server_threads_ms_per_event": by_thread,
+    }
 
 
 def per_thread(before: dict[str, float], pid: int, n: int) -> dict[str, float]:
@@ -223,14 +276,20 @@ def per_thread(before: dict[str, float], pid: int, n: int) -> dict[str, float]:
 def per_event(counts: dict[str, Any], n: int) -> dict[str, Any]:
     kinds: dict[str, int] = counts["kinds"]
     reads = sum(v for k, v in kinds.items() if k in ("read", "search", "search+include", "history/vread"))
-    return {"events": n, "reads_per_event": round(reads / n, 2),
-            "batches_per_event": round(kinds.get("batch", 0) / n, 2),
-            "searches_in_batches_per_event": round(sum(v for k, v in counts["shapes"].items()
-                                                       if k.startswith("batch:")) / n, 2),
-            "transactions_per_event": round(kinds.get("transaction", 0) / n, 2),
-            "requests_per_event": round(sum(kinds.values()) / n, 2),
-            "upstream_ms_per_event": {k: round(v / n, 1) for k, v in counts["upstream_ms"].items()},
-            "by_kind": kinds, "by_shape": counts["shapes"], "statuses": counts["statuses"]}
+    return {
+        "events": n,
+        "reads_per_event": round(reads / n, 2),
+        "batches_per_event": round(kinds.get("batch", 0) / n, 2),
+        "searches_in_batches_per_event": round(
+            sum(v for k, v in counts["shapes"].items() if k.startswith("batch:")) / n, 2
+        ),
+        "transactions_per_event": round(kinds.get("transaction", 0) / n, 2),
+        "requests_per_event": round(sum(kinds.values()) / n, 2),
+        "upstream_ms_per_event": {k: round(v / n, 1) for k, v in counts["upstream_ms"].items()},
+        "by_kind": kinds,
+        "by_shape": counts["shapes"],
+        "statuses": counts["statuses"],
+    }
 
 
 # ------------------------------------------------------------------ orchestration
@@ -259,10 +318,16 @@ def competing_load(cores: int) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-                 platform.processor())
-    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(), "cpu": model,
-            "python": platform.python_version(), "platform": platform.platform()}
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor()
+    )
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -287,9 +352,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         api = stack.enter_context(running(lambda: start_api(env, port, args.api_workers), stop))
         if "accept" in phases:
             spinners = stack.enter_context(competing_load(args.busy_cores))
-            meter = CpuMeter({"api": api.pid}, {"redis": scope.server_pid, "fhir server": sandbox.process.pid,
-                                                "load generator": os.getpid(),
-                                                **{f"competing load {i}": p.pid for i, p in enumerate(spinners)}})
+            meter = CpuMeter(
+                {"api": api.pid},
+                {
+                    "redis": scope.server_pid,
+                    "fhir server": sandbox.process.pid,
+                    "load generator": os.getpid(),
+                    **{f"competing load {i}": p.pid for i, p in enumerate(spinners)},
+                },
+            )
             results["accept"] = accept_phase(api_url, args, meter)
             for spinner in spinners:  # before the next phase, whose CPU it would take
                 spinner.kill()
@@ -328,8 +399,9 @@ class RecordingClient(FhirClient):
         super().__init__(*args, **kwargs)
         self.sent: list[tuple[str, str, Any, Any]] = []
 
-    def request(self, method: str, url: str, *, json: Any = None, headers: Any = None,
-                idempotent: bool = True) -> httpx.Response:
+    def request(
+        self, method: str, url: str, *, json: Any = None, headers: Any = None, idempotent: bool = True
+    ) -> httpx.Response:
         self.sent.append((method, url, json, headers))
         return super().request(method, url, json=json, headers=headers, idempotent=idempotent)
 
@@ -356,10 +428,16 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
             if not plan.writes:  # an empty transaction costs the server nothing: the comparison would lie
                 raise BenchError(f"the direct phase planned nothing for {sr['id']}: are the steps registered?")
             swap = (referral_key(sr), referral_key(twin))
-            jobs.append(([(method, url.replace(*swap), swapped(body, swap), headers)
-                          for method, url, body, headers in fhir.sent],
-                         swapped(transaction_bundle(plan, "https://bench.invalid/direct"), swap)))
-    lanes = [jobs[i::args.worker_concurrency] for i in range(args.worker_concurrency)]
+            jobs.append(
+                (
+                    [
+                        (method, url.replace(*swap), swapped(body, swap), headers)
+                        for method, url, body, headers in fhir.sent
+                    ],
+                    swapped(transaction_bundle(plan, "https://bench.invalid/direct"), swap),
+                )
+            )
+    lanes = [jobs[i :: args.worker_concurrency] for i in range(args.worker_concurrency)]
 
     def replay(lane: list[tuple[list[tuple[str, str, Any, Any]], dict[str, Any]]]) -> None:
         with FhirClient(server.base_url, retries=1) as client:
@@ -380,10 +458,16 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
     cpu = meter.stop()
     by_thread = per_thread(threads, server.process.pid, len(jobs))
     requests = sum(len(reads) + 1 for reads, _ in jobs)
-    return {"events": len(jobs), "clients": len(lanes), "seconds": round(seconds, 3),
-            "events_per_second": round(len(jobs) / seconds, 1), "requests_per_event": round(requests / len(jobs), 2),
-            "cpu_seconds": cpu, "cpu_ms_per_event": {k: round(v * 1000 / len(jobs), 1) for k, v in cpu.items()},
-            "fhir_server_threads_ms_per_event": by_thread}
+    return {
+        "events": len(jobs),
+        "clients": len(lanes),
+        "seconds": round(seconds, 3),
+        "events_per_second": round(len(jobs) / seconds, 1),
+        "requests_per_event": round(requests / len(jobs), 2),
+        "cpu_seconds": cpu,
+        "cpu_ms_per_event": {k: round(v * 1000 / len(jobs), 1) for k, v in cpu.items()},
+        "fhir_server_threads_ms_per_event": by_thread,
+    }
 
 
 def swapped(body: Any, swap: tuple[str, str]) -> Any:
@@ -391,8 +475,15 @@ def swapped(body: Any, swap: tuple[str, str]) -> Any:
     return None if body is None else json.loads(json.dumps(body).replace(*swap))
 
 
-def e2e_phase(sandbox: Sandbox | HapiServer, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
-              args: argparse.Namespace, api_pid: int) -> dict[str, Any]:
+def e2e_phase(
+    sandbox: Sandbox | HapiServer,
+    fhir: FhirClient,
+    api_url: str,
+    scope: RedisScope,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    api_pid: int,
+) -> dict[str, Any]:
     with running(lambda: start_worker(env, "worker", args.worker_concurrency), stop) as worker:
         # The referrals first, then the warm-up events, as the direct phase reads before it replays: a
         # JVM server recompiles its read and transaction paths after a burst of creates, and that
@@ -400,16 +491,28 @@ def e2e_phase(sandbox: Sandbox | HapiServer, fhir: FhirClient, api_url: str, sco
         referrals = create_referrals(fhir, args.events)
         warm = 2 * args.worker_concurrency
         cold = warm_up(fhir, api_url, scope, warm, args.deadline)
-        meter = CpuMeter({"api": api_pid, "worker": worker.pid},
-                         {"worker main process": worker.pid, "fhir server": sandbox.process.pid,
-                          "redis": scope.server_pid, "bench": os.getpid()})
+        meter = CpuMeter(
+            {"api": api_pid, "worker": worker.pid},
+            {
+                "worker main process": worker.pid,
+                "fhir server": sandbox.process.pid,
+                "redis": scope.server_pid,
+                "bench": os.getpid(),
+            },
+        )
         settle(sandbox.process.pid)  # the server's own work after these writes is not the events'
         run = e2e_run(fhir, api_url, scope, referrals, args.deadline, meter, sandbox.process.pid)
     return {**run, "warm_up_seconds": cold, "warm_up_events": warm}
 
 
-def trips_phase(sandbox: Sandbox | HapiServer, fhir: FhirClient, api_url: str, scope: RedisScope, env: dict[str, str],
-                args: argparse.Namespace) -> dict[str, Any]:
+def trips_phase(
+    sandbox: Sandbox | HapiServer,
+    fhir: FhirClient,
+    api_url: str,
+    scope: RedisScope,
+    env: dict[str, str],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     with running(lambda: start_proxy(sandbox.base_url), lambda p: stop(p[0])) as (_, proxy_base):
         proxied = {**env, "MMR_FHIR_BASE_URL": proxy_base}
         with running(lambda: start_worker(proxied, "worker-proxied", args.worker_concurrency), stop):
@@ -422,8 +525,9 @@ def trips_phase(sandbox: Sandbox | HapiServer, fhir: FhirClient, api_url: str, s
             # The same notifications again (HAPI redelivers): the processed-event keys answer, not FHIR.
             again = counted_events(control, api_url, scope, referrals)
             # A new version of each referral that no step acts on: load, decide nothing, write nothing.
-            changed = [fhir.update({**fhir.read("ServiceRequest", sr["id"]), "note": [{"text": "bench"}]})
-                       for sr in referrals]
+            changed = [
+                fhir.update({**fhir.read("ServiceRequest", sr["id"]), "note": [{"text": "bench"}]}) for sr in referrals
+            ]
             unchanged = counted_events(control, api_url, scope, changed)
     return {**arrival, "redelivered": again, "no_op_update": unchanged}
 
@@ -438,8 +542,11 @@ def counted_events(control: str, api_url: str, scope: RedisScope, resources: lis
     httpx.post(f"{control}/reset", timeout=5)
     before = scope.client.hgetall("mmr:metrics:events")
     enqueue(api_url, resources)
-    wait_until(lambda: events_done(scope) - sum(int(v) for v in before.values()) >= len(resources), 60,
-               "the worker to finish the events")
+    wait_until(
+        lambda: events_done(scope) - sum(int(v) for v in before.values()) >= len(resources),
+        60,
+        "the worker to finish the events",
+    )
     after = scope.client.hgetall("mmr:metrics:events")
     outcomes = {k: int(v) - int(before.get(k, 0)) for k, v in after.items() if int(v) != int(before.get(k, 0))}
     return {**per_event(proxy_counts(control), len(resources)), "outcomes": outcomes}
@@ -455,66 +562,113 @@ def fmt(value: Any, unit: str = "") -> str:
 def load_row(cpu: dict[str, float], seconds: float) -> tuple[str, str, str]:
     """How busy the 2 cores were: by our processes, and by anything else running on the machine."""
     ours = cpu.get("machine", 0.0) - cpu.get("others", 0.0)
-    return ("Cores busy: ours / other processes", f"{ours / seconds:.2f} / {cpu.get('others', 0.0) / seconds:.2f}",
-            "others ≈ 0 for a clean run")
+    return (
+        "Cores busy: ours / other processes",
+        f"{ours / seconds:.2f} / {cpu.get('others', 0.0) / seconds:.2f}",
+        "others ≈ 0 for a clean run",
+    )
 
 
 def table(results: dict[str, Any]) -> str:
     rows = [("Measure", "Value", "Aim")]
     if acc := results.get("accept"):
         lat, side, n = acc["latency_ms"], acc["server_side"], results["args"]["api_workers"]
-        rows += [("/notify achieved rate (202/s)", f"{acc['achieved_rate']} of {results['args']['rate']:g} "
-                  f"({n} API process{'es' if n > 1 else ''})", f"{results['args']['rate']:g}/s"),
-                 ("/notify latency p50 / p99 / max", f"{lat['p50']} / {lat['p99']} / {lat['max']} ms",
-                  f"p99 < {TARGET_P99_MS:g} ms"),
-                 ("/notify errors (non-202)", f"{acc['errors']} of {acc['planned']}", "0"),
-                 ("/notify handler time, mean (server side)", fmt(side.get("mean_ms"), " ms"), ""),
-                 ("API CPU per notification", fmt(acc["cpu_ms_per_notification"].get("api"), " ms"), ""),
-                 load_row(acc["cpu_seconds"], acc["seconds"])]
+        rows += [
+            (
+                "/notify achieved rate (202/s)",
+                f"{acc['achieved_rate']} of {results['args']['rate']:g} ({n} API process{'es' if n > 1 else ''})",
+                f"{results['args']['rate']:g}/s",
+            ),
+            (
+                "/notify latency p50 / p99 / max",
+                f"{lat['p50']} / {lat['p99']} / {lat['max']} ms",
+                f"p99 < {TARGET_P99_MS:g} ms",
+            ),
+            ("/notify errors (non-202)", f"{acc['errors']} of {acc['planned']}", "0"),
+            ("/notify handler time, mean (server side)", fmt(side.get("mean_ms"), " ms"), ""),
+            ("API CPU per notification", fmt(acc["cpu_ms_per_notification"].get("api"), " ms"), ""),
+            load_row(acc["cpu_seconds"], acc["seconds"]),
+        ]
         if busy := results["args"].get("busy_cores"):
             rows.append(("Competing load during /notify", f"{busy} process{'es' if busy > 1 else ''} spinning", ""))
     if results["args"].get("pin_server"):
         rows.append(("Cores", "the FHIR server alone on core 0, everything else on the others (--pin-server)", ""))
     if e2e := results.get("e2e"):
-        rows += [("End to end events/s", f"{e2e['events_per_second']} ({e2e['events']} in {e2e['seconds']} s)", ""),
-                 ("Warm-up (first event of each worker process)",
-                  f"{e2e['warm_up_events']} events in {e2e['warm_up_seconds']} s", ""),
-                 (f"CPU per event: worker / FHIR server ({results['args']['fhir']}) / API",
-                  " / ".join(fmt(e2e["cpu_ms_per_event"].get(k), " ms") for k in ("worker", "fhir server", "api")),
-                  "worker ≤ ½ FHIR server"),
-                 load_row(e2e["cpu_seconds"], e2e["seconds"])]
+        rows += [
+            ("End to end events/s", f"{e2e['events_per_second']} ({e2e['events']} in {e2e['seconds']} s)", ""),
+            (
+                "Warm-up (first event of each worker process)",
+                f"{e2e['warm_up_events']} events in {e2e['warm_up_seconds']} s",
+                "",
+            ),
+            (
+                f"CPU per event: worker / FHIR server ({results['args']['fhir']}) / API",
+                " / ".join(fmt(e2e["cpu_ms_per_event"].get(k), " ms") for k in ("worker", "fhir server", "api")),
+                "worker ≤ ½ FHIR server",
+            ),
+            load_row(e2e["cpu_seconds"], e2e["seconds"]),
+        ]
         if jit := e2e.get("fhir_server_threads_ms_per_event", {}).get("JIT compiler"):
             # A JVM server still compiling spends CPU a server that has run for days does not.
             worker, server = e2e["cpu_ms_per_event"].get("worker"), e2e["cpu_ms_per_event"].get("fhir server")
             if worker and server:
-                rows.insert(-1, ("CPU per event: worker / FHIR server without its JIT compiler",
-                             f"{worker} ms / {round(server - jit, 1)} ms ({round(worker / (server - jit), 2)})",
-                             "≤ 0.5"))
+                rows.insert(
+                    -1,
+                    (
+                        "CPU per event: worker / FHIR server without its JIT compiler",
+                        f"{worker} ms / {round(server - jit, 1)} ms ({round(worker / (server - jit), 2)})",
+                        "≤ 0.5",
+                    ),
+                )
     if direct := results.get("direct"):
         ratio = results.get("through_adapter_vs_direct")
-        rows += [("Same requests straight to the FHIR server",
-                  f"{direct['events_per_second']} events/s ({direct['clients']} clients, "
-                  f"{direct['requests_per_event']} requests per event; FHIR server CPU "
-                  f"{fmt(direct['cpu_ms_per_event'].get('fhir server'), ' ms')} per event)", ""),
-                 ("Through the adapter ÷ straight", fmt(ratio), "≥ 0.8")]
+        rows += [
+            (
+                "Same requests straight to the FHIR server",
+                f"{direct['events_per_second']} events/s ({direct['clients']} clients, "
+                f"{direct['requests_per_event']} requests per event; FHIR server CPU "
+                f"{fmt(direct['cpu_ms_per_event'].get('fhir server'), ' ms')} per event)",
+                "",
+            ),
+            ("Through the adapter ÷ straight", fmt(ratio), "≥ 0.8"),
+        ]
         if e2e and len(through := e2e.get("fhir_server_threads_ms_per_event") or {}) > 1:  # a server of threads
             straight = direct.get("fhir_server_threads_ms_per_event") or {}
             top = sorted(set(through) | set(straight), key=lambda k: -max(through.get(k, 0), straight.get(k, 0)))[:4]
-            rows.append(("FHIR server threads, ms per event: through / straight",
-                         ", ".join(f"{k} {fmt(through.get(k))} / {fmt(straight.get(k))}" for k in top), ""))
+            rows.append(
+                (
+                    "FHIR server threads, ms per event: through / straight",
+                    ", ".join(f"{k} {fmt(through.get(k))} / {fmt(straight.get(k))}" for k in top),
+                    "",
+                )
+            )
     if trips := results.get("trips"):
-        rows += [("FHIR reads per event (GET)", str(trips["reads_per_event"]), "≤ 1 (with _include/_revinclude)"),
-                 ("FHIR read batches per event", f"{trips['batches_per_event']} (holding "
-                  f"{trips['searches_in_batches_per_event']} searches)", "0"),
-                 ("FHIR transactions per event", str(trips["transactions_per_event"]), "≤ 1"),
-                 ("FHIR round trips per event", str(trips["requests_per_event"]), "≤ 2"),
-                 ("FHIR time per event (upstream)",
-                  ", ".join(f"{k} {v} ms" for k, v in trips["upstream_ms_per_event"].items()), "")]
+        rows += [
+            ("FHIR reads per event (GET)", str(trips["reads_per_event"]), "≤ 1 (with _include/_revinclude)"),
+            (
+                "FHIR read batches per event",
+                f"{trips['batches_per_event']} (holding {trips['searches_in_batches_per_event']} searches)",
+                "0",
+            ),
+            ("FHIR transactions per event", str(trips["transactions_per_event"]), "≤ 1"),
+            ("FHIR round trips per event", str(trips["requests_per_event"]), "≤ 2"),
+            (
+                "FHIR time per event (upstream)",
+                ", ".join(f"{k} {v} ms" for k, v in trips["upstream_ms_per_event"].items()),
+                "",
+            ),
+        ]
         for key, what in (("no_op_update", "a new version no step acts on"), ("redelivered", "a redelivery")):
             if other := trips.get(key):
-                rows.append((f"FHIR round trips, {what}", f"{other['requests_per_event']} (reads "
-                             f"{other['reads_per_event']}, batches {other['batches_per_event']}, transactions "
-                             f"{other['transactions_per_event']})", "≤ 2"))
+                rows.append(
+                    (
+                        f"FHIR round trips, {what}",
+                        f"{other['requests_per_event']} (reads "
+                        f"{other['reads_per_event']}, batches {other['batches_per_event']}, transactions "
+                        f"{other['transactions_per_event']})",
+                        "≤ 2",
+                    )
+                )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -531,9 +685,11 @@ def noise(results: dict[str, Any], limit: float = 0.2) -> list[str]:
         busy = r["cpu_seconds"]["others"] / r["seconds"]
         bad = sum(v > limit for v in r.get("others_cores_per_second", ()))
         if busy > limit or bad:
-            out.append(f"warning: other processes kept {busy:.2f} cores busy during {phase} on average"
-                       + (f" and more than {limit} in {bad} of its seconds" if bad else "")
-                       + "; its numbers are noisy, run again on a quiet machine")
+            out.append(
+                f"warning: other processes kept {busy:.2f} cores busy during {phase} on average"
+                + (f" and more than {limit} in {bad} of its seconds" if bad else "")
+                + "; its numbers are noisy, run again on a quiet machine"
+            )
     return out
 
 

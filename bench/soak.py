@@ -63,9 +63,16 @@ from tests.shapes import r4_backport
 
 RECONCILE_INTERVAL = 10.0
 SETTINGS = {  # short intervals, so a bounded run sees many of each; production defaults otherwise
-    "MMR_TEST_CLOCK": "true", "MMR_RECONCILE_INTERVAL": str(RECONCILE_INTERVAL), "MMR_TIMER_INTERVAL": "5",
-    "MMR_SWEEP_INTERVAL": "60", "MMR_MAX_ATTEMPTS": "12", "MMR_RETRY_BACKOFF": "1", "MMR_RETRY_BACKOFF_MAX": "20",
-    "MMR_VISIBILITY_TIMEOUT": "60", "MMR_LOCK_TIMEOUT": "10", "MMR_LOG_LEVEL": "WARNING",
+    "MMR_TEST_CLOCK": "true",
+    "MMR_RECONCILE_INTERVAL": str(RECONCILE_INTERVAL),
+    "MMR_TIMER_INTERVAL": "5",
+    "MMR_SWEEP_INTERVAL": "60",
+    "MMR_MAX_ATTEMPTS": "12",
+    "MMR_RETRY_BACKOFF": "1",
+    "MMR_RETRY_BACKOFF_MAX": "20",
+    "MMR_VISIBILITY_TIMEOUT": "60",
+    "MMR_LOCK_TIMEOUT": "10",
+    "MMR_LOG_LEVEL": "WARNING",
 }
 LOAD_START = 20.0  # seconds after the start by when the parts are up
 NOISE_TYPES = ("Appointment", "Communication", "DocumentReference", "QuestionnaireResponse", "Task", "CarePlan")
@@ -106,9 +113,27 @@ class PrivateRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.port),
-                        "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "everysec",
-                        "--save", ""], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+            ],
+            check=True,
+            capture_output=True,
+        )
         # PING answers while the append-only file still loads; a GET does not (LOADING) until it is usable.
         wait_until(self.usable, 120, "the soak's redis-server to load its append-only file")
 
@@ -157,8 +182,12 @@ class Proxy:
 def noise_body(rtype: str) -> dict[str, Any]:
     """Someone else's resource, as HAPI would notify it: no link to any MMR referral."""
     patient = {"reference": f"Patient/other-{uuid.uuid4().hex[:8]}"}
-    body: dict[str, Any] = {"resourceType": rtype, "id": uuid.uuid4().hex[:16], "meta": {"versionId": "1"},
-                            "status": "completed"}
+    body: dict[str, Any] = {
+        "resourceType": rtype,
+        "id": uuid.uuid4().hex[:16],
+        "meta": {"versionId": "1"},
+        "status": "completed",
+    }
     if rtype == "Task":
         body.update(status="requested", intent="order", code={"text": "lab order"}, **{"for": patient})
     elif rtype == "Appointment":
@@ -175,8 +204,10 @@ class Deliverer:
 
     def __init__(self, api_url: str) -> None:
         self.api_url = api_url
-        self.client = httpx.Client(timeout=10, headers={"Authorization": f"Bearer {TOKEN}",
-                                                        "Content-Type": "application/fhir+json; charset=UTF-8"})
+        self.client = httpx.Client(
+            timeout=10,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json; charset=UTF-8"},
+        )
         self.lock = threading.Lock()
         self.sent = self.accepted = 0
         self.event_numbers = itertools.count(1)  # the topic's, one per notification as HAPI counts them
@@ -192,8 +223,11 @@ class Deliverer:
             method, url, content = "POST", f"{self.api_url}/notify", b""
         else:
             focus = f"{body['resourceType']}/{body['id']}"
-            method, url, content = "POST", f"{self.api_url}/notify", r4_backport("soak-topic",
-                                                                                 next(self.event_numbers), focus)
+            method, url, content = (
+                "POST",
+                f"{self.api_url}/notify",
+                r4_backport("soak-topic", next(self.event_numbers), focus),
+            )
         with self.lock:
             self.shapes[shape] = self.shapes.get(shape, 0) + 1
         deadline = time.monotonic() + 60
@@ -252,8 +286,10 @@ class GapWatch(threading.Thread):
         """The ``n`` longest times without a completed reconciliation and when each began, leaving out
         gaps that overlap the FHIR outage (no reconciliation can complete without the server)."""
         moments = [*self.completions, time.time()]
-        return sorted(((b - a, a) for a, b in itertools.pairwise(moments)
-                       if outage is None or b < outage[0] or a > outage[1]), reverse=True)[:n] or [(0.0, moments[0])]
+        return sorted(
+            ((b - a, a) for a, b in itertools.pairwise(moments) if outage is None or b < outage[0] or a > outage[1]),
+            reverse=True,
+        )[:n] or [(0.0, moments[0])]
 
 
 def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: float = 200.0) -> Report:
@@ -278,8 +314,11 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         processes["worker"] = start_worker(env, "soak-worker")
         beat_args = ["-m", "adapter.cli", "beat", "--schedule-file", str(folder / "beat-schedule")]
         processes["beat"] = spawn("soak-beat", beat_args, env)
-        starters = {"api": lambda: start_api(env, api_port), "worker": lambda: start_worker(env, "soak-worker"),
-                    "beat": lambda: spawn("soak-beat", beat_args, env)}
+        starters = {
+            "api": lambda: start_api(env, api_port),
+            "worker": lambda: start_worker(env, "soak-worker"),
+            "beat": lambda: spawn("soak-beat", beat_args, env),
+        }
         gaps = GapWatch(store.url)
         gaps.start()
 
@@ -342,8 +381,12 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
             proxy.start()
             outage[1] = time.time()
 
-        actions: dict[str, Callable[[], object]] = {"fhir-outage": fhir_outage, "fhir-back": fhir_back,
-                                                    "redis-restart": restart_redis, "api-restart": restart_api}
+        actions: dict[str, Callable[[], object]] = {
+            "fhir-outage": fhir_outage,
+            "fhir-back": fhir_back,
+            "redis-restart": restart_redis,
+            "api-restart": restart_api,
+        }
 
         fault_thread = threading.Thread(target=faults, daemon=True)
         fault_thread.start()
@@ -354,16 +397,19 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         with ThreadPoolExecutor(8) as pool:
             for i in range(referrals):
                 key = f"S-{uuid.uuid4().hex[:12]}"
-                patient = fhir.update({"resourceType": "Patient", "id": f"p-{key}",
-                                       "name": [{"family": "Soaksson", "given": ["Test"]}]})
+                patient = fhir.update(
+                    {"resourceType": "Patient", "id": f"p-{key}", "name": [{"family": "Soaksson", "given": ["Test"]}]}
+                )
                 sr = fhir.create(referral_body(patient["id"], key))
                 ids.append(sr["id"])
                 copies = 0 if rng.random() < 0.1 else rng.randint(1, 5)
                 report.never_delivered += copies == 0
                 names, weights = zip(*SHAPES, strict=True)
                 deliveries = [(sr, shape) for shape in rng.choices(names, weights, k=copies)]
-                deliveries += [(noise_body(rng.choice(NOISE_TYPES)), "rest-hook-delete" if rng.random() < 0.1
-                                else "rest-hook") for _ in range(noise_per_referral)]
+                deliveries += [
+                    (noise_body(rng.choice(NOISE_TYPES)), "rest-hook-delete" if rng.random() < 0.1 else "rest-hook")
+                    for _ in range(noise_per_referral)
+                ]
                 rng.shuffle(deliveries)
                 for body, shape in deliveries:
                     pool.submit(deliverer.deliver, body, shape)
@@ -377,13 +423,19 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         referral_ids = set(ids)
 
         # Whatever is missing when a phase's time is up is counted below, not waited for.
-        poll(lambda: referral_ids <= set(review_tasks_by_referral(fhir)),
-             max(hard_deadline - 90 - time.monotonic(), 1), 2.0)
+        poll(
+            lambda: referral_ids <= set(review_tasks_by_referral(fhir)),
+            max(hard_deadline - 90 - time.monotonic(), 1),
+            2.0,
+        )
         # Past every deadline: the overdue notices must all come, once, and every due timer fire.
         state = State(redis.Redis.from_url(store.url, decode_responses=True))
         state.set_clock(datetime.now(UTC) + timedelta(days=30))
-        poll(lambda: referral_ids <= set(overdue_by_referral(fhir)) and not state.due_timer_count(state.now(True)),
-             max(hard_deadline - time.monotonic(), 1), 2.0)
+        poll(
+            lambda: referral_ids <= set(overdue_by_referral(fhir)) and not state.due_timer_count(state.now(True)),
+            max(hard_deadline - time.monotonic(), 1),
+            2.0,
+        )
         time.sleep(10)  # long enough for a doubled notice to show, if one were coming
         gaps.stopping.set()
 
@@ -421,18 +473,27 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
 
 
 def table(report: Report) -> str:
-    rows = [("referrals", report.referrals), ("notifications sent (with HAPI's retries)", report.notifications_sent),
-            ("accepted (202)", report.accepted), ("referrals never notified (found by reconciliation)",
-                                                  report.never_delivered),
-            ("notifications by shape (first deliveries)", ", ".join(f"{k} {v}" for k, v in report.shapes.items())),
-            ("lost", report.lost), ("doubled", report.doubled), ("silent", report.silent),
-            ("timers due and unfired at the end", report.timers_due_at_end),
-            ("events acked without effect", report.acked_without_effect), ("dead letters", report.dead_letters),
-            ("longest reconciliation gaps",
-             ", ".join(f"{gap} s from {began} s on" for began, gap in report.longest_gaps)
-             + f" (interval {report.reconciliation_interval_s:.0f} s); {report.longest_gap_with_outage_s} s across "
-               f"the FHIR outage; Redis unusable {report.redis_unusable_s} s in its restart"),
-            ("faults", "; ".join(report.faults)), ("duration", f"{report.seconds} s")]
+    rows = [
+        ("referrals", report.referrals),
+        ("notifications sent (with HAPI's retries)", report.notifications_sent),
+        ("accepted (202)", report.accepted),
+        ("referrals never notified (found by reconciliation)", report.never_delivered),
+        ("notifications by shape (first deliveries)", ", ".join(f"{k} {v}" for k, v in report.shapes.items())),
+        ("lost", report.lost),
+        ("doubled", report.doubled),
+        ("silent", report.silent),
+        ("timers due and unfired at the end", report.timers_due_at_end),
+        ("events acked without effect", report.acked_without_effect),
+        ("dead letters", report.dead_letters),
+        (
+            "longest reconciliation gaps",
+            ", ".join(f"{gap} s from {began} s on" for began, gap in report.longest_gaps)
+            + f" (interval {report.reconciliation_interval_s:.0f} s); {report.longest_gap_with_outage_s} s across "
+            f"the FHIR outage; Redis unusable {report.redis_unusable_s} s in its restart",
+        ),
+        ("faults", "; ".join(report.faults)),
+        ("duration", f"{report.seconds} s"),
+    ]
     return "\n".join(["| measure | result |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 

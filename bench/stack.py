@@ -51,16 +51,26 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
 def adapter_env(fhir_base: str, redis_url: str, queue: str, public_url: str) -> dict[str, str]:
     """The MMR_* settings of the API and the worker; production defaults otherwise (INFO, JSON logs)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMR_")}
-    env.update({"MMR_FHIR_BASE_URL": fhir_base, "MMR_REDIS_URL": redis_url, "MMR_WEBHOOK_TOKEN": TOKEN,
-                "MMR_PUBLIC_URL": public_url, "MMR_QUEUE": queue, "MMR_LOG_LEVEL": "INFO", "MMR_LOG_JSON": "true"})
+    env.update(
+        {
+            "MMR_FHIR_BASE_URL": fhir_base,
+            "MMR_REDIS_URL": redis_url,
+            "MMR_WEBHOOK_TOKEN": TOKEN,
+            "MMR_PUBLIC_URL": public_url,
+            "MMR_QUEUE": queue,
+            "MMR_LOG_LEVEL": "INFO",
+            "MMR_LOG_JSON": "true",
+        }
+    )
     return env
 
 
 def spawn(name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     LOGS.mkdir(parents=True, exist_ok=True)
     with (LOGS / f"{name}.log").open("ab") as log:
-        return subprocess.Popen([sys.executable, *args], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, *args], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen[Any]) -> None:
@@ -82,8 +92,11 @@ def _alive(process: subprocess.Popen[Any], name: str) -> None:
 
 def start_api(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     """``mmr-adapter serve`` (uvicorn, ``workers`` processes) on 127.0.0.1; returns once /health is ready."""
-    api = spawn("api", ["-m", "adapter.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                        "--workers", str(workers)], env)
+    api = spawn(
+        "api",
+        ["-m", "adapter.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        env,
+    )
 
     def ready() -> bool:
         _alive(api, "api")
@@ -173,6 +186,6 @@ class RedisScope:
         """Delete every key that appeared since the benchmark started; never FLUSHDB."""
         keys = list(self.created())
         for i in range(0, len(keys), 500):
-            self.client.delete(*keys[i:i + 500])
+            self.client.delete(*keys[i : i + 500])
         self.client.close()
         return len(keys)

@@ -29,11 +29,17 @@ def install_directory(fhir: FhirClient) -> int:
 
 def referral_body(patient_id: str, key: str) -> dict[str, Any]:
     c = codes()
-    return {"resourceType": "ServiceRequest", "identifier": [{"system": REFERRAL_SYSTEM, "value": key}],
-            "status": "active", "intent": "order", "category": [{"coding": [c.referral_category]}],
-            "code": {"coding": [c.referral_code]}, "subject": {"reference": f"Patient/{patient_id}"},
-            "requester": {"display": "Dr. Remittent, Vårdcentralen Exempel"},
-            "performer": [{"identifier": {"system": HSA, "value": LUND}}]}
+    return {
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": REFERRAL_SYSTEM, "value": key}],
+        "status": "active",
+        "intent": "order",
+        "category": [{"coding": [c.referral_category]}],
+        "code": {"coding": [c.referral_code]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "requester": {"display": "Dr. Remittent, Vårdcentralen Exempel"},
+        "performer": [{"identifier": {"system": HSA, "value": LUND}}],
+    }
 
 
 def create_referrals(fhir: FhirClient, n: int, named: bool = False) -> list[dict[str, Any]]:
@@ -45,8 +51,12 @@ def create_referrals(fhir: FhirClient, n: int, named: bool = False) -> list[dict
     out = []
     for _ in range(n):
         key = f"B-{uuid.uuid4().hex[:12]}"
-        patient = {"resourceType": "Patient", "id": f"p-{key}", "name": [{"family": "Testsson", "given": ["Bench"]}],
-                   "identifier": [{"system": codes().personnummer_system, "value": "191212121212"}]}
+        patient = {
+            "resourceType": "Patient",
+            "id": f"p-{key}",
+            "name": [{"family": "Testsson", "given": ["Bench"]}],
+            "identifier": [{"system": codes().personnummer_system, "value": "191212121212"}],
+        }
         fhir.update(patient)
         body = referral_body(patient["id"], key)
         out.append(fhir.update({**body, "id": f"sr-{key}"}) if named else fhir.create(body))
@@ -59,8 +69,7 @@ def referral_key(referral: dict[str, Any]) -> str:
 
 def notifications(api_url: str, referrals: Sequence[dict[str, Any]]) -> list[Request]:
     """HAPI's rest-hook with payload: ``PUT {endpoint}/ServiceRequest/{id}``, body the resource."""
-    return [Request("PUT", f"{api_url}/notify/ServiceRequest/{sr['id']}", json.dumps(sr).encode())
-            for sr in referrals]
+    return [Request("PUT", f"{api_url}/notify/ServiceRequest/{sr['id']}", json.dumps(sr).encode()) for sr in referrals]
 
 
 def review_code() -> str:
@@ -77,8 +86,7 @@ def reviewed_referrals(fhir: FhirClient) -> set[str]:
     return {(t.get("focus") or {}).get("reference", "").removeprefix("ServiceRequest/") for t in tasks}
 
 
-def wait_for_reviews(fhir: FhirClient, ids: set[str], baseline: int, deadline: float,
-                     interval: float = 0.1) -> float:
+def wait_for_reviews(fhir: FhirClient, ids: set[str], baseline: int, deadline: float, interval: float = 0.1) -> float:
     """Poll the sandbox until every referral in ``ids`` has its review Task; returns when (perf_counter).
 
     ``baseline`` is the review Task count before the notifications. A cheap ``_summary=count`` search

@@ -46,11 +46,28 @@ def _redis_url() -> str:
     except redis.exceptions.RedisError:
         pass
     if shutil.which("redis-server") is None:
-        raise RuntimeError(f"no Redis answers at {url} and redis-server is not installed; "
-                           "see the README (apt-get install -y redis-server)")
+        raise RuntimeError(
+            f"no Redis answers at {url} and redis-server is not installed; "
+            "see the README (apt-get install -y redis-server)"
+        )
     port = free_port()
-    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port),
-                    "--save", "", "--appendonly", "no"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=True,
+        capture_output=True,
+    )
     url = f"redis://127.0.0.1:{port}/9"
     atexit.register(lambda: redis.Redis.from_url(url).shutdown(nosave=True))
     deadline = time.monotonic() + 10
@@ -83,8 +100,9 @@ os.environ.update({"MMR_REDIS_URL": REDIS_URL, "MMR_QUEUE": QUEUE, "MMR_TEST_CLO
 STEP_TIMEOUT = 60.0 if FHIR_SERVER == "hapi" else 20.0
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = STEP_TIMEOUT, interval: float = 0.1,
-             what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = STEP_TIMEOUT, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll until ``predicate`` returns something truthy; fail the test with ``what`` otherwise."""
     value = poll(predicate, timeout, interval)
     if value is None:
@@ -177,9 +195,15 @@ class Stack:
     env: dict[str, str]
     queue: str
 
-    def notify(self, method: str, path: str = "", body: bytes | str | None = None,
-               content_type: str = "application/fhir+json; charset=UTF-8", token: str | None = TOKEN,
-               extra: dict[str, str] | None = None) -> httpx.Response:
+    def notify(
+        self,
+        method: str,
+        path: str = "",
+        body: bytes | str | None = None,
+        content_type: str = "application/fhir+json; charset=UTF-8",
+        token: str | None = TOKEN,
+        extra: dict[str, str] | None = None,
+    ) -> httpx.Response:
         headers = {"Content-Type": content_type, **(extra or {})}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -188,30 +212,37 @@ class Stack:
 
 def adapter_env(fhir_base: str, queue: str, public_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMR_")}
-    env.update({
-        "MMR_FHIR_BASE_URL": fhir_base,
-        "MMR_REDIS_URL": REDIS_URL,
-        "MMR_WEBHOOK_TOKEN": TOKEN,
-        "MMR_PUBLIC_URL": public_url,
-        "MMR_QUEUE": queue,
-        "MMR_TEST_CLOCK": "true",
-        "MMR_FHIR_RETRIES": "1",
-        "MMR_RETRY_BACKOFF": "0.2",
-        "MMR_RETRY_BACKOFF_MAX": "1",
-        "MMR_MAX_ATTEMPTS": "4",
-        "MMR_LOCK_TIMEOUT": "5",
-        "MMR_LOG_JSON": "true",
-        "MMR_LOG_LEVEL": "INFO",
-        **extra,
-    })
+    env.update(
+        {
+            "MMR_FHIR_BASE_URL": fhir_base,
+            "MMR_REDIS_URL": REDIS_URL,
+            "MMR_WEBHOOK_TOKEN": TOKEN,
+            "MMR_PUBLIC_URL": public_url,
+            "MMR_QUEUE": queue,
+            "MMR_TEST_CLOCK": "true",
+            "MMR_FHIR_RETRIES": "1",
+            "MMR_RETRY_BACKOFF": "0.2",
+            "MMR_RETRY_BACKOFF_MAX": "1",
+            "MMR_MAX_ATTEMPTS": "4",
+            "MMR_LOCK_TIMEOUT": "5",
+            "MMR_LOG_JSON": "true",
+            "MMR_LOG_LEVEL": "INFO",
+            **extra,
+        }
+    )
     return env
 
 
 def spawn(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / f"{name}.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "adapter.cli", *args], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "adapter.cli", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -224,8 +255,7 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             process.wait()
 
 
-def start_worker(env: dict[str, str], name: str, concurrency: int = 2,
-                 broker: Any = None) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], name: str, concurrency: int = 2, broker: Any = None) -> subprocess.Popen[bytes]:
     """A real Celery worker process; returns once it consumes from its queue (``broker``: the Celery
     app to ping it through, when it does not use the suite's Redis)."""
     from adapter.pipeline.worker import app as suite_app
@@ -264,15 +294,18 @@ def stack(sandbox: Sandbox, proxy: FaultProxy, redis_client: redis.Redis) -> Ite
             return False
 
     wait_for(api_ready, timeout=30, what="the API to become ready")
-    setup = subprocess.run([sys.executable, "-m", "adapter.cli", "setup"], env=env, capture_output=True, text=True,
-                           timeout=120)
+    setup = subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "setup"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert setup.returncode == 0, setup.stdout + setup.stderr
     yield Stack(api_url, env, queue)
     stop(api)
     stop(worker)
     # Every test takes away what it parks on purpose: what is left was lost to a fault.
-    left = [f"{e['envelope'].get('kind')} {e['envelope'].get('resource_type')}: {e['reason']}"
-            for e in State(redis_client).dead_letters()]
+    left = [
+        f"{e['envelope'].get('kind')} {e['envelope'].get('resource_type')}: {e['reason']}"
+        for e in State(redis_client).dead_letters()
+    ]
     assert left == [], f"the suite ended with dead letters: {left}"
 
 
@@ -313,14 +346,19 @@ def off_the_tables(fhir: FhirClient, since: datetime) -> list[str]:
     system = codes().identifier_system("task")
     found = []
     for current in fhir.search("Task", {"identifier": f"{system}|", "_lastUpdated": f"ge{since.isoformat()}"}):
-        versions = [e["resource"] for e in fhir.get(f"Task/{current['id']}/_history?_count=100").get("entry") or ()
-                    if e.get("resource")]  # none: a delete
+        versions = [
+            e["resource"]
+            for e in fhir.get(f"Task/{current['id']}/_history?_count=100").get("entry") or ()
+            if e.get("resource")
+        ]  # none: a delete
         versions.sort(key=lambda v: int(v.get("meta", {}).get("versionId") or 0))
         for n, version in enumerate(versions):
             if n < len(versions) - 1 and task_states.closed_by_another(version):
                 continue
-            found += [f"Task/{current['id']}/_history/{version.get('meta', {}).get('versionId')}: {p}"
-                      for p in task_states.problems(version)]
+            found += [
+                f"Task/{current['id']}/_history/{version.get('meta', {}).get('versionId')}: {p}"
+                for p in task_states.problems(version)
+            ]
     return found
 
 
@@ -333,9 +371,27 @@ class PrivateRedis:
         self.start()
 
     def start(self) -> None:
-        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.port),
-                        "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            check=True,
+            capture_output=True,
+        )
         wait_for(self.answers, timeout=10, what="the private redis-server")
 
     def stop(self) -> None:

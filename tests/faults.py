@@ -66,9 +66,14 @@ class FaultProxy:
                 elif rule is not None:
                     if rule.forward_first:
                         proxy._forward(self.command, self.path, body, self.headers.items())
-                    payload = rule.body if rule.body is not None else (
-                        b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
-                        b'"code":"transient","diagnostics":"FaultProxy: injected failure"}]}')
+                    payload = (
+                        rule.body
+                        if rule.body is not None
+                        else (
+                            b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
+                            b'"code":"transient","diagnostics":"FaultProxy: injected failure"}]}'
+                        )
+                    )
                     self.send_response(rule.status)
                     self.send_header("Content-Type", "application/fhir+json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -156,18 +161,24 @@ class FaultProxy:
 
 def request_kinds(requests: list[tuple[str, str, bytes]]) -> list[str]:
     """``read`` for a GET or a batch, ``transaction`` for a transaction, else the method."""
+
     def kind(method: str, body: bytes) -> str:
         if method == "GET":
             return "read"
         bundle_type = json.loads(body).get("type") if method == "POST" and body.startswith(b"{") else None
         return {"batch": "read", "transaction": "transaction"}.get(str(bundle_type), method)
+
     return [kind(method, body) for method, _, body in requests]
 
 
 def transaction_about(text: str) -> Match:
     """Match the worker's transaction POSTs that mention ``text`` (e.g. a referral id); not its batches of reads."""
-    return lambda method, path, body: method == "POST" and path.rstrip("/") in ("/fhir", "") and \
-        text.encode() in body and request_kinds([(method, path, body)]) == ["transaction"]
+    return lambda method, path, body: (
+        method == "POST"
+        and path.rstrip("/") in ("/fhir", "")
+        and text.encode() in body
+        and request_kinds([(method, path, body)]) == ["transaction"]
+    )
 
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}

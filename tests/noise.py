@@ -19,24 +19,56 @@ from adapter.pipeline.state import State
 def unrelated(tag: str) -> list[dict[str, Any]]:
     """One round of resources that concern no MMR referral: at least one of every subscribed type."""
     patient = {"reference": f"Patient/other-{tag}", "display": "Another patient"}
-    physio = {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "subject": patient,
-              "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "91251008"}]}],
-              "code": {"text": "Physiotherapy"}}
+    physio = {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": patient,
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "91251008"}]}],
+        "code": {"text": "Physiotherapy"},
+    }
     return [
         physio,
-        {"resourceType": "Appointment", "status": "booked", "start": "2027-01-11T09:00:00+01:00",
-         "end": "2027-01-11T09:30:00+01:00", "participant": [{"actor": patient, "status": "accepted"}]},
-        {"resourceType": "Communication", "status": "completed", "subject": patient,
-         "payload": [{"contentString": "Your prescription is ready"}]},
-        {"resourceType": "DocumentReference", "status": "current", "subject": patient,
-         "content": [{"attachment": {"contentType": "text/plain", "data": "bm9pc2U="}}]},
-        {"resourceType": "QuestionnaireResponse", "status": "completed", "subject": patient,
-         "questionnaire": "http://example.org/Questionnaire/phq-9"},
-        {"resourceType": "Task", "status": "requested", "intent": "order", "for": patient,
-         "code": {"coding": [{"system": "http://example.org/other-workflow", "code": "lab-order"}]}},
+        {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": "2027-01-11T09:00:00+01:00",
+            "end": "2027-01-11T09:30:00+01:00",
+            "participant": [{"actor": patient, "status": "accepted"}],
+        },
+        {
+            "resourceType": "Communication",
+            "status": "completed",
+            "subject": patient,
+            "payload": [{"contentString": "Your prescription is ready"}],
+        },
+        {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "subject": patient,
+            "content": [{"attachment": {"contentType": "text/plain", "data": "bm9pc2U="}}],
+        },
+        {
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "subject": patient,
+            "questionnaire": "http://example.org/Questionnaire/phq-9",
+        },
+        {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "for": patient,
+            "code": {"coding": [{"system": "http://example.org/other-workflow", "code": "lab-order"}]},
+        },
         {"resourceType": "CarePlan", "status": "active", "intent": "plan", "subject": patient},
-        {"resourceType": "Consent", "status": "active", "scope": {"text": "research"}, "category": [{"text": "x"}],
-         "patient": patient},
+        {
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": {"text": "research"},
+            "category": [{"text": "x"}],
+            "patient": patient,
+        },
         {"resourceType": "EpisodeOfCare", "status": "active", "patient": patient},
     ]
 
@@ -87,7 +119,7 @@ class Noise:
             by_type.setdefault(rtype, []).append(rid)
         moved = []
         for rtype, ids in by_type.items():
-            for chunk in (ids[i:i + 50] for i in range(0, len(ids), 50)):
+            for chunk in (ids[i : i + 50] for i in range(0, len(ids), 50)):
                 for found in self.fhir.search(rtype, {"_id": ",".join(chunk), "_count": "100"}):
                     if found.get("resourceType") == rtype and (found.get("meta") or {}).get("versionId") != "1":
                         moved.append(f"{rtype}/{found['id']}")
@@ -95,6 +127,8 @@ class Noise:
 
     def dead_lettered(self, state: State) -> list[str]:
         ours = {f"{t}/{i}" for t, i in self.written}
-        return [f"{e['envelope'].get('resource_type')}/{e['envelope'].get('resource_id')}"
-                for e in state.dead_letters()
-                if f"{e['envelope'].get('resource_type')}/{e['envelope'].get('resource_id')}" in ours]
+        return [
+            f"{e['envelope'].get('resource_type')}/{e['envelope'].get('resource_id')}"
+            for e in state.dead_letters()
+            if f"{e['envelope'].get('resource_type')}/{e['envelope'].get('resource_id')}" in ours
+        ]

@@ -18,9 +18,14 @@ TEST_NAME = "Tolvan Tolvansson"
 
 def new_patient(fhir: FhirClient) -> str:
     pid = f"p-{uuid.uuid4().hex[:10]}"
-    fhir.update({"resourceType": "Patient", "id": pid,
-                 "identifier": [{"system": codes().personnummer_system, "value": TEST_PERSONNUMMER}],
-                 "name": [{"family": "Tolvansson", "given": ["Tolvan"], "text": TEST_NAME}]})
+    fhir.update(
+        {
+            "resourceType": "Patient",
+            "id": pid,
+            "identifier": [{"system": codes().personnummer_system, "value": TEST_PERSONNUMMER}],
+            "name": [{"family": "Tolvansson", "given": ["Tolvan"], "text": TEST_NAME}],
+        }
+    )
     return pid
 
 
@@ -29,7 +34,8 @@ def referral_body(patient_id: str, clinic_hsa: str = LUND, **extra: Any) -> dict
     return {
         "resourceType": "ServiceRequest",
         "identifier": [{"system": "https://ehr.example.se/remiss", "value": f"R-{uuid.uuid4().hex[:10]}"}],
-        "status": "active", "intent": "order",
+        "status": "active",
+        "intent": "order",
         "category": [{"coding": [c.referral_category]}],
         "code": {"coding": [c.referral_code]},
         "subject": {"reference": f"Patient/{patient_id}"},
@@ -74,6 +80,8 @@ def subscriptions_paused(fhir: FhirClient) -> Iterator[None]:
     try:
         yield
     finally:
-        again = [fhir.create({**{k: v for k, v in sub.items() if k not in ("id", "meta", "error")},
-                              "status": "requested"}) for sub in saved]
+        again = [
+            fhir.create({**{k: v for k, v in sub.items() if k not in ("id", "meta", "error")}, "status": "requested"})
+            for sub in saved
+        ]
         _activated(fhir, [sub["id"] for sub in again])

@@ -9,10 +9,19 @@ BACKPORT_STATUS = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefini
 TOPIC = "https://mmr-adapter.se/fhir/SubscriptionTopic/mmr-referral"
 
 
-def r4_backport(sub_id: str, event_number: int, focus: str | None, resource: dict[str, Any] | None = None,
-                kind: str = "event-notification", method: str = "PUT", base: str = "http://hapi:8080/fhir") -> bytes:
-    parts: list[dict[str, Any]] = [{"name": "event-number", "valueString": str(event_number)},
-                                   {"name": "timestamp", "valueDate": "2026-11-22"}]
+def r4_backport(
+    sub_id: str,
+    event_number: int,
+    focus: str | None,
+    resource: dict[str, Any] | None = None,
+    kind: str = "event-notification",
+    method: str = "PUT",
+    base: str = "http://hapi:8080/fhir",
+) -> bytes:
+    parts: list[dict[str, Any]] = [
+        {"name": "event-number", "valueString": str(event_number)},
+        {"name": "timestamp", "valueDate": "2026-11-22"},
+    ]
     if focus:
         parts.append({"name": "focus", "valueReference": {"reference": focus}})
     params: list[dict[str, Any]] = [
@@ -24,8 +33,9 @@ def r4_backport(sub_id: str, event_number: int, focus: str | None, resource: dic
     ]
     if kind == "event-notification":
         params.append({"name": "notification-event", "part": parts})
-    entries: list[dict[str, Any]] = [{"resource": {"resourceType": "Parameters", "meta": {"profile": [BACKPORT_STATUS]},
-                                                   "parameter": params}}]
+    entries: list[dict[str, Any]] = [
+        {"resource": {"resourceType": "Parameters", "meta": {"profile": [BACKPORT_STATUS]}, "parameter": params}}
+    ]
     if focus:
         entry: dict[str, Any] = {"fullUrl": f"{base}/{focus}", "request": {"method": method, "url": focus}}
         if resource is not None:
@@ -34,11 +44,22 @@ def r4_backport(sub_id: str, event_number: int, focus: str | None, resource: dic
     return json.dumps({"resourceType": "Bundle", "type": "history", "entry": entries}).encode()
 
 
-def subscription_status(sub_id: str, event_number: int, focus: str | None, resource: dict[str, Any] | None = None,
-                        r5: bool = True, kind: str = "event-notification") -> bytes:
-    status: dict[str, Any] = {"resourceType": "SubscriptionStatus", "status": "active", "type": kind,
-                              "eventsSinceSubscriptionStart": str(event_number),
-                              "subscription": {"reference": f"Subscription/{sub_id}"}, "topic": TOPIC}
+def subscription_status(
+    sub_id: str,
+    event_number: int,
+    focus: str | None,
+    resource: dict[str, Any] | None = None,
+    r5: bool = True,
+    kind: str = "event-notification",
+) -> bytes:
+    status: dict[str, Any] = {
+        "resourceType": "SubscriptionStatus",
+        "status": "active",
+        "type": kind,
+        "eventsSinceSubscriptionStart": str(event_number),
+        "subscription": {"reference": f"Subscription/{sub_id}"},
+        "topic": TOPIC,
+    }
     if kind == "event-notification":
         event: dict[str, Any] = {"eventNumber": str(event_number)}
         if focus:
@@ -46,10 +67,13 @@ def subscription_status(sub_id: str, event_number: int, focus: str | None, resou
         status["notificationEvent"] = [event]
     entries: list[dict[str, Any]] = [{"resource": status}]
     if focus:
-        entry: dict[str, Any] = {"fullUrl": f"http://hapi:8080/fhir/{focus}",
-                                 "request": {"method": "PUT", "url": focus}}
+        entry: dict[str, Any] = {
+            "fullUrl": f"http://hapi:8080/fhir/{focus}",
+            "request": {"method": "PUT", "url": focus},
+        }
         if resource is not None:
             entry["resource"] = resource
         entries.append(entry)
-    return json.dumps({"resourceType": "Bundle", "type": "subscription-notification" if r5 else "history",
-                       "entry": entries}).encode()
+    return json.dumps(
+        {"resourceType": "Bundle", "type": "subscription-notification" if r5 else "history", "entry": entries}
+    ).encode()

@@ -25,10 +25,12 @@ pytestmark = pytest.mark.e2e
 
 
 def test_redis_stopped_while_events_are_processed_every_event_has_its_effect_after_it_returns(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy, private_redis: PrivateRedis) -> None:
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy, private_redis: PrivateRedis
+) -> None:
     queue = unique("mmr-outage")
-    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_REDIS_URL=private_redis.url,
-                      MMR_VISIBILITY_TIMEOUT="10")
+    env = adapter_env(
+        proxy.base_url, queue, stack.api_url, MMR_REDIS_URL=private_redis.url, MMR_VISIBILITY_TIMEOUT="10"
+    )
     broker = Celery("outage-test", broker=private_redis.url)
     with subscriptions_paused(fhir):
         referrals = [new_referral(fhir) for _ in range(12)]
@@ -37,19 +39,25 @@ def test_redis_stopped_while_events_are_processed_every_event_has_its_effect_aft
             broker.send_task(PROCESS, args=[env_.to_dict()], queue=queue)
         worker = start_worker(env, "outage", concurrency=2, broker=broker)
         try:
-            wait_for(lambda: sum(1 for sr in referrals if review_tasks(fhir, sr["id"])) >= 2,
-                     what="the first events to be processed")
+            wait_for(
+                lambda: sum(1 for sr in referrals if review_tasks(fhir, sr["id"])) >= 2,
+                what="the first events to be processed",
+            )
             private_redis.stop()
             log = LOGS / "outage.log"  # the outage lasts until the worker has met it
-            wait_for(lambda: "Connection to broker lost" in log.read_text(errors="replace"),
-                     what="the worker to notice Redis gone")
+            wait_for(
+                lambda: "Connection to broker lost" in log.read_text(errors="replace"),
+                what="the worker to notice Redis gone",
+            )
             private_redis.start()
+
             def done() -> bool:
                 nonlocal worker
                 if worker.poll() is not None:  # it gave up on the broker: never with exit code 0
                     assert worker.returncode != 0, "the worker exited 0 after losing the broker"
                     worker = start_worker(env, "outage-restarted", concurrency=2, broker=broker)  # as a supervisor does
                 return all(review_tasks(fhir, sr["id"]) for sr in referrals)
+
             wait_for(done, timeout=90, what="every event's effect after Redis returned")
         finally:
             stop(worker)
@@ -59,11 +67,13 @@ def test_redis_stopped_while_events_are_processed_every_event_has_its_effect_aft
 
 
 def test_a_worker_killed_in_the_middle_of_a_reconciliation_does_not_hold_up_the_next(
-        stack: Stack, proxy: FaultProxy, state: State) -> None:
+    stack: Stack, proxy: FaultProxy, state: State
+) -> None:
     queue = unique("mmr-reconcile-kill")
     env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_RECONCILE_INTERVAL="10")
-    hold = proxy.add(Rule(lambda method, path, _: method == "GET" and "_lastUpdated" in path,
-                          hold=threading.Event(), times=1))
+    hold = proxy.add(
+        Rule(lambda method, path, _: method == "GET" and "_lastUpdated" in path, hold=threading.Event(), times=1)
+    )
     worker = start_worker(env, "reconcile-kill", concurrency=1)
     broker = Celery("reconcile-test", broker=env["MMR_REDIS_URL"])
     started = time.time()
@@ -74,9 +84,11 @@ def test_a_worker_killed_in_the_middle_of_a_reconciliation_does_not_hold_up_the_
     hold.hold.set()
     replacement = start_worker(env, "reconcile-kill-replacement", concurrency=1)
     try:
+
         def completed() -> bool:
             broker.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=queue)  # beat's next runs
             return (state.last_reconciled() or 0.0) > started
+
         # A killed run's lock lapses within RECONCILE_LOCK_TTL (3 s), and beat's next tick comes half an
         # interval on: the next run completes well within two intervals, plus the replacement's start
         # on a busy machine.

@@ -21,30 +21,35 @@ def at(y: int, m: int, d: int, hh: int = 10, mm: int = 0) -> datetime:
     return datetime(y, m, d, hh, mm, tzinfo=STOCKHOLM)
 
 
-@pytest.mark.parametrize(("arrival", "deadline_day", "why"), [
-    # Skärtorsdag 2026-04-02: långfredag, the weekend and annandag påsk do not count.
-    (at(2026, 4, 2), date(2026, 4, 9), "Maundy Thursday"),
-    # Day before midsommarafton 2026 (Fri 19 June): the eve and the weekend do not count.
-    (at(2026, 6, 18), date(2026, 6, 24), "day before midsommarafton"),
-    # 23 Dec 2026 (Wed): julafton, juldagen (Fri), the weekend.
-    (at(2026, 12, 23), date(2026, 12, 30), "23 December"),
-    # 30 Dec 2026 (Wed): nyårsafton, nyårsdagen (Fri), weekend, trettondedag jul (Wed 6 Jan).
-    (at(2026, 12, 30), date(2027, 1, 7), "30 December"),
-    # A plain Friday: Mon, Tue, Wed.
-    (at(2026, 3, 13), date(2026, 3, 18), "Friday"),
-    # Late on a Friday counts the same: the arrival day never counts.
-    (at(2026, 3, 13, 23, 50), date(2026, 3, 18), "Friday late evening"),
-    # Arrival on a Sunday: Mon, Tue, Wed.
-    (at(2026, 3, 15), date(2026, 3, 18), "Sunday"),
-    # Across the change to summer time (29 March 2026).
-    (at(2026, 3, 27), date(2026, 4, 1), "Friday before summer time"),
-])
+@pytest.mark.parametrize(
+    ("arrival", "deadline_day", "why"),
+    [
+        # Skärtorsdag 2026-04-02: långfredag, the weekend and annandag påsk do not count.
+        (at(2026, 4, 2), date(2026, 4, 9), "Maundy Thursday"),
+        # Day before midsommarafton 2026 (Fri 19 June): the eve and the weekend do not count.
+        (at(2026, 6, 18), date(2026, 6, 24), "day before midsommarafton"),
+        # 23 Dec 2026 (Wed): julafton, juldagen (Fri), the weekend.
+        (at(2026, 12, 23), date(2026, 12, 30), "23 December"),
+        # 30 Dec 2026 (Wed): nyårsafton, nyårsdagen (Fri), weekend, trettondedag jul (Wed 6 Jan).
+        (at(2026, 12, 30), date(2027, 1, 7), "30 December"),
+        # A plain Friday: Mon, Tue, Wed.
+        (at(2026, 3, 13), date(2026, 3, 18), "Friday"),
+        # Late on a Friday counts the same: the arrival day never counts.
+        (at(2026, 3, 13, 23, 50), date(2026, 3, 18), "Friday late evening"),
+        # Arrival on a Sunday: Mon, Tue, Wed.
+        (at(2026, 3, 15), date(2026, 3, 18), "Sunday"),
+        # Across the change to summer time (29 March 2026).
+        (at(2026, 3, 27), date(2026, 4, 1), "Friday before summer time"),
+    ],
+)
 def test_review_deadline_is_end_of_third_working_day(arrival: datetime, deadline_day: date, why: str) -> None:
     deadline = working_day_deadline(arrival, 3)
     assert deadline.date() == deadline_day, why
     assert deadline.time() == time(16, 0)
-    assert deadline.utcoffset() == datetime(deadline_day.year, deadline_day.month, deadline_day.day, 12,
-                                            tzinfo=STOCKHOLM).utcoffset()
+    assert (
+        deadline.utcoffset()
+        == datetime(deadline_day.year, deadline_day.month, deadline_day.day, 12, tzinfo=STOCKHOLM).utcoffset()
+    )
 
 
 def test_add_working_days_keeps_local_time_and_zero_is_identity() -> None:

@@ -114,8 +114,11 @@ def test_hapi_delivers_rest_hook_notifications_for_r4() -> None:
 
 def test_hapi_pages_hold_the_adapters_largest_page_and_references_stay_as_written() -> None:
     hapi = env("hapi")
-    counts = [int(n) for path in (ROOT / "adapter").rglob("*.py")
-              for n in re.findall(r'_count[=": ]+(\d+)', path.read_text(encoding="utf-8"))]
+    counts = [
+        int(n)
+        for path in (ROOT / "adapter").rglob("*.py")
+        for n in re.findall(r'_count[=": ]+(\d+)', path.read_text(encoding="utf-8"))
+    ]
     assert counts and int(hapi["hapi.fhir.max_page_size"]) >= max(counts)
     assert int(hapi["hapi.fhir.default_page_size"]) == 20  # the image's default, as the hapi/ fixture has it
     assert hapi["hapi.fhir.auto_create_placeholder_reference_targets"] == "false"
@@ -192,8 +195,9 @@ def test_published_ports_bind_to_loopback_unless_told_otherwise() -> None:
         for port in spec.get("ports") or ():
             host = re.match(r"(\$\{[^}]*\}|[^:]*):", str(port))
             match = INTERPOLATION.fullmatch(host[1]) if host else None
-            assert match and match["name"] == "BIND_ADDRESS" and match["op"] == ":-" and match["arg"] == "127.0.0.1", \
+            assert match and match["name"] == "BIND_ADDRESS" and match["op"] == ":-" and match["arg"] == "127.0.0.1", (
                 f"{service}: {port} is not published on ${{BIND_ADDRESS:-127.0.0.1}}"
+            )
             published += 1
     assert published >= 2  # api and hapi
 
@@ -261,16 +265,21 @@ def run_setup_loop(tmp_path: Path, exit_codes: list[int]) -> tuple[int, int]:
     calls, codes = tmp_path / "calls", tmp_path / "codes"
     codes.write_text("".join(f"{code}\n" for code in exit_codes))
     stand_ins = {
-        "mmr-adapter": f'n=$(($(cat {calls} 2>/dev/null || echo 0) + 1)); echo $n > {calls}\n'
-                       f'code=$(sed -n "${{n}}p" {codes}); exit ${{code:-0}}\n',
+        "mmr-adapter": f"n=$(($(cat {calls} 2>/dev/null || echo 0) + 1)); echo $n > {calls}\n"
+        f'code=$(sed -n "${{n}}p" {codes}); exit ${{code:-0}}\n',
         "sleep": "exit 0\n",
     }
     for name, body in stand_ins.items():
         path = tmp_path / name
         path.write_text("#!/bin/sh\n" + body)
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    result = subprocess.run(["/bin/sh", "-c", script], env={**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result.returncode, int(calls.read_text())
 
 
@@ -282,12 +291,15 @@ def test_setup_runs_in_a_shell_loop_with_escaped_dollars() -> None:
 
 
 @pytest.mark.skipif(not Path("/bin/sh").exists(), reason="needs a POSIX shell")
-@pytest.mark.parametrize(("codes", "exit_code", "calls"), [
-    ([], 0, 1),            # HAPI ready: one run
-    ([1, 1, 1], 0, 4),     # HAPI still starting: retried until it answers
-    ([1, 2], 2, 2),        # configuration error: retrying cannot help
-    ([1] * 40, 1, 30),     # never ready: gives up with the last exit code
-])
+@pytest.mark.parametrize(
+    ("codes", "exit_code", "calls"),
+    [
+        ([], 0, 1),  # HAPI ready: one run
+        ([1, 1, 1], 0, 4),  # HAPI still starting: retried until it answers
+        ([1, 2], 2, 2),  # configuration error: retrying cannot help
+        ([1] * 40, 1, 30),  # never ready: gives up with the last exit code
+    ],
+)
 def test_setup_retries_until_hapi_answers(tmp_path: Path, codes: list[int], exit_code: int, calls: int) -> None:
     assert run_setup_loop(tmp_path, codes) == (exit_code, calls)
 
@@ -323,8 +335,11 @@ def test_dockerfile_ships_mappings_and_profiles_where_the_adapter_looks() -> Non
 
 
 def test_dockerignore_keeps_secrets_out_and_the_code_in() -> None:
-    patterns = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-                if line.strip() and not line.startswith("#")}
+    patterns = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert ".env" in patterns and ".git" in patterns
     for needed in ("adapter", "mappings", "profiles", "pyproject.toml", "README.md"):
         assert needed not in patterns and f"{needed}/" not in patterns, f"{needed} would be left out of the image"

@@ -13,29 +13,66 @@ from adapter.config import ConfigError, load_settings
 from adapter.pipeline.state import State
 from tests.conftest import REDIS_URL
 
-COMMANDS = ["serve", "worker", "beat", "setup", "sandbox", "demo", "dlq", "dlq list", "dlq replay", "fire-timers",
-            "status", "validate", "profiles-doc", "profiles-build", "ping-worker", "check-scheduler", "clock",
-            "clock set", "clock show", "clock clear"]
+COMMANDS = [
+    "serve",
+    "worker",
+    "beat",
+    "setup",
+    "sandbox",
+    "demo",
+    "dlq",
+    "dlq list",
+    "dlq replay",
+    "fire-timers",
+    "status",
+    "validate",
+    "profiles-doc",
+    "profiles-build",
+    "ping-worker",
+    "check-scheduler",
+    "clock",
+    "clock set",
+    "clock show",
+    "clock clear",
+]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("MMR_")}
-    return subprocess.run([sys.executable, "-m", "adapter.cli", *args], env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "adapter.cli", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({}, "MMR_FHIR_BASE_URL"),
-    ({"MMR_FHIR_BASE_URL": "not a url", "MMR_WEBHOOK_TOKEN": "x" * 20}, "MMR_FHIR_BASE_URL"),
-    ({"MMR_FHIR_BASE_URL": "http://fhir/fhir"}, "MMR_WEBHOOK_TOKEN"),
-    ({"MMR_FHIR_BASE_URL": "http://fhir/fhir", "MMR_WEBHOOK_TOKEN": "short"}, "MMR_WEBHOOK_TOKEN"),
-    ({"MMR_FHIR_BASE_URL": "http://fhir/fhir", "MMR_WEBHOOK_TOKEN": "x" * 20, "MMR_FHIR_TIMEOUT": "soon"},
-     "MMR_FHIR_TIMEOUT"),
-    ({"MMR_FHIR_BASE_URL": "http://fhir/fhir", "MMR_WEBHOOK_TOKEN": "x" * 20, "MMR_FHIR_AUTH": "bearer"},
-     "MMR_FHIR_TOKEN"),
-    ({"MMR_FHIR_BASE_URL": "http://fhir/fhir", "MMR_WEBHOOK_TOKEN": "x" * 20,
-      "MMR_FHIR_AUTH": "client-credentials"}, "MMR_OAUTH_TOKEN_URL"),
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "MMR_FHIR_BASE_URL"),
+        ({"MMR_FHIR_BASE_URL": "not a url", "MMR_WEBHOOK_TOKEN": "x" * 20}, "MMR_FHIR_BASE_URL"),
+        ({"MMR_FHIR_BASE_URL": "http://fhir/fhir"}, "MMR_WEBHOOK_TOKEN"),
+        ({"MMR_FHIR_BASE_URL": "http://fhir/fhir", "MMR_WEBHOOK_TOKEN": "short"}, "MMR_WEBHOOK_TOKEN"),
+        (
+            {"MMR_FHIR_BASE_URL": "http://fhir/fhir", "MMR_WEBHOOK_TOKEN": "x" * 20, "MMR_FHIR_TIMEOUT": "soon"},
+            "MMR_FHIR_TIMEOUT",
+        ),
+        (
+            {"MMR_FHIR_BASE_URL": "http://fhir/fhir", "MMR_WEBHOOK_TOKEN": "x" * 20, "MMR_FHIR_AUTH": "bearer"},
+            "MMR_FHIR_TOKEN",
+        ),
+        (
+            {
+                "MMR_FHIR_BASE_URL": "http://fhir/fhir",
+                "MMR_WEBHOOK_TOKEN": "x" * 20,
+                "MMR_FHIR_AUTH": "client-credentials",
+            },
+            "MMR_OAUTH_TOKEN_URL",
+        ),
+    ],
+)
 def test_serve_stops_with_one_line_naming_the_setting(env: dict[str, str], named: str) -> None:
     result = run("serve", env=env)
     assert result.returncode == 2
@@ -92,8 +129,9 @@ def test_the_clock_is_set_shown_and_cleared_for_every_process() -> None:
         state.set_clock(None)
 
 
-@pytest.mark.parametrize(("when", "problem"), [("2027-02-08T09:00:00", "give the offset"),
-                                               ("next monday", "not an ISO 8601 time")])
+@pytest.mark.parametrize(
+    ("when", "problem"), [("2027-02-08T09:00:00", "give the offset"), ("next monday", "not an ISO 8601 time")]
+)
 def test_a_clock_time_that_is_ambiguous_or_no_time_is_refused_in_one_line(when: str, problem: str) -> None:
     result = run("clock", "set", when, env=_clock_env(True))
     assert result.returncode == 2 and problem in result.stderr and len(result.stderr.strip().splitlines()) == 1

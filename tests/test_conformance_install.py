@@ -35,8 +35,11 @@ class FakeFhirClient:
         return copy.deepcopy(stored)
 
     def search(self, resource_type: str, params: dict) -> list[dict]:
-        return [copy.deepcopy(r) for (rt, _), r in self.store.items()
-                if rt == resource_type and all(str(r.get(k.lstrip("_"))) == str(v) for k, v in params.items())]
+        return [
+            copy.deepcopy(r)
+            for (rt, _), r in self.store.items()
+            if rt == resource_type and all(str(r.get(k.lstrip("_"))) == str(v) for k, v in params.items())
+        ]
 
     def update(self, resource: dict, if_match: str | None = None) -> dict:
         self.writes.append(f"PUT {resource['resourceType']}/{resource['id']}")

@@ -16,8 +16,11 @@ from adapter.conformance.sources.elements import differential_order
 
 def test_generated_files_match_their_sources() -> None:
     """Fails when codes.yaml or a source changed without ``mmr-adapter profiles-build``."""
-    drifted = [rel for rel, text in expected_files().items()
-               if not (profiles_dir() / rel).exists() or (profiles_dir() / rel).read_text(encoding="utf-8") != text]
+    drifted = [
+        rel
+        for rel, text in expected_files().items()
+        if not (profiles_dir() / rel).exists() or (profiles_dir() / rel).read_text(encoding="utf-8") != text
+    ]
     assert drifted == []
 
 
@@ -39,7 +42,8 @@ def test_profiles_doc_check_exits_1_on_drift(tmp_path, monkeypatch) -> None:
     for path in (profiles_dir() / EXAMPLE_DIR).glob("*.json"):
         (tmp_path / EXAMPLE_DIR / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / EXAMPLE_DIR / INDEX_FILE).write_text(
-        (profiles_dir() / EXAMPLE_DIR / INDEX_FILE).read_text(encoding="utf-8"), encoding="utf-8")
+        (profiles_dir() / EXAMPLE_DIR / INDEX_FILE).read_text(encoding="utf-8"), encoding="utf-8"
+    )
     readme = tmp_path / "README.md"
     readme.write_text(readme.read_text(encoding="utf-8") + "\nhand edit\n", encoding="utf-8")
     monkeypatch.setenv("MMR_PROFILES_DIR", str(tmp_path))

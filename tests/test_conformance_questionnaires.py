@@ -80,8 +80,14 @@ def evaluate(cmap: dict[str, Any], response: dict[str, Any]) -> dict[str, str]:
     collect(response["item"])
     results = {}
     for criterion, spec in cmap["criteria"].items():
-        verdicts = ["met" if answers.get(r["linkId"]) in r["met"] else
-                    "not-met" if answers.get(r["linkId"]) in r["not_met"] else "unknown" for r in spec["items"]]
+        verdicts = [
+            "met"
+            if answers.get(r["linkId"]) in r["met"]
+            else "not-met"
+            if answers.get(r["linkId"]) in r["not_met"]
+            else "unknown"
+            for r in spec["items"]
+        ]
         results[criterion] = "not-met" if "not-met" in verdicts else "met" if set(verdicts) == {"met"} else "unknown"
     return results
 

@@ -18,8 +18,10 @@ def test_every_code_system_of_codes_yaml_is_published_with_exactly_its_concepts(
         cs = published[url]
         assert cs["content"] == "complete" and cs["count"] == len(concepts)
         assert cs["title"] == c.raw["code_systems"][key]["title"]
-        got = {k["code"]: (k["display"], [(d["language"], d["value"]) for d in k.get("designation") or ()])
-               for k in cs["concept"]}
+        got = {
+            k["code"]: (k["display"], [(d["language"], d["value"]) for d in k.get("designation") or ()])
+            for k in cs["concept"]
+        }
         assert got == {code: (names["sv"], [("en", names["en"])]) for code, names in concepts.items()}, url
 
 
@@ -35,8 +37,9 @@ def test_task_type_value_set_holds_the_sdc_code() -> None:
     c = codes()
     vs = package().get(c.system("task-type").replace("/CodeSystem/", "/ValueSet/"))
     sdc = c.sdc_task_code
-    assert {"system": sdc["system"], "concept": [{"code": sdc["code"], "display": "Complete Questionnaire"}]} \
-        in vs["compose"]["include"]
+    assert {"system": sdc["system"], "concept": [{"code": sdc["code"], "display": "Complete Questionnaire"}]} in vs[
+        "compose"
+    ]["include"]
 
 
 def test_concept_map_covers_confirmation_types_and_the_closing_code() -> None:

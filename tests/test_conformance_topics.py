@@ -34,8 +34,15 @@ def fires(expression: str, current: dict[str, Any], previous: dict[str, Any] | N
 
 
 def test_the_topics_the_adapter_consumes_are_published() -> None:
-    assert set(topics()) == {"mmr-referral", "mmr-task", "mmr-communication-reply", "mmr-questionnaire-response",
-                             "mmr-appointment", "mmr-careplan", "mmr-discharge-summary"}
+    assert set(topics()) == {
+        "mmr-referral",
+        "mmr-task",
+        "mmr-communication-reply",
+        "mmr-questionnaire-response",
+        "mmr-appointment",
+        "mmr-careplan",
+        "mmr-discharge-summary",
+    }
     for name, basic in topics().items():
         url = next(e["valueUri"] for e in basic["extension"] if e["url"] == f"{ST}.url")
         assert url == f"{codes().base}/SubscriptionTopic/{name}"
@@ -73,16 +80,26 @@ def test_status_topics_fire_on_the_transition() -> None:
 def test_reply_topic_skips_the_adapters_own_confirmations() -> None:
     expr = criteria("mmr-communication-reply", "Communication")
     confirmation = example("Communication-mmr-example-confirmation-vid.json")
-    reply = {"resourceType": "Communication", "status": "completed", "basedOn": confirmation["basedOn"],
-             "inResponseTo": [{"reference": "Communication/kom-1"}]}
+    reply = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "basedOn": confirmation["basedOn"],
+        "inResponseTo": [{"reference": "Communication/kom-1"}],
+    }
     assert fires(expr, reply) and not fires(expr, confirmation)
 
 
 def test_discharge_summary_topic_covers_composition_and_document_reference() -> None:
     loinc = {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]}
-    assert fires(criteria("mmr-discharge-summary", "Composition"),
-                 {"resourceType": "Composition", "status": "final", "type": loinc})
-    assert fires(criteria("mmr-discharge-summary", "DocumentReference"),
-                 {"resourceType": "DocumentReference", "status": "current", "type": loinc})
-    assert not fires(criteria("mmr-discharge-summary", "Composition"),
-                     {"resourceType": "Composition", "status": "preliminary", "type": loinc})
+    assert fires(
+        criteria("mmr-discharge-summary", "Composition"),
+        {"resourceType": "Composition", "status": "final", "type": loinc},
+    )
+    assert fires(
+        criteria("mmr-discharge-summary", "DocumentReference"),
+        {"resourceType": "DocumentReference", "status": "current", "type": loinc},
+    )
+    assert not fires(
+        criteria("mmr-discharge-summary", "Composition"),
+        {"resourceType": "Composition", "status": "preliminary", "type": loinc},
+    )

@@ -37,8 +37,9 @@ def test_every_conformance_resource_is_valid_fhir(path: Path) -> None:
     assert errors(validate_file(path)) == []
 
 
-@pytest.mark.parametrize("path", [p for p in EXAMPLES if "meta" in json.loads(p.read_text(encoding="utf-8"))],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in EXAMPLES if "meta" in json.loads(p.read_text(encoding="utf-8"))], ids=lambda p: p.name
+)
 def test_examples_are_picked_by_code_without_meta_profile(path: Path) -> None:
     """Profile selection by type and code gives the same profile as meta.profile."""
     resource = json.loads(path.read_text(encoding="utf-8"))
@@ -66,8 +67,12 @@ def test_broken_example_fails_with_the_right_issue(name: str) -> None:
 
 
 def test_a_task_of_another_workflow_is_checked_for_structure_only() -> None:
-    task = {"resourceType": "Task", "status": "requested", "intent": "order",
-            "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]}}
+    task = {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+    }
     outcome = validate_resource(task)
     assert errors(outcome) == []
     assert "structure only" in outcome["issue"][-1]["details"]["text"]
@@ -77,8 +82,11 @@ def test_validate_against_holds_a_resource_to_the_named_profile_whatever_its_cod
     referral = json.loads((profiles_dir() / EXAMPLE_DIR / "ServiceRequest-mmr-example-referral.json").read_text())
     profile = f"{codes().base}/StructureDefinition/mmr-referral"
     assert errors(validate_against(referral, profile)) == []
-    other = {**referral, "code": {"coding": [{"system": "http://snomed.info/sct", "code": "71388002"}]},
-             "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}]}
+    other = {
+        **referral,
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "71388002"}]},
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}],
+    }
     other.pop("meta", None)
     assert errors(validate_resource(other)) == []  # no code selects the referral profile
     found = [i["diagnostics"] for i in errors(validate_against(other, profile))]

@@ -61,8 +61,11 @@ def sections(text: str) -> list[Section]:
             while not lines[i].startswith("```"):
                 body.append(lines[i])
                 i += 1
-            ok = (kind == "http" and (not directive or directive.startswith("as "))) \
-                or (kind == "json" and directive.startswith("expect: ")) or (kind == "bash" and directive == "run")
+            ok = (
+                (kind == "http" and (not directive or directive.startswith("as ")))
+                or (kind == "json" and directive.startswith("expect: "))
+                or (kind == "bash" and directive == "run")
+            )
             assert ok and found, f"docs/integration.md:{start}: a {kind} block the cookbook test cannot run"
             found[-1].blocks.append(Block(start, kind, "\n".join(body), directive))
             directive = ""
@@ -88,8 +91,12 @@ class Cookbook:
     def __init__(self, stack: Stack, fhir: FhirClient) -> None:
         self.stack, self.base = stack, fhir.base_url
         self.http = httpx.Client(timeout=30)
-        self.values: dict[str, Any] = {"key": unique("REMISS"), "patient": unique("pat").lower(),
-                                       "referrer": unique("ref").lower(), "reviewer": unique("rev").lower()}
+        self.values: dict[str, Any] = {
+            "key": unique("REMISS"),
+            "patient": unique("pat").lower(),
+            "referrer": unique("ref").lower(),
+            "reviewer": unique("rev").lower(),
+        }
 
     def fill(self, text: str) -> str:
         def value(m: re.Match[str]) -> str:
@@ -106,8 +113,13 @@ class Cookbook:
             for command in self.fill(block.text).splitlines():
                 args = shlex.split(command)
                 assert args[0] == "mmr-adapter", where
-                done = subprocess.run([sys.executable, "-m", "adapter.cli", *args[1:]], env=self.stack.env,
-                                      capture_output=True, text=True, timeout=60)
+                done = subprocess.run(
+                    [sys.executable, "-m", "adapter.cli", *args[1:]],
+                    env=self.stack.env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 assert done.returncode == 0, f"{where}: {command}: {done.stderr}"
         elif block.kind == "http":
             self.send(block, where)
@@ -142,9 +154,11 @@ class Cookbook:
         seen: list[Any] = []
 
         def arrived() -> dict[str, Any] | None:
-            found = [e["resource"] for e in self.http.get(url, headers={"Cache-Control": "no-cache"}).json()
-                     .get("entry") or ()
-                     if e.get("search", {}).get("mode", "match") == "match"]
+            found = [
+                e["resource"]
+                for e in self.http.get(url, headers={"Cache-Control": "no-cache"}).json().get("entry") or ()
+                if e.get("search", {}).get("mode", "match") == "match"
+            ]
             seen[:] = found
             return next((r for r in found if contains(r, wanted)), None)
 

@@ -17,8 +17,13 @@ NOTIFY = "http://adapter.example/notify"
 
 def sub(status: str, written: datetime | None = NOW, endpoint: str = NOTIFY, id_: str = "1") -> dict:
     meta = {"lastUpdated": written.isoformat().replace("+00:00", "Z")} if written else {}
-    return {"resourceType": "Subscription", "id": id_, "status": status, "meta": meta,
-            "channel": {"type": "rest-hook", "endpoint": endpoint}}
+    return {
+        "resourceType": "Subscription",
+        "id": id_,
+        "status": status,
+        "meta": meta,
+        "channel": {"type": "rest-hook", "endpoint": endpoint},
+    }
 
 
 def test_active_subscriptions_and_fresh_requests_are_fine() -> None:
@@ -38,8 +43,12 @@ def test_error_and_off_are_named_and_a_request_without_a_time_counts_as_old() ->
 
 
 def test_only_the_subscriptions_that_notify_this_adapter_are_ours() -> None:
-    others = [sub("error", endpoint="http://someone-else/notify", id_="x"), {"resourceType": "Subscription"},
-              {"resourceType": "OperationOutcome"}, sub("active", id_="m")]
+    others = [
+        sub("error", endpoint="http://someone-else/notify", id_="x"),
+        {"resourceType": "Subscription"},
+        {"resourceType": "OperationOutcome"},
+        sub("active", id_="m"),
+    ]
     assert [s["id"] for s in delivery.ours(others, NOTIFY)] == ["m"]
 
 
@@ -50,10 +59,15 @@ def test_health_reads_the_servers_subscriptions_and_names_one_switched_off(fhir:
 
     async def before_and_after() -> tuple[str | None, str | None, str]:
         before = await check()
-        created = fhir.create({"resourceType": "Subscription", "status": "off", "reason": "a delivery test",
-                               "criteria": "Basic?code=mmr-delivery-test",
-                               "channel": {"type": "rest-hook", "endpoint": settings.notify_url,
-                                           "payload": "application/fhir+json"}})
+        created = fhir.create(
+            {
+                "resourceType": "Subscription",
+                "status": "off",
+                "reason": "a delivery test",
+                "criteria": "Basic?code=mmr-delivery-test",
+                "channel": {"type": "rest-hook", "endpoint": settings.notify_url, "payload": "application/fhir+json"},
+            }
+        )
         try:
             return before, await check(), created["id"]
         finally:

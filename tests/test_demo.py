@@ -13,16 +13,22 @@ from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.e2e
 
-JOURNEY = ("referral REM-2026-0001", "Task referral-review: completed / Remiss vidareskickad",
-           "Task booking: completed / Bokad", "Task mmrpv-intake: completed / Epikris skickad",
-           "Task follow-up: draft / Uppföljning planerad", "demo done")
+JOURNEY = (
+    "referral REM-2026-0001",
+    "Task referral-review: completed / Remiss vidareskickad",
+    "Task booking: completed / Bokad",
+    "Task mmrpv-intake: completed / Epikris skickad",
+    "Task follow-up: draft / Uppföljning planerad",
+    "demo done",
+)
 
 
 def run_demo(redis_url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMR_")}
     env.update({"MMR_REDIS_URL": redis_url, "COLUMNS": "200"})
-    return subprocess.run([sys.executable, "-m", "adapter.cli", "demo"], env=env, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "demo"], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_demo_takes_the_real_path_when_redis_answers() -> None:

@@ -38,8 +38,11 @@ def arrived() -> Referral:
 def test_an_arrived_referral_needs_its_overdue_check_at_the_review_deadline() -> None:
     state = arrived()
     [overdue] = [t for t in due_later(as_loaded(state), Context(now=NOW)) if t.name == "review-overdue"]
-    [review] = [r for r in state.resources.values() if r.get("resourceType") == "Task"
-                and r["code"]["coding"][0]["code"] == "referral-review"]
+    [review] = [
+        r
+        for r in state.resources.values()
+        if r.get("resourceType") == "Task" and r["code"]["coding"][0]["code"] == "referral-review"
+    ]
     assert overdue.due == datetime.fromisoformat(review["restriction"]["period"]["end"])
 
 

@@ -21,17 +21,34 @@ pytestmark = pytest.mark.e2e
 
 def notification(sub_id: str, resources: list[dict[str, Any]]) -> bytes:
     """An R4 backport event-notification with one notification-event and one full entry per resource."""
-    events = [{"name": "notification-event", "part": [
-        {"name": "event-number", "valueString": str(n)},
-        {"name": "focus", "valueReference": {"reference": f"{r['resourceType']}/{r['id']}"}}]}
-        for n, r in enumerate(resources, 1)]
-    status = {"resourceType": "Parameters", "meta": {"profile": [BACKPORT_STATUS]},
-              "parameter": [{"name": "subscription", "valueReference": {"reference": f"Subscription/{sub_id}"}},
-                            {"name": "type", "valueCode": "event-notification"}, *events]}
-    entries = [{"fullUrl": f"http://hapi:8080/fhir/{r['resourceType']}/{r['id']}", "resource": r,
-                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources]
-    return json.dumps({"resourceType": "Bundle", "type": "history",
-                       "entry": [{"resource": status}, *entries]}).encode()
+    events = [
+        {
+            "name": "notification-event",
+            "part": [
+                {"name": "event-number", "valueString": str(n)},
+                {"name": "focus", "valueReference": {"reference": f"{r['resourceType']}/{r['id']}"}},
+            ],
+        }
+        for n, r in enumerate(resources, 1)
+    ]
+    status = {
+        "resourceType": "Parameters",
+        "meta": {"profile": [BACKPORT_STATUS]},
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": f"Subscription/{sub_id}"}},
+            {"name": "type", "valueCode": "event-notification"},
+            *events,
+        ],
+    }
+    entries = [
+        {
+            "fullUrl": f"http://hapi:8080/fhir/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+        }
+        for r in resources
+    ]
+    return json.dumps({"resourceType": "Bundle", "type": "history", "entry": [{"resource": status}, *entries]}).encode()
 
 
 def test_every_event_of_a_multi_event_notification_is_processed(stack: Stack, fhir: FhirClient) -> None:

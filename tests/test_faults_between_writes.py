@@ -28,8 +28,9 @@ pytestmark = pytest.mark.e2e
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _timer(state: State, referral_id: str, name: str) -> float | None:
@@ -53,7 +54,8 @@ def _killed_after_its_transaction(stack: Stack, proxy: FaultProxy, sr: dict[str,
 
 
 def test_a_timer_lost_with_a_killed_worker_comes_back_with_the_sweep_and_fires_once(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State) -> None:
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State
+) -> None:
     with subscriptions_paused(fhir):
         sr = referral_on_server(fhir)
         _killed_after_its_transaction(stack, proxy, sr)
@@ -63,8 +65,14 @@ def test_a_timer_lost_with_a_killed_worker_comes_back_with_the_sweep_and_fires_o
     swept = _cli(stack, "sweep")
     assert swept.returncode == 0, swept.stderr
     due = datetime.fromisoformat(review["restriction"]["period"]["end"])
-    assert wait_for(lambda: _timer(state, sr["id"], "review-overdue"), timeout=60,
-                    what="the sweep to set the overdue timer again") == due.timestamp()
+    assert (
+        wait_for(
+            lambda: _timer(state, sr["id"], "review-overdue"),
+            timeout=60,
+            what="the sweep to set the overdue timer again",
+        )
+        == due.timestamp()
+    )
 
     late = due + timedelta(hours=1)
     state.set_clock(late)
@@ -82,7 +90,8 @@ def test_a_timer_lost_with_a_killed_worker_comes_back_with_the_sweep_and_fires_o
 
 
 def test_a_lost_timer_comes_back_with_the_referrals_next_event_whatever_it_is(
-        stack: Stack, fhir: FhirClient, state: State) -> None:
+    stack: Stack, fhir: FhirClient, state: State
+) -> None:
     sr = referral_on_server(fhir)
     review = wait_for(lambda: tasks(fhir, sr).get("referral-review"), what="the review Task")
     due = datetime.fromisoformat(review["restriction"]["period"]["end"]).timestamp()
@@ -94,20 +103,23 @@ def test_a_lost_timer_comes_back_with_the_referrals_next_event_whatever_it_is(
 
 
 def test_a_deleted_review_task_is_noticed_by_the_sweep_when_its_delete_notification_is_lost(
-        stack: Stack, fhir: FhirClient) -> None:
+    stack: Stack, fhir: FhirClient
+) -> None:
     sr = referral_on_server(fhir)
     first = wait_for(lambda: tasks(fhir, sr).get("referral-review"), what="the review Task")
     assert _cli(stack, "sweep").returncode == 0  # the referral is open
     with subscriptions_paused(fhir):
         fhir.delete("Task", first["id"])  # and nobody tells the adapter
     assert _cli(stack, "sweep").returncode == 0
-    second = wait_for(lambda: tasks(fhir, sr).get("referral-review"), timeout=60,
-                      what="the review Task registered anew")
+    second = wait_for(
+        lambda: tasks(fhir, sr).get("referral-review"), timeout=60, what="the review Task registered anew"
+    )
     assert second["id"] != first["id"]
 
 
 def test_redis_gone_between_the_transaction_and_the_timer_write_the_sweep_brings_the_timer_back(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy, private_redis: PrivateRedis) -> None:
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy, private_redis: PrivateRedis
+) -> None:
     """Redis stops while the arrival's transaction is in flight: the transaction lands, the timer
     write fails, and the worker is killed there. Once Redis is back, the sweep sets the timer from
     what the FHIR server holds, and past the deadline the overdue notice goes out once."""
@@ -116,15 +128,17 @@ def test_redis_gone_between_the_transaction_and_the_timer_write_the_sweep_brings
     from adapter.pipeline.worker import PROCESS
 
     queue = unique("mmr-redis-gap")
-    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_REDIS_URL=private_redis.url,
-                      MMR_VISIBILITY_TIMEOUT="3600")
+    env = adapter_env(
+        proxy.base_url, queue, stack.api_url, MMR_REDIS_URL=private_redis.url, MMR_VISIBILITY_TIMEOUT="3600"
+    )
     private = State(redis.Redis.from_url(private_redis.url, decode_responses=True))
     with subscriptions_paused(fhir):
         sr = referral_on_server(fhir)
         hold = proxy.add(Rule(transaction_about(sr["id"]), hold=threading.Event(), times=1))
         worker = start_worker(env, "redis-gap", concurrency=1, broker=Celery("redis-gap", broker=private_redis.url))
         Celery("redis-gap-send", broker=private_redis.url).send_task(
-            PROCESS, args=[Envelope("changed", "test", "ServiceRequest", sr["id"]).to_dict()], queue=queue)
+            PROCESS, args=[Envelope("changed", "test", "ServiceRequest", sr["id"]).to_dict()], queue=queue
+        )
         wait_for(hold.held.is_set, what="the worker to reach its transaction")
         private_redis.stop()
         assert hold.hold is not None
@@ -134,20 +148,32 @@ def test_redis_gone_between_the_transaction_and_the_timer_write_the_sweep_brings
         private_redis.start()
         assert _timer(private, sr["id"], "review-overdue") is None
 
-        sweep = subprocess.run([sys.executable, "-m", "adapter.cli", "sweep"], env=env, capture_output=True,
-                               text=True, timeout=120)
+        sweep = subprocess.run(
+            [sys.executable, "-m", "adapter.cli", "sweep"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert sweep.returncode == 0, sweep.stderr
         broker = Celery("redis-gap-after", broker=private_redis.url)
         worker = start_worker(env, "redis-gap-after", concurrency=1, broker=broker)
         try:
             due = datetime.fromisoformat(review["restriction"]["period"]["end"])
-            assert wait_for(lambda: _timer(private, sr["id"], "review-overdue"), timeout=60,
-                            what="the sweep to set the overdue timer again") == due.timestamp()
+            assert (
+                wait_for(
+                    lambda: _timer(private, sr["id"], "review-overdue"),
+                    timeout=60,
+                    what="the sweep to set the overdue timer again",
+                )
+                == due.timestamp()
+            )
             late = due + timedelta(hours=1)
             private.set_clock(late)
             for _ in range(2):  # two beat runs: the timer fires once
-                fired = subprocess.run([sys.executable, "-m", "adapter.cli", "fire-timers", "--at", late.isoformat()],
-                                       env=env, capture_output=True, text=True, timeout=60)
+                fired = subprocess.run(
+                    [sys.executable, "-m", "adapter.cli", "fire-timers", "--at", late.isoformat()],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 assert fired.returncode == 0, fired.stderr
             overdue = f"{key(sr)}-overdue-clinic-review"
             wait_for(lambda: messages(fhir, sr).get(overdue), what="the overdue notice")

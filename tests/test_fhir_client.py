@@ -62,13 +62,25 @@ def test_hapi_answers_a_no_store_search_without_what_hangs_off_its_includes(fhir
     Patient (``_revinclude:iterate=Consent:patient``) is missing. Should a HAPI release change that,
     this fails, and the referral's search may go no-store."""
     subject = fhir.create(patient(unique("p")))
-    sr = fhir.create({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-                      "subject": {"reference": f"Patient/{subject['id']}"}})
-    consent = fhir.create({"resourceType": "Consent", "status": "active",
-                           "patient": {"reference": f"Patient/{subject['id']}"},
-                           "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                                                "code": "patient-privacy"}]},
-                           "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}]})
+    sr = fhir.create(
+        {
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": f"Patient/{subject['id']}"},
+        }
+    )
+    consent = fhir.create(
+        {
+            "resourceType": "Consent",
+            "status": "active",
+            "patient": {"reference": f"Patient/{subject['id']}"},
+            "scope": {
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]
+            },
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        }
+    )
     query = load.referral_query(sr["id"], load.ServerSearch(answers=True))
 
     def found(cache_control: str) -> set[str]:
@@ -94,8 +106,10 @@ def test_429_is_retried_and_a_final_failure_carries_the_outcome_text(proxy: Faul
     value = unique()
     proxy.add(Rule(lambda m, p, b: value.encode() in b, status=429))
     waits: list[float] = []
-    with FhirClient(proxy.base_url, retries=2, backoff=0.5, sleep=waits.append) as client, \
-            pytest.raises(FhirError) as info:
+    with (
+        FhirClient(proxy.base_url, retries=2, backoff=0.5, sleep=waits.append) as client,
+        pytest.raises(FhirError) as info,
+    ):
         client.create(patient(value))
     assert info.value.status == 429 and "FaultProxy: injected failure" in info.value.message
     assert len(waits) == 2 and all(0 <= w <= 1.0 for w in waits)  # jittered exponential backoff
@@ -119,9 +133,13 @@ def test_a_non_idempotent_post_is_not_retried_after_a_5xx(proxy: FaultProxy) -> 
 
 @pytest.fixture(scope="module")
 def guarded() -> Iterator[Sandbox]:
-    server = start_sandbox(0, extra_config=(
-        "server_auth:\n  types: [smart]\n  token_lifetime: 3600\n  smart_clients:\n"
-        "    - client_id: mmr-adapter\n      client_secret: s3cret-for-tests\n      scopes: system/*.*\n"))
+    server = start_sandbox(
+        0,
+        extra_config=(
+            "server_auth:\n  types: [smart]\n  token_lifetime: 3600\n  smart_clients:\n"
+            "    - client_id: mmr-adapter\n      client_secret: s3cret-for-tests\n      scopes: system/*.*\n"
+        ),
+    )
     yield server
     server.stop()
 
@@ -151,8 +169,13 @@ def test_a_refused_or_redirected_token_request_is_a_fhir_error(guarded: Sandbox,
     assert "not-the-secret" not in str(info.value)
 
     # FaultProxy (a FAKE) answers the token request with a redirect, which a real endpoint will not do on demand.
-    proxy.add(Rule(lambda m, p, b: m == "POST" and p.startswith("/fhir/token"), status=302,
-                   headers={"Location": "https://elsewhere.example.se/token"}))
+    proxy.add(
+        Rule(
+            lambda m, p, b: m == "POST" and p.startswith("/fhir/token"),
+            status=302,
+            headers={"Location": "https://elsewhere.example.se/token"},
+        )
+    )
     redirected = ClientCredentialsAuth(f"{proxy.base_url}/token", "mmr-adapter", "s3cret-for-tests")
     with FhirClient(guarded.base_url, auth=redirected, retries=0) as client, pytest.raises(FhirError) as info:
         client.search("Patient", {"_count": "1"})
@@ -162,11 +185,25 @@ def test_a_refused_or_redirected_token_request_is_a_fhir_error(guarded: Sandbox,
 def test_a_failure_is_summed_up_without_the_servers_words() -> None:
     from adapter.fhir.client import FhirError
 
-    outcome = {"resourceType": "OperationOutcome", "issue": [
-        {"severity": "error", "code": "processing", "expression": ["Patient.name[0]"],
-         "diagnostics": "HAPI-0450: the value 'Tolvan Tolvansson' (191212121212) is not allowed"}]}
-    exc = FhirError(422, "HAPI-0450: the value 'Tolvan Tolvansson' (191212121212) is not allowed", outcome,
-                    "PUT", "http://fhir.example/fhir/Patient/p1?_format=json")
-    assert exc.summary == ("PUT http://fhir.example/fhir/Patient/p1 answered 422 "
-                           "(HAPI-0450; processing at Patient.name[0])")
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "processing",
+                "expression": ["Patient.name[0]"],
+                "diagnostics": "HAPI-0450: the value 'Tolvan Tolvansson' (191212121212) is not allowed",
+            }
+        ],
+    }
+    exc = FhirError(
+        422,
+        "HAPI-0450: the value 'Tolvan Tolvansson' (191212121212) is not allowed",
+        outcome,
+        "PUT",
+        "http://fhir.example/fhir/Patient/p1?_format=json",
+    )
+    assert exc.summary == (
+        "PUT http://fhir.example/fhir/Patient/p1 answered 422 (HAPI-0450; processing at Patient.name[0])"
+    )
     assert "Tolvan" not in exc.summary and "1912" not in exc.summary

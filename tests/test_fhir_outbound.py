@@ -70,13 +70,18 @@ def patient(value: str) -> dict[str, object]:
 
 
 def searchset_with_next(next_url: str) -> bytes:
-    return json.dumps({"resourceType": "Bundle", "type": "searchset", "total": 2,
-                       "link": [{"relation": "self", "url": "Patient"}, {"relation": "next", "url": next_url}],
-                       "entry": [{"resource": {"resourceType": "Patient", "id": "p1"}}]}).encode()
+    return json.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": 2,
+            "link": [{"relation": "self", "url": "Patient"}, {"relation": "next", "url": next_url}],
+            "entry": [{"resource": {"resourceType": "Patient", "id": "p1"}}],
+        }
+    ).encode()
 
 
-def test_a_next_link_to_another_host_is_refused_and_nothing_reaches_it(proxy: FaultProxy,
-                                                                      recorder: Recorder) -> None:
+def test_a_next_link_to_another_host_is_refused_and_nothing_reaches_it(proxy: FaultProxy, recorder: Recorder) -> None:
     value = unique()
     foreign = f"{recorder.base_url}?_getpages=abc&_getpagesoffset=1&access=do-not-log-me"
     proxy.add(Rule(lambda m, p, b: m == "GET" and value in p, status=200, body=searchset_with_next(foreign)))
@@ -109,8 +114,11 @@ def test_a_next_link_outside_the_base_path_or_on_another_scheme_is_refused(proxy
 def test_a_next_link_inside_a_batch_reply_is_checked_too(proxy: FaultProxy, recorder: Recorder) -> None:
     value = unique()
     inner = json.loads(searchset_with_next(f"{recorder.base_url}?_getpages=x"))
-    reply = {"resourceType": "Bundle", "type": "batch-response",
-             "entry": [{"resource": inner, "response": {"status": "200 OK"}}] * 2}
+    reply = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"resource": inner, "response": {"status": "200 OK"}}] * 2,
+    }
     proxy.add(Rule(lambda m, p, b: m == "POST" and value.encode() in b, status=200, body=json.dumps(reply).encode()))
     with FhirClient(proxy.base_url, auth=BearerAuth(SECRET), retries=0) as client, pytest.raises(Refused):
         client.batch_get([f"Patient?identifier={value}", f"Task?identifier={value}"])
@@ -119,11 +127,25 @@ def test_a_next_link_inside_a_batch_reply_is_checked_too(proxy: FaultProxy, reco
 
 def test_a_redirect_is_an_error_not_a_write(proxy: FaultProxy, fhir: FhirClient) -> None:
     value = unique()
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:0b7e2a4c-4a8e-4d0c-9d55-3f7b0f0d2c11", "resource": patient(value),
-         "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={SYSTEM}|{value}"}}]}
-    rule = proxy.add(Rule(lambda m, p, b: value.encode() in b, status=302, body=b"",
-                          headers={"Location": "https://login.example.se/sso?session=do-not-log-me"}))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0b7e2a4c-4a8e-4d0c-9d55-3f7b0f0d2c11",
+                "resource": patient(value),
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={SYSTEM}|{value}"},
+            }
+        ],
+    }
+    rule = proxy.add(
+        Rule(
+            lambda m, p, b: value.encode() in b,
+            status=302,
+            body=b"",
+            headers={"Location": "https://login.example.se/sso?session=do-not-log-me"},
+        )
+    )
     with FhirClient(proxy.base_url, retries=3, sleep=lambda _: None) as client, pytest.raises(FhirError) as info:
         client.transaction(bundle)
     assert info.value.status == 302 and "login.example.se" in info.value.message
@@ -141,12 +163,19 @@ def test_searches_and_batches_ask_for_a_fresh_answer(proxy: FaultProxy) -> None:
         client.get(f"Patient?identifier={SYSTEM}|{value}")
         client.batch_get([f"Patient?identifier={SYSTEM}|{value}", f"Patient?_id={created['id']}"])
         client.read("Patient", created["id"])
-    ours = [(m, p, h) for (m, p, b), h in zip(seen, proxy.seen_headers, strict=True)
-            if value in p or created["id"] in p or value.encode() in b]  # the worker may use the proxy too
+    ours = [
+        (m, p, h)
+        for (m, p, b), h in zip(seen, proxy.seen_headers, strict=True)
+        if value in p or created["id"] in p or value.encode() in b
+    ]  # the worker may use the proxy too
     by_request = [(m, p.split("?")[0], h.get("Cache-Control")) for m, p, h in ours]
-    assert by_request == [("POST", "/fhir/Patient", None), ("GET", "/fhir/Patient", "no-cache"),
-                          ("GET", "/fhir/Patient", "no-cache"), ("POST", "/fhir/", "no-cache"),
-                          ("GET", f"/fhir/Patient/{created['id']}", None)]
+    assert by_request == [
+        ("POST", "/fhir/Patient", None),
+        ("GET", "/fhir/Patient", "no-cache"),
+        ("GET", "/fhir/Patient", "no-cache"),
+        ("POST", "/fhir/", "no-cache"),
+        ("GET", f"/fhir/Patient/{created['id']}", None),
+    ]
 
 
 def test_every_page_is_read_whatever_the_page_size(fhir: FhirClient) -> None:

@@ -60,8 +60,9 @@ def test_a_connection_the_server_closed_while_idle_is_never_used_for_a_write(clo
     assert len({port for _, _, port in closing.requests}) == 2
 
 
-def test_a_proxy_variable_sends_the_requests_through_the_proxy(keep_alive: KeepAliveServer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_proxy_variable_sends_the_requests_through_the_proxy(
+    keep_alive: KeepAliveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HTTP_PROXY", keep_alive.base_url.removesuffix("/fhir"))
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
@@ -75,8 +76,7 @@ def test_a_server_that_never_answers_is_a_transient_error_after_the_timeout() ->
     try:
         base = f"http://127.0.0.1:{silent.getsockname()[1]}/fhir"
         waits: list[float] = []
-        with FhirClient(base, retries=1, timeout=0.2, sleep=waits.append) as client, \
-                pytest.raises(FhirError) as info:
+        with FhirClient(base, retries=1, timeout=0.2, sleep=waits.append) as client, pytest.raises(FhirError) as info:
             client.read("Patient", "p1")
         assert info.value.status == 0 and info.value.transient and "ReadTimeout" in info.value.message
         assert len(waits) == 1  # a read: retried
@@ -88,8 +88,10 @@ def test_a_refused_connection_is_retried_even_for_a_write() -> None:
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         port = placeholder.getsockname()[1]  # closed on leaving: nothing listens there any more
     waits: list[float] = []
-    with FhirClient(f"http://127.0.0.1:{port}/fhir", retries=2, sleep=waits.append) as client, \
-            pytest.raises(FhirError) as info:
+    with (
+        FhirClient(f"http://127.0.0.1:{port}/fhir", retries=2, sleep=waits.append) as client,
+        pytest.raises(FhirError) as info,
+    ):
         client.create({"resourceType": "Patient"})
     assert info.value.transient and "ConnectError" in info.value.message
     assert len(waits) == 2  # nothing was sent, so even a create is tried again

@@ -32,10 +32,17 @@ def shipped() -> list[str]:
     criteria = load("criteria")
     for name, criterion in criteria["criteria"].items():
         for rule in criterion.get("referral") or ():
-            rules.append(criteria["assessment_expression"].replace("{criterion}", name)
-                         if rule.get("source") == "assessment" else rule["path"])
-    invariants = [c["expression"] for path in sorted(profiles_dir().glob("StructureDefinition-*.json"))
-                  for e in read_json(path)["differential"]["element"] for c in e.get("constraint") or ()]
+            rules.append(
+                criteria["assessment_expression"].replace("{criterion}", name)
+                if rule.get("source") == "assessment"
+                else rule["path"]
+            )
+    invariants = [
+        c["expression"]
+        for path in sorted(profiles_dir().glob("StructureDefinition-*.json"))
+        for e in read_json(path)["differential"]["element"]
+        for c in e.get("constraint") or ()
+    ]
     return sorted({e.replace("{base}", BASE) for e in rules + invariants})
 
 
@@ -69,34 +76,77 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), strategy)
 
 
-ODD = st.one_of(st.integers(-2, 2), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
-                st.just(""), st.just([]), st.just({}), st.lists(st.text(max_size=3), max_size=2))
-TEXT = st.one_of(st.sampled_from(["met", "not-met", "pain-history", "work-situation", "x", "urn:oid:1", "true"]),
-                 st.text(max_size=5))
-DATE = st.sampled_from(["2026", "2026-12", "2026-12-07", "2026-12-07T09:00:00+01:00", "2027-01-01T00:00:00Z",
-                        "2025-06-30T23:59:59.999+02:00", "not a date", "2026-13-40"])
+ODD = st.one_of(
+    st.integers(-2, 2),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.just(""),
+    st.just([]),
+    st.just({}),
+    st.lists(st.text(max_size=3), max_size=2),
+)
+TEXT = st.one_of(
+    st.sampled_from(["met", "not-met", "pain-history", "work-situation", "x", "urn:oid:1", "true"]), st.text(max_size=5)
+)
+DATE = st.sampled_from(
+    [
+        "2026",
+        "2026-12",
+        "2026-12-07",
+        "2026-12-07T09:00:00+01:00",
+        "2027-01-01T00:00:00Z",
+        "2025-06-30T23:59:59.999+02:00",
+        "not a date",
+        "2026-13-40",
+    ]
+)
 URL = st.sampled_from([SECTION, ASSESSMENT, INFORMED, "criterion", "result", "https://other.example/ext"])
-SYSTEM = st.sampled_from(["http://electronichealth.se/identifier/personnummer",
-                          "http://electronichealth.se/identifier/samordningsnummer", "urn:oid:1.2.752.29.4.19",
-                          "https://mmr-adapter.se/fhir/identifier/referral", "https://other.example/id"])
-VALUE_KEY = st.sampled_from(["valueCode", "valueString", "valueBoolean", "valueInteger", "valueDecimal",
-                             "valueCoding", "valueDateTime", "_valueCode"])
+SYSTEM = st.sampled_from(
+    [
+        "http://electronichealth.se/identifier/personnummer",
+        "http://electronichealth.se/identifier/samordningsnummer",
+        "urn:oid:1.2.752.29.4.19",
+        "https://mmr-adapter.se/fhir/identifier/referral",
+        "https://other.example/id",
+    ]
+)
+VALUE_KEY = st.sampled_from(
+    [
+        "valueCode",
+        "valueString",
+        "valueBoolean",
+        "valueInteger",
+        "valueDecimal",
+        "valueCoding",
+        "valueDateTime",
+        "_valueCode",
+    ]
+)
 
 
 def value_for(key: str) -> st.SearchStrategy[Any]:
-    return {"valueCode": TEXT, "valueString": TEXT, "valueBoolean": st.booleans(), "valueInteger": st.integers(0, 2),
-            "valueDecimal": st.floats(0, 2), "valueCoding": st.fixed_dictionaries({"code": TEXT}),
-            "valueDateTime": DATE, "_valueCode": st.just({"extension": [{"url": "u", "valueString": "v"}]})}[key]
+    return {
+        "valueCode": TEXT,
+        "valueString": TEXT,
+        "valueBoolean": st.booleans(),
+        "valueInteger": st.integers(0, 2),
+        "valueDecimal": st.floats(0, 2),
+        "valueCoding": st.fixed_dictionaries({"code": TEXT}),
+        "valueDateTime": DATE,
+        "_valueCode": st.just({"extension": [{"url": "u", "valueString": "v"}]}),
+    }[key]
 
 
 def dicts(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
     """Objects holding any subset of ``fields``, now and then a field of the wrong type."""
+
     def build(draw: st.DrawFn) -> dict[str, Any]:
         out = {}
         for name, strategy in fields.items():
             if draw(st.booleans()):
                 out[name] = draw(st.one_of(strategy, ODD) if draw(st.integers(0, 9)) == 0 else strategy)
         return out
+
     return st.composite(build)()
 
 
@@ -114,33 +164,51 @@ def extension(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
 IDENTIFIER = dicts({"system": SYSTEM, "value": TEXT, "_system": st.just({"extension": []})})
 REFERENCE = dicts({"reference": st.sampled_from(["Patient/p1", "Organization/x", "#c1"]), "identifier": IDENTIFIER})
 EXTENSIONS = st.lists(extension(), max_size=4)
-SERVICE_REQUEST = dicts({
-    "identifier": st.lists(IDENTIFIER, max_size=3),
-    "performer": st.lists(REFERENCE, max_size=2),
-    "extension": EXTENSIONS,
-    "note": st.lists(dicts({"text": TEXT, "extension": EXTENSIONS}), max_size=3),
-    "reasonCode": st.lists(dicts({"text": TEXT, "coding": st.lists(dicts({"code": TEXT}), max_size=2)}), max_size=2),
-    "reasonReference": st.lists(REFERENCE, max_size=1),
-    "subject": REFERENCE,
-    "authoredOn": DATE,
-}).map(lambda sr: {"resourceType": "ServiceRequest", **sr})
-CONSENT = dicts({
-    "status": st.sampled_from(["active", "inactive"]),
-    "patient": REFERENCE,
-    "provision": dicts({"type": st.sampled_from(["permit", "deny"]),
-                        "actor": st.lists(dicts({"reference": REFERENCE}), max_size=2),
-                        "period": dicts({"start": DATE, "end": DATE})}),
-    "verification": st.lists(dicts({"verified": st.booleans()}), max_size=2),
-}).map(lambda c: {"resourceType": "Consent", **c})
+SERVICE_REQUEST = dicts(
+    {
+        "identifier": st.lists(IDENTIFIER, max_size=3),
+        "performer": st.lists(REFERENCE, max_size=2),
+        "extension": EXTENSIONS,
+        "note": st.lists(dicts({"text": TEXT, "extension": EXTENSIONS}), max_size=3),
+        "reasonCode": st.lists(
+            dicts({"text": TEXT, "coding": st.lists(dicts({"code": TEXT}), max_size=2)}), max_size=2
+        ),
+        "reasonReference": st.lists(REFERENCE, max_size=1),
+        "subject": REFERENCE,
+        "authoredOn": DATE,
+    }
+).map(lambda sr: {"resourceType": "ServiceRequest", **sr})
+CONSENT = dicts(
+    {
+        "status": st.sampled_from(["active", "inactive"]),
+        "patient": REFERENCE,
+        "provision": dicts(
+            {
+                "type": st.sampled_from(["permit", "deny"]),
+                "actor": st.lists(dicts({"reference": REFERENCE}), max_size=2),
+                "period": dicts({"start": DATE, "end": DATE}),
+            }
+        ),
+        "verification": st.lists(dicts({"verified": st.booleans()}), max_size=2),
+    }
+).map(lambda c: {"resourceType": "Consent", **c})
 PATIENT = dicts({"identifier": st.lists(IDENTIFIER, max_size=2)}).map(lambda p: {"resourceType": "Patient", **p})
 REQUESTER = dicts({"telecom": st.lists(dicts({"value": TEXT}), max_size=2)}).map(
-    lambda r: {"resourceType": "PractitionerRole", **r})
-VARIABLES = st.fixed_dictionaries({
-    "consents": st.lists(CONSENT, max_size=2), "patient": st.lists(PATIENT, max_size=1),
-    "patientReference": st.sampled_from(["Patient/p1", ""]), "requester": st.lists(REQUESTER, max_size=1),
-    "requesterOrganization": st.lists(REQUESTER, max_size=1),
-    "clinicReference": st.sampled_from(["Organization/x", ""]), "clinicHsa": st.sampled_from(["SE1", ""]),
-    "now": DATE, "conditions": st.just([])})
+    lambda r: {"resourceType": "PractitionerRole", **r}
+)
+VARIABLES = st.fixed_dictionaries(
+    {
+        "consents": st.lists(CONSENT, max_size=2),
+        "patient": st.lists(PATIENT, max_size=1),
+        "patientReference": st.sampled_from(["Patient/p1", ""]),
+        "requester": st.lists(REQUESTER, max_size=1),
+        "requesterOrganization": st.lists(REQUESTER, max_size=1),
+        "clinicReference": st.sampled_from(["Organization/x", ""]),
+        "clinicHsa": st.sampled_from(["SE1", ""]),
+        "now": DATE,
+        "conditions": st.just([]),
+    }
+)
 
 
 def outcome(evaluate: Any, resource: dict[str, Any], variables: dict[str, Any]) -> tuple[str, Any]:
@@ -158,8 +226,9 @@ def answer_alike(expression: str, resource: dict[str, Any], variables: dict[str,
 @pytest.mark.parametrize("expression", shipped() + CONSTRUCTS)
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(resource=SERVICE_REQUEST, variables=VARIABLES)
-def test_compiled_fhirpath_answers_as_fhirpathpy(expression: str, resource: dict[str, Any],
-                                                 variables: dict[str, Any]) -> None:
+def test_compiled_fhirpath_answers_as_fhirpathpy(
+    expression: str, resource: dict[str, Any], variables: dict[str, Any]
+) -> None:
     answer_alike(expression, resource, variables)
 
 

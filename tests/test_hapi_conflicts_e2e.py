@@ -23,13 +23,18 @@ from tests.referrals import new_referral, review_tasks, subscriptions_paused
 pytestmark = pytest.mark.e2e
 
 LOST_RACE = "HAPI-2840: Can not create resource duplicating existing resource: Task/123"
-STALE = ("HAPI-0550: HAPI-0550: HAPI-0989: Trying to update ServiceRequest/1/_history/1 "
-         "but this is not the current version")
+STALE = (
+    "HAPI-0550: HAPI-0550: HAPI-0989: Trying to update ServiceRequest/1/_history/1 but this is not the current version"
+)
 
 
 def hapi_outcome(diagnostics: str) -> bytes:
-    return json.dumps({"resourceType": "OperationOutcome", "issue": [
-        {"severity": "error", "code": "processing", "diagnostics": diagnostics}]}).encode()
+    return json.dumps(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "processing", "diagnostics": diagnostics}],
+        }
+    ).encode()
 
 
 def written_for(fhir: FhirClient, referral_id: str) -> list[dict[str, Any]]:
@@ -45,12 +50,14 @@ def quiet(stack: Stack, fhir: FhirClient) -> Iterator[Stack]:
 
 @pytest.mark.parametrize(("diagnostics", "landed"), [(LOST_RACE, True), (STALE, False)], ids=["HAPI-2840", "HAPI-0989"])
 def test_hapis_409_on_a_transaction_means_read_again_and_plan_again(
-        quiet: Stack, fhir: FhirClient, proxy: FaultProxy, state: State, diagnostics: str, landed: bool) -> None:
+    quiet: Stack, fhir: FhirClient, proxy: FaultProxy, state: State, diagnostics: str, landed: bool
+) -> None:
     sr = new_referral(fhir)
     # HAPI-2840: another writer's transaction landed first (forwarded here), ours is refused 409.
     # HAPI-0989: the referral moved on; nothing of ours landed.
-    rule = proxy.add(Rule(transaction_about(sr["id"]), status=409, body=hapi_outcome(diagnostics), times=1,
-                          forward_first=landed))
+    rule = proxy.add(
+        Rule(transaction_about(sr["id"]), status=409, body=hapi_outcome(diagnostics), times=1, forward_first=landed)
+    )
     seen = proxy.record()
     assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
     event = Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"])
@@ -59,7 +66,10 @@ def test_hapis_409_on_a_transaction_means_read_again_and_plan_again(
     assert len(review_tasks(fhir, sr["id"])) == 1
     identifiers = [json.dumps(r.get("identifier"), sort_keys=True) for r in written_for(fhir, sr["id"])]
     assert len(identifiers) == len(set(identifiers))  # nothing written twice
-    transactions = [b for m, p, b in seen if m == "POST" and p.rstrip("/") == "/fhir" and sr["id"].encode() in b
-                    and b'"transaction"' in b]
+    transactions = [
+        b
+        for m, p, b in seen
+        if m == "POST" and p.rstrip("/") == "/fhir" and sr["id"].encode() in b and b'"transaction"' in b
+    ]
     # After HAPI-2840 the re-read finds everything written: no second write at all.
     assert len(transactions) == (0 if landed else 1)

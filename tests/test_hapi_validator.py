@@ -24,8 +24,10 @@ from adapter.fhir.client import FhirClient
 from tests.conftest import FHIR_SERVER, Stack, wait_for
 from tests.referrals import new_referral, review_tasks
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(FHIR_SERVER != "hapi", reason="HAPI's validator: run with MMR_TEST_FHIR=hapi")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(FHIR_SERVER != "hapi", reason="HAPI's validator: run with MMR_TEST_FHIR=hapi"),
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "profiles" / "example").glob("*.json") if not p.name.startswith("."))
@@ -71,13 +73,20 @@ def _validate(fhir: FhirClient, resource: dict[str, Any]) -> list[str]:
     profile = _profile(resource)
     if resource["resourceType"] == "QuestionnaireResponse" and isinstance(resource.get("questionnaire"), str):
         resource = {**resource, "questionnaire": resource["questionnaire"].split("|")[0]}
-    response = httpx.post(f"{fhir.base_url}/{resource['resourceType']}/$validate", json=resource,
-                          params={"profile": profile} if profile else None,
-                          headers={"Content-Type": "application/fhir+json"}, timeout=60)
+    response = httpx.post(
+        f"{fhir.base_url}/{resource['resourceType']}/$validate",
+        json=resource,
+        params={"profile": profile} if profile else None,
+        headers={"Content-Type": "application/fhir+json"},
+        timeout=60,
+    )
     assert response.status_code in (200, 400, 412), response.text
     outcome = response.json()
-    return [f"{', '.join(i.get('expression') or i.get('location') or ['?'])}: {i.get('diagnostics')}"
-            for i in outcome.get("issue") or () if i.get("severity") in ("error", "fatal")]
+    return [
+        f"{', '.join(i.get('expression') or i.get('location') or ['?'])}: {i.get('diagnostics')}"
+        for i in outcome.get("issue") or ()
+        if i.get("severity") in ("error", "fatal")
+    ]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -85,8 +94,16 @@ def test_hapi_accepts_every_published_example(stack: Stack, fhir: FhirClient, pa
     assert _validate(fhir, json.loads(path.read_text())) == []
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=NOT_REFUSED_YET[p.name]))
-                                  if p.name in NOT_REFUSED_YET else p for p in BROKEN], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=NOT_REFUSED_YET[p.name]))
+        if p.name in NOT_REFUSED_YET
+        else p
+        for p in BROKEN
+    ],
+    ids=lambda p: p.name,
+)
 def test_hapi_refuses_every_broken_resource(stack: Stack, fhir: FhirClient, path: Path) -> None:
     assert _validate(fhir, json.loads(path.read_text()))
 
@@ -94,8 +111,12 @@ def test_hapi_refuses_every_broken_resource(stack: Stack, fhir: FhirClient, path
 def test_hapi_accepts_every_resource_the_adapter_wrote(stack: Stack, fhir: FhirClient) -> None:
     sr = new_referral(fhir)
     wait_for(lambda: review_tasks(fhir, sr["id"]), what="the review Task")
-    written = [r for rtype in WRITTEN_TYPES for r in fhir.search(rtype, {"_count": "200"})
-               if r.get("resourceType") == rtype and (r.get("meta") or {}).get("source", "").startswith(SOURCE)]
+    written = [
+        r
+        for rtype in WRITTEN_TYPES
+        for r in fhir.search(rtype, {"_count": "200"})
+        if r.get("resourceType") == rtype and (r.get("meta") or {}).get("source", "").startswith(SOURCE)
+    ]
     assert written
     failures = {f"{r['resourceType']}/{r['id']}": errors for r in written if (errors := _validate(fhir, r))}
     assert not failures, failures

@@ -29,8 +29,14 @@ from tests.conftest import REDIS_URL, TOKEN, unique, wait_for
 from tests.shapes import BACKPORT_STATUS, r4_backport, subscription_status
 
 LIMIT = 64 * 1024
-SR = {"resourceType": "ServiceRequest", "id": "sr1", "meta": {"versionId": "1"}, "status": "active",
-      "intent": "order", "subject": {"reference": "Patient/p1"}}
+SR = {
+    "resourceType": "ServiceRequest",
+    "id": "sr1",
+    "meta": {"versionId": "1"},
+    "status": "active",
+    "intent": "order",
+    "subject": {"reference": "Patient/p1"},
+}
 
 
 @dataclass
@@ -42,8 +48,15 @@ class Intake:
     def queued(self) -> int:
         return int(self.r.llen(self.queue))
 
-    def send(self, method: str, path: str = "", body: bytes | None = None, *, token: str | None = TOKEN,
-             content_type: str = "application/fhir+json") -> httpx.Response:
+    def send(
+        self,
+        method: str,
+        path: str = "",
+        body: bytes | None = None,
+        *,
+        token: str | None = TOKEN,
+        content_type: str = "application/fhir+json",
+    ) -> httpx.Response:
         headers = {"Content-Type": content_type}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -66,8 +79,14 @@ def always(value: bool) -> Check:
     return check
 
 
-def intake(redis_url: str, fhir_ok: bool = True, *, limits: Limits | None = None, operator_token: str | None = None,
-           **options: object) -> tuple[Intake, uvicorn.Server]:
+def intake(
+    redis_url: str,
+    fhir_ok: bool = True,
+    *,
+    limits: Limits | None = None,
+    operator_token: str | None = None,
+    **options: object,
+) -> tuple[Intake, uvicorn.Server]:
     """The real API enqueueing with the real publish (``enqueue_notification``) on a queue of its own."""
     from adapter.pipeline.worker import app as celery
     from adapter.pipeline.worker import enqueue_notification
@@ -78,14 +97,24 @@ def intake(redis_url: str, fhir_ok: bool = True, *, limits: Limits | None = None
 
     def enqueue(envelopes: tuple[Envelope, ...]) -> None:
         try:
-            enqueue_notification(envelopes, queue=queue, connection=conn,
-                                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1})
+            enqueue_notification(
+                envelopes,
+                queue=queue,
+                connection=conn,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
+            )
         except Exception as exc:
             raise QueueUnavailable(type(exc).__name__) from exc
 
-    api = create_app(token=TOKEN, enqueue=enqueue, state=State(r), queue_depth=lambda: r.llen(queue),
-                     checks={"redis": always(True), "fhir": always(fhir_ok)},
-                     limits=limits or Limits(max_body_bytes=LIMIT), operator_token=operator_token)
+    api = create_app(
+        token=TOKEN,
+        enqueue=enqueue,
+        state=State(r),
+        queue_depth=lambda: r.llen(queue),
+        checks={"redis": always(True), "fhir": always(fhir_ok)},
+        limits=limits or Limits(max_body_bytes=LIMIT),
+        operator_token=operator_token,
+    )
     url, server = serve(api, **options)
     return Intake(url, queue, r), server
 
@@ -105,32 +134,39 @@ def test_a_good_notification_is_queued_once(lone: Intake) -> None:
     assert lone.queued() == before + 1  # queued before the answer, not after
 
 
-@pytest.mark.parametrize(("case", "status", "words"), [
-    ("no token", 401, "bearer token"),
-    ("wrong token", 401, "bearer token"),
-    ("not JSON", 400, "not valid JSON"),
-    ("XML", 415, "not supported"),
-    ("Bundle of the wrong type", 400, "history or subscription-notification"),
-    ("Bundle without a status entry", 400, "first entry"),
-    ("body type differs from path", 400, "differs from the path"),
-    ("oversized body", 413, "exceeds"),
-    ("unknown path", 404, "Not Found"),
-    ("wrong method", 405, "Method Not Allowed"),
-])
-def test_bad_input_gets_a_4xx_operation_outcome_and_nothing_is_queued(lone: Intake, case: str, status: int,
-                                                                       words: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "status", "words"),
+    [
+        ("no token", 401, "bearer token"),
+        ("wrong token", 401, "bearer token"),
+        ("not JSON", 400, "not valid JSON"),
+        ("XML", 415, "not supported"),
+        ("Bundle of the wrong type", 400, "history or subscription-notification"),
+        ("Bundle without a status entry", 400, "first entry"),
+        ("body type differs from path", 400, "differs from the path"),
+        ("oversized body", 413, "exceeds"),
+        ("unknown path", 404, "Not Found"),
+        ("wrong method", 405, "Method Not Allowed"),
+    ],
+)
+def test_bad_input_gets_a_4xx_operation_outcome_and_nothing_is_queued(
+    lone: Intake, case: str, status: int, words: str
+) -> None:
     send = {
         "no token": lambda: lone.send("PUT", "/ServiceRequest/sr1", json.dumps(SR).encode(), token=None),
         "wrong token": lambda: lone.send("PUT", "/ServiceRequest/sr1", json.dumps(SR).encode(), token=TOKEN + "x"),
         "not JSON": lambda: lone.send("POST", "", b"{this is not json"),
         "XML": lambda: lone.send("POST", "", b"<Bundle/>", content_type="application/fhir+xml"),
-        "Bundle of the wrong type": lambda: lone.send("POST", "", json.dumps(
-            {"resourceType": "Bundle", "type": "searchset", "entry": []}).encode()),
-        "Bundle without a status entry": lambda: lone.send("POST", "", json.dumps(
-            {"resourceType": "Bundle", "type": "history", "entry": [{"resource": SR}]}).encode()),
+        "Bundle of the wrong type": lambda: lone.send(
+            "POST", "", json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}).encode()
+        ),
+        "Bundle without a status entry": lambda: lone.send(
+            "POST", "", json.dumps({"resourceType": "Bundle", "type": "history", "entry": [{"resource": SR}]}).encode()
+        ),
         "body type differs from path": lambda: lone.send("PUT", "/Task/sr1", json.dumps(SR).encode()),
-        "oversized body": lambda: lone.send("PUT", "/ServiceRequest/sr1", json.dumps(
-            {**SR, "note": [{"text": "x" * LIMIT}]}).encode()),
+        "oversized body": lambda: lone.send(
+            "PUT", "/ServiceRequest/sr1", json.dumps({**SR, "note": [{"text": "x" * LIMIT}]}).encode()
+        ),
         "unknown path": lambda: lone.send("POST", "/elsewhere/deeper/still"),
         "wrong method": lambda: lone.send("GET", ""),
     }[case]
@@ -187,14 +223,27 @@ def messages(it: Intake) -> list[tuple[str, list]]:
 
 
 def topic(*focuses: str, bad_last: bool = False) -> bytes:
-    events = [{"name": "notification-event", "part": [{"name": "event-number", "valueString": str(n)},
-                                                      {"name": "focus", "valueReference": {"reference": ref}}]}
-              for n, ref in enumerate(focuses, 1)]
+    events = [
+        {
+            "name": "notification-event",
+            "part": [
+                {"name": "event-number", "valueString": str(n)},
+                {"name": "focus", "valueReference": {"reference": ref}},
+            ],
+        }
+        for n, ref in enumerate(focuses, 1)
+    ]
     if bad_last:
         events[-1]["part"][1]["valueReference"] = "not an object"
-    status = {"resourceType": "Parameters", "meta": {"profile": [BACKPORT_STATUS]},
-              "parameter": [{"name": "subscription", "valueReference": {"reference": "Subscription/s1"}},
-                            {"name": "type", "valueCode": "event-notification"}, *events]}
+    status = {
+        "resourceType": "Parameters",
+        "meta": {"profile": [BACKPORT_STATUS]},
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": "Subscription/s1"}},
+            {"name": "type", "valueCode": "event-notification"},
+            *events,
+        ],
+    }
     return json.dumps({"resourceType": "Bundle", "type": "history", "entry": [{"resource": status}]}).encode()
 
 
@@ -211,11 +260,13 @@ def test_a_multi_event_notification_is_one_message(fresh: Intake) -> None:
 
     reply = fresh.send("POST", "", topic("Task/a", "Task/b", "ServiceRequest/c"))
     assert reply.status_code == 202
-    (task, args), = messages(fresh)
+    ((task, args),) = messages(fresh)
     assert task == FAN_OUT
     assert [(e["resource_type"], e["resource_id"], e["topic_event"]) for e in args[0]] == [
-        ("Task", "a", "Subscription/s1#1"), ("Task", "b", "Subscription/s1#2"),
-        ("ServiceRequest", "c", "Subscription/s1#3")]
+        ("Task", "a", "Subscription/s1#1"),
+        ("Task", "b", "Subscription/s1#2"),
+        ("ServiceRequest", "c", "Subscription/s1#3"),
+    ]
     assert fresh.send("PUT", "/ServiceRequest/sr1", json.dumps(SR).encode()).status_code == 202
     assert [t for t, _ in messages(fresh)] == [FAN_OUT, PROCESS]  # a single event travels as itself
 
@@ -243,10 +294,12 @@ def test_a_deeply_nested_body_is_400(fresh: Intake, depth: int) -> None:
 
 def test_topic_notifications_are_answered_with_a_bundle(lone: Intake) -> None:
     """HAPI parses the reply to a topic notification as a Bundle (else HAPI-1814 and a minute of retries)."""
-    for body, status in ((r4_backport("s1", 7, "Task/abc", {"resourceType": "Task", "id": "abc"}), 202),
-                         (subscription_status("s1", 3, "Task/abc", None), 202),
-                         (r4_backport("s1", 0, None, kind="heartbeat"), 200),
-                         (subscription_status("s1", 0, None, kind="handshake"), 200)):
+    for body, status in (
+        (r4_backport("s1", 7, "Task/abc", {"resourceType": "Task", "id": "abc"}), 202),
+        (subscription_status("s1", 3, "Task/abc", None), 202),
+        (r4_backport("s1", 0, None, kind="heartbeat"), 200),
+        (subscription_status("s1", 0, None, kind="handshake"), 200),
+    ):
         reply = lone.send("POST", "", body)
         assert reply.status_code == status
         assert reply.headers["content-type"].startswith("application/fhir+json")
@@ -268,8 +321,9 @@ def test_health_is_cached_and_a_silent_fhir_server_is_down_within_the_timeout() 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
-    settings = load_settings(fhir_base_url=f"http://127.0.0.1:{silent.getsockname()[1]}/fhir", redis_url=REDIS_URL,
-                             health_timeout=0.5)
+    settings = load_settings(
+        fhir_base_url=f"http://127.0.0.1:{silent.getsockname()[1]}/fhir", redis_url=REDIS_URL, health_timeout=0.5
+    )
     calls = []
     checks = readiness_checks(settings)
     fhir_check = checks["fhir"]
@@ -279,8 +333,14 @@ def test_health_is_cached_and_a_silent_fhir_server_is_down_within_the_timeout() 
         return await fhir_check()
 
     r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    api = create_app(token=TOKEN, enqueue=lambda _: None, state=State(r), queue_depth=lambda: 0,
-                     checks={"redis": checks["redis"], "fhir": counted}, limits=Limits(health_cache=60))
+    api = create_app(
+        token=TOKEN,
+        enqueue=lambda _: None,
+        state=State(r),
+        queue_depth=lambda: 0,
+        checks={"redis": checks["redis"], "fhir": counted},
+        limits=Limits(health_cache=60),
+    )
     url, server = serve(api)
     try:
         replies = [httpx.get(f"{url}/health", timeout=10) for _ in range(5)]
@@ -311,4 +371,3 @@ def test_the_docs_page_loads_nothing_from_elsewhere(lone: Intake) -> None:
     assert page.status_code == 200 and "/notify" in page.text
     assert "<script" not in page.text and "<link" not in page.text
     assert not re.search(r"(src|href)=['\"](https?:)?//", page.text)
-

@@ -34,13 +34,26 @@ from tests.shapes import r4_backport, subscription_status
 from tests.test_intake import Intake, intake
 
 FHIR = "application/fhir+json; charset=UTF-8"
-TASK = {"resourceType": "Task", "id": "abc", "meta": {"versionId": "3"}, "status": "requested", "intent": "order",
-        "for": {"reference": "Patient/p1"}}
-BASES: list[Any] = [json.loads(b) for b in (
-    r4_backport("s1", 7, "Task/abc", TASK), r4_backport("s1", 8, "Task/abc"), r4_backport("s1", 9, None),
-    r4_backport("s1", 0, None, kind="heartbeat"), r4_backport("s1", 3, "Task/abc", None, method="DELETE"),
-    subscription_status("s2", 3, "Task/abc", TASK), subscription_status("s2", 4, "Task/abc", None, r5=False),
-)] + [TASK]
+TASK = {
+    "resourceType": "Task",
+    "id": "abc",
+    "meta": {"versionId": "3"},
+    "status": "requested",
+    "intent": "order",
+    "for": {"reference": "Patient/p1"},
+}
+BASES: list[Any] = [
+    json.loads(b)
+    for b in (
+        r4_backport("s1", 7, "Task/abc", TASK),
+        r4_backport("s1", 8, "Task/abc"),
+        r4_backport("s1", 9, None),
+        r4_backport("s1", 0, None, kind="heartbeat"),
+        r4_backport("s1", 3, "Task/abc", None, method="DELETE"),
+        subscription_status("s2", 3, "Task/abc", TASK),
+        subscription_status("s2", 4, "Task/abc", None, r5=False),
+    )
+] + [TASK]
 FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 API_FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -52,16 +65,48 @@ def nested(depth: int) -> Any:
     return value
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
-                    st.text(max_size=20), st.sampled_from(["Task", "Task/abc", "Subscription/s1", "7", "", "a b",
-                                                          "event-notification", "history", "DELETE", "Bundle"]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(
+        ["Task", "Task/abc", "Subscription/s1", "7", "", "a b", "event-notification", "history", "DELETE", "Bundle"]
+    ),
+)
 json_values = st.one_of(
     scalars,
-    st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["reference", "resourceType", "id", "name", "part", "valueString", "valueReference",
-                         "resource", "request", "type", "entry", "parameter", "focus", "eventNumber"])
-        | st.text(max_size=8),
-        inner, max_size=4), max_leaves=12),
+    st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "reference",
+                        "resourceType",
+                        "id",
+                        "name",
+                        "part",
+                        "valueString",
+                        "valueReference",
+                        "resource",
+                        "request",
+                        "type",
+                        "entry",
+                        "parameter",
+                        "focus",
+                        "eventNumber",
+                    ]
+                )
+                | st.text(max_size=8),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    ),
     st.integers(55, 75).map(nested),
 )
 
@@ -95,8 +140,11 @@ def mutated(draw: st.DrawFn) -> Any:
     return doc
 
 
-bodies = st.one_of(mutated().map(lambda d: json.dumps(d).encode()), st.binary(max_size=64),
-                   st.sampled_from([b"[" * 480 + b"]" * 480, b"{" * 5000, b"", b"null", b"[]", b'"x"']))
+bodies = st.one_of(
+    mutated().map(lambda d: json.dumps(d).encode()),
+    st.binary(max_size=64),
+    st.sampled_from([b"[" * 480 + b"]" * 480, b"{" * 5000, b"", b"null", b"[]", b'"x"']),
+)
 
 
 def check_parsed(call: Any) -> None:
@@ -131,8 +179,9 @@ def api() -> Iterator[Intake]:
 
 @API_FUZZ
 @given(body=bodies, put=st.booleans(), path=st.sampled_from(["Task/abc", "task/abc", "Task/a%20b", "Task/abc.-1"]))
-def test_the_api_never_answers_5xx_and_queues_nothing_it_refuses(api: Intake, body: bytes, put: bool,
-                                                                 path: str) -> None:
+def test_the_api_never_answers_5xx_and_queues_nothing_it_refuses(
+    api: Intake, body: bytes, put: bool, path: str
+) -> None:
     before = api.queued()
     reply = api.send("PUT", f"/{path}", body) if put else api.send("POST", "", body)
     assert reply.status_code < 500, reply.text
@@ -164,8 +213,11 @@ def test_no_name_or_personnummer_from_a_refused_notification_reaches_an_answer_o
     rng = random.Random(uuid.uuid4().int)
     pnr = f"19{rng.randint(10, 99)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}-{rng.randint(1000, 9999)}"
     name = "Tolvan" + "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(8))
-    patient = {"resourceType": "Patient", "name": [{"given": [name], "family": name}],
-               "identifier": [{"system": "http://electronichealth.se/identifier/personnummer", "value": pnr}]}
+    patient = {
+        "resourceType": "Patient",
+        "name": [{"given": [name], "family": name}],
+        "identifier": [{"system": "http://electronichealth.se/identifier/personnummer", "value": pnr}],
+    }
     it, server = intake(REDIS_URL, log_config=None)
     try:
         bad_bundle = json.loads(r4_backport("s1", 7, f"Patient/{name} {pnr}", patient))
@@ -184,9 +236,17 @@ def test_no_name_or_personnummer_from_a_refused_notification_reaches_an_answer_o
         ]
         before = it.queued()
         for method, path, body, content_type in refused:
-            reply = httpx.request(method, f"{it.url}/notify{path}", content=body, timeout=10,
-                                  headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type,
-                                           "X-Request-Id": f"{name} {pnr}"})
+            reply = httpx.request(
+                method,
+                f"{it.url}/notify{path}",
+                content=body,
+                timeout=10,
+                headers={
+                    "Authorization": f"Bearer {TOKEN}",
+                    "Content-Type": content_type,
+                    "X-Request-Id": f"{name} {pnr}",
+                },
+            )
             assert 400 <= reply.status_code < 500, (method, path, reply.status_code)
             assert reply.json()["resourceType"] == "OperationOutcome"
             answer = reply.text + "".join(f"{k}: {v}" for k, v in reply.headers.items())
@@ -197,4 +257,3 @@ def test_no_name_or_personnummer_from_a_refused_notification_reaches_an_answer_o
     lines = logs.getvalue()
     assert lines.count("notification refused") == len(refused)  # each refusal is logged ...
     assert name not in lines and pnr not in lines and pnr.replace("-", "") not in lines  # ... without the content
-

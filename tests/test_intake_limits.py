@@ -73,8 +73,12 @@ def read_until_closed(sock: socket.socket) -> bytes:
 
 
 def head(path: str = "/notify", method: str = "POST", **headers: str) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {TOKEN}",
-             *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Authorization: Bearer {TOKEN}",
+        *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -104,8 +108,9 @@ def test_a_head_within_the_limit_is_served(api: Intake) -> None:
     assert reply.startswith(b"HTTP/1.1 202 "), reply[:40]
     with connect(api) as sock:  # a body of any size (within MMR_MAX_BODY_BYTES) does not count as head
         body = b'{"resourceType": "Task", "id": "abc", "note": [{"text": "' + b"a" * 20000 + b'"}]}'
-        sock.sendall(head(Content_Type="application/fhir+json", Content_Length=str(len(body)), Connection="close")
-                     + body)
+        sock.sendall(
+            head(Content_Type="application/fhir+json", Content_Length=str(len(body)), Connection="close") + body
+        )
         reply = read_until_closed(sock)
     assert reply.startswith(b"HTTP/1.1 202 "), reply[:40]
 
@@ -148,14 +153,18 @@ def test_beyond_the_concurrency_limit_the_answer_is_503() -> None:
     it, server = limited(PatientHeadProtocol, max_concurrency=3)
     held = [connect(it), connect(it)]  # two clients hold connections open without sending
     try:
+
         def refused() -> bool:
             return httpx.get(f"{it.url}/health", timeout=WAIT).status_code == 503
 
         wait_for(refused, timeout=WAIT, what="a third client to be refused")
         for sock in held:
             sock.close()
-        wait_for(lambda: httpx.get(f"{it.url}/health", timeout=WAIT).status_code == 200, timeout=WAIT,
-                 what="the API to serve again once the connections are gone")
+        wait_for(
+            lambda: httpx.get(f"{it.url}/health", timeout=WAIT).status_code == 200,
+            timeout=WAIT,
+            what="the API to serve again once the connections are gone",
+        )
     finally:
         for sock in held:
             sock.close()

@@ -13,8 +13,10 @@ import adapter
 from adapter.logs import REDACTED, bind_correlation, configure, log, scrub
 
 
-@pytest.mark.parametrize("text", ["191212121212", "19121212-1212", "121212-1212", "1212121212", "121212+1212",
-                                  "20010101-2380", "198112739803"])  # the last: a samordningsnummer (day 73)
+@pytest.mark.parametrize(
+    "text",
+    ["191212121212", "19121212-1212", "121212-1212", "1212121212", "121212+1212", "20010101-2380", "198112739803"],
+)  # the last: a samordningsnummer (day 73)
 def test_personnummer_and_samordningsnummer_are_redacted(text: str) -> None:
     assert scrub(f"patient {text} referred") == f"patient {REDACTED} referred"
 
@@ -25,8 +27,11 @@ def test_hsa_ids_and_other_long_numbers_that_are_no_date_are_kept(text: str) -> 
 
 
 def test_sensitive_keys_are_dropped_whatever_they_hold() -> None:
-    assert scrub({"name": "Tolvan", "nested": [{"address": "Storgatan 1"}], "status": "active"}) == \
-        {"name": REDACTED, "nested": [{"address": REDACTED}], "status": "active"}
+    assert scrub({"name": "Tolvan", "nested": [{"address": "Storgatan 1"}], "status": "active"}) == {
+        "name": REDACTED,
+        "nested": [{"address": REDACTED}],
+        "status": "active",
+    }
 
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
@@ -35,7 +40,8 @@ def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
 def test_any_field_name_is_a_field_even_the_loggers_own_argument_names(
-        level: str, capsys: pytest.CaptureFixture[str]) -> None:
+    level: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     configure("DEBUG", json=True)
     getattr(log, level)("event ignored", event="changed Task/1/_history/2", message="m", level="x", logger="y")
     (line,) = _lines(capsys)
@@ -51,18 +57,28 @@ def test_the_bound_event_label_survives_every_line(capsys: pytest.CaptureFixture
     lines = _lines(capsys)
     assert [(r["message"], r["event"], r["correlation_id"]) for r in lines] == [
         ("event processed", "changed Task/7/_history/3", "c0ffee"),
-        ("a library line", "changed Task/7/_history/3", "c0ffee")]
+        ("a library line", "changed Task/7/_history/3", "c0ffee"),
+    ]
 
 
 def test_nothing_in_the_adapter_logs_around_the_collision_proof_logger() -> None:
     """Every module logs through ``adapter.logs.log``; structlog's own loggers take ``event`` positionally."""
-    own_logger = re.compile(r"structlog(\.stdlib)?\.(get_logger|wrap_logger)"
-                            r"|from structlog(\.stdlib)? import .*get_logger")
-    planted = ["log = structlog.get_logger()", "structlog.stdlib.get_logger(__name__)",
-               "from structlog import get_logger", "structlog.wrap_logger(x)"]
+    own_logger = re.compile(
+        r"structlog(\.stdlib)?\.(get_logger|wrap_logger)"
+        r"|from structlog(\.stdlib)? import .*get_logger"
+    )
+    planted = [
+        "log = structlog.get_logger()",
+        "structlog.stdlib.get_logger(__name__)",
+        "from structlog import get_logger",
+        "structlog.wrap_logger(x)",
+    ]
     assert all(own_logger.search(line) for line in planted)  # the check can fail
-    offenders = [str(p) for p in Path(adapter.__file__).parent.rglob("*.py")
-                 if p.name != "logs.py" and own_logger.search(p.read_text())]
+    offenders = [
+        str(p)
+        for p in Path(adapter.__file__).parent.rglob("*.py")
+        if p.name != "logs.py" and own_logger.search(p.read_text())
+    ]
     assert offenders == []
 
 

@@ -28,8 +28,11 @@ from tests.faults import FaultProxy, request_kinds
 
 pytestmark = pytest.mark.e2e
 STHLM = ZoneInfo("Europe/Stockholm")
-SITES = {"helsingborg": "SE2321000255-MMRPV-HBG", "malmo": "SE2321000255-MMRPV-MLM",
-         "kristianstad": "SE2321000255-MMRPV-KSD"}
+SITES = {
+    "helsingborg": "SE2321000255-MMRPV-HBG",
+    "malmo": "SE2321000255-MMRPV-MLM",
+    "kristianstad": "SE2321000255-MMRPV-KSD",
+}
 FOLLOW_UP = "https://mmr-adapter.se/fhir/Questionnaire/mmr-follow-up|0.1.0"
 
 
@@ -40,8 +43,13 @@ def clock(state: State) -> Iterator[State]:
 
 
 def fire(stack: Stack, at: datetime) -> int:
-    done = subprocess.run([sys.executable, "-m", "adapter.cli", "fire-timers", "--at", at.isoformat()],
-                          env=stack.env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "fire-timers", "--at", at.isoformat()],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return int(done.stdout.split()[0])
 
@@ -59,8 +67,9 @@ def task_by_key(fhir: FhirClient, value: str) -> dict[str, Any] | None:
 def at_stage(fhir: FhirClient, sr: dict[str, Any], status: str, business: str) -> dict[str, Any]:
     def reached() -> dict[str, Any] | None:
         intake = task_by_key(fhir, f"{key(sr)}-mmrpv-intake")
-        return intake if intake and (intake["status"], code(intake.get("businessStatus"))) == (status, business) \
-            else None
+        return (
+            intake if intake and (intake["status"], code(intake.get("businessStatus"))) == (status, business) else None
+        )
 
     return wait_for(reached, what=f"the intake Task at {status} / {business}")
 
@@ -73,10 +82,19 @@ def forwarded(fhir: FhirClient) -> dict[str, Any]:
 
 
 def book(fhir: FhirClient, sr: dict[str, Any], site: str, start: str) -> dict[str, Any]:
-    return fhir.create({"resourceType": "Appointment", "status": "booked", "start": start,
-                        "end": start[:11] + "16:00:00+02:00", "basedOn": [{"reference": f"ServiceRequest/{sr['id']}"}],
-                        "participant": [{"actor": sr["subject"], "status": "accepted"},
-                                        {"actor": {"reference": f"Location/{site}"}, "status": "accepted"}]})
+    return fhir.create(
+        {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": start,
+            "end": start[:11] + "16:00:00+02:00",
+            "basedOn": [{"reference": f"ServiceRequest/{sr['id']}"}],
+            "participant": [
+                {"actor": sr["subject"], "status": "accepted"},
+                {"actor": {"reference": f"Location/{site}"}, "status": "accepted"},
+            ],
+        }
+    )
 
 
 def bek(fhir: FhirClient, sr: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -89,16 +107,19 @@ def careplan(fhir: FhirClient, sr: dict[str, Any]) -> dict[str, Any]:
 
 def booked_and_planned(fhir: FhirClient, sr: dict[str, Any], site: str) -> dict[str, Any]:
     appointment = book(fhir, sr, site, "2027-04-06T09:00:00+02:00")
-    wait_for(lambda: (t := task_by_key(fhir, f"{key(sr)}-booking-mmrpv-1")) and t["status"] == "completed",
-             what="the booking Task completed")
+    wait_for(
+        lambda: (t := task_by_key(fhir, f"{key(sr)}-booking-mmrpv-1")) and t["status"] == "completed",
+        what="the booking Task completed",
+    )
     at_stage(fhir, sr, "in-progress", "booked")
     careplan(fhir, sr)
     return appointment
 
 
 @pytest.mark.parametrize("site", list(SITES))
-def test_the_whole_journey_from_referral_to_finished_follow_up(stack: Stack, fhir: FhirClient, clock: State,
-                                                               site: str) -> None:
+def test_the_whole_journey_from_referral_to_finished_follow_up(
+    stack: Stack, fhir: FhirClient, clock: State, site: str
+) -> None:
     clock.set_clock(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
     sr = forwarded(fhir)
     intake = at_stage(fhir, sr, "received", "awaiting-booking")
@@ -111,23 +132,33 @@ def test_the_whole_journey_from_referral_to_finished_follow_up(stack: Stack, fhi
 
     appointment = booked_and_planned(fhir, sr, SITES[site])
     sent = wait_for(lambda: len(m := bek(fhir, sr)) == 2 and m, what="the BEK to referrer and patient")
-    assert {m["recipient"][0]["reference"] for m in sent.values()} == {sr["subject"]["reference"],
-                                                                       sr["requester"]["reference"]}
+    assert {m["recipient"][0]["reference"] for m in sent.values()} == {
+        sr["subject"]["reference"],
+        sr["requester"]["reference"],
+    }
     assert all("2027-04-06" in m["payload"][0]["contentString"] for m in sent.values())
 
     clock.set_clock(datetime(2027, 7, 1, 8, 0, tzinfo=STHLM))
     plan_ = careplan(fhir, sr)
-    fhir.update({**plan_, "status": "completed", "period": {**plan_["period"], "end": "2027-06-30"}},
-                if_match=plan_["meta"]["versionId"])
+    fhir.update(
+        {**plan_, "status": "completed", "period": {**plan_["period"], "end": "2027-06-30"}},
+        if_match=plan_["meta"]["versionId"],
+    )
     at_stage(fhir, sr, "in-progress", "awaiting-discharge-summary")
     follow = wait_for(lambda: task_by_key(fhir, f"{key(sr)}-follow-up"), what="the follow-up Task")
     assert follow["status"] == "draft" and follow["restriction"]["period"]["start"] == "2028-06-30T09:00:00+02:00"
 
-    summary = fhir.create({"resourceType": "DocumentReference", "status": "current",
-                           "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
-                           "subject": sr["subject"], "author": [unit_ref()],  # R4: not a Location
-                           "content": [{"attachment": {"contentType": "text/plain", "data": "RXBpa3Jpcw=="}}],
-                           "context": {"related": [{"reference": f"ServiceRequest/{sr['id']}"}]}})
+    summary = fhir.create(
+        {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+            "subject": sr["subject"],
+            "author": [unit_ref()],  # R4: not a Location
+            "content": [{"attachment": {"contentType": "text/plain", "data": "RXBpa3Jpcw=="}}],
+            "context": {"related": [{"reference": f"ServiceRequest/{sr['id']}"}]},
+        }
+    )
     at_stage(fhir, sr, "completed", "discharged")
     back = messages(fhir, sr)[f"{key(sr)}-discharge-summary-referrer-programme"]
     assert {"contentReference": {"reference": f"DocumentReference/{summary['id']}"}} in back["payload"]
@@ -144,29 +175,53 @@ def test_the_whole_journey_from_referral_to_finished_follow_up(stack: Stack, fhi
     due = due_at
     clock.set_clock(due)
     assert fire(stack, due) + fire(stack, due) >= 1  # two beat runs: one of them takes the timer
-    follow = wait_for(lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "requested" and t,
-                      what="the follow-up activated")
-    asked = wait_for(lambda: [m for k, m in messages(fhir, sr).items() if "follow-up-request" in k],
-                     what="the follow-up request to the patient")
+    follow = wait_for(
+        lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "requested" and t,
+        what="the follow-up activated",
+    )
+    asked = wait_for(
+        lambda: [m for k, m in messages(fhir, sr).items() if "follow-up-request" in k],
+        what="the follow-up request to the patient",
+    )
     assert len(asked) == 1 and asked[0]["recipient"] == [sr["subject"]]
 
-    fhir.create({"resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": FOLLOW_UP,
-                 "basedOn": [follow["focus"]], "subject": sr["subject"],
-                 "authored": due.isoformat(),
-                 "item": [{"linkId": "atervant-arbete", "answer": [{"valueCoding": {"code": "ja"}}]}]})
-    wait_for(lambda: (e := ours(fhir, "EpisodeOfCare", "episodeofcare", f"{key(sr)}-care-commitment"))
-             and e["status"] == "finished", what="the care commitment finished")
+    fhir.create(
+        {
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "questionnaire": FOLLOW_UP,
+            "basedOn": [follow["focus"]],
+            "subject": sr["subject"],
+            "authored": due.isoformat(),
+            "item": [{"linkId": "atervant-arbete", "answer": [{"valueCoding": {"code": "ja"}}]}],
+        }
+    )
+    wait_for(
+        lambda: (
+            (e := ours(fhir, "EpisodeOfCare", "episodeofcare", f"{key(sr)}-care-commitment"))
+            and e["status"] == "finished"
+        ),
+        what="the care commitment finished",
+    )
     assert task_by_key(fhir, f"{key(sr)}-follow-up")["status"] == "completed"  # type: ignore[index]
     assert appointment["id"] in json.dumps(bek(fhir, sr))
 
     lines = "\n".join(journey_lines(fhir, sr["id"]))
-    for step in ("referral-review", "mmrpv-intake", "booking", "appointment booked", "programme completed",
-                 "follow-up", "care commitment finished"):
+    for step in (
+        "referral-review",
+        "mmrpv-intake",
+        "booking",
+        "appointment booked",
+        "programme completed",
+        "follow-up",
+        "care commitment finished",
+    ):
         assert step in lines, lines
 
 
 def test_a_moved_appointment_is_confirmed_once_more_and_a_duplicate_notification_sends_nothing(
-        stack: Stack, fhir: FhirClient, state: State) -> None:
+    stack: Stack, fhir: FhirClient, state: State
+) -> None:
     sr = forwarded(fhir)
     at_stage(fhir, sr, "received", "awaiting-booking")
     appointment = booked_and_planned(fhir, sr, SITES["helsingborg"])
@@ -179,23 +234,32 @@ def test_a_moved_appointment_is_confirmed_once_more_and_a_duplicate_notification
         assert stack.notify("PUT", f"/Appointment/{moved['id']}", json.dumps(moved)).status_code == 202
     wait_for(lambda: processed_events(state) >= processed + 3, what="the duplicates handled")
     assert len(bek(fhir, sr)) == 4
-    plans = [t for t in fhir.search("CarePlan", {"subject": sr["subject"]["reference"]})
-             if t["resourceType"] == "CarePlan" and carries_out(t, f"ServiceRequest/{sr['id']}")]
+    plans = [
+        t
+        for t in fhir.search("CarePlan", {"subject": sr["subject"]["reference"]})
+        if t["resourceType"] == "CarePlan" and carries_out(t, f"ServiceRequest/{sr['id']}")
+    ]
     assert len(plans) == 1
     assert plans[0]["period"]["start"] == "2027-04-13T10:00:00+02:00"  # the programme moved with the booking
 
 
-def test_an_event_at_the_mmrpv_unit_costs_one_search_and_one_transaction(stack: Stack, fhir: FhirClient,
-                                                                        proxy: FaultProxy) -> None:
+def test_an_event_at_the_mmrpv_unit_costs_one_search_and_one_transaction(
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy
+) -> None:
     sr = forwarded(fhir)
     appointment = booked_and_planned(fhir, sr, SITES["malmo"])
     wait_for(lambda: len(bek(fhir, sr)) == 2, what="the first BEK")
     proxy.record()
     fhir.update({**fhir.read("Appointment", appointment["id"]), "start": "2027-04-20T10:00:00+02:00"})
     wait_for(lambda: len(bek(fhir, sr)) == 4, what="the BEK for the new time")
-    events = {rid: requests for rid, requests in proxy.by_event().items()
-              if any(f"ServiceRequest?_id={sr['id']}&" in path or f"ServiceRequest?_id={sr['id']}&".encode() in body
-                     for _, path, body in requests)}
+    events = {
+        rid: requests
+        for rid, requests in proxy.by_event().items()
+        if any(
+            f"ServiceRequest?_id={sr['id']}&" in path or f"ServiceRequest?_id={sr['id']}&".encode() in body
+            for _, path, body in requests
+        )
+    }
     kinds = [request_kinds(requests) for requests in events.values()]
     assert all(k in (["read"], ["read", "transaction"]) for k in kinds), kinds  # the moved booking and echoes
     assert kinds.count(["read", "transaction"]) == 1, kinds  # the new BEK and the programme, in one transaction
@@ -207,8 +271,9 @@ def processed_events(state: State) -> int:
     return sum(int(v) for v in state.metrics()[0].values())
 
 
-def test_a_missing_summary_waits_and_reminds_and_an_interruption_ends_cleanly(stack: Stack, fhir: FhirClient,
-                                                                              clock: State) -> None:
+def test_a_missing_summary_waits_and_reminds_and_an_interruption_ends_cleanly(
+    stack: Stack, fhir: FhirClient, clock: State
+) -> None:
     clock.set_clock(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
     waiting, interrupted = forwarded(fhir), forwarded(fhir)
     for sr in (waiting, interrupted):
@@ -220,27 +285,37 @@ def test_a_missing_summary_waits_and_reminds_and_an_interruption_ends_cleanly(st
     reminder_due = datetime(2027, 7, 8, 9, 0, tzinfo=STHLM)  # five working days after the end
     clock.set_clock(reminder_due)
     fire(stack, reminder_due)
-    reminder = wait_for(lambda: messages(fhir, waiting).get(f"{key(waiting)}-discharge-reminder-unit-discharge-1"),
-                        what="the reminder to the unit")
+    reminder = wait_for(
+        lambda: messages(fhir, waiting).get(f"{key(waiting)}-discharge-reminder-unit-discharge-1"),
+        what="the reminder to the unit",
+    )
     assert reminder["recipient"][0]["reference"] == "Organization/SE2321000255-MMRPV"
     assert task_by_key(fhir, f"{key(waiting)}-mmrpv-intake")["status"] == "in-progress"  # type: ignore[index]
 
     plan_ = careplan(fhir, interrupted)
     fhir.update({**plan_, "status": "revoked"})
     at_stage(fhir, interrupted, "cancelled", "programme-interrupted")
-    told = wait_for(lambda: messages(fhir, interrupted).get(f"{key(interrupted)}-programme-interrupted-referrer-"
-                                                            "programme"), what="the referrer told")
+    told = wait_for(
+        lambda: messages(fhir, interrupted).get(f"{key(interrupted)}-programme-interrupted-referrer-programme"),
+        what="the referrer told",
+    )
     assert told["recipient"] == [interrupted["requester"]]
-    episode = wait_for(lambda: (e := ours(fhir, "EpisodeOfCare", "episodeofcare",
-                                          f"{key(interrupted)}-care-commitment")) and e["status"] == "cancelled" and e,
-                       what="the care commitment ended")
+    episode = wait_for(
+        lambda: (
+            (e := ours(fhir, "EpisodeOfCare", "episodeofcare", f"{key(interrupted)}-care-commitment"))
+            and e["status"] == "cancelled"
+            and e
+        ),
+        what="the care commitment ended",
+    )
     assert episode["period"]["end"]
     assert task_by_key(fhir, f"{key(interrupted)}-follow-up") is None
     assert "follow-up" not in tasks(fhir, interrupted)
 
 
 def test_a_follow_up_nobody_answers_fails_at_the_end_of_its_window_and_the_care_still_ends(
-        stack: Stack, fhir: FhirClient, clock: State) -> None:
+    stack: Stack, fhir: FhirClient, clock: State
+) -> None:
     clock.set_clock(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
     sr = forwarded(fhir)
     at_stage(fhir, sr, "received", "awaiting-booking")
@@ -253,12 +328,21 @@ def test_a_follow_up_nobody_answers_fails_at_the_end_of_its_window_and_the_care_
     until = datetime.fromisoformat(held["restriction"]["period"]["end"])
     clock.set_clock(due)
     fire(stack, due)
-    wait_for(lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "requested",
-             what="the follow-up activated")
+    wait_for(
+        lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "requested",
+        what="the follow-up activated",
+    )
     clock.set_clock(until)
     fire(stack, until)
-    failed = wait_for(lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "failed" and t,
-                      what="the follow-up failed at the end of its window")
+    failed = wait_for(
+        lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "failed" and t,
+        what="the follow-up failed at the end of its window",
+    )
     assert code(failed["businessStatus"]) == "not-answered"
-    wait_for(lambda: (e := ours(fhir, "EpisodeOfCare", "episodeofcare", f"{key(sr)}-care-commitment"))
-             and e["status"] == "finished", what="the care commitment finished all the same")
+    wait_for(
+        lambda: (
+            (e := ours(fhir, "EpisodeOfCare", "episodeofcare", f"{key(sr)}-care-commitment"))
+            and e["status"] == "finished"
+        ),
+        what="the care commitment finished all the same",
+    )

@@ -51,8 +51,11 @@ def at(*args: int) -> Context:
 def as_loaded(state: Referral) -> Referral:
     """The state as the shell loads it: the EpisodeOfCare only when phase two asks for it, and no
     CommunicationRequest (both come by identifier, not with the referral's search)."""
-    shown = {k: r for k, r in state.resources.items()
-             if r.get("resourceType") not in ("EpisodeOfCare", "CommunicationRequest")}
+    shown = {
+        k: r
+        for k, r in state.resources.items()
+        if r.get("resourceType") not in ("EpisodeOfCare", "CommunicationRequest")
+    }
     if follow_up_queries(state.service_request, shown):
         shown.update({k: r for k, r in state.resources.items() if r.get("resourceType") == "EpisodeOfCare"})
     return Referral(state.service_request, shown)
@@ -81,11 +84,19 @@ def forwarded(address: dict[str, Any] | None = None) -> Referral:
 
 
 def appointment(aid: str, site: str, start: str, status: str = "booked") -> Resource:
-    return {"resourceType": "Appointment", "id": aid, "meta": {"versionId": "1"}, "status": status,
-            "start": start, "end": start[:11] + "16:00:00+01:00",
-            "basedOn": [{"reference": "ServiceRequest/sr1"}],
-            "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"},
-                            {"actor": {"reference": f"Location/{site}"}, "status": "accepted"}]}
+    return {
+        "resourceType": "Appointment",
+        "id": aid,
+        "meta": {"versionId": "1"},
+        "status": status,
+        "start": start,
+        "end": start[:11] + "16:00:00+01:00",
+        "basedOn": [{"reference": "ServiceRequest/sr1"}],
+        "participant": [
+            {"actor": {"reference": "Patient/p1"}, "status": "accepted"},
+            {"actor": {"reference": f"Location/{site}"}, "status": "accepted"},
+        ],
+    }
 
 
 def stage(state: Referral, value: str) -> tuple[str, str | None]:
@@ -105,11 +116,17 @@ def completed_programme(state: Referral, end: str = "2026-06-30") -> Referral:
 
 
 def summary() -> Resource:
-    return {"resourceType": "DocumentReference", "id": "d1", "meta": {"versionId": "1"}, "status": "current",
-            "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
-            "subject": {"reference": "Patient/p1"}, "date": "2026-07-02T10:00:00+02:00",
-            "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}],
-            "context": {"related": [{"reference": "ServiceRequest/sr1"}]}}
+    return {
+        "resourceType": "DocumentReference",
+        "id": "d1",
+        "meta": {"versionId": "1"},
+        "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+        "subject": {"reference": "Patient/p1"},
+        "date": "2026-07-02T10:00:00+02:00",
+        "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}],
+        "context": {"related": [{"reference": "ServiceRequest/sr1"}]},
+    }
 
 
 def discharged(state: Referral) -> Referral:
@@ -119,9 +136,16 @@ def discharged(state: Referral) -> Referral:
 
 
 def follow_up_answer(task_id: str) -> Resource:
-    return {"resourceType": "QuestionnaireResponse", "id": "fu1", "meta": {"versionId": "1"}, "status": "completed",
-            "questionnaire": FOLLOW_UP, "basedOn": [{"reference": f"Task/{task_id}"}],
-            "subject": {"reference": "Patient/p1"}, "authored": "2027-07-01T12:00:00+02:00"}
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "id": "fu1",
+        "meta": {"versionId": "1"},
+        "status": "completed",
+        "questionnaire": FOLLOW_UP,
+        "basedOn": [{"reference": f"Task/{task_id}"}],
+        "subject": {"reference": "Patient/p1"},
+        "authored": "2027-07-01T12:00:00+02:00",
+    }
 
 
 # ---------------------------------------------------------------- arrival, care commitment, booking
@@ -147,12 +171,15 @@ def test_arrival_is_registered_with_the_care_commitment_and_a_booking_round_in_o
     assert not decide(as_loaded(state), resource_event(intake), Context(now=NOW)).writes  # its notification
 
 
-@pytest.mark.parametrize(("address", "site"), [
-    ({"use": "home", "city": "Höganäs"}, HBG),
-    ({"use": "home", "district": "Malmö kommun", "city": "Limhamn"}, MLM),
-    ({"use": "home", "postalCode": "291 33"}, KSD),
-    ({"use": "home", "city": "Ingenstans"}, MLM),  # unknown: the default site
-])
+@pytest.mark.parametrize(
+    ("address", "site"),
+    [
+        ({"use": "home", "city": "Höganäs"}, HBG),
+        ({"use": "home", "district": "Malmö kommun", "city": "Limhamn"}, MLM),
+        ({"use": "home", "postalCode": "291 33"}, KSD),
+        ({"use": "home", "city": "Ingenstans"}, MLM),  # unknown: the default site
+    ],
+)
 def test_the_booking_round_suggests_the_site_nearest_the_patient(address: dict[str, Any], site: str) -> None:
     state = forwarded(address)
     suggested = task(state, "R-1-booking-mmrpv-1")["input"][0]["valueReference"]
@@ -167,9 +194,13 @@ def test_a_booked_appointment_at_any_site_completes_booking_confirms_and_plans_t
     sent = messages(state)
     bek = {k: v for k, v in sent.items() if "-BEK-" in k}
     assert len(bek) == 2 and {v["recipient"][0]["reference"] for v in bek.values()} == {
-        "Patient/p1", "PractitionerRole/ref1"}
-    assert all("2026-04-07" in v["payload"][0]["contentString"] and "09:00" in v["payload"][0]["contentString"]
-               for v in bek.values())
+        "Patient/p1",
+        "PractitionerRole/ref1",
+    }
+    assert all(
+        "2026-04-07" in v["payload"][0]["contentString"] and "09:00" in v["payload"][0]["contentString"]
+        for v in bek.values()
+    )
     [plan_] = of_type(state, "CarePlan", "R-1-programme")
     assert plan_["status"] == "active" and plan_["period"]["start"].startswith("2026-04-07")
     link, *activities = plan_["activity"]
@@ -237,8 +268,9 @@ def test_a_moved_appointment_is_confirmed_anew_once_and_a_duplicate_changes_noth
     event = resource_event(moved.get("Appointment/a1") or {})
     moved = settle(moved, event, Context(now=NOW + timedelta(days=4)))
     again = {k for k in messages(moved) if "-BEK-" in k}
-    assert len(again - first) == 2 and all("2026-04-14" in messages(moved)[k]["payload"][0]["contentString"]
-                                            for k in again - first)
+    assert len(again - first) == 2 and all(
+        "2026-04-14" in messages(moved)[k]["payload"][0]["contentString"] for k in again - first
+    )
     assert not decide(as_loaded(moved), event, Context(now=NOW + timedelta(days=4))).writes  # the duplicate
 
 
@@ -258,8 +290,9 @@ def test_a_cancelled_appointment_reopens_booking_and_the_new_one_is_confirmed() 
 def test_unbooked_past_the_deadline_reminds_the_administrative_function_once_per_round() -> None:
     state = forwarded()
     due = datetime.fromisoformat(task(state, "R-1-booking-mmrpv-1")["restriction"]["period"]["end"])
-    early = decide(as_loaded(state), timer_event(state, "mmrpv-booking-reminder"),
-                   Context(now=due - timedelta(hours=1)))
+    early = decide(
+        as_loaded(state), timer_event(state, "mmrpv-booking-reminder"), Context(now=due - timedelta(hours=1))
+    )
     assert not early.writes and early.timers
     late = Context(now=due + timedelta(minutes=1))
     state = settle(state, timer_event(state, "mmrpv-booking-reminder"), late)
@@ -357,13 +390,23 @@ def test_an_interrupted_programme_ends_the_episode_tells_the_referrer_and_schedu
 
 def test_everything_the_mmrpv_steps_write_conforms_to_its_profile() -> None:
     state = discharged(booked(forwarded()))
-    written = [r for r in state.resources.values() if any(
-        (i.get("system") or "").startswith(f"{codes().base}/identifier/") for i in r.get("identifier") or ())]
-    assert {r["resourceType"] for r in written} >= {"Task", "Communication", "EpisodeOfCare", "CarePlan",
-                                                   "CommunicationRequest"}
-    failures = {f"{r['resourceType']}/{r['id']}": [i["diagnostics"] for i in o["issue"]
-                                                   if i["severity"] in ("error", "fatal")]
-                for r in written if has_errors(o := validate_resource(r))}
+    written = [
+        r
+        for r in state.resources.values()
+        if any((i.get("system") or "").startswith(f"{codes().base}/identifier/") for i in r.get("identifier") or ())
+    ]
+    assert {r["resourceType"] for r in written} >= {
+        "Task",
+        "Communication",
+        "EpisodeOfCare",
+        "CarePlan",
+        "CommunicationRequest",
+    }
+    failures = {
+        f"{r['resourceType']}/{r['id']}": [i["diagnostics"] for i in o["issue"] if i["severity"] in ("error", "fatal")]
+        for r in written
+        if has_errors(o := validate_resource(r))
+    }
     assert not failures, failures
 
 

@@ -81,21 +81,35 @@ def test_posted_single_resource_is_an_event() -> None:
     assert (env.resource_type, env.resource_id) == ("Task", "abc")
 
 
-@pytest.mark.parametrize(("call", "status", "words"), [
-    (lambda: parse_post(b"{not json", FHIR), 400, "not valid JSON"),
-    (lambda: parse_post(b"<Bundle/>", "application/fhir+xml"), 415, "not supported"),
-    (lambda: parse_post(b'{"resourceType":"Bundle","type":"searchset","entry":[]}', FHIR), 400,
-     "history or subscription-notification"),
-    (lambda: parse_post(b'{"resourceType":"Bundle","type":"history","entry":[{"resource":{"resourceType":"Patient"}}]}',
-                        FHIR), 400, "first entry"),
-    (lambda: parse_post(b"[1, 2]", FHIR), 400, "resourceType"),
-    (lambda: parse_put("Task", "abc", json.dumps({**TASK, "resourceType": "Patient"}).encode(), FHIR), 400,
-     "differs from the path's resource type"),
-    (lambda: parse_put("Task", "xyz", json.dumps(TASK).encode(), FHIR), 400, "differs"),
-    (lambda: parse_put("task", "abc", b"", FHIR), 400, "resource type"),
-    (lambda: parse_put("Task", "a b", b"", FHIR), 400, "valid FHIR id"),
-    (lambda: parse_post(r4_backport("s", 1, None, kind="bogus"), FHIR), 400, "not a known notification type"),
-])
+@pytest.mark.parametrize(
+    ("call", "status", "words"),
+    [
+        (lambda: parse_post(b"{not json", FHIR), 400, "not valid JSON"),
+        (lambda: parse_post(b"<Bundle/>", "application/fhir+xml"), 415, "not supported"),
+        (
+            lambda: parse_post(b'{"resourceType":"Bundle","type":"searchset","entry":[]}', FHIR),
+            400,
+            "history or subscription-notification",
+        ),
+        (
+            lambda: parse_post(
+                b'{"resourceType":"Bundle","type":"history","entry":[{"resource":{"resourceType":"Patient"}}]}', FHIR
+            ),
+            400,
+            "first entry",
+        ),
+        (lambda: parse_post(b"[1, 2]", FHIR), 400, "resourceType"),
+        (
+            lambda: parse_put("Task", "abc", json.dumps({**TASK, "resourceType": "Patient"}).encode(), FHIR),
+            400,
+            "differs from the path's resource type",
+        ),
+        (lambda: parse_put("Task", "xyz", json.dumps(TASK).encode(), FHIR), 400, "differs"),
+        (lambda: parse_put("task", "abc", b"", FHIR), 400, "resource type"),
+        (lambda: parse_put("Task", "a b", b"", FHIR), 400, "valid FHIR id"),
+        (lambda: parse_post(r4_backport("s", 1, None, kind="bogus"), FHIR), 400, "not a known notification type"),
+    ],
+)
 def test_bad_input_is_refused_with_a_reason(call, status: int, words: str) -> None:
     with pytest.raises(BadNotification) as info:
         call()
@@ -107,8 +121,7 @@ def test_bad_input_is_refused_with_a_reason(call, status: int, words: str) -> No
 
 def _bundle(status_params: list, *entries: dict) -> bytes:
     status = {"resourceType": "Parameters", "meta": {"profile": [BACKPORT_STATUS]}, "parameter": status_params}
-    return json.dumps({"resourceType": "Bundle", "type": "history",
-                       "entry": [{"resource": status}, *entries]}).encode()
+    return json.dumps({"resourceType": "Bundle", "type": "history", "entry": [{"resource": status}, *entries]}).encode()
 
 
 def _event(*parts: dict) -> dict:
@@ -120,40 +133,67 @@ SUB = {"name": "subscription", "valueReference": {"reference": "Subscription/s1"
 NUMBER = {"name": "event-number", "valueString": "7"}
 
 
-@pytest.mark.parametrize(("body", "where"), [
-    (b'{"resourceType": 7}', "resourceType"),
-    (b'{"resourceType": "Bundle", "type": "history", "entry": 3}', "Bundle.entry"),
-    (b'{"resourceType": "Bundle", "type": "history", "entry": [3]}', "Bundle.entry[0]"),
-    (b'{"resourceType": "Bundle", "type": ["history"]}', "Bundle.type"),
-    (_bundle("abc"), "Bundle.entry[0].resource.parameter"),  # type: ignore[arg-type]
-    (_bundle([TYPE_, SUB, 5]), "Bundle.entry[0].resource.parameter[2]"),
-    (_bundle([TYPE_, SUB, {"name": "notification-event", "part": "abc"}]),
-     "Bundle.entry[0].resource.parameter[2].part"),
-    (_bundle([TYPE_, SUB, _event(NUMBER, {"name": "focus", "valueReference": "Task/abc"})]),
-     "Bundle.entry[0].resource.parameter[2].part[1].valueReference"),
-    (_bundle([TYPE_, SUB, _event(NUMBER, {"name": "focus", "valueReference": {"reference": 12}})]),
-     "Bundle.entry[0].resource.parameter[2].part[1].valueReference.reference"),
-    (_bundle([TYPE_, SUB, _event(NUMBER, {"name": "focus", "valueReference": {"reference": "Task/a b"}})]),
-     "Bundle.entry[0].resource.parameter[2].part[1].valueReference.reference"),
-    (_bundle([TYPE_, SUB, _event({"name": "event-number", "valueString": "seven"})]),
-     "Bundle.entry[0].resource.parameter[2].part[0].valueString"),
-    (_bundle([TYPE_, SUB, _event({"name": "event-number", "valueBoolean": True})]),
-     "Bundle.entry[0].resource.parameter[2].part[0].valueBoolean"),
-    (_bundle([{"name": 3, "valueCode": "event-notification"}]), "Bundle.entry[0].resource.parameter[0].name"),
-    (_bundle([TYPE_, {"name": "subscription", "valueReference": {"reference": "Subscription/x y"}}]),
-     "Bundle.entry[0].resource.parameter[1].valueReference.reference"),
-    (_bundle([TYPE_, SUB], {"resource": {"resourceType": 1, "id": "abc"}}), "Bundle.entry[1].resource.resourceType"),
-    (_bundle([TYPE_, SUB], {"resource": {"resourceType": "Task", "id": "a/../b"}}), "Bundle.entry[1].resource.id"),
-    (_bundle([TYPE_, SUB], {"resource": {"resourceType": "Task", "id": "abc", "meta": {"versionId": 3}}}),
-     "Bundle.entry[1].resource.meta.versionId"),
-    (_bundle([TYPE_, SUB], {"fullUrl": "http://hapi/fhir/task/abc"}), "Bundle.entry[1].fullUrl"),
-    (_bundle([TYPE_, SUB], {"request": {"method": "PUT", "url": "Task/../../admin"}}), "Bundle.entry[1].request.url"),
-    (_bundle([TYPE_, SUB], {"request": {"method": 1, "url": "Task/abc"}}), "Bundle.entry[1].request.method"),
-    (json.dumps({**TASK, "meta": {"versionId": "1 2"}}).encode(), "Resource.meta.versionId"),
-    (json.dumps({**TASK, "id": 5}).encode(), "Resource.id"),
-    (subscription_status("s2", 3, "Task/abc", TASK).replace(b'"eventNumber": "3"', b'"eventNumber": [3]'),
-     "Bundle.entry[0].resource.notificationEvent[0].eventNumber"),
-])
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"resourceType": 7}', "resourceType"),
+        (b'{"resourceType": "Bundle", "type": "history", "entry": 3}', "Bundle.entry"),
+        (b'{"resourceType": "Bundle", "type": "history", "entry": [3]}', "Bundle.entry[0]"),
+        (b'{"resourceType": "Bundle", "type": ["history"]}', "Bundle.type"),
+        (_bundle("abc"), "Bundle.entry[0].resource.parameter"),  # type: ignore[arg-type]
+        (_bundle([TYPE_, SUB, 5]), "Bundle.entry[0].resource.parameter[2]"),
+        (
+            _bundle([TYPE_, SUB, {"name": "notification-event", "part": "abc"}]),
+            "Bundle.entry[0].resource.parameter[2].part",
+        ),
+        (
+            _bundle([TYPE_, SUB, _event(NUMBER, {"name": "focus", "valueReference": "Task/abc"})]),
+            "Bundle.entry[0].resource.parameter[2].part[1].valueReference",
+        ),
+        (
+            _bundle([TYPE_, SUB, _event(NUMBER, {"name": "focus", "valueReference": {"reference": 12}})]),
+            "Bundle.entry[0].resource.parameter[2].part[1].valueReference.reference",
+        ),
+        (
+            _bundle([TYPE_, SUB, _event(NUMBER, {"name": "focus", "valueReference": {"reference": "Task/a b"}})]),
+            "Bundle.entry[0].resource.parameter[2].part[1].valueReference.reference",
+        ),
+        (
+            _bundle([TYPE_, SUB, _event({"name": "event-number", "valueString": "seven"})]),
+            "Bundle.entry[0].resource.parameter[2].part[0].valueString",
+        ),
+        (
+            _bundle([TYPE_, SUB, _event({"name": "event-number", "valueBoolean": True})]),
+            "Bundle.entry[0].resource.parameter[2].part[0].valueBoolean",
+        ),
+        (_bundle([{"name": 3, "valueCode": "event-notification"}]), "Bundle.entry[0].resource.parameter[0].name"),
+        (
+            _bundle([TYPE_, {"name": "subscription", "valueReference": {"reference": "Subscription/x y"}}]),
+            "Bundle.entry[0].resource.parameter[1].valueReference.reference",
+        ),
+        (
+            _bundle([TYPE_, SUB], {"resource": {"resourceType": 1, "id": "abc"}}),
+            "Bundle.entry[1].resource.resourceType",
+        ),
+        (_bundle([TYPE_, SUB], {"resource": {"resourceType": "Task", "id": "a/../b"}}), "Bundle.entry[1].resource.id"),
+        (
+            _bundle([TYPE_, SUB], {"resource": {"resourceType": "Task", "id": "abc", "meta": {"versionId": 3}}}),
+            "Bundle.entry[1].resource.meta.versionId",
+        ),
+        (_bundle([TYPE_, SUB], {"fullUrl": "http://hapi/fhir/task/abc"}), "Bundle.entry[1].fullUrl"),
+        (
+            _bundle([TYPE_, SUB], {"request": {"method": "PUT", "url": "Task/../../admin"}}),
+            "Bundle.entry[1].request.url",
+        ),
+        (_bundle([TYPE_, SUB], {"request": {"method": 1, "url": "Task/abc"}}), "Bundle.entry[1].request.method"),
+        (json.dumps({**TASK, "meta": {"versionId": "1 2"}}).encode(), "Resource.meta.versionId"),
+        (json.dumps({**TASK, "id": 5}).encode(), "Resource.id"),
+        (
+            subscription_status("s2", 3, "Task/abc", TASK).replace(b'"eventNumber": "3"', b'"eventNumber": [3]'),
+            "Bundle.entry[0].resource.notificationEvent[0].eventNumber",
+        ),
+    ],
+)
 def test_every_element_read_is_type_checked_and_named(body: bytes, where: str) -> None:
     with pytest.raises(BadNotification) as info:
         parse_post(body, FHIR)
@@ -179,8 +219,10 @@ def test_the_bundle_fallback_checks_what_it_queues() -> None:
 
 @pytest.mark.parametrize("depth", [65, 480, 5000, 200_000])
 def test_deep_nesting_is_refused_before_it_is_parsed(depth: int) -> None:
-    for body in (b'{"resourceType": "Task", "id": "abc", "x": ' + b"[" * depth + b"]" * depth + b"}",
-                 b'{"resourceType": "Task", "id": "abc", "x": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"):
+    for body in (
+        b'{"resourceType": "Task", "id": "abc", "x": ' + b"[" * depth + b"]" * depth + b"}",
+        b'{"resourceType": "Task", "id": "abc", "x": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}",
+    ):
         with pytest.raises(BadNotification) as info:
             parse_post(body, FHIR)
         assert info.value.status == 400 and "nested deeper than 64" in info.value.text
@@ -199,9 +241,17 @@ def test_nesting_up_to_the_limit_is_accepted_and_brackets_in_strings_do_not_coun
 
 
 def test_a_notification_carries_at_most_max_events() -> None:
-    parts = [TYPE_, SUB, *[_event({"name": "event-number", "valueString": str(n)},
-                                  {"name": "focus", "valueReference": {"reference": f"Task/t{n}"}})
-                           for n in range(4)]]
+    parts = [
+        TYPE_,
+        SUB,
+        *[
+            _event(
+                {"name": "event-number", "valueString": str(n)},
+                {"name": "focus", "valueReference": {"reference": f"Task/t{n}"}},
+            )
+            for n in range(4)
+        ],
+    ]
     assert len(parse_post(_bundle(parts), FHIR, max_events=4).envelopes) == 4
     with pytest.raises(BadNotification) as info:
         parse_post(_bundle(parts), FHIR, max_events=3)

@@ -84,7 +84,6 @@ def test_the_worker_compiles_and_loads_once_before_its_pool_forks() -> None:
     FHIR model of the referral imported, and not one connection opened (the children must not share
     a socket). In a fresh interpreter, as a worker starts."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMR_")}
-    probe = subprocess.run([sys.executable, "-c", WARM_UP_PROBE], capture_output=True, text=True, env=env,
-                           timeout=120)
+    probe = subprocess.run([sys.executable, "-c", WARM_UP_PROBE], capture_output=True, text=True, env=env, timeout=120)
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert probe.stdout.split() == ["True", "True"]

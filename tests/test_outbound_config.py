@@ -26,18 +26,39 @@ from tests.test_config_cli import run
 TOKEN = "x" * 24
 
 
-@pytest.mark.parametrize(("settings", "named"), [
-    ({"fhir_base_url": "http://fhir.example.se/fhir", "fhir_auth": "bearer", "fhir_token": TOKEN},
-     "MMR_FHIR_BASE_URL"),
-    ({"fhir_base_url": "http://10.1.2.3:8080/fhir", "fhir_auth": "bearer", "fhir_token": TOKEN},
-     "MMR_FHIR_BASE_URL"),
-    ({"fhir_base_url": "https://fhir.example.se/fhir", "fhir_auth": "client-credentials",
-      "oauth_token_url": "http://idp.example.se/token", "oauth_client_id": "mmr", "oauth_client_secret": TOKEN},
-     "MMR_OAUTH_TOKEN_URL"),
-    ({"fhir_base_url": "http://fhir.example.se/fhir", "fhir_auth": "client-credentials",
-      "oauth_token_url": "https://idp.example.se/token", "oauth_client_id": "mmr", "oauth_client_secret": TOKEN},
-     "MMR_FHIR_BASE_URL"),
-])
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        (
+            {"fhir_base_url": "http://fhir.example.se/fhir", "fhir_auth": "bearer", "fhir_token": TOKEN},
+            "MMR_FHIR_BASE_URL",
+        ),
+        (
+            {"fhir_base_url": "http://10.1.2.3:8080/fhir", "fhir_auth": "bearer", "fhir_token": TOKEN},
+            "MMR_FHIR_BASE_URL",
+        ),
+        (
+            {
+                "fhir_base_url": "https://fhir.example.se/fhir",
+                "fhir_auth": "client-credentials",
+                "oauth_token_url": "http://idp.example.se/token",
+                "oauth_client_id": "mmr",
+                "oauth_client_secret": TOKEN,
+            },
+            "MMR_OAUTH_TOKEN_URL",
+        ),
+        (
+            {
+                "fhir_base_url": "http://fhir.example.se/fhir",
+                "fhir_auth": "client-credentials",
+                "oauth_token_url": "https://idp.example.se/token",
+                "oauth_client_id": "mmr",
+                "oauth_client_secret": TOKEN,
+            },
+            "MMR_FHIR_BASE_URL",
+        ),
+    ],
+)
 def test_credentials_over_plain_http_to_another_host_are_refused(settings: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(**settings)
@@ -46,8 +67,10 @@ def test_credentials_over_plain_http_to_another_host_are_refused(settings: dict[
     load_settings(**settings, allow_insecure_http=True)  # explicitly allowed
 
 
-@pytest.mark.parametrize("base", ["http://127.0.0.1:8080/fhir", "http://127.9.9.9/fhir", "http://[::1]:8080/fhir",
-                                  "http://localhost:8080/fhir"])
+@pytest.mark.parametrize(
+    "base",
+    ["http://127.0.0.1:8080/fhir", "http://127.9.9.9/fhir", "http://[::1]:8080/fhir", "http://localhost:8080/fhir"],
+)
 def test_loopback_and_https_and_no_credentials_are_fine(base: str) -> None:
     load_settings(fhir_base_url=base, fhir_auth="bearer", fhir_token=TOKEN)
     load_settings(fhir_base_url="https://fhir.example.se/fhir", fhir_auth="bearer", fhir_token=TOKEN)
@@ -55,8 +78,10 @@ def test_loopback_and_https_and_no_credentials_are_fine(base: str) -> None:
 
 
 def test_the_cli_says_so_in_one_line() -> None:
-    result = run("worker", env={"MMR_FHIR_BASE_URL": "http://fhir.example.se/fhir", "MMR_FHIR_AUTH": "bearer",
-                                "MMR_FHIR_TOKEN": TOKEN})
+    result = run(
+        "worker",
+        env={"MMR_FHIR_BASE_URL": "http://fhir.example.se/fhir", "MMR_FHIR_AUTH": "bearer", "MMR_FHIR_TOKEN": TOKEN},
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "MMR_FHIR_BASE_URL" in lines[0], result.stderr
 
@@ -77,12 +102,40 @@ def private_https(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=MMR test CA",
-             cwd=tmp_path)
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=MMR test CA",
+        cwd=tmp_path,
+    )
     _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=tmp_path)
     (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=tmp_path)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        cwd=tmp_path,
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -106,8 +159,9 @@ def private_https(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server.shutdown()
 
 
-def test_https_trusts_a_private_ca_given_as_ssl_cert_file(private_https: tuple[str, Path],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_https_trusts_a_private_ca_given_as_ssl_cert_file(
+    private_https: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     base, ca = private_https
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)

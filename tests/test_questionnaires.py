@@ -44,9 +44,16 @@ def with_forms(now: datetime = NOW, **moments: list[str]) -> Context:
 
 
 def nrs_answer(canonical: str, qid: str = "nrs1", authored: str = "2026-03-03T10:00:00+01:00") -> dict[str, Any]:
-    return {"resourceType": "QuestionnaireResponse", "id": qid, "meta": {"versionId": "1"}, "status": "completed",
-            "questionnaire": canonical, "basedOn": [{"reference": "ServiceRequest/sr1"}],
-            "subject": {"reference": "Patient/p1"}, "authored": authored}
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "id": qid,
+        "meta": {"versionId": "1"},
+        "status": "completed",
+        "questionnaire": canonical,
+        "basedOn": [{"reference": "ServiceRequest/sr1"}],
+        "subject": {"reference": "Patient/p1"},
+        "authored": authored,
+    }
 
 
 def test_the_defaults_are_the_projects_own_forms() -> None:
@@ -100,8 +107,11 @@ def test_without_the_criteria_form_the_review_asks_the_others_and_does_not_wait(
     assert review(asked)["status"] != "on-hold"
     assert any("questionnaire-request" in k for k in messages(asked))
     again, _ = run(asked, sr_event(asked), ctx)
-    assert not [w for w in again.writes if w.resource.get("resourceType") == "Task"
-                and "nrs-fore" in str(w.resource.get("identifier"))]  # asked once
+    assert not [
+        w
+        for w in again.writes
+        if w.resource.get("resourceType") == "Task" and "nrs-fore" in str(w.resource.get("identifier"))
+    ]  # asked once
 
 
 def test_an_unanswered_register_form_fails_at_its_due_date_on_its_timer() -> None:

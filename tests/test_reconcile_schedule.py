@@ -24,8 +24,9 @@ from adapter.pipeline.worker import RECONCILE_BUSY_RETRIES, RECONCILE_BUSY_WAIT,
 from tests.conftest import PrivateRedis, wait_for
 
 
-def completions(interval: float, duration: float, killed: set[int], boot: float = 0.0,
-                ticks: int = 60) -> tuple[list[float], int]:
+def completions(
+    interval: float, duration: float, killed: set[int], boot: float = 0.0, ticks: int = 60
+) -> tuple[list[float], int]:
     """When runs complete, and how many started, as beat ticks every half interval and one worker takes
     them. A killed run dies just before it would have completed: its lock lapses a lock lifetime later
     (the watchdog that extended it died with it), and the worker takes ticks again ``boot`` seconds later."""
@@ -51,10 +52,15 @@ def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in pairwise(times)]
 
 
-@given(interval=st.sampled_from([10.0, 30.0, 60.0, 300.0]), share=st.floats(0.01, 0.2),
-       boot=st.floats(0.0, 5.0), killed=st.sets(st.integers(2, 20), max_size=3))
+@given(
+    interval=st.sampled_from([10.0, 30.0, 60.0, 300.0]),
+    share=st.floats(0.01, 0.2),
+    boot=st.floats(0.0, 5.0),
+    killed=st.sets(st.integers(2, 20), max_size=3),
+)
 def test_completed_reconciliations_stay_within_two_intervals_when_runs_are_killed(
-        interval: float, share: float, boot: float, killed: set[int]) -> None:
+    interval: float, share: float, boot: float, killed: set[int]
+) -> None:
     killed = {k for k in killed if k - 1 not in killed}  # never two in a row: each kill is its own fault
     done, _ = completions(interval, interval * share, killed, boot)
     assert max(gaps(done)) <= 2 * interval
@@ -90,10 +96,17 @@ def test_a_run_longer_than_the_locks_lifetime_keeps_the_lock(private_redis: Priv
 def test_a_killed_runs_lock_lapses_within_its_lifetime(private_redis: PrivateRedis) -> None:
     st_ = State(redis.Redis.from_url(private_redis.url, decode_responses=True))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import redis, sys, time\n"
-         "from adapter.pipeline.state import State\n"
-         f"with State(redis.Redis.from_url({private_redis.url!r})).reconciling(ttl=1.0):\n"
-         "    print('held', flush=True); time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import redis, sys, time\n"
+            "from adapter.pipeline.state import State\n"
+            f"with State(redis.Redis.from_url({private_redis.url!r})).reconciling(ttl=1.0):\n"
+            "    print('held', flush=True); time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         time.sleep(1.5)  # past one lifetime: the watchdog still holds it
@@ -109,6 +122,7 @@ def test_a_killed_runs_lock_lapses_within_its_lifetime(private_redis: PrivateRed
                     return True
             except LockBusy:
                 return False
+
         wait_for(free, timeout=5, interval=0.05, what="the killed run's lock to lapse")
     finally:
         holder.kill()

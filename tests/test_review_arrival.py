@@ -73,9 +73,15 @@ def test_round_robin_is_stable_per_referral_and_spreads_over_the_pool() -> None:
 
 def _open_review(n: int, owner_hsa: str) -> dict:
     c = codes()
-    return {"resourceType": "Task", "id": f"other-{n}", "meta": {"versionId": "1"}, "status": "in-progress",
-            "code": c.concept("task-type", "referral-review"), "focus": {"reference": f"ServiceRequest/other-{n}"},
-            "owner": {"reference": f"PractitionerRole/{owner_hsa}"}}
+    return {
+        "resourceType": "Task",
+        "id": f"other-{n}",
+        "meta": {"versionId": "1"},
+        "status": "in-progress",
+        "code": c.concept("task-type", "referral-review"),
+        "focus": {"reference": f"ServiceRequest/other-{n}"},
+        "owner": {"reference": f"PractitionerRole/{owner_hsa}"},
+    }
 
 
 def test_least_open_picks_the_reviewer_with_fewest_open_reviews() -> None:
@@ -117,8 +123,9 @@ def test_assignment_by_hand_is_recognised() -> None:
 
 
 def test_other_referrals_are_ignored_with_a_note() -> None:
-    not_mmr = service_request(category=[{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}],
-                              code={"text": "något annat"})
+    not_mmr = service_request(
+        category=[{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}], code={"text": "något annat"}
+    )
     plan = decide(referral(not_mmr), sr_event(referral(not_mmr)), ctx())
     assert not plan.writes and any("not an MMR referral" in n for n in plan.notes)
     elsewhere = service_request(performer=[{"reference": "Organization/SE-OTHER"}])

@@ -43,17 +43,20 @@ def test_a_complete_referral_passes_every_rule() -> None:
     assert missing_ids(referral()) == []
 
 
-@pytest.mark.parametrize(("rule", "breaks"), [
-    ("patient", lambda s: add(s, {**patient(), "identifier": []})),
-    ("consent", lambda s: add(s, consent(status="inactive"))),
-    ("consent", lambda s: add(s, consent(clinic="SE2321000255-SMH1"))),
-    ("patient-informed", lambda s: add(s, consent(verified=False))),
-    ("diagnosis", lambda s: update_resource(s, s.service_request, reasonCode=None)),
-    ("pain-history", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][1:])),
-    ("work-situation", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][::2])),
-    ("current-treatment", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][:2])),
-    ("referrer-contact", lambda s: add(s, {**referrer(), "telecom": []})),
-])
+@pytest.mark.parametrize(
+    ("rule", "breaks"),
+    [
+        ("patient", lambda s: add(s, {**patient(), "identifier": []})),
+        ("consent", lambda s: add(s, consent(status="inactive"))),
+        ("consent", lambda s: add(s, consent(clinic="SE2321000255-SMH1"))),
+        ("patient-informed", lambda s: add(s, consent(verified=False))),
+        ("diagnosis", lambda s: update_resource(s, s.service_request, reasonCode=None)),
+        ("pain-history", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][1:])),
+        ("work-situation", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][::2])),
+        ("current-treatment", lambda s: update_resource(s, s.service_request, note=s.service_request["note"][:2])),
+        ("referrer-contact", lambda s: add(s, {**referrer(), "telecom": []})),
+    ],
+)
 def test_each_rule_detects_what_is_missing(rule: str, breaks) -> None:  # type: ignore[no-untyped-def]
     ids = missing_ids(breaks(referral()))
     assert rule in ids
@@ -61,8 +64,9 @@ def test_each_rule_detects_what_is_missing(rule: str, breaks) -> None:  # type: 
 
 
 def test_patient_informed_may_also_be_an_extension_on_the_referral() -> None:
-    sr = service_request(extension=[{"url": f"{base()}/StructureDefinition/mmr-patient-informed",
-                                     "valueBoolean": True}])
+    sr = service_request(
+        extension=[{"url": f"{base()}/StructureDefinition/mmr-patient-informed", "valueBoolean": True}]
+    )
     assert missing_ids(add(referral(sr), consent(verified=False))) == []
 
 
@@ -100,8 +104,9 @@ def test_profile_errors_of_the_referral_are_missing_items(case: str) -> None:
     ids = missing_ids(state)
     assert ids and all(i.startswith("profile:ServiceRequest") for i in ids)  # no other rule catches it
     labels = [r.sv for r in missing(state, performer_clinic(state), NOW)[0]]
-    assert any(diagnostics in label and label.startswith("Remissen uppfyller inte profilen mmr-referral: ")
-               for label in labels), labels
+    assert any(
+        diagnostics in label and label.startswith("Remissen uppfyller inte profilen mmr-referral: ") for label in labels
+    ), labels
 
 
 def test_a_conformant_referral_has_no_profile_errors() -> None:
@@ -117,11 +122,16 @@ def test_a_referral_breaking_the_profile_gets_a_kom_with_the_precise_issues(case
     task = review(after)
     assert task["status"] == "on-hold" and code(task["businessStatus"]) == "awaiting-supplement"
     assert list(messages(after)) == ["R-1-KOM-referrer-1"]
-    items = [line[2:] for line in messages(after)["R-1-KOM-referrer-1"]["payload"][0]["contentString"].splitlines()
-             if line.startswith("- ")]
+    items = [
+        line[2:]
+        for line in messages(after)["R-1-KOM-referrer-1"]["payload"][0]["contentString"].splitlines()
+        if line.startswith("- ")
+    ]
     assert items and all(i.startswith("Remissen uppfyller inte profilen mmr-referral: ServiceRequest") for i in items)
-    assert any(diagnostics in i and "(profile https://mmr-adapter.se/fhir/StructureDefinition/mmr-referral)" in i
-               for i in items), items
+    assert any(
+        diagnostics in i and "(profile https://mmr-adapter.se/fhir/StructureDefinition/mmr-referral)" in i
+        for i in items
+    ), items
     assert "recommendation" not in output_codes(task)
     assert any("KOM round 1 for profile:ServiceRequest" in n for n in plan.notes)  # a path, never a value
     assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
@@ -134,10 +144,15 @@ def test_a_referral_breaking_the_profile_gets_a_kom_with_the_precise_issues(case
 
 def test_profile_issues_in_english() -> None:
     state = referral(service_request(code=WRONG_CODE))
-    kom = next(w.resource for w in decide(state, sr_event(state), ctx(language="en")).writes
-               if w.resource["resourceType"] == "Communication")
-    assert "- The referral does not conform to the mmr-referral profile: ServiceRequest.code: must match pattern" \
+    kom = next(
+        w.resource
+        for w in decide(state, sr_event(state), ctx(language="en")).writes
+        if w.resource["resourceType"] == "Communication"
+    )
+    assert (
+        "- The referral does not conform to the mmr-referral profile: ServiceRequest.code: must match pattern"
         in kom["payload"][0]["contentString"]
+    )
 
 
 def test_a_conformant_referral_gets_no_kom() -> None:
@@ -171,8 +186,9 @@ def test_incomplete_referral_gets_one_kom_listing_exactly_what_is_missing() -> N
     expected = ["consent", "patient-informed", "pain-history", "work-situation", "current-treatment"]
     assert [line[2:] for line in text.splitlines() if line.startswith("- ")] == [labels[i] for i in expected]
     assert [t.name for t in plan.timers] == ["review-overdue", "supplement-reminder"]
-    assert next(t.due for t in plan.timers if t.name == "supplement-reminder") == \
-        datetime(2026, 3, 9, 9, 30, tzinfo=STHLM)  # 5 working days
+    assert next(t.due for t in plan.timers if t.name == "supplement-reminder") == datetime(
+        2026, 3, 9, 9, 30, tzinfo=STHLM
+    )  # 5 working days
     assert "recommendation" not in output_codes(task)
     assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
 
@@ -190,9 +206,14 @@ def test_kom_in_english() -> None:
 def test_a_reply_to_the_kom_resumes_the_review_and_is_recorded() -> None:
     _, _, after = _incomplete()
     kom = messages(after)["R-1-KOM-referrer-1"]
-    reply = {"resourceType": "Communication", "id": "reply1", "meta": {"versionId": "1"}, "status": "completed",
-             "inResponseTo": [{"reference": f"Communication/{kom['id']}"}],
-             "payload": [{"contentString": "Samtycke inhämtat, se journal."}]}
+    reply = {
+        "resourceType": "Communication",
+        "id": "reply1",
+        "meta": {"versionId": "1"},
+        "status": "completed",
+        "inResponseTo": [{"reference": f"Communication/{kom['id']}"}],
+        "payload": [{"contentString": "Samtycke inhämtat, se journal."}],
+    }
     with_reply = add(after, reply)
     event = resource_event(reply)
     plan, resumed = run(with_reply, event, ctx())
@@ -202,8 +223,9 @@ def test_a_reply_to_the_kom_resumes_the_review_and_is_recorded() -> None:
     assert output_codes(task)["recommendation"] == "MMRpv"  # the rest of the review ran in the same plan
     assert_replay_plans_nothing(with_reply, plan, resumed, event, ctx())
     # Later events no longer load the reply: the recorded input keeps the review going.
-    without = type(resumed)(resumed.service_request,
-                            {k: v for k, v in resumed.resources.items() if k != "Communication/reply1"})
+    without = type(resumed)(
+        resumed.service_request, {k: v for k, v in resumed.resources.items() if k != "Communication/reply1"}
+    )
     assert not decide(without, sr_event(without), ctx()).writes
 
 
@@ -255,20 +277,30 @@ def test_no_kom_when_the_referrer_cannot_be_reached() -> None:
 
 def test_without_consent_the_record_is_not_read() -> None:
     """A severe psychiatric diagnosis in a referenced Condition counts only under Consent."""
-    condition = {"resourceType": "Condition", "id": "cond1", "meta": {"versionId": "1"},
-                 "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-se", "code": "F31.1"}]}}
+    condition = {
+        "resourceType": "Condition",
+        "id": "cond1",
+        "meta": {"versionId": "1"},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-se", "code": "F31.1"}]},
+    }
     sr = service_request(extension=ALL_MET, reasonReference=[{"reference": "Condition/cond1"}])
     from adapter.workflow.review.criteria import evaluate
 
     with_consent = referral(sr, condition)
     assert evaluate(with_consent, NOW).result("limited-psychiatric-comorbidity") == "not-met"
-    no_consent = type(with_consent)(sr, {k: v for k, v in with_consent.resources.items()
-                                         if not k.startswith("Consent/")})
+    no_consent = type(with_consent)(
+        sr, {k: v for k, v in with_consent.resources.items() if not k.startswith("Consent/")}
+    )
     assert evaluate(no_consent, NOW).result("limited-psychiatric-comorbidity") == "met"
 
 
 def test_the_reply_counts_only_for_this_kom() -> None:
     _, _, after = _incomplete()
-    stray = {"resourceType": "Communication", "id": "stray", "meta": {"versionId": "1"}, "status": "completed",
-             "inResponseTo": [{"reference": "Communication/other"}]}
+    stray = {
+        "resourceType": "Communication",
+        "id": "stray",
+        "meta": {"versionId": "1"},
+        "status": "completed",
+        "inResponseTo": [{"reference": "Communication/other"}],
+    }
     assert not decide(add(after, stray), resource_event(stray), ctx()).writes

@@ -29,9 +29,14 @@ LATER = ctx(datetime(2026, 3, 9, 10, tzinfo=STHLM))
 
 
 def ours(state: Referral) -> list[dict]:  # type: ignore[type-arg]
-    return [r for r in state.all("Task") + state.all("Communication")
-            if any(str(i.get("system", "")).startswith("https://mmr-adapter.se/fhir/identifier/")
-                   for i in r.get("identifier") or ())]
+    return [
+        r
+        for r in state.all("Task") + state.all("Communication")
+        if any(
+            str(i.get("system", "")).startswith("https://mmr-adapter.se/fhir/identifier/")
+            for i in r.get("identifier") or ()
+        )
+    ]
 
 
 def errors(state: Referral) -> dict[str, list[str]]:
@@ -39,8 +44,9 @@ def errors(state: Referral) -> dict[str, list[str]]:
     for resource in ours(state):
         outcome = validate_resource(resource)
         if has_errors(outcome):
-            found[resource["identifier"][0]["value"]] = [i["diagnostics"] for i in outcome["issue"]
-                                                         if i["severity"] in ("error", "fatal")]
+            found[resource["identifier"][0]["value"]] = [
+                i["diagnostics"] for i in outcome["issue"] if i["severity"] in ("error", "fatal")
+            ]
     return found
 
 
@@ -57,8 +63,11 @@ def test_every_path_writes_conformant_tasks_and_communications() -> None:
     states.append(run(revoked, sr_event(revoked), ctx())[1])
     incomplete = referral(service_request(note=[]))
     _, kom = run(incomplete, sr_event(incomplete), ctx())
-    states += [kom, run(kom, timer_event(kom, "supplement-reminder"), LATER)[1],
-               run(kom, timer_event(kom, "review-overdue"), LATER)[1]]
+    states += [
+        kom,
+        run(kom, timer_event(kom, "supplement-reminder"), LATER)[1],
+        run(kom, timer_event(kom, "review-overdue"), LATER)[1],
+    ]
     assert sum(len(ours(s)) for s in states) > 20
     for s in states:
         assert errors(s) == {}

@@ -32,20 +32,23 @@ def with_answers(**changes: str) -> dict[str, str]:
 # ---------------------------------------------------------------- from the patient's answers
 
 
-@pytest.mark.parametrize(("criterion", "answers", "expected"), [
-    ("stable-diagnosis", with_answers(), "met"),
-    ("stable-diagnosis", with_answers(**{"utredning-pagar": "ja"}), "not-met"),
-    ("stable-diagnosis", with_answers(**{"diagnos-besked": "osaker"}), "unknown"),
-    ("limited-psychiatric-comorbidity", with_answers(), "met"),
-    ("limited-psychiatric-comorbidity", with_answers(**{"psykiatri-kontakt": "ja"}), "not-met"),
-    ("limited-psychiatric-comorbidity", with_answers(beroende="vill-ej-svara"), "unknown"),
-    ("work-status", with_answers(), "met"),
-    ("work-status", with_answers(sysselsattning="sjukskriven-heltid"), "not-met"),
-    ("work-status", with_answers(sysselsattning="studerar"), "unknown"),
-    ("group-treatment", with_answers(), "met"),
-    ("group-treatment", with_answers(**{"grupp-narvaro": "nej"}), "not-met"),
-    ("group-treatment", {k: v for k, v in MMRPV_ANSWERS.items() if k != "grupp-narvaro"}, "unknown"),
-])
+@pytest.mark.parametrize(
+    ("criterion", "answers", "expected"),
+    [
+        ("stable-diagnosis", with_answers(), "met"),
+        ("stable-diagnosis", with_answers(**{"utredning-pagar": "ja"}), "not-met"),
+        ("stable-diagnosis", with_answers(**{"diagnos-besked": "osaker"}), "unknown"),
+        ("limited-psychiatric-comorbidity", with_answers(), "met"),
+        ("limited-psychiatric-comorbidity", with_answers(**{"psykiatri-kontakt": "ja"}), "not-met"),
+        ("limited-psychiatric-comorbidity", with_answers(beroende="vill-ej-svara"), "unknown"),
+        ("work-status", with_answers(), "met"),
+        ("work-status", with_answers(sysselsattning="sjukskriven-heltid"), "not-met"),
+        ("work-status", with_answers(sysselsattning="studerar"), "unknown"),
+        ("group-treatment", with_answers(), "met"),
+        ("group-treatment", with_answers(**{"grupp-narvaro": "nej"}), "not-met"),
+        ("group-treatment", {k: v for k, v in MMRPV_ANSWERS.items() if k != "grupp-narvaro"}, "unknown"),
+    ],
+)
 def test_each_criterion_from_the_questionnaire(criterion: str, answers: dict[str, str], expected: str) -> None:
     assert result(answers, criterion) == expected
 
@@ -53,8 +56,9 @@ def test_each_criterion_from_the_questionnaire(criterion: str, answers: dict[str
 def test_evidence_names_the_answers_and_the_response() -> None:
     state = add(referral(), response(with_answers(sysselsattning="sjukskriven-heltid")))
     finding = next(f for f in evaluate(state, NOW).findings if f.criterion == "work-status")
-    assert [(e.element, e.value, e.verdict, e.source) for e in finding.evidence] == \
-        [("sysselsattning", "sjukskriven-heltid", "not-met", "QuestionnaireResponse/qr1")]
+    assert [(e.element, e.value, e.verdict, e.source) for e in finding.evidence] == [
+        ("sysselsattning", "sjukskriven-heltid", "not-met", "QuestionnaireResponse/qr1")
+    ]
     assert finding.text() == "sysselsattning = sjukskriven-heltid: Ej uppfyllt (QuestionnaireResponse/qr1)"
     assert "Not met" in finding.text("en")
 
@@ -85,8 +89,9 @@ def test_the_referrers_assessment(verdict: str) -> None:
     assert found.findings[0].evidence[0].source == "ServiceRequest/sr1"
 
 
-@pytest.mark.parametrize(("icd", "expected"), [("F31.1", "not-met"), ("F322", "not-met"), ("F32.1", "met"),
-                                               ("M54.5", "met")])
+@pytest.mark.parametrize(
+    ("icd", "expected"), [("F31.1", "not-met"), ("F322", "not-met"), ("F32.1", "met"), ("M54.5", "met")]
+)
 def test_severe_psychiatric_diagnosis_in_the_reasons(icd: str, expected: str) -> None:
     sr = service_request(extension=ALL_MET, reasonCode=[{"coding": [{"system": ICD10, "code": icd}]}])
     assert evaluate(referral(sr), NOW).result("limited-psychiatric-comorbidity") == expected
@@ -100,10 +105,13 @@ def test_no_evidence_is_unknown() -> None:
 
 def test_conflicting_evidence_never_gives_met() -> None:
     sr = service_request(extension=ALL_MET)
-    assert result(with_answers(**{"grupp-delta": "nej"}), "group-treatment", **{"extension": sr["extension"]}) \
-        == "not-met"
-    assert result(with_answers(**{"grupp-delta": "osaker"}), "group-treatment", **{"extension": sr["extension"]}) \
+    assert (
+        result(with_answers(**{"grupp-delta": "nej"}), "group-treatment", **{"extension": sr["extension"]}) == "not-met"
+    )
+    assert (
+        result(with_answers(**{"grupp-delta": "osaker"}), "group-treatment", **{"extension": sr["extension"]})
         == "unknown"
+    )
 
 
 # ---------------------------------------------------------------- recommendation
@@ -131,6 +139,9 @@ def test_questionnaire_map_agrees_with_our_configuration() -> None:
     """profiles/questionnaire-criteria.yaml is read as owned by profiles/ and covers all four criteria."""
     mapping = questionnaire_map()
     assert set(mapping["criteria"]) == set(CRITERIA)
-    assert f"{mapping['questionnaire']}|{mapping['version']}" == load("criteria")["questionnaire"]["canonical"] \
+    assert (
+        f"{mapping['questionnaire']}|{mapping['version']}"
+        == load("criteria")["questionnaire"]["canonical"]
         == CANONICAL
+    )
     assert set(load("criteria")["criteria"]) == set(CRITERIA)

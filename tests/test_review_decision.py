@@ -125,7 +125,8 @@ def test_english_texts() -> None:
     state = referral(service_request(extension=ALL_MET))
     _, after = run(state, sr_event(state), ctx(auto_decide=True, language="en"))
     assert messages(after)["R-1-VID-referrer-review"]["payload"][0]["contentString"].startswith(
-        "Referral R-1 has arrived")
+        "Referral R-1 has arrived"
+    )
 
 
 def test_the_open_questionnaire_is_cancelled_when_the_reviewer_decides() -> None:
@@ -138,8 +139,9 @@ def test_the_open_questionnaire_is_cancelled_when_the_reviewer_decides() -> None
 
 def test_rejection_sends_avv_with_the_reason() -> None:
     after = recommended()
-    rejected = update_resource(after, review(after), status="rejected",
-                               statusReason={"text": "Ej aktuell för multimodal rehabilitering"})
+    rejected = update_resource(
+        after, review(after), status="rejected", statusReason={"text": "Ej aktuell för multimodal rehabilitering"}
+    )
     event = resource_event(review(rejected))
     plan, done = run(rejected, event, ctx())
     sent = messages(done)
@@ -189,7 +191,12 @@ def test_revocation_before_arrival_and_after_rejection() -> None:
 def test_a_decision_with_an_unknown_level_is_not_acted_on() -> None:
     after = recommended()
     c = codes()
-    bad = [*review(after)["output"], {"type": c.concept("task-parameter", "decision"),
-                                      "valueCodeableConcept": {"coding": [{"system": "x", "code": "MMRxx"}]}}]
+    bad = [
+        *review(after)["output"],
+        {
+            "type": c.concept("task-parameter", "decision"),
+            "valueCodeableConcept": {"coding": [{"system": "x", "code": "MMRxx"}]},
+        },
+    ]
     odd = update_resource(after, review(after), output=bad)
     assert not decide(odd, resource_event(review(odd)), ctx()).writes

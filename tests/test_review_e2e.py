@@ -82,8 +82,10 @@ def test_mmrsv_path_books_at_the_clinic_with_bek(stack: Stack, fhir: FhirClient)
 def test_a_decision_against_the_recommendation_is_recorded(stack: Stack, fhir: FhirClient) -> None:
     sr = referral_on_server(fhir)
     decide(fhir, review_in(fhir, sr, "recommended"), "MMRsv")
-    review = wait_for(lambda: (r := tasks(fhir, sr)["referral-review"])["status"] == "completed" and r,
-                      what="the adapter to act on the decision")
+    review = wait_for(
+        lambda: (r := tasks(fhir, sr)["referral-review"])["status"] == "completed" and r,
+        what="the adapter to act on the decision",
+    )
     assert outputs(review)["recommendation"] == "MMRpv" and outputs(review)["decision"] == "MMRsv"
     assert "avviker" in outputs(review)["deviation"]
 
@@ -103,26 +105,43 @@ def test_incomplete_referral_kom_then_supplement_resumes_the_review(stack: Stack
     review_in(fhir, sr, "forwarded")
 
 
-def test_questionnaire_path_task_for_the_patient_then_answer_then_recommendation(stack: Stack,
-                                                                                  fhir: FhirClient) -> None:
+def test_questionnaire_path_task_for_the_patient_then_answer_then_recommendation(
+    stack: Stack, fhir: FhirClient
+) -> None:
     sr = referral_on_server(fhir, extension=[])  # the referral says nothing about the criteria
     review_in(fhir, sr, "awaiting-patient")
     qtask = wait_for(lambda: tasks(fhir, sr).get("complete-questionnaire"), what="the questionnaire Task")
     assert qtask["owner"] == qtask["for"] == sr["subject"]
     canonical = qtask["input"][0]["valueCanonical"]
     assert canonical.startswith("https://mmr-adapter.se/fhir/Questionnaire/mmr-intake")
-    answers = {"diagnos-besked": "ja", "utredning-pagar": "nej", "behandling-planerad": "nej",
-               "psykiatri-kontakt": "nej", "psykisk-paverkan": "lite", "beroende": "nej",
-               "sysselsattning": "sjukskriven-deltid", "grupp-delta": "ja", "grupp-narvaro": "ja"}
-    fhir.create({"resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": canonical,
-                 "basedOn": [qtask["focus"]], "subject": sr["subject"],
-                 "authored": datetime.now(STHLM).isoformat(),
-                 "item": [{"linkId": k, "answer": [{"valueCoding": {"code": v}}]} for k, v in answers.items()]})
+    answers = {
+        "diagnos-besked": "ja",
+        "utredning-pagar": "nej",
+        "behandling-planerad": "nej",
+        "psykiatri-kontakt": "nej",
+        "psykisk-paverkan": "lite",
+        "beroende": "nej",
+        "sysselsattning": "sjukskriven-deltid",
+        "grupp-delta": "ja",
+        "grupp-narvaro": "ja",
+    }
+    fhir.create(
+        {
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "questionnaire": canonical,
+            "basedOn": [qtask["focus"]],
+            "subject": sr["subject"],
+            "authored": datetime.now(STHLM).isoformat(),
+            "item": [{"linkId": k, "answer": [{"valueCoding": {"code": v}}]} for k, v in answers.items()],
+        }
+    )
     review = review_in(fhir, sr, "recommended")
     assert outputs(review)["recommendation"] == "MMRpv"
     done = tasks(fhir, sr)["complete-questionnaire"]
     assert done["status"] == "completed" and done["output"][0]["valueReference"]["reference"].startswith(
-        "QuestionnaireResponse/")
+        "QuestionnaireResponse/"
+    )
 
 
 def _without_sandbox_answer_pages(requests: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
@@ -138,8 +157,9 @@ def _without_answers_revinclude(client: FhirClient, state: State) -> Runner:
     return runner
 
 
-def _load_through(proxy: FaultProxy, runner: Runner,
-                  event: Event) -> tuple[Referral | None, list[tuple[str, str, bytes]]]:
+def _load_through(
+    proxy: FaultProxy, runner: Runner, event: Event
+) -> tuple[Referral | None, list[tuple[str, str, bytes]]]:
     """One load of the event's referral, and the requests it sent (found by its own X-Request-Id: the stack's
     workers use the proxy too), the sandbox's unfiltered answer pages left out."""
     request_id = f"load-{event.resource_id}-{event.kind}"
@@ -150,8 +170,9 @@ def _load_through(proxy: FaultProxy, runner: Runner,
     return loaded, _without_sandbox_answer_pages(seen) if FHIR_SERVER != "hapi" else seen
 
 
-def test_every_review_event_costs_one_read_and_at_most_one_transaction(stack: Stack, fhir: FhirClient,
-                                                                       proxy: FaultProxy) -> None:
+def test_every_review_event_costs_one_read_and_at_most_one_transaction(
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy
+) -> None:
     """Through the recording proxy, event by event (each event's requests carry its correlation id):
     one read, plus the transaction when the event writes. The read is the referral's search; where
     the server cannot revinclude the answers (the sandbox), a batch of it and the answers' search for
@@ -159,14 +180,24 @@ def test_every_review_event_costs_one_read_and_at_most_one_transaction(stack: St
     proxy.record()
     sr = referral_on_server(fhir, extension=[])
     qtask = wait_for(lambda: tasks(fhir, sr).get("complete-questionnaire"), what="the questionnaire Task")
-    fhir.create({"resourceType": "QuestionnaireResponse", "status": "completed",
-                 "questionnaire": qtask["input"][0]["valueCanonical"], "basedOn": [qtask["focus"]],
-                 "subject": sr["subject"], "authored": datetime.now(STHLM).isoformat(),
-                 "item": [{"linkId": "diagnos-besked", "answer": [{"valueCoding": {"code": "ja"}}]}]})
+    fhir.create(
+        {
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "questionnaire": qtask["input"][0]["valueCanonical"],
+            "basedOn": [qtask["focus"]],
+            "subject": sr["subject"],
+            "authored": datetime.now(STHLM).isoformat(),
+            "item": [{"linkId": "diagnos-besked", "answer": [{"valueCoding": {"code": "ja"}}]}],
+        }
+    )
     wait_for(lambda: tasks(fhir, sr)["complete-questionnaire"]["status"] == "completed", what="the answer linked")
     mentions = (f"ServiceRequest?_id={sr['id']}&".encode(),)
-    events = {rid: requests for rid, requests in proxy.by_event().items()
-              if any(m in path.encode() or m in body for m in mentions for _, path, body in requests)}
+    events = {
+        rid: requests
+        for rid, requests in proxy.by_event().items()
+        if any(m in path.encode() or m in body for m in mentions for _, path, body in requests)
+    }
     if FHIR_SERVER != "hapi":
         events = {rid: _without_sandbox_answer_pages(requests) for rid, requests in events.items()}
     kinds = {rid: request_kinds(requests) for rid, requests in events.items()}
@@ -185,25 +216,38 @@ def _overdue_counted(stack: Stack) -> int:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"{stack.api_url}/metrics", timeout=5).text
-    return sum(int(s.value) for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == "mmr_workflow_events_total" and s.labels.get("event") == "review-overdue-flagged")
+    return sum(
+        int(s.value)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "mmr_workflow_events_total" and s.labels.get("event") == "review-overdue-flagged"
+    )
 
 
 def _overdue_flags(fhir: FhirClient) -> list[str]:
     """Every overdue flag on the server (of any referral), by business identifier."""
     system = codes().system("notification-type")
     found = fhir.search("Communication", {"category": f"{system}|overdue", "_count": "100"})
-    return [i["value"] for m in found if m["resourceType"] == "Communication" for i in m.get("identifier") or ()
-            if i.get("system") == codes().identifier_system("communication")]
+    return [
+        i["value"]
+        for m in found
+        if m["resourceType"] == "Communication"
+        for i in m.get("identifier") or ()
+        if i.get("system") == codes().identifier_system("communication")
+    ]
 
 
 def _fire(stack: Stack, at: datetime) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "adapter.cli", "fire-timers", "--at", at.isoformat()],
-                          env=stack.env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "fire-timers", "--at", at.isoformat()],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-def test_due_date_across_easter_and_overdue_flagged_exactly_once(stack: Stack, fhir: FhirClient,
-                                                                 clock: State) -> None:
+def test_due_date_across_easter_and_overdue_flagged_exactly_once(stack: Stack, fhir: FhirClient, clock: State) -> None:
     maundy_thursday = datetime(2027, 3, 25, 10, 0, tzinfo=STHLM)
     clock.set_clock(maundy_thursday)
     sr = referral_on_server(fhir, extension=assessments(work_status="not-met"))
@@ -234,17 +278,17 @@ def test_due_date_across_easter_and_overdue_flagged_exactly_once(stack: Stack, f
     assert code(flag["category"][0]) == "overdue"
     # Counted in /metrics, once per new flag on the server: ours once (firing in 2027 also flags the
     # reviews earlier tests left open, so there may be more; a test of its own Redis counts elsewhere).
-    assert overdue in wait_for(lambda: _overdue_counted(stack) - counted_before
-                               == len(f := _overdue_flags(fhir)) - flags_before and f,
-                               what="every new overdue flag counted in /metrics")
+    assert overdue in wait_for(
+        lambda: _overdue_counted(stack) - counted_before == len(f := _overdue_flags(fhir)) - flags_before and f,
+        what="every new overdue flag counted in /metrics",
+    )
     assert _fire(stack, datetime(2027, 4, 2, 9, 0, tzinfo=STHLM)).returncode == 0
     assert sum(1 for k in messages(fhir, sr) if "overdue" in k) == 1
     assert _overdue_flags(fhir).count(overdue) == 1
     assert _overdue_counted(stack) - counted_before == len(_overdue_flags(fhir)) - flags_before
 
 
-def test_duplicate_and_out_of_order_notifications_change_nothing(stack: Stack, fhir: FhirClient,
-                                                                 state: State) -> None:
+def test_duplicate_and_out_of_order_notifications_change_nothing(stack: Stack, fhir: FhirClient, state: State) -> None:
     sr = referral_on_server(fhir)
     first = review_in(fhir, sr, "recommended")
     decide(fhir, first, "MMRpv")
@@ -258,15 +302,17 @@ def test_duplicate_and_out_of_order_notifications_change_nothing(stack: Stack, f
         assert stack.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
     wait_for(lambda: sum(int(v) for v in state.metrics()[0].values()) >= processed + 6, what="the replays")
     after = (tasks(fhir, sr), messages(fhir, sr))
-    assert {k: t["meta"]["versionId"] for k, t in after[0].items()} == \
-        {k: t["meta"]["versionId"] for k, t in before[0].items()}
+    assert {k: t["meta"]["versionId"] for k, t in after[0].items()} == {
+        k: t["meta"]["versionId"] for k, t in before[0].items()
+    }
     assert set(after[1]) == set(before[1])
 
 
 def test_two_referrals_processed_concurrently_do_not_disturb_each_other(stack: Stack, fhir: FhirClient) -> None:
     with ThreadPoolExecutor(2) as pool:
-        a, b = pool.map(lambda ext: referral_on_server(fhir, extension=ext),
-                        [assessments(), assessments(group_treatment="not-met")])
+        a, b = pool.map(
+            lambda ext: referral_on_server(fhir, extension=ext), [assessments(), assessments(group_treatment="not-met")]
+        )
     ra, rb = review_in(fhir, a, "recommended"), review_in(fhir, b, "recommended")
     assert outputs(ra)["recommendation"] == "MMRpv" and outputs(rb)["recommendation"] == "MMRsv"
     assert ra["focus"] == {"reference": f"ServiceRequest/{a['id']}"}
@@ -276,8 +322,10 @@ def test_two_referrals_processed_concurrently_do_not_disturb_each_other(stack: S
 def test_rejection_sends_avv_to_both(stack: Stack, fhir: FhirClient) -> None:
     sr = referral_on_server(fhir)
     review = review_in(fhir, sr, "recommended")
-    fhir.update({**review, "status": "rejected", "statusReason": {"text": "Ej aktuell för MMR"}},
-                if_match=review["meta"]["versionId"])
+    fhir.update(
+        {**review, "status": "rejected", "statusReason": {"text": "Ej aktuell för MMR"}},
+        if_match=review["meta"]["versionId"],
+    )
     sent = wait_for(lambda: (m := messages(fhir, sr)) and len(m) >= 2 and m, what="the AVV")
     assert {f"{key(sr)}-AVV-referrer-review", f"{key(sr)}-AVV-patient-review"} <= set(sent)
     assert "Ej aktuell för MMR" in sent[f"{key(sr)}-AVV-referrer-review"]["payload"][0]["contentString"]
@@ -292,16 +340,35 @@ def test_revocation_cancels_open_tasks_and_sends_avb(stack: Stack, fhir: FhirCli
     assert f"{key(sr)}-AVB-referrer-revoked" in sent
 
 
-@pytest.mark.parametrize("broken", ["no subject", "unknown performer", pytest.param("broken references", marks=(
-    pytest.mark.skipif(FHIR_SERVER == "hapi", reason="HAPI refuses a reference to a missing resource (HAPI-1094): "
-                       "such a referral cannot exist there")))])
-def test_a_malformed_referral_never_crashes_the_worker(stack: Stack, fhir: FhirClient, state: State,
-                                                        broken: str) -> None:
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "no subject",
+        "unknown performer",
+        pytest.param(
+            "broken references",
+            marks=(
+                pytest.mark.skipif(
+                    FHIR_SERVER == "hapi",
+                    reason="HAPI refuses a reference to a missing resource (HAPI-1094): "
+                    "such a referral cannot exist there",
+                )
+            ),
+        ),
+    ],
+)
+def test_a_malformed_referral_never_crashes_the_worker(
+    stack: Stack, fhir: FhirClient, state: State, broken: str
+) -> None:
     # R4 requires a subject, and the server enforces it: the worst it stores is one naming no patient.
-    overrides = {"no subject": {"subject": {"display": "Okänd patient"}},
-                 "unknown performer": {"performer": [{"display": "Okänd"}]},
-                 "broken references": {"requester": {"reference": "PractitionerRole/does-not-exist"},
-                                       "supportingInfo": [{"reference": "Consent/does-not-exist"}]}}[broken]
+    overrides = {
+        "no subject": {"subject": {"display": "Okänd patient"}},
+        "unknown performer": {"performer": [{"display": "Okänd"}]},
+        "broken references": {
+            "requester": {"reference": "PractitionerRole/does-not-exist"},
+            "supportingInfo": [{"reference": "Consent/does-not-exist"}],
+        },
+    }[broken]
     sr = referral_on_server(fhir, **overrides)
     if broken == "unknown performer":
         wait_for(lambda: state.seen((f"changed:ServiceRequest/{sr['id']}/_history/1",)), what="the event handled")
@@ -314,15 +381,23 @@ def test_a_malformed_referral_never_crashes_the_worker(stack: Stack, fhir: FhirC
 
 
 def test_a_guessed_answers_search_for_another_patient_is_never_taken_for_the_referrals(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy) -> None:  # the stack's setup installs the directory
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy
+) -> None:  # the stack's setup installs the directory
     """A server that cannot revinclude the answers (HAPI made to look like one here, or the sandbox): the
     shell guesses the answers' search from the event's patient and sends it with the referral's search.
     A notification naming another patient must cost a second read, never that patient's answers."""
     sr = referral_on_server(fhir, extension=[])
     other = referral_on_server(fhir, extension=[])
-    qr = fhir.create({"resourceType": "QuestionnaireResponse", "status": "completed", "subject": other["subject"],
-                      "questionnaire": questionnaire_canonical().split("|")[0], "basedOn": [
-                          {"reference": f"ServiceRequest/{sr['id']}"}], "authored": datetime.now(STHLM).isoformat()})
+    qr = fhir.create(
+        {
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "subject": other["subject"],
+            "questionnaire": questionnaire_canonical().split("|")[0],
+            "basedOn": [{"reference": f"ServiceRequest/{sr['id']}"}],
+            "authored": datetime.now(STHLM).isoformat(),
+        }
+    )
     with FhirClient(proxy.base_url, retries=0, headers={"Cache-Control": "no-cache"}) as through_proxy:
         runner = _without_answers_revinclude(through_proxy, State.from_url("memory://"))
         forged = {**sr, "subject": other["subject"]}
@@ -336,8 +411,7 @@ def test_a_guessed_answers_search_for_another_patient_is_never_taken_for_the_ref
         assert f"QuestionnaireResponse/{qr['id']}" not in loaded.resources
 
 
-def test_an_event_that_names_no_patient_still_costs_one_read(stack: Stack, fhir: FhirClient,
-                                                             proxy: FaultProxy) -> None:
+def test_an_event_that_names_no_patient_still_costs_one_read(stack: Stack, fhir: FhirClient, proxy: FaultProxy) -> None:
     """A timer (or an id-only ServiceRequest notification) names no patient to guess the answers' search
     from. On a server that cannot revinclude the answers, the searches the referral's last load needed
     after its first read are remembered in Redis, so another worker process sends them with the
@@ -348,8 +422,9 @@ def test_an_event_that_names_no_patient_still_costs_one_read(stack: Stack, fhir:
         first, second = (_without_answers_revinclude(through_proxy, state) for _ in range(2))  # two processes
         assert first.load(sr["id"], Event("changed", "ServiceRequest", sr["id"], "1", sr)) is not None
         remembered = state.phase_two(sr["id"])
-        assert any(url.startswith(f"QuestionnaireResponse?subject={sr['subject']['reference']}&")
-                   for url in remembered), remembered
+        assert any(
+            url.startswith(f"QuestionnaireResponse?subject={sr['subject']['reference']}&") for url in remembered
+        ), remembered
         loaded, seen = _load_through(proxy, second, Event("timer", "ServiceRequest", sr["id"], timer="overdue"))
     assert loaded is not None
     assert request_kinds(seen) == ["read"], seen

@@ -23,16 +23,27 @@ def test_where_the_server_revincludes_answers_only_those_linked_by_output_alone_
     _, waiting = asked()
     sr = waiting.service_request
     assert follow_up_queries(sr, dict(waiting.resources), answers_loaded=True) == []
-    linked = update_resource(waiting, task(waiting, QTASK), output=[
-        {"type": {"text": "response"}, "valueReference": {"reference": "QuestionnaireResponse/qr9"}}])
+    linked = update_resource(
+        waiting,
+        task(waiting, QTASK),
+        output=[{"type": {"text": "response"}, "valueReference": {"reference": "QuestionnaireResponse/qr9"}}],
+    )
     assert follow_up_queries(sr, dict(linked.resources), answers_loaded=True) == ["QuestionnaireResponse?_id=qr9"]
     assert "QuestionnaireResponse?subject" in follow_up_queries(sr, dict(linked.resources))[0]
 
 
 def test_phase_one_asks_for_the_answers_only_of_a_server_that_declares_it_revincludes_them() -> None:
     def capability(*specs: str) -> dict[str, object]:
-        return {"rest": [{"resource": [{"type": "ServiceRequest", "searchRevInclude": list(specs)},
-                                       {"type": "Task", "searchRevInclude": ["QuestionnaireResponse:based-on"]}]}]}
+        return {
+            "rest": [
+                {
+                    "resource": [
+                        {"type": "ServiceRequest", "searchRevInclude": list(specs)},
+                        {"type": "Task", "searchRevInclude": ["QuestionnaireResponse:based-on"]},
+                    ]
+                }
+            ]
+        }
 
     hapi = ServerSearch.of(capability("Task:focus", "QuestionnaireResponse:based-on"))
     sandbox = ServerSearch.of(capability("Task:focus"))
@@ -76,8 +87,18 @@ def test_the_answers_search_is_guessed_from_the_events_patient_only_where_phase_
     assert guessed_queries(arrival, ServerSearch(answers=True)) == []  # HAPI brings them with phase one
     task_event = Event("changed", "Task", "t1", "1", {"resourceType": "Task", "for": {"reference": "Patient/p1"}})
     assert guessed_queries(task_event) == [answers]
-    assert guessed_queries(Event("changed", "Appointment", "a1", "1", {"resourceType": "Appointment",
-                                                                       "subject": {"reference": "Patient/p1"}})) == []
+    assert (
+        guessed_queries(
+            Event(
+                "changed",
+                "Appointment",
+                "a1",
+                "1",
+                {"resourceType": "Appointment", "subject": {"reference": "Patient/p1"}},
+            )
+        )
+        == []
+    )
     assert guessed_queries(Event("changed", "ServiceRequest", sr["id"])) == []  # id-only: nothing to guess from
     assert guessed_queries(Event("timer", "ServiceRequest", sr["id"], timer="overdue")) == []
     for odd in ({"reference": "Group/g1"}, {"reference": "Patient/p1&_count=1000"}, "Patient/p1", None):

@@ -29,8 +29,9 @@ ODD_REFERRALS: dict[str, dict[str, Any]] = {
     "subject not loaded": {"subject": {"reference": "Patient/gone"}},
     "contained subject": {"subject": {"reference": "#p"}},
     "requester not loaded": {"requester": {"reference": "PractitionerRole/gone"}},
-    "requester by identifier only": {"requester": {"identifier": {"system": "urn:oid:1.2.752.29.4.19",
-                                                                  "value": "SE-VC-1"}}},
+    "requester by identifier only": {
+        "requester": {"identifier": {"system": "urn:oid:1.2.752.29.4.19", "value": "SE-VC-1"}}
+    },
     "no requester": {"requester": None},
     "performer unknown": {"performer": [{"reference": "Organization/SE-NOBODY"}]},
     "performer garbage": {"performer": ["Organization/x", 42, None]},
@@ -42,8 +43,12 @@ ODD_REFERRALS: dict[str, dict[str, Any]] = {
     "supportingInfo broken": {"supportingInfo": [{"reference": "Consent/gone"}, "x"]},
     "extension garbage": {"extension": [{"url": 5}, "x", {"url": "u", "extension": "y"}]},
     "category garbage": {"category": "referral"},
-    "references that are not strings": {"subject": {"reference": 5}, "requester": {"reference": ["x"]},
-                                        "performer": [{"reference": 7}], "supportingInfo": [{"reference": {}}]},
+    "references that are not strings": {
+        "subject": {"reference": 5},
+        "requester": {"reference": ["x"]},
+        "performer": [{"reference": 7}],
+        "supportingInfo": [{"reference": {}}],
+    },
 }
 
 
@@ -52,8 +57,12 @@ def test_odd_referrals_do_not_raise_and_settle(case: str) -> None:
     state = referral(service_request(**ODD_REFERRALS[case]))
     plan = decide(state, sr_event(state), ctx())
     after = apply(state, plan)
-    for event in (sr_event(after), timer_event(after, "review-overdue"), timer_event(after, "supplement-reminder"),
-                  timer_event(after, "questionnaire-reminder")):
+    for event in (
+        sr_event(after),
+        timer_event(after, "review-overdue"),
+        timer_event(after, "supplement-reminder"),
+        timer_event(after, "questionnaire-reminder"),
+    ):
         assert not decide(after, event, ctx()).writes, (case, event)
 
 
@@ -86,17 +95,36 @@ def test_no_subject_is_answered_with_kom_naming_the_patient() -> None:
     assert "for" not in review(after)
 
 
-@pytest.mark.parametrize("resource", [
-    {"resourceType": "Communication", "id": "c9", "inResponseTo": "Communication/x"},
-    {"resourceType": "QuestionnaireResponse", "id": "q9", "status": "completed", "item": "x",
-     "questionnaire": "https://mmr-adapter.se/fhir/Questionnaire/mmr-intake|0.1.0",
-     "basedOn": [{"reference": "ServiceRequest/sr1"}]},
-    {"resourceType": "QuestionnaireResponse", "id": "q8", "status": "completed", "basedOn": "x",
-     "questionnaire": 7},
-    {"resourceType": "Task", "id": "t9", "focus": {"reference": "ServiceRequest/sr1"}, "code": "x", "output": 3},
-    {"resourceType": "Communication", "id": "c8", "identifier": "x", "basedOn": {"reference": "ServiceRequest/sr1"},
-     "category": "KOM", "inResponseTo": [None, "y"]},
-])
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"resourceType": "Communication", "id": "c9", "inResponseTo": "Communication/x"},
+        {
+            "resourceType": "QuestionnaireResponse",
+            "id": "q9",
+            "status": "completed",
+            "item": "x",
+            "questionnaire": "https://mmr-adapter.se/fhir/Questionnaire/mmr-intake|0.1.0",
+            "basedOn": [{"reference": "ServiceRequest/sr1"}],
+        },
+        {
+            "resourceType": "QuestionnaireResponse",
+            "id": "q8",
+            "status": "completed",
+            "basedOn": "x",
+            "questionnaire": 7,
+        },
+        {"resourceType": "Task", "id": "t9", "focus": {"reference": "ServiceRequest/sr1"}, "code": "x", "output": 3},
+        {
+            "resourceType": "Communication",
+            "id": "c8",
+            "identifier": "x",
+            "basedOn": {"reference": "ServiceRequest/sr1"},
+            "category": "KOM",
+            "inResponseTo": [None, "y"],
+        },
+    ],
+)
 def test_odd_other_resources_do_not_raise(resource: dict[str, Any]) -> None:
     state = referral()
     after = apply(state, decide(state, sr_event(state), ctx()))
@@ -104,10 +132,24 @@ def test_odd_other_resources_do_not_raise(resource: dict[str, Any]) -> None:
     decide(odd, resource_event(resource), ctx())
     decide(odd, sr_event(odd), ctx())
     # and a review Task someone filled with junk
-    junk = add(odd, {**review(odd), "output": "x", "input": 5, "owner": "y", "businessStatus": "z",
-                     "restriction": "soon", "statusReason": "w"})
-    for event in (sr_event(junk), timer_event(junk, "review-overdue"), timer_event(junk, "supplement-reminder"),
-                  timer_event(junk, "questionnaire-reminder")):
+    junk = add(
+        odd,
+        {
+            **review(odd),
+            "output": "x",
+            "input": 5,
+            "owner": "y",
+            "businessStatus": "z",
+            "restriction": "soon",
+            "statusReason": "w",
+        },
+    )
+    for event in (
+        sr_event(junk),
+        timer_event(junk, "review-overdue"),
+        timer_event(junk, "supplement-reminder"),
+        timer_event(junk, "questionnaire-reminder"),
+    ):
         decide(junk, event, ctx())
     rejected = add(odd, {**review(odd), "status": "rejected", "statusReason": "w"})
     decide(rejected, sr_event(rejected), ctx())
@@ -121,8 +163,15 @@ def test_events_for_unknown_timers_and_deletions_plan_nothing() -> None:
 
 def test_steps_run_in_the_routines_order() -> None:
     names = [s.__name__ for s in steps_for("ServiceRequest")]
-    mine = ["register_arrival", "assign_reviewer", "check_completeness", "manage_questionnaire", "recommend_level",
-            "record_decision", "forward"]
+    mine = [
+        "register_arrival",
+        "assign_reviewer",
+        "check_completeness",
+        "manage_questionnaire",
+        "recommend_level",
+        "record_decision",
+        "forward",
+    ]
     assert [n for n in names if n in mine] == mine
     assert "revoke" in names
 
@@ -135,18 +184,34 @@ def test_a_referral_with_nothing_loaded_around_it() -> None:
 
 
 _SYSTEM = codes().identifier_system("task")
-_identifier = st.fixed_dictionaries({}, optional={
-    "system": st.sampled_from([_SYSTEM, codes().identifier_system("communication"), "urn:other", None, {"x": 1}, 7]),
-    "value": st.sampled_from(["k1", "k2", None, 3, {"v": "k1"}])})
+_identifier = st.fixed_dictionaries(
+    {},
+    optional={
+        "system": st.sampled_from(
+            [_SYSTEM, codes().identifier_system("communication"), "urn:other", None, {"x": 1}, 7]
+        ),
+        "value": st.sampled_from(["k1", "k2", None, 3, {"v": "k1"}]),
+    },
+)
 
 
-@given(st.lists(st.one_of(st.lists(st.one_of(_identifier, st.just("junk")), max_size=4), _identifier, st.none(),
-                          st.just("junk")), max_size=6), st.sampled_from(["k1", "k2"]))
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(st.one_of(_identifier, st.just("junk")), max_size=4), _identifier, st.none(), st.just("junk")
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["k1", "k2"]),
+)
 def test_finding_our_resources_by_identifier_tolerates_whatever_identifiers_arrive(
-        identifiers: list[Any], value: str) -> None:
+    identifiers: list[Any], value: str
+) -> None:
     """The per-state index finds what a scan with ``own_value`` finds, however malformed the identifiers."""
-    resources = {f"Task/t{n}": {"resourceType": "Task", "id": f"t{n}", "identifier": ident}
-                 for n, ident in enumerate(identifiers)}
+    resources = {
+        f"Task/t{n}": {"resourceType": "Task", "id": f"t{n}", "identifier": ident}
+        for n, ident in enumerate(identifiers)
+    }
     state = Referral(service_request(), resources)
     scanned = next((r for r in resources.values() if own_value(r, "task") == value), None)
     assert find_own(state, "task", value) is scanned

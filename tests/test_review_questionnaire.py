@@ -47,8 +47,12 @@ def test_unknown_criteria_ask_the_patient_with_an_sdc_task() -> None:
     assert qtask["owner"] == qtask["for"] == {"reference": "Patient/p1"}
     assert qtask["focus"] == {"reference": "ServiceRequest/sr1"}
     assert qtask["partOf"] == [{"reference": f"Task/{rev['id']}"}]
-    assert qtask["input"] == [{"type": {"coding": [{"system": "http://hl7.org/fhir/uv/sdc/CodeSystem/temp",
-                                                     "code": "questionnaire"}]}, "valueCanonical": CANONICAL}]
+    assert qtask["input"] == [
+        {
+            "type": {"coding": [{"system": "http://hl7.org/fhir/uv/sdc/CodeSystem/temp", "code": "questionnaire"}]},
+            "valueCanonical": CANONICAL,
+        }
+    ]
     assert qtask["restriction"]["period"]["end"] == "2026-03-16T16:00:00+01:00"  # 10 working days
     assert rev["status"] == "on-hold" and code(rev["businessStatus"]) == "awaiting-patient"
     notice = messages(after)["R-1-questionnaire-request-patient-intake"]
@@ -139,8 +143,13 @@ def test_no_questionnaire_without_a_usable_patient() -> None:
     _, after = run(state, sr_event(state), ctx())
     kom = messages(after)["R-1-KOM-referrer-1"]
     assert "Patientens identitet" in kom["payload"][0]["contentString"]
-    reply = {"resourceType": "Communication", "id": "re", "meta": {"versionId": "1"}, "status": "completed",
-             "inResponseTo": [{"reference": f"Communication/{kom['id']}"}]}
+    reply = {
+        "resourceType": "Communication",
+        "id": "re",
+        "meta": {"versionId": "1"},
+        "status": "completed",
+        "inResponseTo": [{"reference": f"Communication/{kom['id']}"}],
+    }
     replied = add(after, reply)
     plan, resumed = run(replied, resource_event(reply), ctx())
     assert any("no usable patient" in n for n in plan.notes)

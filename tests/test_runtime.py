@@ -35,8 +35,11 @@ pytestmark = pytest.mark.e2e
 
 
 def one_review_task(fhir: FhirClient, referral_id: str, timeout: float = 20) -> dict[str, Any]:
-    tasks = wait_for(lambda: review_tasks(fhir, referral_id), timeout=timeout,
-                     what=f"the review Task of ServiceRequest/{referral_id}")
+    tasks = wait_for(
+        lambda: review_tasks(fhir, referral_id),
+        timeout=timeout,
+        what=f"the review Task of ServiceRequest/{referral_id}",
+    )
     assert len(tasks) == 1, f"expected one review Task, found {len(tasks)}"
     return tasks[0]
 
@@ -98,15 +101,23 @@ def _shapes() -> dict[str, Any]:
     def post_resource(sr: dict[str, Any], _t: Any) -> tuple[str, str, bytes]:
         return "POST", "", json.dumps(sr).encode()
 
-    return {"rest-hook PUT with payload": put_payload, "rest-hook PUT without id and versionId": put_stripped,
-            "rest-hook empty POST (ping)": ping, "R4 backport full-resource": r4_full,
-            "R4 backport id-only": r4_id_only, "R4 backport empty": r4_empty, "R4B SubscriptionStatus": r4b,
-            "R5 subscription-notification id-only": r5, "POST of a single resource": post_resource}
+    return {
+        "rest-hook PUT with payload": put_payload,
+        "rest-hook PUT without id and versionId": put_stripped,
+        "rest-hook empty POST (ping)": ping,
+        "R4 backport full-resource": r4_full,
+        "R4 backport id-only": r4_id_only,
+        "R4 backport empty": r4_empty,
+        "R4B SubscriptionStatus": r4b,
+        "R5 subscription-notification id-only": r5,
+        "POST of a single resource": post_resource,
+    }
 
 
 @pytest.mark.parametrize("shape", list(_shapes()))
-def test_each_hapi_notification_shape_leads_to_the_event_being_processed(quiet: Stack, fhir: FhirClient,
-                                                                         shape: str) -> None:
+def test_each_hapi_notification_shape_leads_to_the_event_being_processed(
+    quiet: Stack, fhir: FhirClient, shape: str
+) -> None:
     sr = new_referral(fhir)
     method, path, body = _shapes()[shape](sr, 1)
     reply = quiet.notify(method, path, body)
@@ -139,34 +150,36 @@ def test_handshake_and_heartbeat_are_acknowledged(stack: Stack, kind: str) -> No
 # ------------------------------------------------------------------ nothing doubled
 
 
-def test_the_same_notification_five_times_concurrently_has_one_effect(quiet: Stack, fhir: FhirClient,
-                                                                      state: State) -> None:
+def test_the_same_notification_five_times_concurrently_has_one_effect(
+    quiet: Stack, fhir: FhirClient, state: State
+) -> None:
     sr = new_referral(fhir)
     before = processed(state)
     with ThreadPoolExecutor(5) as pool:
-        replies = list(pool.map(lambda _: quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)),
-                                range(5)))
+        replies = list(pool.map(lambda _: quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)), range(5)))
     assert [r.status_code for r in replies] == [202] * 5
     wait_for(lambda: processed(state) >= before + 5, what="all five deliveries to be processed")
     one_review_task(fhir, sr["id"])
 
 
 def test_a_referral_whose_identifier_holds_search_syntax_delivered_five_times_at_once_gets_one_review_task(
-        quiet: Stack, fhir: FhirClient) -> None:
+    quiet: Stack, fhir: FhirClient
+) -> None:
     """HAPI parses If-None-Exist as a search URL: , is OR, | splits system and value, \\ escapes, + is a space."""
     value = f"R,1|a\\b+c&d#e-{uuid.uuid4().hex[:8]}"
     sr = new_referral(fhir, identifier=[{"system": "https://ehr.example.se/remiss", "value": value}])
     with ThreadPoolExecutor(5) as pool:
-        replies = list(pool.map(lambda _: quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)),
-                                range(5)))
+        replies = list(pool.map(lambda _: quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)), range(5)))
     assert [r.status_code for r in replies] == [202] * 5
     task = one_review_task(fhir, sr["id"])
-    assert {"system": "https://mmr-adapter.se/fhir/identifier/task", "value": f"{value}-referral-review"} \
-        in task["identifier"]
+    assert {"system": "https://mmr-adapter.se/fhir/identifier/task", "value": f"{value}-referral-review"} in task[
+        "identifier"
+    ]
 
 
 def test_a_topic_event_number_is_no_identity_two_events_with_one_number_are_both_processed(
-        quiet: Stack, fhir: FhirClient) -> None:
+    quiet: Stack, fhir: FhirClient
+) -> None:
     """HAPI's event number is an in-memory delivery counter: after a restart the same pair recurs."""
     first, second = new_referral(fhir), new_referral(fhir)
     sub = unique("sub")
@@ -177,7 +190,8 @@ def test_a_topic_event_number_is_no_identity_two_events_with_one_number_are_both
 
 
 def test_event_numbers_restarting_at_one_request_a_reconciliation_and_later_events_are_processed(
-        quiet: Stack, fhir: FhirClient, state: State) -> None:
+    quiet: Stack, fhir: FhirClient, state: State
+) -> None:
     sub = unique("sub")
     before = new_referral(fhir)
     assert quiet.notify("POST", "", r4_backport(sub, 41, f"ServiceRequest/{before['id']}")).status_code == 202
@@ -192,15 +206,17 @@ def test_event_numbers_restarting_at_one_request_a_reconciliation_and_later_even
 
 @pytest.mark.parametrize("write_lands", [True, False], ids=["killed-after-write", "killed-before-write"])
 def test_a_worker_killed_mid_event_gets_it_redelivered_and_the_effect_happens_once(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State, write_lands: bool) -> None:
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State, write_lands: bool
+) -> None:
     from adapter.pipeline.worker import PROCESS, app
 
     queue = unique("mmr-kill")
     env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_VISIBILITY_TIMEOUT="2", MMR_LOCK_TIMEOUT="3")
     with subscriptions_paused(fhir):
         sr = new_referral(fhir)
-        hold = proxy.add(Rule(transaction_about(sr["id"]), hold=threading.Event(),
-                              forward_after_hold=write_lands, times=1))
+        hold = proxy.add(
+            Rule(transaction_about(sr["id"]), hold=threading.Event(), forward_after_hold=write_lands, times=1)
+        )
         worker = start_worker(env, f"kill-{write_lands}", concurrency=1)
         envelope = Envelope("changed", "test", "ServiceRequest", sr["id"], "1", sr)
         app.send_task(PROCESS, args=[envelope.to_dict()], queue=queue)
@@ -219,19 +235,20 @@ def test_a_worker_killed_mid_event_gets_it_redelivered_and_the_effect_happens_on
 
 
 def test_an_event_past_its_time_limit_is_retried_not_acknowledged_without_effect(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State) -> None:
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State
+) -> None:
     """A FHIR server that holds a transaction longer than the task may run: the soft time limit ends
     the attempt, which counts as a failure and is retried; the event has its effect once."""
     from adapter.pipeline.worker import PROCESS, app
 
     queue = unique("mmr-limit")
     # Visibility 2 s: the soft limit is its floor, 15 s; the FHIR timeout is longer, so the limit ends it.
-    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_VISIBILITY_TIMEOUT="2", MMR_LOCK_TIMEOUT="60",
-                      MMR_FHIR_TIMEOUT="120")
+    env = adapter_env(
+        proxy.base_url, queue, stack.api_url, MMR_VISIBILITY_TIMEOUT="2", MMR_LOCK_TIMEOUT="60", MMR_FHIR_TIMEOUT="120"
+    )
     with subscriptions_paused(fhir):
         sr = new_referral(fhir)
-        hold = proxy.add(Rule(transaction_about(sr["id"]), hold=threading.Event(), forward_after_hold=False,
-                              times=1))
+        hold = proxy.add(Rule(transaction_about(sr["id"]), hold=threading.Event(), forward_after_hold=False, times=1))
         worker = start_worker(env, "limit", concurrency=1)
         try:
             envelope = Envelope("changed", "test", "ServiceRequest", sr["id"], "1", sr)
@@ -254,22 +271,32 @@ def test_an_unreadable_envelope_is_dead_lettered_not_dropped(stack: Stack, state
     try:
         marker = unique("odd")
         app.send_task(PROCESS, args=[{"kind": "changed", "unexpected": marker}], queue=queue)
-        found = wait_for(lambda: next((e for e in state.dead_letters()
-                                       if e["envelope"].get("unexpected") == marker), None),
-                         what="the unreadable envelope in the dead-letter store")
+        found = wait_for(
+            lambda: next((e for e in state.dead_letters() if e["envelope"].get("unexpected") == marker), None),
+            what="the unreadable envelope in the dead-letter store",
+        )
         assert found["reason"] == "unreadable envelope: TypeError"
         state.take_dead_letter(found["id"])
     finally:
         stop(worker)
 
 
-def test_poison_notifications_get_a_4xx_outcome_and_the_next_referral_is_processed(stack: Stack,
-                                                                                  fhir: FhirClient) -> None:
-    many = {"resourceType": "Bundle", "type": "history",
-            "entry": [{"resource": {"resourceType": "Basic", "id": f"b{i}"}} for i in range(10_000)]}
-    poison = [b"[" * 480 + b"]" * 480, b"{" * 5000, json.dumps(many).encode(),
-              json.dumps({"resourceType": 5}).encode(), json.dumps({"resourceType": "Bundle", "entry": 7}).encode(),
-              json.dumps({"resourceType": "Parameters", "parameter": "abc"}).encode()]
+def test_poison_notifications_get_a_4xx_outcome_and_the_next_referral_is_processed(
+    stack: Stack, fhir: FhirClient
+) -> None:
+    many = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "entry": [{"resource": {"resourceType": "Basic", "id": f"b{i}"}} for i in range(10_000)],
+    }
+    poison = [
+        b"[" * 480 + b"]" * 480,
+        b"{" * 5000,
+        json.dumps(many).encode(),
+        json.dumps({"resourceType": 5}).encode(),
+        json.dumps({"resourceType": "Bundle", "entry": 7}).encode(),
+        json.dumps({"resourceType": "Parameters", "parameter": "abc"}).encode(),
+    ]
     for body in poison:
         reply = stack.notify("POST", "", body)
         assert 400 <= reply.status_code < 500, (reply.status_code, body[:40])
@@ -281,8 +308,9 @@ def test_poison_notifications_get_a_4xx_outcome_and_the_next_referral_is_process
 # ------------------------------------------------------------------ failures: retried, parked, replayed
 
 
-def test_fhir_server_answering_503_for_a_while_then_recovering(quiet: Stack, fhir: FhirClient,
-                                                               proxy: FaultProxy) -> None:
+def test_fhir_server_answering_503_for_a_while_then_recovering(
+    quiet: Stack, fhir: FhirClient, proxy: FaultProxy
+) -> None:
     sr = new_referral(fhir)
     rule = proxy.add(Rule(transaction_about(sr["id"]), status=503, times=4))
     assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
@@ -291,8 +319,9 @@ def test_fhir_server_answering_503_for_a_while_then_recovering(quiet: Stack, fhi
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True, text=True, timeout=60
+    )
 
 
 def _dead_letter_for(stack: Stack, referral_id: str) -> dict[str, Any] | None:
@@ -302,8 +331,9 @@ def _dead_letter_for(stack: Stack, referral_id: str) -> dict[str, Any] | None:
 
 
 @pytest.mark.parametrize("status", [422, 503], ids=["permanent-4xx", "transient-until-attempts-run-out"])
-def test_a_failing_event_is_dead_lettered_and_replays_after_the_fix(quiet: Stack, fhir: FhirClient,
-                                                                    proxy: FaultProxy, status: int) -> None:
+def test_a_failing_event_is_dead_lettered_and_replays_after_the_fix(
+    quiet: Stack, fhir: FhirClient, proxy: FaultProxy, status: int
+) -> None:
     sr = new_referral(fhir)
     proxy.add(Rule(transaction_about(sr["id"]), status=status))
     assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
@@ -320,8 +350,7 @@ def test_a_failing_event_is_dead_lettered_and_replays_after_the_fix(quiet: Stack
     assert _dead_letter_for(quiet, sr["id"]) is None
 
 
-def test_a_version_conflict_is_planned_again_not_overwritten(quiet: Stack, fhir: FhirClient,
-                                                            proxy: FaultProxy) -> None:
+def test_a_version_conflict_is_planned_again_not_overwritten(quiet: Stack, fhir: FhirClient, proxy: FaultProxy) -> None:
     sr = new_referral(fhir)
     rule = proxy.add(Rule(transaction_about(sr["id"]), status=412, times=1))
     assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
@@ -351,8 +380,15 @@ def test_health_and_metrics(stack: Stack) -> None:
     assert health.status_code == 200 and health.json()["checks"] == {"redis": "ok", "fhir": "ok"}
     assert set(health.json()["details"]) == {"subscriptions"}  # reported, never deciding readiness
     text = httpx.get(f"{stack.api_url}/metrics").text
-    for name in ("mmr_notifications_received_total", "mmr_events_total", "mmr_queue_depth", "mmr_dead_letters",
-                 "mmr_event_processing_seconds_bucket", "mmr_notify_seconds_bucket", "mmr_timers_due"):
+    for name in (
+        "mmr_notifications_received_total",
+        "mmr_events_total",
+        "mmr_queue_depth",
+        "mmr_dead_letters",
+        "mmr_event_processing_seconds_bucket",
+        "mmr_notify_seconds_bucket",
+        "mmr_timers_due",
+    ):
         assert name in text, name
 
 
@@ -390,8 +426,9 @@ def test_the_heartbeat_age_counts_from_the_last_heartbeat_that_came_back(redis_c
 
 def test_the_worker_and_scheduler_health_checks(stack: Stack, state: State) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "adapter.cli", *args], env=stack.env, capture_output=True, text=True, timeout=60
+        )
 
     assert run("ping-worker").returncode == 0  # the stack's worker runs on this host
     stale = Timer("health-probe", "no-such-referral", datetime.now(UTC) - timedelta(hours=2))
@@ -430,7 +467,8 @@ def test_no_personnummer_or_name_reaches_a_log_line(stack: Stack, fhir: FhirClie
 
 
 def test_a_planted_personnummer_and_name_never_reach_a_log_line_even_through_retries(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State) -> None:
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy, state: State
+) -> None:
     planted = uuid.uuid4().int
     personnummer = f"19{planted % 90 + 10:02d}0{planted % 9 + 1}1{planted % 9 + 1}-{planted % 9000 + 1000}"
     name = f"Plantedname{uuid.uuid4().hex[:8]}"
@@ -474,8 +512,11 @@ def test_the_correlation_id_goes_from_the_webhook_to_the_fhir_write(quiet: Stack
     assert [r["message"] for r in accepted] == ["notification queued"]
 
     def processed_line() -> list[dict[str, Any]]:
-        return [r for r in _log_lines("worker")
-                if r.get("correlation_id") == request_id and r.get("message") == "event processed"]
+        return [
+            r
+            for r in _log_lines("worker")
+            if r.get("correlation_id") == request_id and r.get("message") == "event processed"
+        ]
 
     done = wait_for(processed_line, what="the worker's log line for the event")
     assert done[0]["outcome"] == "applied"
@@ -484,7 +525,8 @@ def test_the_correlation_id_goes_from_the_webhook_to_the_fhir_write(quiet: Stack
 
 
 def test_a_job_after_an_event_logs_under_its_own_correlation_id_not_the_events(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy) -> None:
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy
+) -> None:
     """A worker process that handled an event, then a job: the job's lines carry no trace of the event."""
     from adapter.pipeline.worker import PROCESS, SWEEP, app
 
@@ -494,20 +536,31 @@ def test_a_job_after_an_event_logs_under_its_own_correlation_id_not_the_events(
         with subscriptions_paused(fhir):
             sr = new_referral(fhir)
         request_id = unique("req")
-        app.send_task(PROCESS, args=[Envelope("changed", "test", "ServiceRequest", sr["id"],
-                                              correlation_id=request_id).to_dict()], queue=queue)
-        wait_for(lambda: [r for r in _log_lines("jobs") if r.get("correlation_id") == request_id
-                          and r.get("message") == "event processed"], what="the event's line")
+        app.send_task(
+            PROCESS,
+            args=[Envelope("changed", "test", "ServiceRequest", sr["id"], correlation_id=request_id).to_dict()],
+            queue=queue,
+        )
+        wait_for(
+            lambda: [
+                r
+                for r in _log_lines("jobs")
+                if r.get("correlation_id") == request_id and r.get("message") == "event processed"
+            ],
+            what="the event's line",
+        )
         app.send_task(SWEEP, queue=queue)
-        [line, *_] = wait_for(lambda: [r for r in _log_lines("jobs") if r.get("job") == "sweep"],
-                              what="the sweep's line")
+        [line, *_] = wait_for(
+            lambda: [r for r in _log_lines("jobs") if r.get("job") == "sweep"], what="the sweep's line"
+        )
         assert line["correlation_id"] != request_id and "event" not in line and "attempt" not in line
     finally:
         stop(worker)
 
 
 def test_a_request_id_longer_than_hapi_keeps_is_replaced_by_one_that_survives_in_meta_source(
-        quiet: Stack, fhir: FhirClient) -> None:
+    quiet: Stack, fhir: FhirClient
+) -> None:
     sr = new_referral(fhir)
     too_long = "r" * 17  # HAPI would keep 16 of these as meta.source's fragment: no longer our id
     reply = quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr), extra={"X-Request-Id": too_long})
@@ -525,10 +578,16 @@ def test_a_referral_that_is_not_ours_is_ignored_at_debug_level(quiet: Stack, fhi
     delivered_before = state.delivered_outcomes().get("ignored", 0)
     reply = quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr), extra={"X-Request-Id": request_id})
     assert reply.status_code == 202, reply.text
-    wait_for(lambda: int(state.metrics()[0].get("ignored|ServiceRequest", 0))
-             > int(events_before.get("ignored|ServiceRequest", 0)), what="the ServiceRequest to be ignored")
-    wait_for(lambda: state.delivered_outcomes().get("ignored", 0) > delivered_before,
-             what="the accepted event's own outcome")
+    wait_for(
+        lambda: (
+            int(state.metrics()[0].get("ignored|ServiceRequest", 0))
+            > int(events_before.get("ignored|ServiceRequest", 0))
+        ),
+        what="the ServiceRequest to be ignored",
+    )
+    wait_for(
+        lambda: state.delivered_outcomes().get("ignored", 0) > delivered_before, what="the accepted event's own outcome"
+    )
     assert state.seen(Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"]).dedup_keys)
     worker_lines = [r for r in _log_lines("worker") if r.get("correlation_id") == request_id]
     assert [r for r in worker_lines if r.get("level") not in ("debug",)] == []  # the stack logs at info: silent
@@ -539,21 +598,32 @@ def test_a_referral_that_is_not_ours_is_ignored_at_debug_level(quiet: Stack, fhi
 
 
 def test_an_event_about_someone_elses_resource_is_ignored_done_and_never_retried(
-        quiet: Stack, fhir: FhirClient, state: State) -> None:
-    appointment = fhir.create({"resourceType": "Appointment", "status": "booked",
-                               "participant": [{"status": "accepted", "actor": {"display": "Someone else"}}]})
+    quiet: Stack, fhir: FhirClient, state: State
+) -> None:
+    appointment = fhir.create(
+        {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "participant": [{"status": "accepted", "actor": {"display": "Someone else"}}],
+        }
+    )
     events_before, _ = state.metrics()
     dead_before = state.dlq_size()
     assert quiet.notify("PUT", f"/Appointment/{appointment['id']}", json.dumps(appointment)).status_code == 202
-    wait_for(lambda: int(state.metrics()[0].get("ignored|Appointment", 0))
-             > int(events_before.get("ignored|Appointment", 0)), what="the Appointment to be ignored")
+    wait_for(
+        lambda: (
+            int(state.metrics()[0].get("ignored|Appointment", 0)) > int(events_before.get("ignored|Appointment", 0))
+        ),
+        what="the Appointment to be ignored",
+    )
     events_after, _ = state.metrics()
     assert events_after.get("retried|Appointment") == events_before.get("retried|Appointment")
     assert state.dlq_size() == dead_before
 
 
 def test_a_forged_version_in_a_notification_neither_skips_nor_pre_marks_the_real_one(
-        quiet: Stack, fhir: FhirClient, state: State) -> None:
+    quiet: Stack, fhir: FhirClient, state: State
+) -> None:
     sr = new_referral(fhir)
     forged = {**sr, "meta": {**sr["meta"], "versionId": "99"}}
     assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(forged)).status_code == 202
@@ -564,7 +634,8 @@ def test_a_forged_version_in_a_notification_neither_skips_nor_pre_marks_the_real
 
 
 def test_a_retried_event_carries_only_its_label_in_the_message_headers_and_no_debug_line_quotes_it(
-        stack: Stack, fhir: FhirClient, proxy: FaultProxy, private_redis: PrivateRedis) -> None:
+    stack: Stack, fhir: FhirClient, proxy: FaultProxy, private_redis: PrivateRedis
+) -> None:
     """Every publish, retries included, says only the event's label in Celery's argsrepr (monitoring
     tools show the headers); a worker logging at DEBUG still never writes the resource's content."""
     from celery import Celery
@@ -575,17 +646,26 @@ def test_a_retried_event_carries_only_its_label_in_the_message_headers_and_no_de
     queue = unique("mmr-headers")
     # The retry waits 7.5-15 s in kombu's unacked hash: longer than the worker takes to answer its
     # first ping on a loaded machine (with 2-4 s the retry was over before the test looked, once in CI).
-    env = adapter_env(proxy.base_url, queue, stack.api_url, MMR_REDIS_URL=private_redis.url, MMR_LOG_LEVEL="DEBUG",
-                      MMR_RETRY_BACKOFF="15", MMR_VISIBILITY_TIMEOUT="120")
+    env = adapter_env(
+        proxy.base_url,
+        queue,
+        stack.api_url,
+        MMR_REDIS_URL=private_redis.url,
+        MMR_LOG_LEVEL="DEBUG",
+        MMR_RETRY_BACKOFF="15",
+        MMR_VISIBILITY_TIMEOUT="120",
+    )
     raw = redis.Redis.from_url(private_redis.url, decode_responses=True)
     with subscriptions_paused(fhir):
         sr = new_referral(fhir, note=[{"text": f"Patient {name}"}])
         proxy.add(Rule(transaction_about(sr["id"]), status=503, times=2))
         envelope = Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"], sr)
-        Celery("headers", broker=private_redis.url).send_task(PROCESS, args=[envelope.to_dict()], queue=queue,
-                                                             **_publish_options(envelope))
+        Celery("headers", broker=private_redis.url).send_task(
+            PROCESS, args=[envelope.to_dict()], queue=queue, **_publish_options(envelope)
+        )
         worker = start_worker(env, "headers", concurrency=1, broker=Celery("headers-ping", broker=private_redis.url))
         try:
+
             def retried_message() -> list[dict[str, Any]]:  # a retry waits its countdown in kombu's unacked hash
                 held = [json.loads(v)[0] for v in raw.hvals("unacked")]
                 return [m for m in held if m["headers"].get("task") == PROCESS and m["headers"].get("retries")]

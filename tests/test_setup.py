@@ -34,8 +34,13 @@ def _canonical(resource: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _setup(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "adapter.cli", "setup", *args], env=stack.env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "setup", *args],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_setup_twice_leaves_one_copy_of_each_resource(stack: Stack, fhir: FhirClient) -> None:
@@ -43,8 +48,9 @@ def test_setup_twice_leaves_one_copy_of_each_resource(stack: Stack, fhir: FhirCl
     assert second.returncode == 0, second.stderr
     assert "created" not in second.stdout and "updated" not in second.stdout.split("setup done")[0]
     for resource in directory_resources():
-        matches = fhir.search(resource["resourceType"], {"identifier": f"urn:oid:1.2.752.29.4.19|"
-                                                                        f"{resource['identifier'][0]['value']}"})
+        matches = fhir.search(
+            resource["resourceType"], {"identifier": f"urn:oid:1.2.752.29.4.19|{resource['identifier'][0]['value']}"}
+        )
         assert len(matches) == 1, resource["id"]
     subs = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"]
     ours = Counter(s["criteria"] for s in subs if s["channel"]["endpoint"] == f"{stack.api_url}/notify")
@@ -62,8 +68,11 @@ def test_setup_twice_leaves_one_copy_of_each_resource(stack: Stack, fhir: FhirCl
 
 
 def test_classic_subscriptions_ask_hapi_for_delete_messages(stack: Stack, fhir: FhirClient) -> None:
-    subs = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"
-            and s["channel"]["endpoint"] == f"{stack.api_url}/notify"]
+    subs = [
+        s
+        for s in fhir.search("Subscription", {"_count": "100"})
+        if s["resourceType"] == "Subscription" and s["channel"]["endpoint"] == f"{stack.api_url}/notify"
+    ]
     assert subs
     for sub in subs:
         assert {"url": SEND_DELETES, "valueBoolean": True} in sub["channel"].get("extension", []), sub["criteria"]
@@ -81,35 +90,56 @@ def test_setup_repairs_a_subscription_the_server_switched_off(stack: Stack, fhir
     # the server's order decides which Subscription is the victim.
     fallbacks = {s["criteria"]: s.get("_fallback") for s in wanted_subscriptions("", "", topic_based=False)}
     accepted = {victim["criteria"], fallbacks.get(victim["criteria"])}
-    again = [s for s in fhir.search("Subscription", {"_count": "100"}) if s["resourceType"] == "Subscription"
-             and s["criteria"] in accepted and s["channel"]["endpoint"] == victim["channel"]["endpoint"]]
+    again = [
+        s
+        for s in fhir.search("Subscription", {"_count": "100"})
+        if s["resourceType"] == "Subscription"
+        and s["criteria"] in accepted
+        and s["channel"]["endpoint"] == victim["channel"]["endpoint"]
+    ]
     assert len(again) == 1 and again[0]["status"] in ("requested", "active")
 
 
-def test_a_subscription_that_errors_on_activation_is_replaced_by_its_fallback(proxy: FaultProxy,
-                                                                              fhir: FhirClient) -> None:
+def test_a_subscription_that_errors_on_activation_is_replaced_by_its_fallback(
+    proxy: FaultProxy, fhir: FhirClient
+) -> None:
     """A server that accepts a Subscription and puts it in error while activating gets the fallback
     criteria as a new Subscription, the errored one deleted: never an update that re-activates it.
     The FaultProxy (a fake) answers the look after the create with an errored Subscription, as the
     sandbox activates every criteria it accepts."""
     endpoint = "http://127.0.0.1:9/notify"  # nothing listens: the test's Subscriptions deliver nowhere
-    base = {"resourceType": "Subscription", "status": "requested", "reason": "setup fallback test",
-            "channel": {"type": "rest-hook", "endpoint": endpoint}}
+    base = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "setup fallback test",
+        "channel": {"type": "rest-hook", "endpoint": endpoint},
+    }
     errored = fhir.create({**base, "criteria": "Basic?code=mmr-setup-test-errored"})
     answer = json.dumps({**errored, "status": "error", "error": "criteria not supported"}).encode()
-    proxy.add(Rule(lambda method, path, _: method == "GET" and path.startswith("/fhir/Subscription/"),
-                   status=200, times=1, body=answer))
+    proxy.add(
+        Rule(
+            lambda method, path, _: method == "GET" and path.startswith("/fhir/Subscription/"),
+            status=200,
+            times=1,
+            body=answer,
+        )
+    )
     try:
         with FhirClient(proxy.base_url, retries=0) as client:
-            replacement = _create(client, {**base, "criteria": "Basic?code=mmr-setup-test",
-                                           "_fallback": "Basic?code=mmr-setup-test-fallback"})
+            replacement = _create(
+                client,
+                {**base, "criteria": "Basic?code=mmr-setup-test", "_fallback": "Basic?code=mmr-setup-test-fallback"},
+            )
         assert replacement["criteria"] == "Basic?code=mmr-setup-test-fallback"
         assert replacement["id"] != errored["id"] and replacement.get("status") in ("requested", "active")
         with pytest.raises(NotFound):  # the errored one is gone, not switched back on
             fhir.read("Subscription", errored["id"])
     finally:
-        ours = [s for s in fhir.search("Subscription", {"_count": "200"})
-                if s.get("resourceType") == "Subscription" and (s.get("channel") or {}).get("endpoint") == endpoint]
+        ours = [
+            s
+            for s in fhir.search("Subscription", {"_count": "200"})
+            if s.get("resourceType") == "Subscription" and (s.get("channel") or {}).get("endpoint") == endpoint
+        ]
         for sub in ours:
             fhir.delete("Subscription", sub["id"])
 
@@ -124,8 +154,12 @@ def test_the_directory_can_be_found_by_identifier_and_name(stack: Stack, fhir: F
 
 
 def test_capability_check_names_what_is_missing() -> None:
-    statement = {"fhirVersion": "4.0.1", "rest": [{"mode": "server", "interaction": [{"code": "batch"}],
-                                                   "resource": [{"type": "Patient"}, {"type": "Task"}]}]}
+    statement = {
+        "fhirVersion": "4.0.1",
+        "rest": [
+            {"mode": "server", "interaction": [{"code": "batch"}], "resource": [{"type": "Patient"}, {"type": "Task"}]}
+        ],
+    }
     fatal, warnings = check_capabilities(statement, topic_based=True)
     assert "resource type ServiceRequest is not supported" in fatal
     assert "resource type Subscription is not supported" in fatal
@@ -137,8 +171,9 @@ def test_capability_check_names_what_is_missing() -> None:
 
 def test_setup_against_nothing_fails_with_one_clear_line(stack: Stack) -> None:
     env = {**stack.env, "MMR_FHIR_BASE_URL": "http://127.0.0.1:9/fhir", "MMR_FHIR_RETRIES": "0"}
-    result = subprocess.run([sys.executable, "-m", "adapter.cli", "setup"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "setup"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert "CapabilityStatement could not be read" in result.stdout
 
@@ -152,12 +187,17 @@ def test_topic_based_setup_subscribes_to_our_topics_and_delivers(stack: Stack, f
     with subscriptions_paused(fhir):
         result = _setup(stack, "--topic-based")
         assert result.returncode == 0, result.stdout + result.stderr
-        backport = [s for s in fhir.search("Subscription", {"_count": "100"})
-                    if s["resourceType"] == "Subscription" and s["criteria"].startswith("https://mmr-adapter.se")]
+        backport = [
+            s
+            for s in fhir.search("Subscription", {"_count": "100"})
+            if s["resourceType"] == "Subscription" and s["criteria"].startswith("https://mmr-adapter.se")
+        ]
         try:
             assert {s["criteria"].rsplit("/", 1)[1] for s in backport} >= {"mmr-referral", "mmr-task"}
-            wait_for(lambda: all(fhir.read("Subscription", s["id"])["status"] == "active" for s in backport),
-                     what="the handshakes to activate the topic subscriptions")
+            wait_for(
+                lambda: all(fhir.read("Subscription", s["id"])["status"] == "active" for s in backport),
+                what="the handshakes to activate the topic subscriptions",
+            )
             sr = new_referral(fhir)
             wait_for(lambda: review_tasks(fhir, sr["id"]), what="the review Task via a topic notification")
             metrics = httpx.get(f"{stack.api_url}/metrics").text
@@ -181,8 +221,13 @@ def test_setup_proves_delivery_and_says_why_when_no_notification_comes_back(stac
     own_store = stack.env["MMR_REDIS_URL"].rsplit("/", 1)[0] + "/15"  # the stack's worker records nothing here
     env = {**stack.env, "MMR_FHIR_BASE_URL": server.base_url, "MMR_PUBLIC_URL": nowhere, "MMR_REDIS_URL": own_store}
     try:
-        result = subprocess.run([sys.executable, "-m", "adapter.cli", "setup", "--no-conformance",
-                                 "--delivery-timeout", "6"], env=env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "adapter.cli", "setup", "--no-conformance", "--delivery-timeout", "6"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         server.stop()
     assert result.returncode == 1, result.stdout + result.stderr

@@ -6,20 +6,32 @@ from adapter.status import journey, local_text
 
 
 def test_a_held_follow_up_is_due_when_it_becomes_active_and_an_open_task_at_its_deadline() -> None:
-    follow_up = {"resourceType": "Task", "status": "draft", "code": {"coding": [{"code": "follow-up"}]},
-                 "lastModified": "2026-07-01T08:00:00+02:00",
-                 "restriction": {"period": {"start": "2027-06-30T09:00:00+02:00", "end": "2027-07-28T09:00:00+02:00"}}}
-    review = {"resourceType": "Task", "status": "in-progress", "code": {"coding": [{"code": "referral-review"}]},
-              "lastModified": "2026-03-02T09:30:00+01:00",
-              "restriction": {"period": {"end": "2026-03-05T16:00:00+01:00"}}}
+    follow_up = {
+        "resourceType": "Task",
+        "status": "draft",
+        "code": {"coding": [{"code": "follow-up"}]},
+        "lastModified": "2026-07-01T08:00:00+02:00",
+        "restriction": {"period": {"start": "2027-06-30T09:00:00+02:00", "end": "2027-07-28T09:00:00+02:00"}},
+    }
+    review = {
+        "resourceType": "Task",
+        "status": "in-progress",
+        "code": {"coding": [{"code": "referral-review"}]},
+        "lastModified": "2026-03-02T09:30:00+01:00",
+        "restriction": {"period": {"end": "2026-03-05T16:00:00+01:00"}},
+    }
     done = {**review, "status": "completed", "lastModified": "2026-03-03T10:00:00+01:00"}
     steps = journey([follow_up, review, done])
     assert [s.due for s in steps] == ["2026-03-05T16:00:00+01:00", "", "2027-06-30T09:00:00+02:00"]
 
 
 def test_the_programme_shows_the_participation_the_unit_recorded() -> None:
-    plan = {"resourceType": "CarePlan", "status": "active", "period": {"start": "2026-04-07", "end": "2026-06-30"},
-            "activity": [{"detail": {"status": s}} for s in ("completed", "in-progress", "in-progress")]}
+    plan = {
+        "resourceType": "CarePlan",
+        "status": "active",
+        "period": {"start": "2026-04-07", "end": "2026-06-30"},
+        "activity": [{"detail": {"status": s}} for s in ("completed", "in-progress", "in-progress")],
+    }
     [step] = journey([plan])
     assert step.what == "programme active 2026-04-07–2026-06-30 (3 activities: 1 completed, 2 in-progress)"
 
@@ -28,15 +40,31 @@ def test_lines_follow_the_workflow_clock_in_one_time_zone_and_the_server_time_on
     """Under the test clock the adapter's own times are in 2027 while the server stamps 2026: the line
     takes the workflow's time where the resource records one, and the order is by the moment."""
     server_time = {"lastUpdated": "2026-12-03T07:00:00Z"}
-    review = {"resourceType": "Task", "status": "in-progress", "code": {"coding": [{"code": "referral-review"}]},
-              "meta": server_time, "lastModified": "2027-02-01T10:00:00+01:00"}
-    sent = {"resourceType": "Communication", "meta": server_time, "sent": "2027-02-01T09:30:00Z",
-            "category": [{"text": "confirmation"}]}  # 10:30 in Stockholm: after the review line
-    episode = {"resourceType": "EpisodeOfCare", "status": "active", "meta": server_time,
-               "period": {"start": "2027-02-02T08:00:00+01:00"}}
+    review = {
+        "resourceType": "Task",
+        "status": "in-progress",
+        "code": {"coding": [{"code": "referral-review"}]},
+        "meta": server_time,
+        "lastModified": "2027-02-01T10:00:00+01:00",
+    }
+    sent = {
+        "resourceType": "Communication",
+        "meta": server_time,
+        "sent": "2027-02-01T09:30:00Z",
+        "category": [{"text": "confirmation"}],
+    }  # 10:30 in Stockholm: after the review line
+    episode = {
+        "resourceType": "EpisodeOfCare",
+        "status": "active",
+        "meta": server_time,
+        "period": {"start": "2027-02-02T08:00:00+01:00"},
+    }
     appointment = {"resourceType": "Appointment", "status": "booked", "meta": server_time}  # records no time
     steps = journey([episode, sent, review, appointment])
     assert [s.what.split()[0] for s in steps] == ["appointment", "Task", "message", "care"]
-    assert [s.when for s in steps][1:] == ["2027-02-01T10:00:00+01:00", "2027-02-01T09:30:00Z",
-                                           "2027-02-02T08:00:00+01:00"]
+    assert [s.when for s in steps][1:] == [
+        "2027-02-01T10:00:00+01:00",
+        "2027-02-01T09:30:00Z",
+        "2027-02-02T08:00:00+01:00",
+    ]
     assert local_text("2027-02-01T09:30:00Z") == "2027-02-01 10:30" and local_text("2027-07-01") == "2027-07-01 00:00"

@@ -120,8 +120,12 @@ def test_a_questionnaire_the_patient_app_completes_itself_is_answered() -> None:
     _, waiting = asked()
     qtask = task(waiting, QTASK)
     answer = response({"diagnos-besked": "ja"}, based_on="ServiceRequest/other")  # not linked to us
-    done_by_app = update_resource(add(waiting, answer), qtask, status="completed",
-                                  output=[{"type": {"text": "response"}, "valueReference": {"reference": "x"}}])
+    done_by_app = update_resource(
+        add(waiting, answer),
+        qtask,
+        status="completed",
+        output=[{"type": {"text": "response"}, "valueReference": {"reference": "x"}}],
+    )
     _, after = run(done_by_app, resource_event(task(done_by_app, QTASK)), ctx())
     assert code(task(after, QTASK)["businessStatus"]) == "answered"
 

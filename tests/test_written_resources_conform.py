@@ -22,14 +22,19 @@ WRITTEN_TYPES = ("Task", "Communication", "EpisodeOfCare", "CarePlan", "Communic
 def test_every_resource_the_adapter_wrote_conforms(stack: Stack, fhir: FhirClient) -> None:
     sr = new_referral(fhir)
     wait_for(lambda: review_tasks(fhir, sr["id"]), what="the review Task")
-    written = [r for rtype in WRITTEN_TYPES for r in fhir.search(rtype, {"_count": "200"})
-               if r.get("resourceType") == rtype
-               and (r.get("meta") or {}).get("source", "").startswith("https://mmr-adapter.se/fhir/Device/")]
+    written = [
+        r
+        for rtype in WRITTEN_TYPES
+        for r in fhir.search(rtype, {"_count": "200"})
+        if r.get("resourceType") == rtype
+        and (r.get("meta") or {}).get("source", "").startswith("https://mmr-adapter.se/fhir/Device/")
+    ]
     assert written, "the adapter wrote nothing to check"
     failures = {}
     for resource in written:
         outcome = validate_resource(resource)
         if has_errors(outcome):
             failures[f"{resource['resourceType']}/{resource['id']}"] = [
-                i["diagnostics"] for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
+                i["diagnostics"] for i in outcome["issue"] if i["severity"] in ("error", "fatal")
+            ]
     assert not failures, failures

@@ -42,62 +42,95 @@ def ctx(now: datetime = NOW, **options: Any) -> Context:
 
 
 def patient(pid: str = "p1") -> Resource:
-    return {"resourceType": "Patient", "id": pid, "meta": {"versionId": "1"},
-            "identifier": [{"system": PERSONNUMMER, "value": "191212121212"}]}
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "meta": {"versionId": "1"},
+        "identifier": [{"system": PERSONNUMMER, "value": "191212121212"}],
+    }
 
 
 def referrer(rid: str = "ref1") -> Resource:
-    return {"resourceType": "PractitionerRole", "id": rid, "meta": {"versionId": "1"},
-            "telecom": [{"system": "phone", "value": "040-123 45"}]}
+    return {
+        "resourceType": "PractitionerRole",
+        "id": rid,
+        "meta": {"versionId": "1"},
+        "telecom": [{"system": "phone", "value": "040-123 45"}],
+    }
 
 
 def clinic_org(hsa: str = LUND) -> Resource:
-    return {"resourceType": "Organization", "id": hsa, "meta": {"versionId": "1"},
-            "identifier": [{"system": HSA_SYSTEM, "value": hsa}]}
+    return {
+        "resourceType": "Organization",
+        "id": hsa,
+        "meta": {"versionId": "1"},
+        "identifier": [{"system": HSA_SYSTEM, "value": hsa}],
+    }
 
 
-def consent(cid: str = "c1", pid: str = "p1", clinic: str = LUND, status: str = "active",
-            verified: bool = True) -> Resource:
-    return {"resourceType": "Consent", "id": cid, "meta": {"versionId": "1"}, "status": status,
-            "patient": {"reference": f"Patient/{pid}"},
-            "verification": [{"verified": verified}],
-            "provision": {"type": "permit", "period": {"start": "2026-01-01", "end": "2027-01-01"},
-                          "actor": [{"reference": {"reference": f"Organization/{clinic}"}}],
-                          "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction",
-                                                  "code": "access"}]}]}}
+def consent(
+    cid: str = "c1", pid: str = "p1", clinic: str = LUND, status: str = "active", verified: bool = True
+) -> Resource:
+    return {
+        "resourceType": "Consent",
+        "id": cid,
+        "meta": {"versionId": "1"},
+        "status": status,
+        "patient": {"reference": f"Patient/{pid}"},
+        "verification": [{"verified": verified}],
+        "provision": {
+            "type": "permit",
+            "period": {"start": "2026-01-01", "end": "2027-01-01"},
+            "actor": [{"reference": {"reference": f"Organization/{clinic}"}}],
+            "action": [
+                {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "access"}]}
+            ],
+        },
+    }
 
 
 def section(code: str, text: str) -> dict[str, Any]:
-    return {"extension": [{"url": f"{base()}/StructureDefinition/mmr-referral-section", "valueCode": code}],
-            "text": text}
+    return {
+        "extension": [{"url": f"{base()}/StructureDefinition/mmr-referral-section", "valueCode": code}],
+        "text": text,
+    }
 
 
 def assessment(criterion: str, result: str) -> dict[str, Any]:
-    return {"url": f"{base()}/StructureDefinition/mmr-criterion-assessment",
-            "extension": [{"url": "criterion", "valueCode": criterion}, {"url": "result", "valueCode": result}]}
+    return {
+        "url": f"{base()}/StructureDefinition/mmr-criterion-assessment",
+        "extension": [{"url": "criterion", "valueCode": criterion}, {"url": "result", "valueCode": result}],
+    }
 
 
-ALL_MET = [assessment(c, "met") for c in
-           ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")]
+ALL_MET = [
+    assessment(c, "met")
+    for c in ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")
+]
 
 
 def service_request(sr_id: str = "sr1", clinic: str = LUND, **overrides: Any) -> Resource:
     """A complete MMR referral to ``clinic`` (every completeness rule passes with the defaults)."""
     c = codes()
     body: Resource = {
-        "resourceType": "ServiceRequest", "id": sr_id, "meta": {"versionId": "1"},
+        "resourceType": "ServiceRequest",
+        "id": sr_id,
+        "meta": {"versionId": "1"},
         "identifier": [{"system": "https://ehr.example.se/remiss", "value": "R-1"}],
-        "status": "active", "intent": "order",
+        "status": "active",
+        "intent": "order",
         "category": [{"coding": [c.referral_category]}],
         "code": {"coding": [c.referral_code]},
         "subject": {"reference": "Patient/p1"},
         "requester": {"reference": "PractitionerRole/ref1"},
-        "performer": [{"reference": f"Organization/{clinic}",
-                       "identifier": {"system": HSA_SYSTEM, "value": clinic}}],
+        "performer": [{"reference": f"Organization/{clinic}", "identifier": {"system": HSA_SYSTEM, "value": clinic}}],
         "reasonCode": [{"coding": [{"system": ICD10, "code": "M54.5"}], "text": "Ländryggssmärta"}],
         "supportingInfo": [{"reference": "Consent/c1"}],
-        "note": [section("pain-history", "Smärta sedan 2019."), section("work-situation", "Arbetar 50 %."),
-                 section("current-treatment", "Fysioterapi.")],
+        "note": [
+            section("pain-history", "Smärta sedan 2019."),
+            section("work-situation", "Arbetar 50 %."),
+            section("current-treatment", "Fysioterapi."),
+        ],
     }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not None}
@@ -110,26 +143,43 @@ def referral(sr: Resource | None = None, *extra: Resource, defaults: bool = True
     return Referral(sr, {f"{r['resourceType']}/{r['id']}": r for r in found})
 
 
-def response(answers: dict[str, str], based_on: str = "ServiceRequest/sr1", qid: str = "qr1",
-             pid: str = "p1") -> Resource:
+def response(
+    answers: dict[str, str], based_on: str = "ServiceRequest/sr1", qid: str = "qr1", pid: str = "p1"
+) -> Resource:
     """A completed intake QuestionnaireResponse with Coding answers (flat; nesting is not needed)."""
-    return {"resourceType": "QuestionnaireResponse", "id": qid, "meta": {"versionId": "1"},
-            "questionnaire": CANONICAL, "status": "completed", "basedOn": [{"reference": based_on}],
-            "subject": {"reference": f"Patient/{pid}"}, "authored": "2026-03-03T18:00:00+01:00",
-            "item": [{"linkId": k, "answer": [{"valueCoding": {"code": v}}]} for k, v in answers.items()]}
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "id": qid,
+        "meta": {"versionId": "1"},
+        "questionnaire": CANONICAL,
+        "status": "completed",
+        "basedOn": [{"reference": based_on}],
+        "subject": {"reference": f"Patient/{pid}"},
+        "authored": "2026-03-03T18:00:00+01:00",
+        "item": [{"linkId": k, "answer": [{"valueCoding": {"code": v}}]} for k, v in answers.items()],
+    }
 
 
-MMRPV_ANSWERS = {"diagnos-besked": "ja", "utredning-pagar": "nej", "behandling-planerad": "nej",
-                 "psykiatri-kontakt": "nej", "psykisk-paverkan": "lite", "beroende": "nej",
-                 "sysselsattning": "sjukskriven-deltid", "grupp-delta": "ja", "grupp-narvaro": "ja"}
+MMRPV_ANSWERS = {
+    "diagnos-besked": "ja",
+    "utredning-pagar": "nej",
+    "behandling-planerad": "nej",
+    "psykiatri-kontakt": "nej",
+    "psykisk-paverkan": "lite",
+    "beroende": "nej",
+    "sysselsattning": "sjukskriven-deltid",
+    "grupp-delta": "ja",
+    "grupp-narvaro": "ja",
+}
 
 
 # ---------------------------------------------------------------- events
 
 
 def sr_event(state: Referral) -> Event:
-    return Event("changed", "ServiceRequest", state.id, version_id=(state.service_request.get("meta") or {})
-                 .get("versionId"))
+    return Event(
+        "changed", "ServiceRequest", state.id, version_id=(state.service_request.get("meta") or {}).get("versionId")
+    )
 
 
 def resource_event(resource: Resource) -> Event:
@@ -197,8 +247,9 @@ def run(state: Referral, event: Event, context: Context) -> tuple[Plan, Referral
     return plan, apply(state, plan)
 
 
-def assert_replay_plans_nothing(before: Referral, plan: Plan, after: Referral, event: Event,
-                                context: Context, timers_allowed: bool = False) -> None:
+def assert_replay_plans_nothing(
+    before: Referral, plan: Plan, after: Referral, event: Event, context: Context, timers_allowed: bool = False
+) -> None:
     """Idempotency, both ways: on ``with_plan`` (unsaved) and on the applied state (saved)."""
     for state in (before.with_plan(plan), after):
         again = decide(state, event, context)
@@ -218,8 +269,9 @@ def update_resource(state: Referral, resource: Resource, **changes: Any) -> Refe
 
 
 def add(state: Referral, *resources: Resource) -> Referral:
-    return Referral(state.service_request, {**state.resources,
-                                            **{f"{r['resourceType']}/{r['id']}": r for r in resources}})
+    return Referral(
+        state.service_request, {**state.resources, **{f"{r['resourceType']}/{r['id']}": r for r in resources}}
+    )
 
 
 def of_type(state: Referral, resource_type: str, identifier_value: str | None = None) -> list[Resource]:
@@ -246,8 +298,12 @@ def review(state: Referral) -> Resource:
 def messages(state: Referral) -> dict[str, Resource]:
     """Communications by our identifier value."""
     system = codes().identifier_system("communication")
-    return {i["value"]: c for c in state.all("Communication") for i in c.get("identifier") or ()
-            if i.get("system") == system}
+    return {
+        i["value"]: c
+        for c in state.all("Communication")
+        for i in c.get("identifier") or ()
+        if i.get("system") == system
+    }
 
 
 def output_codes(task_: Resource) -> dict[str, str | None]:
@@ -256,8 +312,9 @@ def output_codes(task_: Resource) -> dict[str, str | None]:
     for o in task_.get("output") or ():
         key = code(o.get("type"))
         value = o.get("valueCodeableConcept")
-        out[str(key)] = code(value) if value else o.get("valueString") or (o.get("valueReference") or {}).get(
-            "reference")
+        out[str(key)] = (
+            code(value) if value else o.get("valueString") or (o.get("valueReference") or {}).get("reference")
+        )
     return out
 
 
@@ -265,6 +322,8 @@ def decide_as_reviewer(state: Referral, level: str) -> Referral:
     """The reviewer records a decision on the review Task: output ``decision`` and businessStatus decided."""
     c = codes()
     current = review(state)
-    output = [*(current.get("output") or ()), {"type": c.concept("task-parameter", "decision"),
-                                                "valueCodeableConcept": c.concept("level", level)}]
+    output = [
+        *(current.get("output") or ()),
+        {"type": c.concept("task-parameter", "decision"), "valueCodeableConcept": c.concept("level", level)},
+    ]
     return update_resource(state, current, output=output, businessStatus=c.concept("business-status", "decided"))

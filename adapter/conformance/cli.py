@@ -28,8 +28,11 @@ def validate_command(files: tuple[str, ...]) -> None:
     failed = False
     for name in files:
         outcome = validate_file(name)
-        outcome = {"resourceType": "OperationOutcome", "meta": {"source": click.format_filename(name)},
-                   **{k: v for k, v in outcome.items() if k != "resourceType"}}
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "meta": {"source": click.format_filename(name)},
+            **{k: v for k, v in outcome.items() if k != "resourceType"},
+        }
         click.echo(json.dumps(outcome, ensure_ascii=False, indent=2))
         failed = failed or has_errors(outcome)
     raise SystemExit(1 if failed else 0)

@@ -36,7 +36,7 @@ def children(node: Node, name: str) -> list[Node]:
         return []
     if name.endswith("[x]"):
         stem = name[:-3]
-        keys = [k for k in node.value if k.startswith(stem) and k[len(stem):][:1].isupper()]
+        keys = [k for k in node.value if k.startswith(stem) and k[len(stem) :][:1].isupper()]
     else:
         keys = [name] if name in node.value else []
     out = []
@@ -87,8 +87,11 @@ class Walker:
             target_id = f"{sliced_id}:{slice_name}" + ("" if d["path"] == "$this" else f".{d['path']}")
             expected = fixed_or_pattern(self.by_id.get(target_id))
             if expected is None and d["path"] == "url":  # an extension slice: its profile is its url
-                profiles = [p for t in (self.by_id.get(f"{sliced_id}:{slice_name}") or {}).get("type") or ()
-                            for p in t.get("profile") or ()]
+                profiles = [
+                    p
+                    for t in (self.by_id.get(f"{sliced_id}:{slice_name}") or {}).get("type") or ()
+                    for p in t.get("profile") or ()
+                ]
                 expected = ("fixed", profiles[0]) if profiles else None
             if expected is None:
                 return False

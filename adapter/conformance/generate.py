@@ -41,7 +41,7 @@ def manifest() -> dict[str, object]:
         "date": DATE.replace("-", "") + "000000",
         "title": "MMR referral workflow: multimodal pain rehabilitation (Region Skåne routine)",
         "description": "Profiles, terminology, questionnaires and subscription topics of the FHIR R4 adapter for "
-                       "the referral workflow of multimodal pain rehabilitation (MMRpv/MMRsv).",
+        "the referral workflow of multimodal pain rehabilitation (MMRpv/MMRsv).",
         "canonical": base(),
         "url": base(),
         "fhirVersions": [FHIR_VERSION],

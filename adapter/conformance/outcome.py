@@ -30,6 +30,12 @@ def outcome(issues: list[Issue], checked: list[str]) -> dict[str, Any]:
     issues = list(issues)
     if not any(i["severity"] in ERRORS for i in issues):
         against = ", ".join(checked) if checked else "base FHIR R4 structure only"
-        issues.append({"severity": "information", "code": "informational", "diagnostics": "valid",
-                       "details": {"text": f"checked against: {against}"}})
+        issues.append(
+            {
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": "valid",
+                "details": {"text": f"checked against: {against}"},
+            }
+        )
     return {"resourceType": "OperationOutcome", "issue": issues}

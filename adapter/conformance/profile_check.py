@@ -35,9 +35,15 @@ def reference_type(reference: Any, bundle_types: dict[str, str]) -> str | None:
 class ProfileCheck:
     """One profile applied to one resource; ``run()`` returns the issues."""
 
-    def __init__(self, resource: Resource, sd: Resource, term: Terminology, root_path: str,
-                 bundle_types: dict[str, str] | None = None,
-                 lookup: Callable[[str], Resource | None] | None = None) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        sd: Resource,
+        term: Terminology,
+        root_path: str,
+        bundle_types: dict[str, str] | None = None,
+        lookup: Callable[[str], Resource | None] | None = None,
+    ) -> None:
         self.resource = resource
         self.sd = sd
         self.url = sd["url"]
@@ -87,13 +93,14 @@ class ProfileCheck:
         types = element.get("type") or []
         if element["path"].endswith("[x]") and types:
             allowed = {t["code"][:1].upper() + t["code"][1:] for t in types}
-            suffix = node.key[len(element["path"].rsplit(".", 1)[1]) - 3:]
+            suffix = node.key[len(element["path"].rsplit(".", 1)[1]) - 3 :]
             if suffix not in allowed:
                 expected = ", ".join(sorted(allowed))
                 self.fail("structure", node.path, f"type {suffix} not allowed here; expected {expected}")
                 return
-        targets = {p.rsplit("/", 1)[-1] for t in types if t["code"] == "Reference"
-                   for p in t.get("targetProfile") or ()}
+        targets = {
+            p.rsplit("/", 1)[-1] for t in types if t["code"] == "Reference" for p in t.get("targetProfile") or ()
+        }
         if targets:
             found = reference_type(node.value, self.bundle_types)
             if found and found not in targets:
@@ -105,8 +112,9 @@ class ProfileCheck:
             for profile in t.get("profile") or () if t["code"] == "Extension" else ():
                 sd = self.lookup(profile)
                 if sd is not None and isinstance(node.value, dict):
-                    self.issues += ProfileCheck(node.value, sd, self.term, node.path, self.bundle_types,
-                                                self.lookup).run()
+                    self.issues += ProfileCheck(
+                        node.value, sd, self.term, node.path, self.bundle_types, self.lookup
+                    ).run()
 
     def binding(self, element: Element, node: Node) -> None:
         binding = element.get("binding") or {}

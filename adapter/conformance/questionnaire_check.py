@@ -12,10 +12,20 @@ from adapter.conformance.outcome import Issue, error
 
 Item = dict[str, Any]
 VALUE_KEYS = {
-    "boolean": {"valueBoolean"}, "decimal": {"valueDecimal"}, "integer": {"valueInteger"}, "date": {"valueDate"},
-    "dateTime": {"valueDateTime"}, "time": {"valueTime"}, "string": {"valueString"}, "text": {"valueString"},
-    "url": {"valueUri"}, "choice": {"valueCoding"}, "open-choice": {"valueCoding", "valueString"},
-    "attachment": {"valueAttachment"}, "reference": {"valueReference"}, "quantity": {"valueQuantity"},
+    "boolean": {"valueBoolean"},
+    "decimal": {"valueDecimal"},
+    "integer": {"valueInteger"},
+    "date": {"valueDate"},
+    "dateTime": {"valueDateTime"},
+    "time": {"valueTime"},
+    "string": {"valueString"},
+    "text": {"valueString"},
+    "url": {"valueUri"},
+    "choice": {"valueCoding"},
+    "open-choice": {"valueCoding", "valueString"},
+    "attachment": {"valueAttachment"},
+    "reference": {"valueReference"},
+    "quantity": {"valueQuantity"},
 }
 DONE = ("completed", "amended")
 
@@ -108,8 +118,11 @@ class ResponseCheck:
             if not keys or not keys <= allowed:
                 self.fail("structure", f"{path}.answer[{j}]", f"{d['linkId']} needs {' or '.join(sorted(allowed))}")
             elif "valueCoding" in keys and options and answer["valueCoding"].get("code") not in options:
-                self.fail("code-invalid", f"{path}.answer[{j}]",
-                          f"{answer['valueCoding'].get('code')!r} is not an answer option of {d['linkId']}")
+                self.fail(
+                    "code-invalid",
+                    f"{path}.answer[{j}]",
+                    f"{answer['valueCoding'].get('code')!r} is not an answer option of {d['linkId']}",
+                )
             self.items(d.get("item") or [], answer.get("item") or [], f"{path}.answer[{j}]")
         if d["type"] == "group":
             self.items(d.get("item") or [], item.get("item") or [], path)

@@ -18,24 +18,65 @@ from adapter.conformance.outcome import Issue, error, warning
 
 # Required bindings of FHIR R4 on the elements the workflow relies on (the models do not check codes).
 CORE_CODES: dict[tuple[str, str], frozenset[str]] = {
-    ("Task", "status"): frozenset({"draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
-                                   "in-progress", "on-hold", "failed", "completed", "entered-in-error"}),
-    ("Task", "intent"): frozenset({"unknown", "proposal", "plan", "order", "original-order", "reflex-order",
-                                   "filler-order", "instance-order", "option"}),
-    ("ServiceRequest", "status"): frozenset({"draft", "active", "on-hold", "revoked", "completed",
-                                             "entered-in-error", "unknown"}),
-    ("ServiceRequest", "intent"): frozenset({"proposal", "plan", "directive", "order", "original-order",
-                                             "reflex-order", "filler-order", "instance-order", "option"}),
-    ("Communication", "status"): frozenset({"preparation", "in-progress", "not-done", "on-hold", "stopped",
-                                            "completed", "entered-in-error", "unknown"}),
+    ("Task", "status"): frozenset(
+        {
+            "draft",
+            "requested",
+            "received",
+            "accepted",
+            "rejected",
+            "ready",
+            "cancelled",
+            "in-progress",
+            "on-hold",
+            "failed",
+            "completed",
+            "entered-in-error",
+        }
+    ),
+    ("Task", "intent"): frozenset(
+        {
+            "unknown",
+            "proposal",
+            "plan",
+            "order",
+            "original-order",
+            "reflex-order",
+            "filler-order",
+            "instance-order",
+            "option",
+        }
+    ),
+    ("ServiceRequest", "status"): frozenset(
+        {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+    ),
+    ("ServiceRequest", "intent"): frozenset(
+        {
+            "proposal",
+            "plan",
+            "directive",
+            "order",
+            "original-order",
+            "reflex-order",
+            "filler-order",
+            "instance-order",
+            "option",
+        }
+    ),
+    ("Communication", "status"): frozenset(
+        {"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed", "entered-in-error", "unknown"}
+    ),
     ("Consent", "status"): frozenset({"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}),
-    ("EpisodeOfCare", "status"): frozenset({"planned", "waitlist", "active", "onhold", "finished", "cancelled",
-                                            "entered-in-error"}),
-    ("CarePlan", "status"): frozenset({"draft", "active", "on-hold", "revoked", "completed", "entered-in-error",
-                                       "unknown"}),
+    ("EpisodeOfCare", "status"): frozenset(
+        {"planned", "waitlist", "active", "onhold", "finished", "cancelled", "entered-in-error"}
+    ),
+    ("CarePlan", "status"): frozenset(
+        {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+    ),
     ("CarePlan", "intent"): frozenset({"proposal", "plan", "order", "option"}),
-    ("QuestionnaireResponse", "status"): frozenset({"in-progress", "completed", "amended", "entered-in-error",
-                                                    "stopped"}),
+    ("QuestionnaireResponse", "status"): frozenset(
+        {"in-progress", "completed", "amended", "entered-in-error", "stopped"}
+    ),
 }
 
 
@@ -76,14 +117,18 @@ def _reference_targets(node: FHIRAbstractModel, path: str) -> Iterator[Issue]:
         if value is None:
             continue
         alias = field.alias or name
-        allowed = (field.json_schema_extra or {}).get("enum_reference_types") if isinstance(
-            field.json_schema_extra, dict) else None
+        allowed = (
+            (field.json_schema_extra or {}).get("enum_reference_types")
+            if isinstance(field.json_schema_extra, dict)
+            else None
+        )
         for i, item in enumerate(value if isinstance(value, list) else [value]):
             here = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
             if not isinstance(item, FHIRAbstractModel):
                 continue
-            target = _target_type(item.reference) if allowed and isinstance(getattr(item, "reference", None),
-                                                                          str) else None
+            target = (
+                _target_type(item.reference) if allowed and isinstance(getattr(item, "reference", None), str) else None
+            )
             if target and "Resource" not in allowed and target not in allowed:
                 yield error("structure", here, f"must reference {' or '.join(allowed)}, not {target}")
             yield from _reference_targets(item, here)
@@ -94,6 +139,11 @@ def check_core_codes(resource: dict[str, Any], root_path: str) -> list[Issue]:
     for (resource_type, element), allowed in CORE_CODES.items():
         value = resource.get(element)
         if resource.get("resourceType") == resource_type and value is not None and value not in allowed:
-            issues.append(error("code-invalid", f"{root_path}.{element}",
-                                f"{value!r} is not a FHIR R4 {resource_type}.{element} code"))
+            issues.append(
+                error(
+                    "code-invalid",
+                    f"{root_path}.{element}",
+                    f"{value!r} is not a FHIR R4 {resource_type}.{element} code",
+                )
+            )
     return issues

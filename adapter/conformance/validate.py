@@ -38,8 +38,12 @@ def matches(resource: Resource, sd: Resource, term: Terminology) -> bool:
     if resource.get("resourceType") != sd["type"]:
         return False
     elements = sd["differential"]["element"]
-    keys = [e for e in elements if _is_key(sd, e) and (any(k.startswith("pattern") for k in e) or
-                                                        (e.get("binding") or {}).get("strength") == "required")]
+    keys = [
+        e
+        for e in elements
+        if _is_key(sd, e)
+        and (any(k.startswith("pattern") for k in e) or (e.get("binding") or {}).get("strength") == "required")
+    ]
     if not keys:
         return True
     walker = Walker(resource, elements, sd["type"])
@@ -50,14 +54,19 @@ def matches(resource: Resource, sd: Resource, term: Terminology) -> bool:
         if pattern is not None:
             if any(contains(pattern, v) for v in values):
                 return True
-        elif any(term.in_value_set(e["binding"]["valueSet"], c.get("system"), c.get("code"))
-                 for v in values if isinstance(v, dict) for c in v.get("coding") or ()):
+        elif any(
+            term.in_value_set(e["binding"]["valueSet"], c.get("system"), c.get("code"))
+            for v in values
+            if isinstance(v, dict)
+            for c in v.get("coding") or ()
+        ):
             return True
     return False
 
 
-def select_profiles(resource: Resource, pkg: Package, term: Terminology, path: str) -> tuple[list[Resource],
-                                                                                            list[Issue]]:
+def select_profiles(
+    resource: Resource, pkg: Package, term: Terminology, path: str
+) -> tuple[list[Resource], list[Issue]]:
     """The profiles to check: ours in meta.profile, else those the resource's codes select."""
     declared = (resource.get("meta") or {}).get("profile") or []
     chosen, issues = [], []
@@ -95,8 +104,9 @@ def check_codes(value: Any, path: str, term: Terminology) -> list[Issue]:
     return issues
 
 
-def check_resource(resource: Resource, path: str, pkg: Package, term: Terminology,
-                   bundle_types: dict[str, str] | None = None) -> tuple[list[Issue], list[str]]:
+def check_resource(
+    resource: Resource, path: str, pkg: Package, term: Terminology, bundle_types: dict[str, str] | None = None
+) -> tuple[list[Issue], list[str]]:
     """Profile, code and questionnaire issues of one resource (structure is checked by the caller)."""
     issues = check_core_codes(resource, path) + check_codes(resource, path, term)
     profiles, selection_issues = select_profiles(resource, pkg, term, path)
@@ -111,8 +121,11 @@ def check_resource(resource: Resource, path: str, pkg: Package, term: Terminolog
             checked.append(q["url"])
     if resource.get("resourceType") == "Bundle":
         entries = resource.get("entry") or []
-        types = {e.get("fullUrl"): (e.get("resource") or {}).get("resourceType") for e in entries
-                 if isinstance(e, dict) and e.get("fullUrl")}
+        types = {
+            e.get("fullUrl"): (e.get("resource") or {}).get("resourceType")
+            for e in entries
+            if isinstance(e, dict) and e.get("fullUrl")
+        }
         for i, entry in enumerate(entries):
             inner = (entry or {}).get("resource") if isinstance(entry, dict) else None
             if isinstance(inner, dict):
@@ -157,6 +170,8 @@ def validate_file(path: str | Path) -> dict:
     try:
         resource = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return {"resourceType": "OperationOutcome",
-                "issue": [{"severity": "fatal", "code": "structure", "diagnostics": f"{path}: {exc}"}]}
+        return {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "fatal", "code": "structure", "diagnostics": f"{path}: {exc}"}],
+        }
     return validate_resource(resource)

@@ -30,8 +30,17 @@ class ClientCredentialsAuth(httpx.Auth):
 
     requires_response_body = False
 
-    def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str | None = None,
-                 *, leeway: float = 30.0, timeout: float = 10.0, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None = None,
+        *,
+        leeway: float = 30.0,
+        timeout: float = 10.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
@@ -48,18 +57,24 @@ class ClientCredentialsAuth(httpx.Auth):
         data = {"grant_type": "client_credentials"}
         if self.scope:
             data["scope"] = self.scope
-        r = httpx.post(self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout,
-                       verify=self.verify)
+        r = httpx.post(
+            self.token_url, data=data, auth=(self.client_id, self._secret), timeout=self.timeout, verify=self.verify
+        )
         where = str(httpx.URL(self.token_url).copy_with(query=None))
         if r.status_code != 200:  # a 3xx too: following it would hand the secret to wherever it points
-            raise FhirError(r.status_code, f"the token endpoint refused: {r.reason_phrase or r.status_code}",
-                            method="POST", url=where)
+            raise FhirError(
+                r.status_code,
+                f"the token endpoint refused: {r.reason_phrase or r.status_code}",
+                method="POST",
+                url=where,
+            )
         try:
             body = r.json()
             token = body["access_token"]
         except (ValueError, KeyError, TypeError):
-            raise FhirError(r.status_code, "the token endpoint's answer holds no access_token",
-                            method="POST", url=where) from None
+            raise FhirError(
+                r.status_code, "the token endpoint's answer holds no access_token", method="POST", url=where
+            ) from None
         self.fetches += 1
         self._token = token
         self._expires_at = time.monotonic() + float(body.get("expires_in", 300))

@@ -35,8 +35,9 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 class FhirError(Exception):
     """The FHIR server refused or failed a request; ``message`` is its own explanation."""
 
-    def __init__(self, status: int, message: str, outcome: dict[str, Any] | None = None,
-                 method: str = "", url: str = "") -> None:
+    def __init__(
+        self, status: int, message: str, outcome: dict[str, Any] | None = None, method: str = "", url: str = ""
+    ) -> None:
         self.status = status
         self.message = message
         self.outcome = outcome
@@ -59,12 +60,16 @@ class FhirError(Exception):
         """What failed, for logs and dead letters, without the server's own words (they may quote the
         resource, names included): the request, the status, HAPI's codes and each issue's code and
         element."""
-        issues = [f"{i.get('code') or 'issue'}" + (f" at {', '.join(map(str, where))}" if (
-                  where := i.get("expression") or i.get("location")) else "")
-                  for i in ((self.outcome or {}).get("issue") or ()) if isinstance(i, dict)]
+        issues = [
+            f"{i.get('code') or 'issue'}"
+            + (f" at {', '.join(map(str, where))}" if (where := i.get("expression") or i.get("location")) else "")
+            for i in ((self.outcome or {}).get("issue") or ())
+            if isinstance(i, dict)
+        ]
         detail = [*sorted(self.hapi_codes), *issues[:5]]
-        return f"{self.method} {self.url.split('?')[0]} answered {self.status}" + \
-            (f" ({'; '.join(detail)})" if detail else "")
+        return f"{self.method} {self.url.split('?')[0]} answered {self.status}" + (
+            f" ({'; '.join(detail)})" if detail else ""
+        )
 
 
 class VersionConflict(FhirError):
@@ -124,8 +129,13 @@ def _error_for(response: httpx.Response) -> FhirError:
     except ValueError:
         body = None
     text = outcome_text(body) or response.reason_phrase or "no explanation given"
-    cls = VersionConflict if response.status_code in (409, 412) else \
-        NotFound if response.status_code in (404, 410) else FhirError
+    cls = (
+        VersionConflict
+        if response.status_code in (409, 412)
+        else NotFound
+        if response.status_code in (404, 410)
+        else FhirError
+    )
     if cls is VersionConflict and "HAPI-2840" in HAPI_CODE.findall(text):
         cls = AlreadyExists
     outcome = body if isinstance(body, dict) else None
@@ -137,8 +147,9 @@ def _redirect_error(response: httpx.Response) -> FhirError:
     where = response.headers.get("Location")
     target = httpx.URL(where).copy_with(query=None, fragment=None) if where else None
     text = f"unexpected redirect ({response.status_code}) to {target or 'nowhere given'}; not followed"
-    return FhirError(response.status_code, text, None, response.request.method,
-                     str(response.request.url.copy_with(query=None)))
+    return FhirError(
+        response.status_code, text, None, response.request.method, str(response.request.url.copy_with(query=None))
+    )
 
 
 def _is_subsetted(resource: Any) -> bool:
@@ -150,8 +161,12 @@ def refuse_subsetted(resource: Any, method: str = "", url: str = "") -> None:
     """Raise :class:`Refused` if ``resource`` is a subset (``_elements``, ``_summary``): writing it would lose data."""
     if _is_subsetted(resource):
         kind = f"{resource.get('resourceType')}/{resource.get('id', '(new)')}"
-        raise Refused(f"{kind} carries the SUBSETTED tag (read with _elements or _summary); "
-                      "writing it back would erase what was left out: read it whole first", method, url)
+        raise Refused(
+            f"{kind} carries the SUBSETTED tag (read with _elements or _summary); "
+            "writing it back would erase what was left out: read it whole first",
+            method,
+            url,
+        )
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
@@ -172,10 +187,20 @@ class FhirClient:
     (see :func:`adapter.fhir.tls.verify`).
     """
 
-    def __init__(self, base_url: str, *, auth: httpx.Auth | None = None, timeout: float = 10.0,
-                 retries: int = 3, backoff: float = 0.5, backoff_max: float = 10.0,
-                 headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        backoff_max: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._base = httpx.URL(self.base_url + "/")
         self.retries = retries
@@ -185,7 +210,11 @@ class FhirClient:
         if transport is None and not proxied(self._base.scheme):
             transport = StdlibTransport(verify)  # httpx's own costs ~200 µs more CPU per request
         self._http = httpx.Client(
-            base_url=self.base_url + "/", auth=auth, timeout=timeout, transport=transport, verify=verify,
+            base_url=self.base_url + "/",
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
             headers={"Accept": FHIR_JSON, **(headers or {})},
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
@@ -196,13 +225,19 @@ class FhirClient:
     def _check_target(self, method: str, target: httpx.URL) -> None:
         """Refuse a URL outside the configured base before anything (a token included) is sent there."""
         base = self._base
-        same_origin = (target.scheme, target.host, target.port or _default_port(target.scheme)) == \
-            (base.scheme, base.host, base.port or _default_port(base.scheme))
+        same_origin = (target.scheme, target.host, target.port or _default_port(target.scheme)) == (
+            base.scheme,
+            base.host,
+            base.port or _default_port(base.scheme),
+        )
         if not same_origin or not (target.path + "/").startswith(base.path):
             where = f"{target.scheme}://{target.host}" + (f":{target.port}" if target.port else "")
-            raise Refused(f"refusing to send a request to {where}{target.path}: outside the FHIR base "
-                          f"{base.scheme}://{base.host}{f':{base.port}' if base.port else ''}{base.path.rstrip('/')}",
-                          method, where + target.path)
+            raise Refused(
+                f"refusing to send a request to {where}{target.path}: outside the FHIR base "
+                f"{base.scheme}://{base.host}{f':{base.port}' if base.port else ''}{base.path.rstrip('/')}",
+                method,
+                where + target.path,
+            )
 
     def __enter__(self) -> FhirClient:
         return self
@@ -223,8 +258,15 @@ class FhirClient:
                     pass
         return random.uniform(0, min(self.backoff * 2**attempt, self.backoff_max))
 
-    def request(self, method: str, url: str, *, json: Any = None, headers: Mapping[str, str] | None = None,
-                idempotent: bool = True) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
         """Send one request, retrying what is safe to retry; raise FhirError on a final failure.
 
         A non-idempotent request is retried only when the connection was never made.
@@ -303,8 +345,9 @@ class FhirClient:
         links = [link for link in first.get("link") or () if link.get("relation") != "next"]
         return {**first, "link": links, "entry": entries}
 
-    def pages(self, resource_type: str, params: Params | None = None,
-              max_pages: int = 1000) -> Iterator[dict[str, Any]]:
+    def pages(
+        self, resource_type: str, params: Params | None = None, max_pages: int = 1000
+    ) -> Iterator[dict[str, Any]]:
         """Yield each searchset Bundle, following ``next`` links (only within the FHIR base)."""
         query = urlencode(list(params.items()) if isinstance(params, Mapping) else list(params or ()))
         url: str | None = f"{resource_type}?{query}" if query else resource_type
@@ -317,8 +360,12 @@ class FhirClient:
 
     def search(self, resource_type: str, params: Params | None = None) -> list[dict[str, Any]]:
         """Every resource of every page (matches and includes), without OperationOutcomes."""
-        return [e["resource"] for bundle in self.pages(resource_type, params) for e in bundle.get("entry") or ()
-                if (e.get("resource") or {}).get("resourceType") not in (None, "OperationOutcome")]
+        return [
+            e["resource"]
+            for bundle in self.pages(resource_type, params)
+            for e in bundle.get("entry") or ()
+            if (e.get("resource") or {}).get("resourceType") not in (None, "OperationOutcome")
+        ]
 
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
         """POST a resource; with ``if_none_exist`` only if none matches.
@@ -329,8 +376,9 @@ class FhirClient:
         headers = {"Prefer": "return=representation"}
         if if_none_exist:
             headers["If-None-Exist"] = if_none_exist
-        response = self.request("POST", resource["resourceType"], json=resource, headers=headers,
-                                idempotent=if_none_exist is not None)
+        response = self.request(
+            "POST", resource["resourceType"], json=resource, headers=headers, idempotent=if_none_exist is not None
+        )
         return response.json()
 
     def update(self, resource: dict[str, Any], if_match: str | None = None) -> dict[str, Any]:
@@ -339,14 +387,16 @@ class FhirClient:
         headers = {"Prefer": "return=representation"}
         if if_match:
             headers["If-Match"] = f'W/"{if_match}"'
-        return self.request("PUT", f"{resource['resourceType']}/{resource['id']}", json=resource,
-                            headers=headers).json()
+        return self.request(
+            "PUT", f"{resource['resourceType']}/{resource['id']}", json=resource, headers=headers
+        ).json()
 
     def conditional_update(self, resource: dict[str, Any], criteria: str) -> dict[str, Any]:
         """PUT ``Type?criteria``: update the single match, or create when there is none."""
         refuse_subsetted(resource, "PUT", resource["resourceType"])
-        return self.request("PUT", f"{resource['resourceType']}?{criteria}", json=resource,
-                            headers={"Prefer": "return=representation"}).json()
+        return self.request(
+            "PUT", f"{resource['resourceType']}?{criteria}", json=resource, headers={"Prefer": "return=representation"}
+        ).json()
 
     def delete(self, resource_type: str, resource_id: str) -> None:
         self.request("DELETE", f"{resource_type}/{resource_id}")
@@ -359,8 +409,11 @@ class FhirClient:
         refuses the whole Bundle before it is sent.
         """
         for entry in bundle.get("entry") or ():
-            refuse_subsetted(entry.get("resource"), (entry.get("request") or {}).get("method", ""),
-                             (entry.get("request") or {}).get("url", ""))
+            refuse_subsetted(
+                entry.get("resource"),
+                (entry.get("request") or {}).get("method", ""),
+                (entry.get("request") or {}).get("url", ""),
+            )
         return self.request("POST", "", json=bundle, idempotent=idempotent).json()
 
     def batch_get(self, urls: Sequence[str], *, whole: bool = True) -> list[dict[str, Any]]:
@@ -373,15 +426,22 @@ class FhirClient:
         """
         if len(urls) == 1 and whole:
             return [self.get(urls[0])]
-        bundle = {"resourceType": "Bundle", "type": "batch",
-                  "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "GET", "url": u}} for u in urls],
+        }
         reply = self.request("POST", "", json=bundle, headers={"Cache-Control": "no-cache"})
         out = []
         for url, entry in zip(urls, reply.json().get("entry") or (), strict=False):
             status = (entry.get("response") or {}).get("status", "")
             if not status.startswith("2"):
-                raise FhirError(int(status[:3] or 0), outcome_text((entry.get("response") or {}).get("outcome"))
-                                or status, method="GET", url=url)
+                raise FhirError(
+                    int(status[:3] or 0),
+                    outcome_text((entry.get("response") or {}).get("outcome")) or status,
+                    method="GET",
+                    url=url,
+                )
             out.append(self.whole(entry.get("resource") or {}) if whole else entry.get("resource") or {})
         return out
 

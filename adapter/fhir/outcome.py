@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def operation_outcome(text: str, *, severity: str = "error", code: str = "invalid",
-                      expression: str | None = None) -> dict[str, Any]:
+def operation_outcome(
+    text: str, *, severity: str = "error", code: str = "invalid", expression: str | None = None
+) -> dict[str, Any]:
     issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": text}
     if expression:
         issue["expression"] = [expression]

@@ -63,8 +63,7 @@ class StdlibTransport(httpx.BaseTransport):
     """HTTP/1.1 over ``http.client`` with a small pool of idle connections per origin; thread-safe."""
 
     def __init__(self, verify: ssl.SSLContext | bool = True, keepalive: int = 10) -> None:
-        self._ssl = verify if isinstance(verify, ssl.SSLContext) else \
-            httpx.create_ssl_context(verify=verify)
+        self._ssl = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         self._keepalive = keepalive
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
@@ -89,8 +88,11 @@ class StdlibTransport(httpx.BaseTransport):
 
     def _connect(self, origin: Origin, timeouts: dict[str, float | None]) -> http.client.HTTPConnection:
         scheme, host, port = origin
-        conn = http.client.HTTPSConnection(host, port, timeout=timeouts.get("connect"), context=self._ssl) \
-            if scheme == "https" else http.client.HTTPConnection(host, port, timeout=timeouts.get("connect"))
+        conn = (
+            http.client.HTTPSConnection(host, port, timeout=timeouts.get("connect"), context=self._ssl)
+            if scheme == "https"
+            else http.client.HTTPConnection(host, port, timeout=timeouts.get("connect"))
+        )
         with _mapped(httpx.ConnectTimeout, httpx.ConnectError):
             try:
                 conn.connect()
@@ -108,8 +110,7 @@ class StdlibTransport(httpx.BaseTransport):
         body = request.read()
         try:
             with _mapped(httpx.WriteTimeout, httpx.WriteError):
-                conn.putrequest(request.method, url.raw_path.decode("ascii"), skip_host=True,
-                                skip_accept_encoding=True)
+                conn.putrequest(request.method, url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True)
                 for name, value in request.headers.raw:
                     conn.putheader(name, value)
                 conn.endheaders(body or None)
@@ -123,10 +124,16 @@ class StdlibTransport(httpx.BaseTransport):
             conn.close()
         else:
             self._checkin(origin, conn)
-        return httpx.Response(answer.status, headers=answer.getheaders(), stream=httpx.ByteStream(content),
-                              extensions={"http_version": b"HTTP/1.1",
-                                          "reason_phrase": (answer.reason or "").encode("latin-1", "replace")},
-                              request=request)
+        return httpx.Response(
+            answer.status,
+            headers=answer.getheaders(),
+            stream=httpx.ByteStream(content),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (answer.reason or "").encode("latin-1", "replace"),
+            },
+            request=request,
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -66,17 +66,23 @@ class Limits:
     health_timeout: float = 2.0  # seconds each readiness check may take
 
 
-def outcome_response(status: int, text: str, code: str = "invalid", expression: str | None = None,
-                     **headers: str) -> JSONResponse:
+def outcome_response(
+    status: int, text: str, code: str = "invalid", expression: str | None = None, **headers: str
+) -> JSONResponse:
     severity = "information" if status < 400 else "error"
-    return JSONResponse(operation_outcome(text, severity=severity, code=code, expression=expression),
-                        status_code=status, media_type=FHIR_JSON, headers=headers)
+    return JSONResponse(
+        operation_outcome(text, severity=severity, code=code, expression=expression),
+        status_code=status,
+        media_type=FHIR_JSON,
+        headers=headers,
+    )
 
 
 def transaction_response(status: int) -> JSONResponse:
     """What HAPI's transaction client can parse: an (empty) transaction-response Bundle."""
-    return JSONResponse({"resourceType": "Bundle", "type": "transaction-response"}, status_code=status,
-                        media_type=FHIR_JSON)
+    return JSONResponse(
+        {"resourceType": "Bundle", "type": "transaction-response"}, status_code=status, media_type=FHIR_JSON
+    )
 
 
 @asynccontextmanager
@@ -136,16 +142,28 @@ def _docs_page(spec: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(method.upper())}</td><td><code>{html.escape(path)}</code></td>"
         f"<td>{html.escape(op.get('summary', ''))}</td></tr>"
-        for path, ops in spec.get("paths", {}).items() for method, op in ops.items())
+        for path, ops in spec.get("paths", {}).items()
+        for method, op in ops.items()
+    )
     title = html.escape(spec.get("info", {}).get("title", "API"))
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head><body>"
-            f"<h1>{title}</h1><table><tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table>"
-            f"<p>The OpenAPI document: <a href='openapi.json'>openapi.json</a>.</p></body></html>")
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        f"<h1>{title}</h1><table><tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table>"
+        f"<p>The OpenAPI document: <a href='openapi.json'>openapi.json</a>.</p></body></html>"
+    )
 
 
-def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Callable[[], int],
-               checks: Mapping[str, Check], details: Mapping[str, Detail] | None = None,
-               limits: Limits | None = None, operator_token: str | None = None) -> FastAPI:
+def create_app(
+    *,
+    token: str,
+    enqueue: Enqueue,
+    state: State,
+    queue_depth: Callable[[], int],
+    checks: Mapping[str, Check],
+    details: Mapping[str, Detail] | None = None,
+    limits: Limits | None = None,
+    operator_token: str | None = None,
+) -> FastAPI:
     """Build the API. Every dependency is passed in, so tests and the demo wire real parts their way.
 
     ``checks`` are /health's readiness checks (async: /health never waits in /notify's thread
@@ -153,8 +171,9 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
     With ``operator_token``, /metrics, /docs and /openapi.json need it as a bearer token.
     """
     limits = limits or Limits()
-    app = FastAPI(title="MMR adapter", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=frozen_heap)
+    app = FastAPI(
+        title="MMR adapter", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None, lifespan=frozen_heap
+    )
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
     registry.register(PipelineCollector(state, queue_depth))
@@ -178,8 +197,7 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
                         raise BadNotification(413, f"The body exceeds {limits.max_body_bytes} bytes", "too-costly")
                     chunks.append(chunk)
         except TimeoutError:
-            raise BadNotification(408, f"The body did not arrive within {limits.body_timeout:g} s",
-                                  "timeout") from None
+            raise BadNotification(408, f"The body did not arrive within {limits.body_timeout:g} s", "timeout") from None
         except ClientDisconnect:
             raise BadNotification(400, "The client went away before the body was complete", "incomplete") from None
         return b"".join(chunks)
@@ -202,8 +220,7 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
         except Exception as exc:  # a bug, never bad input: logged as one JSON line, no traceback, no content
             metrics.rejected.labels("500").inc()
             log.error("notification failed", error=type(exc).__name__, origin=_origin(exc))
-            return outcome_response(500, "The adapter failed on this notification; the failure is logged",
-                                    "exception")
+            return outcome_response(500, "The adapter failed on this notification; the failure is logged", "exception")
         envelopes = tuple(replace(env, correlation_id=correlation) for env in parsed.envelopes)
         try:
             if envelopes:
@@ -211,8 +228,9 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
         except QueueUnavailable as exc:
             metrics.rejected.labels("503").inc()
             log.warning("queue unavailable", error=str(exc))
-            return outcome_response(503, "The queue is unavailable; deliver again later", "transient",
-                                    **{"Retry-After": "5"})
+            return outcome_response(
+                503, "The queue is unavailable; deliver again later", "transient", **{"Retry-After": "5"}
+            )
         metrics.received.labels(parsed.shape).inc()
         metrics.accept_seconds.observe(time.perf_counter() - started)
         status = 200 if parsed.acknowledge_only else 202
@@ -229,8 +247,7 @@ def create_app(*, token: str, enqueue: Enqueue, state: State, queue_depth: Calla
 
     @app.post("/notify", summary="Ping, topic notification Bundle, or a posted resource")
     async def notify_post(request: Request) -> Response:
-        return await accept(request, lambda body: parse_post(body, content_type(request),
-                                                             max_events=limits.max_events))
+        return await accept(request, lambda body: parse_post(body, content_type(request), max_events=limits.max_events))
 
     @app.put("/notify/{resource_type}/{resource_id}", summary="Rest-hook with payload: create or update")
     async def notify_put(resource_type: str, resource_id: str, request: Request) -> Response:

@@ -188,8 +188,9 @@ def _json(body: bytes, content_type: str | None) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadNotification(400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                              "structure") from None
+        raise BadNotification(
+            400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "structure"
+        ) from None
     except (ValueError, RecursionError):  # e.g. an integer of more than 4300 digits
         raise BadNotification(400, "The body is not valid JSON", "structure") from None
 
@@ -227,8 +228,10 @@ def parse_put(resource_type: str, resource_id: str, body: bytes, content_type: s
         body_id = _fhir_id(body_id.rsplit("/", 1)[-1], f"{ROOT}.id")
         if body_id != resource_id:
             raise refuse(f"{ROOT}.id", "differs from the path's id")
-    return Parsed("rest-hook-put", (Envelope("changed", "rest-hook-put", resource_type, resource_id,
-                                             _version(resource, ROOT), resource),))
+    return Parsed(
+        "rest-hook-put",
+        (Envelope("changed", "rest-hook-put", resource_type, resource_id, _version(resource, ROOT), resource),),
+    )
 
 
 def parse_delete(resource_type: str, resource_id: str) -> Parsed:
@@ -312,8 +315,9 @@ def _focus(value: tuple[str, Any] | None) -> tuple[str, str] | None:
 
 def _check_count(count: int, max_events: int, where: str) -> None:
     if count > max_events:
-        raise refuse(where, f"carries more than {max_events} events; send them in smaller notifications",
-                     413, "too-costly")
+        raise refuse(
+            where, f"carries more than {max_events} events; send them in smaller notifications", 413, "too-costly"
+        )
 
 
 def _status_from_parameters(p: dict[str, Any], where: str, max_events: int) -> _Status:
@@ -325,21 +329,32 @@ def _status_from_parameters(p: dict[str, Any], where: str, max_events: int) -> _
     for ev_where, ev in raw_events:
         parts = _objects(ev, "part", ev_where)
         number = _first_value(parts, "event-number")
-        events.append(_Event(_event_number(number[1], number[0]) if number else None,
-                             _focus(_first_value(parts, "focus"))))
-    return _Status(_string(kind[1], kind[0]) if kind else None, _subscription_id(_first_value(params, "subscription")),
-                   tuple(events))
+        events.append(
+            _Event(_event_number(number[1], number[0]) if number else None, _focus(_first_value(parts, "focus")))
+        )
+    return _Status(
+        _string(kind[1], kind[0]) if kind else None,
+        _subscription_id(_first_value(params, "subscription")),
+        tuple(events),
+    )
 
 
 def _status_from_subscription_status(s: dict[str, Any], where: str, max_events: int) -> _Status:
     raw_events = _objects(s, "notificationEvent", where)
     _check_count(len(raw_events), max_events, f"{where}.notificationEvent")
-    events = tuple(_Event(_optional(e, "eventNumber", ev_where, _event_number),
-                          _focus((f"{ev_where}.focus", e["focus"]) if e.get("focus") is not None else None))
-                   for ev_where, e in raw_events)
+    events = tuple(
+        _Event(
+            _optional(e, "eventNumber", ev_where, _event_number),
+            _focus((f"{ev_where}.focus", e["focus"]) if e.get("focus") is not None else None),
+        )
+        for ev_where, e in raw_events
+    )
     sub = s.get("subscription")
-    return _Status(_optional(s, "type", where, _string),
-                   _subscription_id((f"{where}.subscription", sub) if sub is not None else None), events)
+    return _Status(
+        _optional(s, "type", where, _string),
+        _subscription_id((f"{where}.subscription", sub) if sub is not None else None),
+        events,
+    )
 
 
 @dataclass(frozen=True)
@@ -382,8 +397,10 @@ def _parse_bundle(bundle: dict[str, Any], max_events: int) -> Parsed:
     rtype = _resource(status_doc, status_where)[0] if "resourceType" in status_doc else None
     if rtype == "Parameters":
         meta = _optional(status_doc, "meta", status_where, _object) or {}
-        profiles = [_string(p, f"{status_where}.meta.profile[{i}]")
-                    for i, p in enumerate(_optional(meta, "profile", f"{status_where}.meta", _list) or [])]
+        profiles = [
+            _string(p, f"{status_where}.meta.profile[{i}]")
+            for i, p in enumerate(_optional(meta, "profile", f"{status_where}.meta", _list) or [])
+        ]
         if BACKPORT_STATUS not in profiles and not _named(_objects(status_doc, "parameter", status_where), "type"):
             rtype = None
     if rtype == "Parameters":
@@ -392,13 +409,16 @@ def _parse_bundle(bundle: dict[str, Any], max_events: int) -> Parsed:
         status = _status_from_subscription_status(status_doc, status_where, max_events)
         shape = "topic-r5" if btype == "subscription-notification" else "topic-r4b"
     else:
-        raise refuse(status_where, "the notification Bundle's first entry must be a SubscriptionStatus "
-                                   "(or backport Parameters)")
+        raise refuse(
+            status_where, "the notification Bundle's first entry must be a SubscriptionStatus (or backport Parameters)"
+        )
     if status.type in ACKNOWLEDGED:
         return Parsed(f"{shape}-{status.type}")
     if status.type != "event-notification":
-        raise refuse(status_where, "is not a known notification type (event-notification, handshake, heartbeat, "
-                                   "query-status, query-event)")
+        raise refuse(
+            status_where,
+            "is not a known notification type (event-notification, handshake, heartbeat, query-status, query-event)",
+        )
 
     parsed_entries = [_entry(where, entry) for where, entry in entries[1:]]
     by_ref = {e.ref: e for e in parsed_entries if e.ref is not None}
@@ -412,12 +432,30 @@ def _parse_bundle(bundle: dict[str, Any], max_events: int) -> Parsed:
         entry = by_ref.get(ev.focus)
         res = entry.resource if entry else None
         kind = "deleted" if entry and entry.method == "DELETE" else "changed"
-        envelopes.append(Envelope(kind, f"{shape}-{'full' if res else 'id-only'}", ev.focus[0], ev.focus[1],
-                                  entry.version if res and entry else None, res, topic_event=topic_event))
+        envelopes.append(
+            Envelope(
+                kind,
+                f"{shape}-{'full' if res else 'id-only'}",
+                ev.focus[0],
+                ev.focus[1],
+                entry.version if res and entry else None,
+                res,
+                topic_event=topic_event,
+            )
+        )
     if not status.events:  # no notification-event: fall back on the entries themselves
         _check_count(len(by_ref), max_events, "Bundle.entry")
-        envelopes = [Envelope("deleted" if e.method == "DELETE" else "changed", f"{shape}-entries", ref[0], ref[1],
-                              e.version if e.resource else None, e.resource) for ref, e in by_ref.items()]
+        envelopes = [
+            Envelope(
+                "deleted" if e.method == "DELETE" else "changed",
+                f"{shape}-entries",
+                ref[0],
+                ref[1],
+                e.version if e.resource else None,
+                e.resource,
+            )
+            for ref, e in by_ref.items()
+        ]
     if not envelopes:
         envelopes = [Envelope("ping", f"{shape}-empty")]
     return Parsed(envelopes[0].shape, tuple(envelopes))

@@ -32,8 +32,10 @@ def _configured_header_timeout() -> float:
 
 def _too_large(limit: int) -> bytes:
     body = json.dumps(operation_outcome(f"The request head exceeds {limit} bytes", code="too-costly")).encode()
-    return (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/fhir+json\r\n"
-            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/fhir+json\r\n"
+        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
 
 class GuardedH11Protocol(H11Protocol):

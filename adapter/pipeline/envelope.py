@@ -58,8 +58,9 @@ class Envelope:
             return f"timer {self.timer} for ServiceRequest/{self.resource_id}"
         if self.kind == "ping":
             return "ping"
-        return f"{self.kind} {self.resource_type}/{self.resource_id}" + \
-            (f"/_history/{self.version_id}" if self.version_id else "")
+        return f"{self.kind} {self.resource_type}/{self.resource_id}" + (
+            f"/_history/{self.version_id}" if self.version_id else ""
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as they are, for a message or a dead letter serialised at once (``asdict`` would

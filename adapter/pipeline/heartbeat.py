@@ -41,11 +41,14 @@ def _written_at(resource: dict[str, object]) -> float | None:
 def write(fhir: FhirClient, state: State, now: datetime | None = None) -> float:
     """Write the next heartbeat; returns when the server says it was written (Unix time)."""
     moment = (now or datetime.now(UTC)).isoformat()
-    body = {"resourceType": "Basic", "id": HEARTBEAT_ID,
-            "identifier": [{"system": codes().identifier_system("heartbeat"), "value": "mmr-adapter"}],
-            "code": {"text": "MMR adapter heartbeat: proves that notifications arrive"},
-            # A changed element: a server may keep no new version of an unchanged resource.
-            "extension": [{"url": f"{codes().base}/StructureDefinition/mmr-heartbeat-at", "valueDateTime": moment}]}
+    body = {
+        "resourceType": "Basic",
+        "id": HEARTBEAT_ID,
+        "identifier": [{"system": codes().identifier_system("heartbeat"), "value": "mmr-adapter"}],
+        "code": {"text": "MMR adapter heartbeat: proves that notifications arrive"},
+        # A changed element: a server may keep no new version of an unchanged resource.
+        "extension": [{"url": f"{codes().base}/StructureDefinition/mmr-heartbeat-at", "valueDateTime": moment}],
+    }
     written = _written_at(fhir.update(body)) or datetime.now(UTC).timestamp()
     state.heartbeat_written(written)
     return written

@@ -23,8 +23,15 @@ def subscription_criteria() -> list[str]:
     return [s["criteria"].replace("{base}", codes().base) for s in load("subscriptions")["subscriptions"]]
 
 
-def reconcile(fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None], *, now: datetime,
-              lookback: timedelta, criteria: list[str] | None = None) -> int:
+def reconcile(
+    fhir: FhirClient,
+    state: State,
+    enqueue: Callable[[Envelope], None],
+    *,
+    now: datetime,
+    lookback: timedelta,
+    criteria: list[str] | None = None,
+) -> int:
     """Search each subscription's criteria for changes since its checkpoint; queue what is found.
 
     The checkpoint is the server's own ``meta.lastUpdated`` of the newest resource seen, so the
@@ -43,15 +50,20 @@ def reconcile(fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None
     return found
 
 
-def _reconcile_one(fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None], crit: str,
-                   earliest: datetime) -> int:
+def _reconcile_one(
+    fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None], crit: str, earliest: datetime
+) -> int:
     """Queue what matches one criteria since its checkpoint; then move the checkpoint."""
     found = 0
     rtype, _, query = crit.partition("?")
     name = f"reconcile:{crit}"
     since = state.checkpoint(name) or earliest.isoformat()
-    params = [*parse_qsl(query, keep_blank_values=True), ("_lastUpdated", f"ge{since}"),
-              ("_sort", "_lastUpdated"), ("_count", "100")]
+    params = [
+        *parse_qsl(query, keep_blank_values=True),
+        ("_lastUpdated", f"ge{since}"),
+        ("_sort", "_lastUpdated"),
+        ("_count", "100"),
+    ]
     newest = datetime.fromisoformat(since)
     for bundle in fhir.pages(rtype, params):
         for entry in bundle.get("entry") or ():

@@ -38,10 +38,16 @@ class Outcome:
 class Runner:
     """The shell around :func:`adapter.workflow.core.decide`; one per worker process."""
 
-    def __init__(self, fhir: FhirClient, state: State, *, now: Callable[[], datetime],
-                 options: Mapping[str, Any] | None = None,
-                 reconcile: Callable[[], int] | None = None,
-                 request_reconcile: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        fhir: FhirClient,
+        state: State,
+        *,
+        now: Callable[[], datetime],
+        options: Mapping[str, Any] | None = None,
+        reconcile: Callable[[], int] | None = None,
+        request_reconcile: Callable[[], None] | None = None,
+    ) -> None:
         self.fhir = fhir
         self.state = state
         self.now = now
@@ -105,12 +111,12 @@ class Runner:
             return
         subscription, number = env.event_number
         if self.state.event_number_gap(subscription, number):
-            log.info("topic event numbers jumped or restarted: reconciliation requested",
-                     subscription=subscription)
+            log.info("topic event numbers jumped or restarted: reconciliation requested", subscription=subscription)
             self.request_reconcile()
 
-    def _process_referral(self, referral_id: str, env: Envelope,
-                          read: dict[str, Any] | None = None) -> tuple[Outcome, Mapping[str, Any]]:
+    def _process_referral(
+        self, referral_id: str, env: Envelope, read: dict[str, Any] | None = None
+    ) -> tuple[Outcome, Mapping[str, Any]]:
         event = self._event(env, referral_id, read)
         for _ in range(MAX_REPLANS):
             referral = self.load(referral_id, event)
@@ -127,8 +133,9 @@ class Runner:
                 self.state.set_timers(plan.timers, keep=required)
                 # A ServiceRequest that is no MMR referral of ours: none of the routine's business.
                 unrelated = bool(plan.notes) and all(n.endswith(core.IGNORED) for n in plan.notes)
-                return Outcome("ignored" if unrelated else "nothing", [referral_id], notes=list(plan.notes)), \
-                    referral.resources
+                return Outcome(
+                    "ignored" if unrelated else "nothing", [referral_id], notes=list(plan.notes)
+                ), referral.resources
             try:
                 self.apply(plan, source=f"{codes().base}/Device/mmr-adapter#{env.correlation_id}")
             except VersionConflict as exc:
@@ -143,8 +150,13 @@ class Runner:
     def _event(env: Envelope, referral_id: str, read: dict[str, Any] | None = None) -> Event:
         if env.kind == "timer":
             return Event("timer", "ServiceRequest", referral_id, timer=env.timer)
-        return Event(env.kind, env.resource_type or "", env.resource_id or "", env.version_id,  # type: ignore[arg-type]
-                     env.resource or read)
+        return Event(
+            env.kind,
+            env.resource_type or "",
+            env.resource_id or "",
+            env.version_id,  # type: ignore[arg-type]
+            env.resource or read,
+        )
 
     # ------------------------------------------------------------ routing
 
@@ -210,8 +222,11 @@ class Runner:
         if confirmed := [url for url in guessed if url in more]:
             for url in confirmed:
                 resources.update(_collect(self.fhir.whole(pages[guessed.index(url)])))
-            more = [url for url in load.follow_up_queries(service_request, resources, event, self.options, server)
-                    if url not in confirmed]
+            more = [
+                url
+                for url in load.follow_up_queries(service_request, resources, event, self.options, server)
+                if url not in confirmed
+            ]
         if not server.answers and (asked := [*confirmed, *more]) != remembered:
             self.state.remember_phase_two(referral_id, asked)
         if more:
@@ -243,16 +258,18 @@ class Runner:
         """Write the plan as one transaction; raise VersionConflict if anything moved."""
         started = time.perf_counter()
         reply = self.fhir.transaction(transaction_bundle(plan, source))
-        log.info("transaction written", writes=len(plan.writes),
-                 seconds=round(time.perf_counter() - started, 3))
+        log.info("transaction written", writes=len(plan.writes), seconds=round(time.perf_counter() - started, 3))
         return reply
 
 
 def _collect(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if doc.get("resourceType") != "Bundle":
         return {core.ref(doc): doc} if doc.get("id") else {}
-    return {core.ref(e["resource"]): e["resource"] for e in doc.get("entry") or ()
-            if (e.get("resource") or {}).get("id") and e["resource"].get("resourceType") != "OperationOutcome"}
+    return {
+        core.ref(e["resource"]): e["resource"]
+        for e in doc.get("entry") or ()
+        if (e.get("resource") or {}).get("id") and e["resource"].get("resourceType") != "OperationOutcome"
+    }
 
 
 def transaction_bundle(plan: Plan, source: str | None = None) -> dict[str, Any]:

@@ -48,8 +48,9 @@ class State:
         """Connect to Redis; ``memory://`` gives one in-process store (the demo without Redis)."""
         if url.startswith("memory://"):
             return cls(_memory_redis(), **kwargs)
-        return cls(redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2),
-                   **kwargs)
+        return cls(
+            redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2), **kwargs
+        )
 
     def ping(self) -> bool:
         return bool(self.r.ping())
@@ -59,8 +60,9 @@ class State:
     def seen(self, keys: tuple[str, ...]) -> bool:
         return bool(keys) and bool(self.r.exists(*(P + "done:" + k for k in keys)))
 
-    def finish_event(self, done: tuple[str, ...], status: str, kind: str, *, delivered: bool,
-                     latency: float | None) -> None:
+    def finish_event(
+        self, done: tuple[str, ...], status: str, kind: str, *, delivered: bool, latency: float | None
+    ) -> None:
         """An event's bookkeeping in one round trip: its processed keys, its outcome counted (and, for
         an event that came in through the API, :meth:`count_delivered`'s count) and its latency."""
         pipe = self.r.pipeline(transaction=False)
@@ -102,8 +104,11 @@ class State:
         The same number again is no gap (HAPI 6.6-6.8 sent 1 every time); a number a little below
         the highest is an event delivered out of order. At most one gap is reported per ``quiet`` seconds.
         """
-        return bool(self.r.eval(self._EVENT_NUMBER, 2, P + "event-numbers", P + "event-number-gap",
-                                subscription, number, window, quiet))
+        return bool(
+            self.r.eval(
+                self._EVENT_NUMBER, 2, P + "event-numbers", P + "event-number-gap", subscription, number, window, quiet
+            )
+        )
 
     # ------------------------------------------------------------ per-referral lock
 
@@ -167,16 +172,26 @@ class State:
 
     def park(self, envelope: Envelope, reason: str, attempts: int) -> str:
         entry_id = uuid.uuid4().hex[:12]
-        entry = {"id": entry_id, "parked_at": time.time(), "attempts": attempts, "reason": reason,
-                 "envelope": envelope.to_dict()}
+        entry = {
+            "id": entry_id,
+            "parked_at": time.time(),
+            "attempts": attempts,
+            "reason": reason,
+            "envelope": envelope.to_dict(),
+        }
         self.r.hset(P + "dlq", entry_id, json.dumps(entry))
         return entry_id
 
     def park_raw(self, envelope: Any, reason: str) -> str:
         """Dead-letter a message that is no readable envelope, as it came."""
         entry_id = uuid.uuid4().hex[:12]
-        entry = {"id": entry_id, "parked_at": time.time(), "attempts": 1, "reason": reason,
-                 "envelope": envelope if isinstance(envelope, dict) else {"unreadable": repr(type(envelope))}}
+        entry = {
+            "id": entry_id,
+            "parked_at": time.time(),
+            "attempts": 1,
+            "reason": reason,
+            "envelope": envelope if isinstance(envelope, dict) else {"unreadable": repr(type(envelope))},
+        }
         self.r.hset(P + "dlq", entry_id, json.dumps(entry))
         return entry_id
 
@@ -214,9 +229,11 @@ class State:
 
     def claim_timer(self, member: str, now: datetime) -> bool:
         """Exactly one caller wins a due timer, however many beat runs race."""
-        script = ("local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
-                  "if s and tonumber(s) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end "
-                  "return 0")
+        script = (
+            "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
+            "if s and tonumber(s) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end "
+            "return 0"
+        )
         return bool(self.r.eval(script, 1, P + "timers", member, now.timestamp()))
 
     def due_timer_count(self, now: datetime) -> int:
@@ -228,8 +245,10 @@ class State:
 
     # ------------------------------------------------------------ the heartbeat (dead-man's switch)
 
-    _LATEST = "local v = tonumber(redis.call('GET', KEYS[1])) if v == nil or v < tonumber(ARGV[1]) then " \
-              "redis.call('SET', KEYS[1], ARGV[1]) end return 0"
+    _LATEST = (
+        "local v = tonumber(redis.call('GET', KEYS[1])) if v == nil or v < tonumber(ARGV[1]) then "
+        "redis.call('SET', KEYS[1], ARGV[1]) end return 0"
+    )
 
     def heartbeat_written(self, at: float) -> None:
         self.r.set(P + "heartbeat:first-written", at, nx=True)

@@ -23,8 +23,11 @@ from adapter.workflow.review.state import OPEN
 
 def open_referrals(fhir: FhirClient) -> set[str]:
     """The ids of the ServiceRequests an open Task of the adapter's is about."""
-    params = [("identifier", f"{codes().identifier_system('task')}|"), ("status", ",".join(sorted(OPEN))),
-              ("_count", "100")]
+    params = [
+        ("identifier", f"{codes().identifier_system('task')}|"),
+        ("status", ",".join(sorted(OPEN))),
+        ("_count", "100"),
+    ]
     found = set()
     for bundle in fhir.pages("Task", params):
         for entry in bundle.get("entry") or ():

@@ -45,8 +45,21 @@ CONTROL_PRIORITY, EVENT_PRIORITY, SWEEP_PRIORITY = 0, 3, 9
 # and an unbounded label set would be a way to exhaust the metrics store.
 # Events the adapter queues itself; every other shape came in through the API.
 INTERNAL_SHAPES = frozenset({"timer", "reconcile", SWEEP_SHAPE, "test"})
-KNOWN_KINDS = frozenset({"ServiceRequest", "Task", "Communication", "QuestionnaireResponse", "Consent", "Appointment",
-                         "CarePlan", "DocumentReference", "EpisodeOfCare", "timer", "ping"})
+KNOWN_KINDS = frozenset(
+    {
+        "ServiceRequest",
+        "Task",
+        "Communication",
+        "QuestionnaireResponse",
+        "Consent",
+        "Appointment",
+        "CarePlan",
+        "DocumentReference",
+        "EpisodeOfCare",
+        "timer",
+        "ping",
+    }
+)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -89,8 +102,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_redirect_stdouts=False,
         # The intake must know quickly whether an event is queued: no long publish retries.
         task_publish_retry=True,
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
-                                   "interval_max": 0.5},
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         broker_connection_timeout=2,
         beat_schedule={
             name: {"task": task, "schedule": every, "kwargs": kwargs, "options": {"priority": CONTROL_PRIORITY}}
@@ -100,7 +112,8 @@ def make_celery(settings: Settings) -> Celery:
                 ("reconcile", RECONCILE, settings.reconcile_interval / 2, {"tick": True}),
                 ("fire-timers", "mmr.fire_timers", settings.timer_interval, {}),
                 ("sweep", SWEEP, settings.sweep_interval, {}),
-                ("heartbeat", HEARTBEAT, settings.heartbeat_interval, {}))
+                ("heartbeat", HEARTBEAT, settings.heartbeat_interval, {}),
+            )
         },
     )
     return app
@@ -141,8 +154,11 @@ def now() -> datetime:
 def _publish_options(env: Envelope) -> dict[str, Any]:
     """What Celery writes into message headers and its logs: the event's label, never its content;
     and the event's priority (the sweep's come after everything else)."""
-    return {"argsrepr": f"[{env.label!r}]", "kwargsrepr": "{}",
-            "priority": SWEEP_PRIORITY if env.shape == SWEEP_SHAPE else EVENT_PRIORITY}
+    return {
+        "argsrepr": f"[{env.label!r}]",
+        "kwargsrepr": "{}",
+        "priority": SWEEP_PRIORITY if env.shape == SWEEP_SHAPE else EVENT_PRIORITY,
+    }
 
 
 def queue_keys(queue: str) -> list[str]:
@@ -167,8 +183,9 @@ def run_reconcile() -> int:
     """Reconcile once; raises LockBusy while another reconciliation runs."""
     s = settings()
     with state().reconciling(ttl=RECONCILE_LOCK_TTL):
-        return reconciliation.reconcile(fhir(), state(), enqueue, now=now(),
-                                        lookback=timedelta(seconds=s.reconcile_lookback))
+        return reconciliation.reconcile(
+            fhir(), state(), enqueue, now=now(), lookback=timedelta(seconds=s.reconcile_lookback)
+        )
 
 
 def tick_due(last_started: float | None, now: float, interval: float) -> bool:
@@ -180,16 +197,21 @@ def tick_due(last_started: float | None, now: float, interval: float) -> bool:
 
 def request_reconcile() -> None:
     """Ask for a reconciliation soon (a topic event number jumped), without waiting for it."""
-    app.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=settings().queue,
-                  priority=CONTROL_PRIORITY)
+    app.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=settings().queue, priority=CONTROL_PRIORITY)
 
 
 @cache
 def runner() -> Runner:
     import adapter.workflow.steps  # noqa: F401  (registers every step)
 
-    return Runner(fhir(), state(), now=now, options=workflow_options(), reconcile=run_reconcile,
-                  request_reconcile=request_reconcile)
+    return Runner(
+        fhir(),
+        state(),
+        now=now,
+        options=workflow_options(),
+        reconcile=run_reconcile,
+        request_reconcile=request_reconcile,
+    )
 
 
 def workflow_options() -> dict[str, Any]:
@@ -293,8 +315,9 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
         outcome = runner().process(env)
     except LockBusy:
         # Another worker holds the referral: come back soon, without counting a failure.
-        raise task.retry(countdown=0.2 + random.random(), kwargs={"failures": failures},
-                         **_publish_options(env)) from None
+        raise task.retry(
+            countdown=0.2 + random.random(), kwargs={"failures": failures}, **_publish_options(env)
+        ) from None
     except Exception as exc:
         permanent = isinstance(exc, FhirError) and not exc.transient and exc.status not in (409, 412)
         reason = _reason(exc)
@@ -307,12 +330,14 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
             return "dead-lettered"
         st.count("retried", kind)
         log.warning("event failed, will retry", reason=reason, attempts=attempts)
-        raise task.retry(countdown=backoff(attempts - 1), kwargs={"failures": attempts},
-                         **_publish_options(env)) from None
+        raise task.retry(
+            countdown=backoff(attempts - 1), kwargs={"failures": attempts}, **_publish_options(env)
+        ) from None
     latency = max(time.time() - env.received_at, 0.0) if outcome.status in ("applied", "nothing") else None
     st.finish_event(outcome.done, outcome.status, kind, delivered=_came_in(env), latency=latency)
-    (log.debug if outcome.status == "ignored" else log.info)("event processed", outcome=outcome.status,
-                                                            writes=outcome.writes)
+    (log.debug if outcome.status == "ignored" else log.info)(
+        "event processed", outcome=outcome.status, writes=outcome.writes
+    )
     return outcome.status
 
 

@@ -89,8 +89,11 @@ def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
     }
     task = {k: v for k, v in task.items() if v is not None}
     write = create(task, codes().identifier_system("task"), review_key(referral))
-    return Plan(writes=(write,), timers=(Timer(OVERDUE_TIMER, referral.id, deadline),),
-                notes=(f"arrival registered at {clinic.key}, review due {deadline.isoformat()}",))
+    return Plan(
+        writes=(write,),
+        timers=(Timer(OVERDUE_TIMER, referral.id, deadline),),
+        notes=(f"arrival registered at {clinic.key}, review due {deadline.isoformat()}",),
+    )
 
 
 @on("ServiceRequest", "Task")
@@ -105,19 +108,29 @@ def assign_reviewer(referral: Referral, event: Event, ctx: Context) -> Plan:
         return NOTHING
     stamp = {"lastModified": ctx.now.isoformat()}
     if owner_is_reviewer(task):
-        return Plan(writes=(revise(referral, task, "task", businessStatus=concept("business-status", "assigned"),
-                                   **stamp),), notes=("review assigned by hand",))
+        return Plan(
+            writes=(revise(referral, task, "task", businessStatus=concept("business-status", "assigned"), **stamp),),
+            notes=("review assigned by hand",),
+        )
     if not clinic.reviewers:
         if status == "awaiting-assignment":
             return NOTHING
-        return Plan(writes=(revise(referral, task, "task", **stamp,
-                                   businessStatus=concept("business-status", "awaiting-assignment")),),
-                    notes=(f"{clinic.key} has no reviewer pool: awaiting assignment by the clinic",))
+        return Plan(
+            writes=(
+                revise(
+                    referral, task, "task", **stamp, businessStatus=concept("business-status", "awaiting-assignment")
+                ),
+            ),
+            notes=(f"{clinic.key} has no reviewer pool: awaiting assignment by the clinic",),
+        )
     reviewer = choose_reviewer(referral, clinic, str(options.option(ctx, "assignment")))
     owner = unit_reference(reviewer, "PractitionerRole")
-    return Plan(writes=(revise(referral, task, "task", owner=owner, **stamp,
-                               businessStatus=concept("business-status", "assigned")),),
-                notes=(f"review assigned to reviewer {reviewer.hsa_id}",))
+    return Plan(
+        writes=(
+            revise(referral, task, "task", owner=owner, **stamp, businessStatus=concept("business-status", "assigned")),
+        ),
+        notes=(f"review assigned to reviewer {reviewer.hsa_id}",),
+    )
 
 
 @on("Task")
@@ -146,8 +159,11 @@ def open_reviews(referral: Referral) -> Counter[str]:
     system = codes().system("task-type")
     counts: Counter[str] = Counter()
     for task in referral.all("Task"):
-        if not has_code(task.get("code"), system, "referral-review") or not is_open(task) \
-                or points_to(task.get("focus"), referral.reference):
+        if (
+            not has_code(task.get("code"), system, "referral-review")
+            or not is_open(task)
+            or points_to(task.get("focus"), referral.reference)
+        ):
             continue
         reference = str(dig(task, "owner", "reference") or "")
         hsa = dig(task, "owner", "identifier", "value") or reference.removeprefix("PractitionerRole/")

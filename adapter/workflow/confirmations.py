@@ -73,16 +73,27 @@ def recipient(referral: Referral, kind: str) -> dict[str, Any] | None:
 
 def base_values(referral: Referral) -> dict[str, Any]:
     clinic = performer_clinic(referral)
-    return {"referral": referral_key(referral.service_request), "clinic": clinic.name if clinic else "",
-            "unit": directory().mmrpv.name}
+    return {
+        "referral": referral_key(referral.service_request),
+        "clinic": clinic.name if clinic else "",
+        "unit": directory().mmrpv.name,
+    }
 
 
 def message_id(referral: Referral, kind: str, recipient_kind: str, occasion: str) -> str:
     return f"{referral_key(referral.service_request)}-{kind}-{recipient_kind}-{occasion}"
 
 
-def message(referral: Referral, ctx: Context, *, identifier: str, category: dict[str, Any],
-            recipients: list[dict[str, Any]], payload: str, extra: Mapping[str, Any] | None = None) -> Write:
+def message(
+    referral: Referral,
+    ctx: Context,
+    *,
+    identifier: str,
+    category: dict[str, Any],
+    recipients: list[dict[str, Any]],
+    payload: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Write:
     """A completed Communication about the referral, from the clinic, carrying our identifier."""
     clinic = performer_clinic(referral)
     body: dict[str, Any] = {
@@ -102,9 +113,18 @@ def message(referral: Referral, ctx: Context, *, identifier: str, category: dict
     return create(body, codes().identifier_system("communication"), identifier)
 
 
-def send_once(referral: Referral, ctx: Context, *, kind: str, recipient_kind: str, occasion: str,
-              category: dict[str, Any], words: Callable[[], str], extra: Mapping[str, Any] | None = None,
-              also_to: list[dict[str, Any]] | None = None) -> Plan:
+def send_once(
+    referral: Referral,
+    ctx: Context,
+    *,
+    kind: str,
+    recipient_kind: str,
+    occasion: str,
+    category: dict[str, Any],
+    words: Callable[[], str],
+    extra: Mapping[str, Any] | None = None,
+    also_to: list[dict[str, Any]] | None = None,
+) -> Plan:
     """One message of ``kind`` to one recipient kind, unless it went out for this occasion already.
 
     Every confirmation and notice goes through here; ``words`` makes its text, only when it is sent.
@@ -115,32 +135,67 @@ def send_once(referral: Referral, ctx: Context, *, kind: str, recipient_kind: st
     to = recipient(referral, recipient_kind)
     if to is None:
         return Plan(notes=(f"{kind} to the {recipient_kind} not sent: the referral names no usable {recipient_kind}",))
-    write = message(referral, ctx, identifier=ident, category=category, recipients=[to, *(also_to or ())],
-                    payload=words(), extra=extra)
+    write = message(
+        referral,
+        ctx,
+        identifier=ident,
+        category=category,
+        recipients=[to, *(also_to or ())],
+        payload=words(),
+        extra=extra,
+    )
     return Plan(writes=(write,), notes=(f"{kind} to the {recipient_kind} ({occasion})",))
 
 
-def confirm(referral: Referral, ctx: Context, confirmation_type: str, occasion: str,
-            extra: Mapping[str, Any] | None = None, **values: Any) -> Plan:
+def confirm(
+    referral: Referral,
+    ctx: Context,
+    confirmation_type: str,
+    occasion: str,
+    extra: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> Plan:
     """The confirmations of one type and occasion, to each of its recipients, that are not out yet."""
     plan = NOTHING
     lang = language(ctx)
     category = codes().concept("confirmation-type", confirmation_type, lang)
     for kind in recipients_of(confirmation_type):
-        plan += send_once(referral, ctx, kind=confirmation_type, recipient_kind=kind, occasion=occasion,
-                          category=category, extra=extra, words=lambda k=kind: text(
-                              "confirmations", confirmation_type, k, lang, {**base_values(referral), **values}))
+        plan += send_once(
+            referral,
+            ctx,
+            kind=confirmation_type,
+            recipient_kind=kind,
+            occasion=occasion,
+            category=category,
+            extra=extra,
+            words=lambda k=kind: text("confirmations", confirmation_type, k, lang, {**base_values(referral), **values}),
+        )
     return plan
 
 
-def notify(referral: Referral, ctx: Context, notice: str, recipient_kind: str, occasion: str,
-           extra: Mapping[str, Any] | None = None, also_to: list[dict[str, Any]] | None = None,
-           **values: Any) -> Plan:
+def notify(
+    referral: Referral,
+    ctx: Context,
+    notice: str,
+    recipient_kind: str,
+    occasion: str,
+    extra: Mapping[str, Any] | None = None,
+    also_to: list[dict[str, Any]] | None = None,
+    **values: Any,
+) -> Plan:
     """A notice (overdue, questionnaire request, reminders) to one recipient kind, once per occasion."""
     lang = language(ctx)
-    return send_once(referral, ctx, kind=notice, recipient_kind=recipient_kind, occasion=occasion,
-                     category=codes().concept("notification-type", notice, lang), extra=extra, also_to=also_to,
-                     words=lambda: text("notices", notice, recipient_kind, lang, {**base_values(referral), **values}))
+    return send_once(
+        referral,
+        ctx,
+        kind=notice,
+        recipient_kind=recipient_kind,
+        occasion=occasion,
+        category=codes().concept("notification-type", notice, lang),
+        extra=extra,
+        also_to=also_to,
+        words=lambda: text("notices", notice, recipient_kind, lang, {**base_values(referral), **values}),
+    )
 
 
 def closing_text(code: str, lang: str, values: Mapping[str, Any]) -> str:

@@ -64,6 +64,7 @@ def per_state(reads: frozenset[str] | None = None) -> Callable[[Callable[[Referr
         @wraps(lookup)
         def once(referral: Referral) -> T:
             return referral.derived(lookup, lambda: lookup(referral), reads)
+
         return once
 
     return wrap
@@ -81,7 +82,8 @@ class Referral:
     resources: Mapping[str, Resource] = field(default_factory=dict)
     # What steps derive from this state, with the resource types it was derived from (None: all).
     _derived: dict[Hashable, tuple[Any, frozenset[str] | None]] = field(
-        default_factory=dict, init=False, compare=False, repr=False)
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def derived(self, key: Hashable, compute: Callable[[], T], reads: frozenset[str] | None = None) -> T:
         """``compute()``, once per state and ``key`` (what besides the state it depends on).
@@ -128,8 +130,9 @@ class Referral:
         out = []
         for t in self.all("Task"):
             codings = (t.get("code") or {}).get("coding") or ()
-            if code is None or any(c.get("code") == code and (system is None or c.get("system") == system)
-                                   for c in codings):
+            if code is None or any(
+                c.get("code") == code and (system is None or c.get("system") == system) for c in codings
+            ):
                 out.append(t)
         return out
 
@@ -148,8 +151,13 @@ class Referral:
                 service_request = w.resource
         after = replace(self, resources=resources, service_request=service_request)
         written = {w.resource.get("resourceType") for w in plan.writes}
-        after._derived.update({k: (value, reads) for k, (value, reads) in self._derived.items()
-                               if reads is not None and not written & reads})
+        after._derived.update(
+            {
+                k: (value, reads)
+                for k, (value, reads) in self._derived.items()
+                if reads is not None and not written & reads
+            }
+        )
         return after
 
 
@@ -252,10 +260,10 @@ class Plan:
         for w in other.writes:
             earlier = merged.get(w.key)
             # A later step's update of something an earlier step planned keeps the original guard.
-            merged[w.key] = replace(w, if_match=earlier.if_match, if_none_exist=earlier.if_none_exist) \
-                if earlier else w
-        return Plan(tuple(merged.values()), self.timers + other.timers, self.notes + other.notes,
-                    self.counts + other.counts)
+            merged[w.key] = replace(w, if_match=earlier.if_match, if_none_exist=earlier.if_none_exist) if earlier else w
+        return Plan(
+            tuple(merged.values()), self.timers + other.timers, self.notes + other.notes, self.counts + other.counts
+        )
 
     @property
     def empty(self) -> bool:

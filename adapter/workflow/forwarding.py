@@ -100,24 +100,38 @@ def mmrpv_site(referral: Referral, review: Resource, ctx: Context) -> Unit:
 def _close_mmrsv(referral: Referral, review: Resource, ctx: Context) -> Write | None:
     if review.get("status") == "completed":
         return None
-    return revise(referral, review, "task", status="completed", lastModified=ctx.now.isoformat(),
-                  businessStatus=concept("business-status", "decided", ctx))
+    return revise(
+        referral,
+        review,
+        "task",
+        status="completed",
+        lastModified=ctx.now.isoformat(),
+        businessStatus=concept("business-status", "decided", ctx),
+    )
 
 
 def _close_mmrpv(referral: Referral, review: Resource, site: Unit, ctx: Context) -> Write | None:
     lang = options.language(ctx)
-    reason = {**codes().concept("closing-code", "HE", lang),
-              "text": conf.closing_text("HE", lang, {"unit": directory().mmrpv.name, "ort": site.ort})}
+    reason = {
+        **codes().concept("closing-code", "HE", lang),
+        "text": conf.closing_text("HE", lang, {"unit": directory().mmrpv.name, "ort": site.ort}),
+    }
     changes: dict[str, Any] = {}
     if not parameters(review, "output", "mmrpv-site"):
-        site_output = {"type": concept("task-parameter", "mmrpv-site", ctx),
-                       "valueReference": {"reference": f"Location/{site.hsa_id}", "display": site.name}}
+        site_output = {
+            "type": concept("task-parameter", "mmrpv-site", ctx),
+            "valueReference": {"reference": f"Location/{site.hsa_id}", "display": site.name},
+        }
         changes["output"] = [*as_list(review.get("output")), site_output]
-    closed = review.get("status") == "completed" and business_status(review) == "forwarded" \
+    closed = (
+        review.get("status") == "completed"
+        and business_status(review) == "forwarded"
         and code_in(review.get("statusReason"), codes().system("closing-code")) == "HE"
+    )
     if not closed:
-        changes.update(status="completed", statusReason=reason, businessStatus=concept("business-status", "forwarded",
-                                                                                       ctx))
+        changes.update(
+            status="completed", statusReason=reason, businessStatus=concept("business-status", "forwarded", ctx)
+        )
     if not changes:
         return None
     return revise(referral, review, "task", lastModified=ctx.now.isoformat(), **changes)
@@ -132,8 +146,11 @@ def _follow_on(referral: Referral, review: Resource, level: str, site: Unit | No
     if find_own(referral, "task", value):
         return None
     clinic = performer_clinic(referral)
-    owner = unit_reference(directory().mmrpv, "Organization") if level == "MMRpv" else \
-        (clinic_reference(clinic) if clinic else None)
+    owner = (
+        unit_reference(directory().mmrpv, "Organization")
+        if level == "MMRpv"
+        else (clinic_reference(clinic) if clinic else None)
+    )
     body = {
         "resourceType": "Task",
         "status": "requested",
@@ -162,8 +179,12 @@ def forward(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Close a decided review and start what its level requires; confirm to referrer and patient."""
     review = review_task(referral)
     level = decision(review)
-    if review is None or level is None or referral.service_request.get("status") != ACTIVE \
-            or review.get("status") in CLOSED_OTHERWISE:
+    if (
+        review is None
+        or level is None
+        or referral.service_request.get("status") != ACTIVE
+        or review.get("status") in CLOSED_OTHERWISE
+    ):
         return NOTHING
     if _other_level_started(referral, level):
         return Plan(notes=(f"decision changed to {level} after the referral went the other way: left to the clinic",))

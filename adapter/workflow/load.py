@@ -47,10 +47,14 @@ class ServerSearch:
 
     @classmethod
     def of(cls, capability: Mapping[str, Any]) -> ServerSearch:
-        declared = {str(spec) for rest in capability.get("rest") or () if isinstance(rest, dict)
-                    for resource in rest.get("resource") or ()
-                    if isinstance(resource, dict) and resource.get("type") == "ServiceRequest"
-                    for spec in resource.get("searchRevInclude") or ()}
+        declared = {
+            str(spec)
+            for rest in capability.get("rest") or ()
+            if isinstance(rest, dict)
+            for resource in rest.get("resource") or ()
+            if isinstance(resource, dict) and resource.get("type") == "ServiceRequest"
+            for spec in resource.get("searchRevInclude") or ()
+        }
         return cls(answers=ANSWERS in declared)
 
 
@@ -72,17 +76,29 @@ def guessed_queries(event: Event | None, server: ServerSearch = ServerSearch()) 
     more search in the same request, where a second request would have been the price during the review."""
     if server.answers or event is None or event.resource is None or event.resource_type not in REVIEW_EVENTS:
         return []
-    patient = next((ref for element in ("subject", "for")
-                    if isinstance(ref := dig(event.resource, element, "reference"), str)
-                    and PATIENT.fullmatch(ref)), None)
+    patient = next(
+        (
+            ref
+            for element in ("subject", "for")
+            if isinstance(ref := dig(event.resource, element, "reference"), str) and PATIENT.fullmatch(ref)
+        ),
+        None,
+    )
     return [review.answers_query(patient)] if patient else []
 
 
-def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource], event: Event | None = None,
-                      options: Mapping[str, Any] | None = None, server: ServerSearch = ServerSearch()) -> list[str]:
+def follow_up_queries(
+    service_request: Resource,
+    loaded: Mapping[str, Resource],
+    event: Event | None = None,
+    options: Mapping[str, Any] | None = None,
+    server: ServerSearch = ServerSearch(),
+) -> list[str]:
     """Phase two: searches that depend on what phase one found, run as one batch."""
-    return [*review.follow_up_queries(service_request, loaded, event, options, answers_loaded=server.answers),
-            *mmrpv.follow_up_queries(service_request, loaded)]
+    return [
+        *review.follow_up_queries(service_request, loaded, event, options, answers_loaded=server.answers),
+        *mmrpv.follow_up_queries(service_request, loaded),
+    ]
 
 
 def record_queries(referral: Referral, now: datetime) -> list[str]:

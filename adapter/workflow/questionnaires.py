@@ -39,10 +39,19 @@ def sdc_type(code: str) -> dict[str, Any]:
 
 def answered(referral: Referral, task: Resource, answer: Resource, ctx: Context) -> Write:
     """The questionnaire Task completed by the patient's answer, linked as its output."""
-    output = {"type": sdc_type("questionnaire-response"),
-              "valueReference": {"reference": f"QuestionnaireResponse/{answer['id']}"}}
-    return revise(referral, task, "task", status="completed", output=[*as_list(task.get("output")), output],
-                  businessStatus=concept("business-status", "answered", ctx), lastModified=ctx.now.isoformat())
+    output = {
+        "type": sdc_type("questionnaire-response"),
+        "valueReference": {"reference": f"QuestionnaireResponse/{answer['id']}"},
+    }
+    return revise(
+        referral,
+        task,
+        "task",
+        status="completed",
+        output=[*as_list(task.get("output")), output],
+        businessStatus=concept("business-status", "answered", ctx),
+        lastModified=ctx.now.isoformat(),
+    )
 
 
 def configured(ctx: Context, moment: str) -> tuple[str, ...]:
@@ -67,39 +76,72 @@ def task_value(referral: Referral, moment: str, canonical: str) -> str:
 
 
 def canonical_of(task: Resource) -> str | None:
-    return next((str(p.get("valueCanonical")) for p in as_list(task.get("input"))
-                 if isinstance(p, dict) and p.get("valueCanonical")), None)
+    return next(
+        (
+            str(p.get("valueCanonical"))
+            for p in as_list(task.get("input"))
+            if isinstance(p, dict) and p.get("valueCanonical")
+        ),
+        None,
+    )
 
 
-def _body(referral: Referral, canonical: str, part_of: dict[str, str], requester: dict[str, Any] | None,
-          due: datetime, ctx: Context) -> dict[str, Any]:
+def _body(
+    referral: Referral,
+    canonical: str,
+    part_of: dict[str, str],
+    requester: dict[str, Any] | None,
+    due: datetime,
+    ctx: Context,
+) -> dict[str, Any]:
     patient = patient_reference(referral)
     body = {
-        "resourceType": "Task", "status": "requested", "intent": "order",
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
         "code": {"coding": [codes().sdc_task_code]},
         "businessStatus": concept("business-status", "awaiting-patient", ctx),
-        "focus": {"reference": referral.reference}, "partOf": [part_of], "for": patient, "owner": patient,
-        "requester": requester, "authoredOn": ctx.now.isoformat(), "lastModified": ctx.now.isoformat(),
+        "focus": {"reference": referral.reference},
+        "partOf": [part_of],
+        "for": patient,
+        "owner": patient,
+        "requester": requester,
+        "authoredOn": ctx.now.isoformat(),
+        "lastModified": ctx.now.isoformat(),
         "restriction": {"period": {"end": due.isoformat()}},
         "input": [{"type": sdc_type("questionnaire"), "valueCanonical": canonical}],
     }
     return {k: v for k, v in body.items() if v is not None}
 
 
-def ask(referral: Referral, ctx: Context, moment: str, canonicals: tuple[str, ...], part_of: dict[str, str],
-        requester: dict[str, Any] | None, due: datetime | None = None) -> Plan:
+def ask(
+    referral: Referral,
+    ctx: Context,
+    moment: str,
+    canonicals: tuple[str, ...],
+    part_of: dict[str, str],
+    requester: dict[str, Any] | None,
+    due: datetime | None = None,
+) -> Plan:
     """One questionnaire Task per canonical not asked yet at this moment, and the timer of the earliest due."""
     if patient_reference(referral) is None or not canonicals:
         return NOTHING
-    due = due or working_day_deadline(ctx.now, options.number(ctx, "questionnaire_due_days"),
-                                      parse_day_end(options.option(ctx, "review_day_end")))
+    due = due or working_day_deadline(
+        ctx.now, options.number(ctx, "questionnaire_due_days"), parse_day_end(options.option(ctx, "review_day_end"))
+    )
     system = codes().identifier_system("task")
-    writes = tuple(create(_body(referral, c, part_of, requester, due, ctx), system, value)
-                   for c in canonicals if not find_own(referral, "task", value := task_value(referral, moment, c)))
+    writes = tuple(
+        create(_body(referral, c, part_of, requester, due, ctx), system, value)
+        for c in canonicals
+        if not find_own(referral, "task", value := task_value(referral, moment, c))
+    )
     if not writes:
         return NOTHING
-    return Plan(writes=writes, timers=(Timer(DUE_TIMER, referral.id, due),),
-                notes=(f"{len(writes)} questionnaire(s) asked at {moment}",))
+    return Plan(
+        writes=writes,
+        timers=(Timer(DUE_TIMER, referral.id, due),),
+        notes=(f"{len(writes)} questionnaire(s) asked at {moment}",),
+    )
 
 
 def companions(referral: Referral, part_of: str | None = None) -> list[Resource]:
@@ -111,8 +153,12 @@ def companions(referral: Referral, part_of: str | None = None) -> list[Resource]
     for task in referral.all("Task"):
         value = own_value(task, "task") or ""
         coded = any(c.get("code") == sdc["code"] for c in as_list(dig(task, "code", "coding")) if isinstance(c, dict))
-        if coded and value.startswith(prefix) and value not in owned \
-                and (part_of is None or points_to(task.get("partOf"), part_of)):
+        if (
+            coded
+            and value.startswith(prefix)
+            and value not in owned
+            and (part_of is None or points_to(task.get("partOf"), part_of))
+        ):
             found.append(task)
     return found
 
@@ -124,11 +170,14 @@ def answer_to(referral: Referral, task: Resource, canonical: str | None = None) 
     keys = [referral.reference] + ([f"Task/{task['id']}"] if task.get("id") else [])
     outputs = {dig(p, "valueReference", "reference") for p in as_list(task.get("output")) if isinstance(p, dict)}
     patient = dig(patient_reference(referral), "reference")
-    found = [qr for qr in referral.all("QuestionnaireResponse")
-             if qr.get("status") in ("completed", "amended") and url_of(qr.get("questionnaire")) == url
-             and (any(points_to(qr.get("basedOn"), k) for k in keys) or f"QuestionnaireResponse/{qr.get('id')}"
-                  in outputs)
-             and (not patient or not dig(qr, "subject", "reference") or points_to(qr.get("subject"), patient))]
+    found = [
+        qr
+        for qr in referral.all("QuestionnaireResponse")
+        if qr.get("status") in ("completed", "amended")
+        and url_of(qr.get("questionnaire")) == url
+        and (any(points_to(qr.get("basedOn"), k) for k in keys) or f"QuestionnaireResponse/{qr.get('id')}" in outputs)
+        and (not patient or not dig(qr, "subject", "reference") or points_to(qr.get("subject"), patient))
+    ]
     return min(found, key=lambda r: (str(r.get("authored") or ""), str(r.get("id")))) if found else None
 
 
@@ -147,9 +196,19 @@ def settle_companions(referral: Referral, ctx: Context) -> Plan:
         if (answer := answer_to(referral, task)) and answer.get("id"):
             plan += Plan(writes=(answered(referral, task, answer, ctx),), notes=("questionnaire answered",))
         elif due is not None and ctx.now >= due:
-            plan += Plan(writes=(revise(referral, task, "task", status="failed", lastModified=ctx.now.isoformat(),
-                                        businessStatus=concept("business-status", "not-answered", ctx)),),
-                         notes=("questionnaire not answered by its due date",))
+            plan += Plan(
+                writes=(
+                    revise(
+                        referral,
+                        task,
+                        "task",
+                        status="failed",
+                        lastModified=ctx.now.isoformat(),
+                        businessStatus=concept("business-status", "not-answered", ctx),
+                    ),
+                ),
+                notes=("questionnaire not answered by its due date",),
+            )
         elif due is not None:
             open_due.append(due)
     return plan + (Plan(timers=(Timer(DUE_TIMER, referral.id, min(open_due)),)) if open_due else NOTHING)

@@ -49,12 +49,26 @@ def _tuple(value: Any) -> tuple[str, ...]:
 def tables() -> tuple[Table, ...]:
     """The tables, in the file's order (the routine's)."""
     return tuple(
-        Table(kind, str(t["code"]), str(t["profile"]),
-              tuple(Row(_tuple(r["status"]), _tuple(r["business"]), str(r["by"]), str(r["means"]),
-                        str(r.get("next", "")), str(r.get("records", "")), bool(r.get("final", False)))
-                    for r in t["rows"]),
-              dict(t.get("settle") or {}))
-        for kind, t in load("task-states").items())
+        Table(
+            kind,
+            str(t["code"]),
+            str(t["profile"]),
+            tuple(
+                Row(
+                    _tuple(r["status"]),
+                    _tuple(r["business"]),
+                    str(r["by"]),
+                    str(r["means"]),
+                    str(r.get("next", "")),
+                    str(r.get("records", "")),
+                    bool(r.get("final", False)),
+                )
+                for r in t["rows"]
+            ),
+            dict(t.get("settle") or {}),
+        )
+        for kind, t in load("task-states").items()
+    )
 
 
 def table_of(task: Resource) -> Table | None:
@@ -64,8 +78,14 @@ def table_of(task: Resource) -> Table | None:
     code = code_in(task.get("code"), ours)
     if code is None:
         sdc = codes().sdc_task_code
-        code = next((c.get("code") for c in codings(task.get("code"))
-                     if c.get("system") == sdc["system"] and c.get("code") == sdc["code"]), None)
+        code = next(
+            (
+                c.get("code")
+                for c in codings(task.get("code"))
+                if c.get("system") == sdc["system"] and c.get("code") == sdc["code"]
+            ),
+            None,
+        )
     return next((t for t in tables() if t.code == code), None)
 
 
@@ -96,15 +116,27 @@ def settle(referral: Referral, event: Event, ctx: Context) -> Plan:
     system = codes().identifier_system("task")
     plan = NOTHING
     for task in referral.all("Task"):
-        if task.get("status") in OPEN or not points_to(task.get("focus"), referral.reference) \
-                or not any(i.get("system") == system for i in task.get("identifier") or ()):
+        if (
+            task.get("status") in OPEN
+            or not points_to(task.get("focus"), referral.reference)
+            or not any(i.get("system") == system for i in task.get("identifier") or ())
+        ):
             continue
         table = table_of(task)
         final = table.settle.get(str(task.get("status"))) if table else None
         now = table.row(task.get("status"), business_of(task)) if table else None
         if table is None or final is None or (now is not None and now.final):
             continue
-        plan += Plan(writes=(revise(referral, task, "task", businessStatus=concept("business-status", final, ctx),
-                                    lastModified=ctx.now.isoformat()),),
-                     notes=(f"{table.kind} Task {task.get('status')}: business status {final}",))
+        plan += Plan(
+            writes=(
+                revise(
+                    referral,
+                    task,
+                    "task",
+                    businessStatus=concept("business-status", final, ctx),
+                    lastModified=ctx.now.isoformat(),
+                ),
+            ),
+            notes=(f"{table.kind} Task {task.get('status')}: business status {final}",),
+        )
     return plan

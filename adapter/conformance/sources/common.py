@@ -60,13 +60,23 @@ def identifier_prefix() -> str:
     return identifier_system("x")[:-1]
 
 
-def metadata(resource_type: str, id_: str, name: str, title: str, description: str,
-             purpose: str | None = None) -> Resource:
+def metadata(
+    resource_type: str, id_: str, name: str, title: str, description: str, purpose: str | None = None
+) -> Resource:
     """The canonical-resource header every conformance resource carries, in FHIR element order."""
     head: Resource = {
-        "resourceType": resource_type, "id": id_, "url": url(resource_type, id_), "version": VERSION,
-        "name": name, "title": title, "status": "active", "experimental": False, "date": DATE,
-        "publisher": PUBLISHER, "description": description, "jurisdiction": JURISDICTION,
+        "resourceType": resource_type,
+        "id": id_,
+        "url": url(resource_type, id_),
+        "version": VERSION,
+        "name": name,
+        "title": title,
+        "status": "active",
+        "experimental": False,
+        "date": DATE,
+        "publisher": PUBLISHER,
+        "description": description,
+        "jurisdiction": JURISDICTION,
     }
     if purpose:
         head["purpose"] = purpose

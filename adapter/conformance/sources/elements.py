@@ -12,11 +12,23 @@ from adapter.conformance.sources.common import CORE_SD, FHIR_VERSION, Resource, 
 # ---------------------------------------------------------------- element builders
 
 
-def el(element_id: str, *, min: int | None = None, max: str | None = None, short: str | None = None,
-       definition: str | None = None, types: list[str] | None = None, targets: list[str] | None = None,
-       fixed: tuple[str, Any] | None = None, pattern: tuple[str, Any] | None = None,
-       binding: tuple[str, str] | None = None, slicing: str | None = None, slicing_type: str = "pattern",
-       extension: str | None = None, constraints: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def el(
+    element_id: str,
+    *,
+    min: int | None = None,
+    max: str | None = None,
+    short: str | None = None,
+    definition: str | None = None,
+    types: list[str] | None = None,
+    targets: list[str] | None = None,
+    fixed: tuple[str, Any] | None = None,
+    pattern: tuple[str, Any] | None = None,
+    binding: tuple[str, str] | None = None,
+    slicing: str | None = None,
+    slicing_type: str = "pattern",
+    extension: str | None = None,
+    constraints: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """One ElementDefinition. ``element_id`` may carry slice names (``Task.output:level.value[x]``).
 
     ``targets`` makes the type a Reference to those resource types; ``extension`` an Extension of
@@ -71,9 +83,11 @@ def output_of(system: str, code: str) -> str:
 
 def business_identifier() -> dict[str, str]:
     prefix = identifier_prefix()
-    return inv("mmr-id-1",
-               f"Carries the adapter's business identifier: system {prefix}<kind> with a value",
-               f"identifier.where(system.startsWith('{prefix}') and value.exists()).exists()")
+    return inv(
+        "mmr-id-1",
+        f"Carries the adapter's business identifier: system {prefix}<kind> with a value",
+        f"identifier.where(system.startsWith('{prefix}') and value.exists()).exists()",
+    )
 
 
 # ---------------------------------------------------------------- differential order
@@ -111,21 +125,36 @@ def differential_order(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
             name, _, slice_name = segment.partition(":")
             children = _children(type_name) if type_name else ()
             stem = name.removesuffix("[x]")
-            index = next((i for i, (child, _) in enumerate(children)
-                          if child == name or (name.endswith("[x]") and child.startswith(stem)
-                                               and child[len(stem):][:1].isupper())), len(children))
+            index = next(
+                (
+                    i
+                    for i, (child, _) in enumerate(children)
+                    if child == name
+                    or (name.endswith("[x]") and child.startswith(stem) and child[len(stem) :][:1].isupper())
+                ),
+                len(children),
+            )
             type_name = children[index][1] if index < len(children) else None
-            rank = slices.setdefault(".".join(segments[:depth + 1]), len(slices) + 1) if slice_name else 0
+            rank = slices.setdefault(".".join(segments[: depth + 1]), len(slices) + 1) if slice_name else 0
             out.append((index, rank))
         return tuple(out)
 
     return sorted(elements, key=key)
 
 
-def profile(id_: str, name: str, title: str, resource_type: str, description: str, purpose: str,
-            elements: list[dict[str, Any]]) -> Resource:
+def profile(
+    id_: str, name: str, title: str, resource_type: str, description: str, purpose: str, elements: list[dict[str, Any]]
+) -> Resource:
     sd = metadata("StructureDefinition", id_, name, title, description, purpose)
-    sd.update({"fhirVersion": FHIR_VERSION, "kind": "resource", "abstract": False, "type": resource_type,
-               "baseDefinition": f"{CORE_SD}/{resource_type}", "derivation": "constraint",
-               "differential": {"element": differential_order(elements)}})
+    sd.update(
+        {
+            "fhirVersion": FHIR_VERSION,
+            "kind": "resource",
+            "abstract": False,
+            "type": resource_type,
+            "baseDefinition": f"{CORE_SD}/{resource_type}",
+            "derivation": "constraint",
+            "differential": {"element": differential_order(elements)},
+        }
+    )
     return sd

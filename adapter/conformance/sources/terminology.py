@@ -88,12 +88,12 @@ def code_system(key: str) -> Resource:
     description, purpose = prose(key)
     resource = metadata("CodeSystem", id_, pascal(id_), spec["title"], description, purpose)
     concepts = [
-        {"code": code, "display": names["sv"],
-         "designation": [{"language": "en", "value": names["en"]}]}
+        {"code": code, "display": names["sv"], "designation": [{"language": "en", "value": names["en"]}]}
         for code, names in spec["concepts"].items()
     ]
-    resource.update({"language": "sv", "caseSensitive": True, "content": "complete",
-                     "count": len(concepts), "concept": concepts})
+    resource.update(
+        {"language": "sv", "caseSensitive": True, "content": "complete", "count": len(concepts), "concept": concepts}
+    )
     if key != "task-type":  # the task-type ValueSet also holds the SDC code
         resource["valueSet"] = vs_url(key)
     return _reorder(resource)
@@ -106,8 +106,9 @@ def value_set(key: str) -> Resource:
     include = [{"system": codes().system(key)}]
     if key == "task-type":
         include.append({"system": SDC_TEMP, "concept": [SDC_COMPLETE]})
-        description = ("All MMR Task types, plus the SDC code complete-questionnaire for the patient's "
-                       "questionnaire Task.")
+        description = (
+            "All MMR Task types, plus the SDC code complete-questionnaire for the patient's questionnaire Task."
+        )
     resource = metadata("ValueSet", id_, pascal(id_), spec["title"], description, purpose)
     resource["compose"] = {"include": include}
     return resource
@@ -116,7 +117,10 @@ def value_set(key: str) -> Resource:
 def concept_map() -> Resource:
     id_ = "mmr-to-inera"
     resource = metadata(
-        "ConceptMap", id_, "MmrToInera", "MMR confirmation types and closing codes to Inera remisshantering",
+        "ConceptMap",
+        id_,
+        "MmrToInera",
+        "MMR confirmation types and closing codes to Inera remisshantering",
         "Maps our confirmation types to Inera's typeOfRequestConfirmation, and the regional closing code HE "
         "to Inera's version reason VR and confirmation VID. Inera's code lists have no FHIR canonical: the "
         f"target systems {base()}/{INERA_CONFIRMATION} and {base()}/{INERA_VERSION_REASON} are placeholders "
@@ -125,19 +129,54 @@ def concept_map() -> Resource:
     )
     confirmation = codes().raw["code_systems"]["confirmation-type"]["concepts"]
     resource["group"] = [
-        {"source": codes().system("confirmation-type"), "target": f"{base()}/{INERA_CONFIRMATION}",
-         "element": [{"code": code, "display": names["sv"],
-                      "target": [{"code": code, "display": names["sv"], "equivalence": "equal"}]}
-                     for code, names in confirmation.items()]},
-        {"source": codes().system("closing-code"), "target": f"{base()}/{INERA_VERSION_REASON}",
-         "element": [{"code": "HE", "display": codes().display("closing-code", "HE"),
-                      "target": [{"code": "VR", "display": "Vidareskickad", "equivalence": "equivalent",
-                                  "comment": "The forwarded referral is a new version with version reason VR."}]}]},
-        {"source": codes().system("closing-code"), "target": f"{base()}/{INERA_CONFIRMATION}",
-         "element": [{"code": "HE", "display": codes().display("closing-code", "HE"),
-                      "target": [{"code": "VID", "display": codes().display("confirmation-type", "VID"),
-                                  "equivalence": "relatedto",
-                                  "comment": "A forwarding is announced to referrer and patient with VID."}]}]},
+        {
+            "source": codes().system("confirmation-type"),
+            "target": f"{base()}/{INERA_CONFIRMATION}",
+            "element": [
+                {
+                    "code": code,
+                    "display": names["sv"],
+                    "target": [{"code": code, "display": names["sv"], "equivalence": "equal"}],
+                }
+                for code, names in confirmation.items()
+            ],
+        },
+        {
+            "source": codes().system("closing-code"),
+            "target": f"{base()}/{INERA_VERSION_REASON}",
+            "element": [
+                {
+                    "code": "HE",
+                    "display": codes().display("closing-code", "HE"),
+                    "target": [
+                        {
+                            "code": "VR",
+                            "display": "Vidareskickad",
+                            "equivalence": "equivalent",
+                            "comment": "The forwarded referral is a new version with version reason VR.",
+                        }
+                    ],
+                }
+            ],
+        },
+        {
+            "source": codes().system("closing-code"),
+            "target": f"{base()}/{INERA_CONFIRMATION}",
+            "element": [
+                {
+                    "code": "HE",
+                    "display": codes().display("closing-code", "HE"),
+                    "target": [
+                        {
+                            "code": "VID",
+                            "display": codes().display("confirmation-type", "VID"),
+                            "equivalence": "relatedto",
+                            "comment": "A forwarding is announced to referrer and patient with VID.",
+                        }
+                    ],
+                }
+            ],
+        },
     ]
     return resource
 
@@ -145,8 +184,7 @@ def concept_map() -> Resource:
 def _reorder(resource: Resource) -> Resource:
     """Put ``language`` right after ``id``, where FHIR's element order has it."""
     order = ["resourceType", "id", "language"]
-    return {**{k: resource[k] for k in order if k in resource},
-            **{k: v for k, v in resource.items() if k not in order}}
+    return {**{k: resource[k] for k in order if k in resource}, **{k: v for k, v in resource.items() if k not in order}}
 
 
 def build() -> list[Resource]:

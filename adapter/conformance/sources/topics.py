@@ -52,54 +52,125 @@ def _changed(*statuses: str) -> str:
 def specs() -> list[TopicSpec]:
     c = codes()
     sr_code = c.referral_code
-    is_referral = (f"%current.code.coding.where(system = '{sr_code['system']}' and code = '{sr_code['code']}').exists()"
-                   f" or %current.category.coding.where(system = '{SNOMED}' and "
-                   f"code = '{c.referral_category['code']}').exists()")
-    is_our_task = (f"%current.code.coding.where(system = '{c.system('task-type')}' or "
-                   f"(system = '{SDC_TEMP}' and code = 'complete-questionnaire')).exists()")
-    ours = " or ".join(f"system = '{c.system(k)}'" for k in ("confirmation-type", "notification-type")
-                       if k in c.raw["code_systems"])
-    is_reply = (f"%current.category.coding.where({ours}).empty() and "
-                "(%current.inResponseTo.exists() or %current.basedOn.exists())")
+    is_referral = (
+        f"%current.code.coding.where(system = '{sr_code['system']}' and code = '{sr_code['code']}').exists()"
+        f" or %current.category.coding.where(system = '{SNOMED}' and "
+        f"code = '{c.referral_category['code']}').exists()"
+    )
+    is_our_task = (
+        f"%current.code.coding.where(system = '{c.system('task-type')}' or "
+        f"(system = '{SDC_TEMP}' and code = 'complete-questionnaire')).exists()"
+    )
+    ours = " or ".join(
+        f"system = '{c.system(k)}'" for k in ("confirmation-type", "notification-type") if k in c.raw["code_systems"]
+    )
+    is_reply = (
+        f"%current.category.coding.where({ours}).empty() and "
+        "(%current.inResponseTo.exists() or %current.basedOn.exists())"
+    )
     discharge = " or ".join(f"code = '{code}'" for code in DISCHARGE_TYPES)
     is_discharge = f"%current.type.coding.where(system = '{LOINC}' and ({discharge})).exists()"
     return [
-        TopicSpec("mmr-referral", "MMR referral created or updated",
-                  "A referral for multimodal pain rehabilitation was created or changed: the adapter registers "
-                  "its arrival and follows its status.",
-                  (Trigger("ServiceRequest", "An MMR referral (by code or referral category)", is_referral,
-                           filters=("performer", "status", "patient")),)),
-        TopicSpec("mmr-task", "MMR Task changed",
-                  "A workflow Task (our task codes or the SDC questionnaire code) was created or changed.",
-                  (Trigger("Task", "A Task with an MMR task code", is_our_task,
-                           filters=("code", "status", "focus", "owner", "patient")),)),
-        TopicSpec("mmr-communication-reply", "Reply to an MMR confirmation",
-                  "A Communication that answers the workflow (for example the referrer's answer to a supplement "
-                  "request), other than the adapter's own confirmations.",
-                  (Trigger("Communication", "A reply: not one of the adapter's confirmations or notices", is_reply,
-                           filters=("based-on", "sender", "status")),)),
-        TopicSpec("mmr-questionnaire-response", "QuestionnaireResponse completed",
-                  "The patient completed a questionnaire: the intake, an NRS form or the 12-month follow-up.",
-                  (Trigger("QuestionnaireResponse", "Status became completed", _changed("completed"),
-                           filters=("questionnaire", "patient", "based-on")),)),
-        TopicSpec("mmr-appointment", "Appointment booked or cancelled",
-                  "An Appointment was booked or cancelled at the specialist clinic or an MMRpv site.",
-                  (Trigger("Appointment", "Status became booked or cancelled", _changed("booked", "cancelled"),
-                           filters=("based-on", "patient", "actor", "location")),)),
-        TopicSpec("mmr-careplan", "Programme status changed",
-                  "An MMRpv programme CarePlan was created or changed status (started, completed, revoked).",
-                  (Trigger("CarePlan", "New, or status changed",
-                           "%previous.empty() or %previous.status != %current.status",
-                           filters=("activity-reference", "patient", "status")),)),
-        TopicSpec("mmr-discharge-summary", "Discharge summary available",
-                  "A discharge summary or referral answer (remissvar/epikris) became available, as a "
-                  "Composition or a DocumentReference.",
-                  (Trigger("Composition", "A final or amended discharge summary",
-                           f"{is_discharge} and {_changed('final', 'amended')}",
-                           filters=("patient", "type")),
-                   Trigger("DocumentReference", "A current discharge summary document",
-                           f"{is_discharge} and {_changed('current')}",
-                           filters=("patient", "type", "related")))),
+        TopicSpec(
+            "mmr-referral",
+            "MMR referral created or updated",
+            "A referral for multimodal pain rehabilitation was created or changed: the adapter registers "
+            "its arrival and follows its status.",
+            (
+                Trigger(
+                    "ServiceRequest",
+                    "An MMR referral (by code or referral category)",
+                    is_referral,
+                    filters=("performer", "status", "patient"),
+                ),
+            ),
+        ),
+        TopicSpec(
+            "mmr-task",
+            "MMR Task changed",
+            "A workflow Task (our task codes or the SDC questionnaire code) was created or changed.",
+            (
+                Trigger(
+                    "Task",
+                    "A Task with an MMR task code",
+                    is_our_task,
+                    filters=("code", "status", "focus", "owner", "patient"),
+                ),
+            ),
+        ),
+        TopicSpec(
+            "mmr-communication-reply",
+            "Reply to an MMR confirmation",
+            "A Communication that answers the workflow (for example the referrer's answer to a supplement "
+            "request), other than the adapter's own confirmations.",
+            (
+                Trigger(
+                    "Communication",
+                    "A reply: not one of the adapter's confirmations or notices",
+                    is_reply,
+                    filters=("based-on", "sender", "status"),
+                ),
+            ),
+        ),
+        TopicSpec(
+            "mmr-questionnaire-response",
+            "QuestionnaireResponse completed",
+            "The patient completed a questionnaire: the intake, an NRS form or the 12-month follow-up.",
+            (
+                Trigger(
+                    "QuestionnaireResponse",
+                    "Status became completed",
+                    _changed("completed"),
+                    filters=("questionnaire", "patient", "based-on"),
+                ),
+            ),
+        ),
+        TopicSpec(
+            "mmr-appointment",
+            "Appointment booked or cancelled",
+            "An Appointment was booked or cancelled at the specialist clinic or an MMRpv site.",
+            (
+                Trigger(
+                    "Appointment",
+                    "Status became booked or cancelled",
+                    _changed("booked", "cancelled"),
+                    filters=("based-on", "patient", "actor", "location"),
+                ),
+            ),
+        ),
+        TopicSpec(
+            "mmr-careplan",
+            "Programme status changed",
+            "An MMRpv programme CarePlan was created or changed status (started, completed, revoked).",
+            (
+                Trigger(
+                    "CarePlan",
+                    "New, or status changed",
+                    "%previous.empty() or %previous.status != %current.status",
+                    filters=("activity-reference", "patient", "status"),
+                ),
+            ),
+        ),
+        TopicSpec(
+            "mmr-discharge-summary",
+            "Discharge summary available",
+            "A discharge summary or referral answer (remissvar/epikris) became available, as a "
+            "Composition or a DocumentReference.",
+            (
+                Trigger(
+                    "Composition",
+                    "A final or amended discharge summary",
+                    f"{is_discharge} and {_changed('final', 'amended')}",
+                    filters=("patient", "type"),
+                ),
+                Trigger(
+                    "DocumentReference",
+                    "A current discharge summary document",
+                    f"{is_discharge} and {_changed('current')}",
+                    filters=("patient", "type", "related"),
+                ),
+            ),
+        ),
     ]
 
 
@@ -112,19 +183,29 @@ def topic(spec: TopicSpec) -> Resource:
         {"url": f"{ST}.description", "valueMarkdown": spec.description},
     ]
     for t in spec.triggers:
-        extensions.append({"url": f"{ST}.resourceTrigger", "extension": [
-            {"url": "description", "valueMarkdown": t.description},
-            {"url": "resource", "valueUri": f"{CORE_SD}/{t.resource}"},
-            *({"url": "supportedInteraction", "valueCode": i} for i in t.interactions),
-            {"url": "fhirPathCriteria", "valueString": t.fhirpath},
-        ]})
+        extensions.append(
+            {
+                "url": f"{ST}.resourceTrigger",
+                "extension": [
+                    {"url": "description", "valueMarkdown": t.description},
+                    {"url": "resource", "valueUri": f"{CORE_SD}/{t.resource}"},
+                    *({"url": "supportedInteraction", "valueCode": i} for i in t.interactions),
+                    {"url": "fhirPathCriteria", "valueString": t.fhirpath},
+                ],
+            }
+        )
     for t in spec.triggers:
         for param in t.filters:
-            extensions.append({"url": f"{ST}.canFilterBy", "extension": [
-                {"url": "description", "valueMarkdown": f"Filter {t.resource} on {param}"},
-                {"url": "resource", "valueUri": f"{CORE_SD}/{t.resource}"},
-                {"url": "filterParameter", "valueString": param},
-            ]})
+            extensions.append(
+                {
+                    "url": f"{ST}.canFilterBy",
+                    "extension": [
+                        {"url": "description", "valueMarkdown": f"Filter {t.resource} on {param}"},
+                        {"url": "resource", "valueUri": f"{CORE_SD}/{t.resource}"},
+                        {"url": "filterParameter", "valueString": param},
+                    ],
+                }
+            )
     return {
         "resourceType": "Basic",
         "id": spec.name.replace("mmr-", "mmr-topic-", 1),

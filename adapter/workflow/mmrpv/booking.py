@@ -54,8 +54,9 @@ PROGRAMME_OVER = frozenset({"completed", "revoked", "entered-in-error"})
 
 
 def _task_body(referral: Referral, intake: Resource, suggestion: Suggestion, ctx: Context) -> dict[str, Any]:
-    due = working_day_deadline(ctx.now, number(ctx, "mmrpv_booking_working_days"),
-                               parse_day_end(option(ctx, "mmrpv_day_end")))
+    due = working_day_deadline(
+        ctx.now, number(ctx, "mmrpv_booking_working_days"), parse_day_end(option(ctx, "mmrpv_day_end"))
+    )
     body = {
         "resourceType": "Task",
         "status": "requested",
@@ -89,9 +90,14 @@ def open_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     body = _task_body(referral, intake, suggestion, ctx)
     write = create(body, codes().identifier_system(TASK), booking_key(referral, round_))
     due = parse_moment(body["restriction"]["period"]["end"]) or ctx.now
-    return Plan(writes=(write,), timers=(Timer(BOOKING_REMINDER, referral.id, due),),
-                notes=(f"booking round {round_} for the administrative function, suggesting "
-                       f"{suggestion.site.key} (by {suggestion.basis})",))
+    return Plan(
+        writes=(write,),
+        timers=(Timer(BOOKING_REMINDER, referral.id, due),),
+        notes=(
+            f"booking round {round_} for the administrative function, suggesting "
+            f"{suggestion.site.key} (by {suggestion.basis})",
+        ),
+    )
 
 
 def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
@@ -100,8 +106,15 @@ def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     if found is None or task is None:
         return NOTHING
     output = {"type": concept("task-parameter", "appointment", ctx), "valueReference": {"reference": found.reference}}
-    write = revise(referral, task, TASK, status="completed", businessStatus=concept("business-status", "booked", ctx),
-                   output=[*(task.get("output") or ()), output], lastModified=ctx.now.isoformat())
+    write = revise(
+        referral,
+        task,
+        TASK,
+        status="completed",
+        businessStatus=concept("business-status", "booked", ctx),
+        output=[*(task.get("output") or ()), output],
+        lastModified=ctx.now.isoformat(),
+    )
     return Plan(writes=(write,), notes=(f"booked at {found.site.key}",))
 
 
@@ -113,8 +126,16 @@ def confirm_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
         return NOTHING
     start = local(found.start)
     occasion = f"mmrpv-{found.appointment['id']}-{stamp(found.start)}"
-    return messages.confirm(referral, ctx, "BEK", occasion, site=found.site.name, ort=found.site.ort,
-                            date=start.date().isoformat(), time=start.strftime("%H:%M"))
+    return messages.confirm(
+        referral,
+        ctx,
+        "BEK",
+        occasion,
+        site=found.site.name,
+        ort=found.site.ort,
+        date=start.date().isoformat(),
+        time=start.strftime("%H:%M"),
+    )
 
 
 def remind_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
@@ -126,15 +147,32 @@ def remind_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     since = parse_moment(task.get("authoredOn")) or ctx.now
     deadline = parse_moment(dig(task, "restriction", "period", "end")) or add_working_days(since, every)
     round_ = len(booking_tasks(referral))
-    reminders = messages.Reminders(BOOKING_REMINDER, "booking-reminder", "admin", f"booking-{round_}", every,
-                                   number(ctx, "mmrpv_booking_reminders"), since, first=deadline)
+    reminders = messages.Reminders(
+        BOOKING_REMINDER,
+        "booking-reminder",
+        "admin",
+        f"booking-{round_}",
+        every,
+        number(ctx, "mmrpv_booking_reminders"),
+        since,
+        first=deadline,
+    )
     due = local(deadline).date().isoformat()
     suggested = _suggested(task)
 
     def send_one(k: int) -> Plan:
         about = [{"reference": referral.reference}, {"reference": key_of(referral, task) or ""}]
-        return messages.notice(referral, ctx, "booking-reminder", "admin", reminders.occasion(k),
-                               extra={"about": about}, n=k, due=due, site=suggested)
+        return messages.notice(
+            referral,
+            ctx,
+            "booking-reminder",
+            "admin",
+            reminders.occasion(k),
+            extra={"about": about},
+            n=k,
+            due=due,
+            site=suggested,
+        )
 
     return messages.chase(referral, ctx, reminders, send_one)
 

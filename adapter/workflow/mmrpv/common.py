@@ -25,8 +25,17 @@ TASK, EPISODE, CAREPLAN = "task", "episodeofcare", "careplan"
 COMMUNICATION, COMMUNICATION_REQUEST = "communication", "communicationrequest"
 
 # The events after which the MMRpv steps compare the state with the routine (level-triggered).
-EVENTS = ("ServiceRequest", "Task", "deleted:Task", "Appointment", "deleted:Appointment", "CarePlan",
-          "DocumentReference", "QuestionnaireResponse", "EpisodeOfCare")
+EVENTS = (
+    "ServiceRequest",
+    "Task",
+    "deleted:Task",
+    "Appointment",
+    "deleted:Appointment",
+    "CarePlan",
+    "DocumentReference",
+    "QuestionnaireResponse",
+    "EpisodeOfCare",
+)
 
 BOOKING_REMINDER = "mmrpv-booking-reminder"
 PROGRAMME_START = "mmrpv-programme-start"
@@ -34,7 +43,6 @@ DISCHARGE_REMINDER = "mmrpv-discharge-reminder"
 FOLLOW_UP_DUE = "mmrpv-follow-up-due"
 FOLLOW_UP_REMINDER = "mmrpv-follow-up-reminder"
 TIMERS = (BOOKING_REMINDER, PROGRAMME_START, DISCHARGE_REMINDER, FOLLOW_UP_DUE, FOLLOW_UP_REMINDER)
-
 
 
 def fired(event: Event, timer: str) -> bool:
@@ -114,8 +122,14 @@ def intake_task(referral: Referral) -> Resource | None:
 
 def _coded_task(referral: Referral, code: str) -> Resource | None:
     system = codes().system("task-type")
-    return next((t for t in referral.all("Task") if has_code(t.get("code"), system, code)
-                 and points_to(t.get("focus"), referral.reference)), None)
+    return next(
+        (
+            t
+            for t in referral.all("Task")
+            if has_code(t.get("code"), system, code) and points_to(t.get("focus"), referral.reference)
+        ),
+        None,
+    )
 
 
 def intake_open(intake: Resource | None) -> bool:
@@ -127,8 +141,9 @@ def intake_open(intake: Resource | None) -> bool:
 def episode(referral: Referral) -> Resource | None:
     if found := find_own(referral, EPISODE, f"{key(referral)}-care-commitment"):
         return found
-    return next((e for e in referral.all("EpisodeOfCare")
-                 if points_to(e.get("referralRequest"), referral.reference)), None)
+    return next(
+        (e for e in referral.all("EpisodeOfCare") if points_to(e.get("referralRequest"), referral.reference)), None
+    )
 
 
 def care_commitment(referral: Referral) -> str | None:
@@ -188,8 +203,14 @@ def programme(referral: Referral) -> Resource | None:
     if found := find_own(referral, CAREPLAN, f"{key(referral)}-programme"):
         return found
     system = codes().system("service")
-    return next((c for c in referral.all("CarePlan") if carries_out(c, referral.reference)
-                 and has_code(c.get("category"), system, "mmr")), None)
+    return next(
+        (
+            c
+            for c in referral.all("CarePlan")
+            if carries_out(c, referral.reference) and has_code(c.get("category"), system, "mmr")
+        ),
+        None,
+    )
 
 
 @per_state(TASKS)
@@ -228,8 +249,13 @@ def appointment_site(appointment: Resource) -> Unit | None:
         actor = (participant or {}).get("actor") or {}
         target = local_ref(actor.get("reference")) or ""
         ident = actor.get("identifier") or {}
-        hsa = target.split("/", 1)[1] if target.startswith("Location/") else \
-            ident.get("value") if ident.get("system") == HSA_SYSTEM else None
+        hsa = (
+            target.split("/", 1)[1]
+            if target.startswith("Location/")
+            else ident.get("value")
+            if ident.get("system") == HSA_SYSTEM
+            else None
+        )
         if site := d.site_by_hsa(hsa):
             return site
     return None
@@ -252,9 +278,12 @@ def booking(referral: Referral) -> Booking | None:
     """The booking that stands: status booked (or later), at a site, with the patient, with a start."""
     found = []
     for appointment in referral.all("Appointment"):
-        if appointment.get("status") not in BOOKED or not appointment.get("id") \
-                or not points_to(appointment.get("basedOn"), referral.reference) or not has_patient(appointment,
-                                                                                                   referral):
+        if (
+            appointment.get("status") not in BOOKED
+            or not appointment.get("id")
+            or not points_to(appointment.get("basedOn"), referral.reference)
+            or not has_patient(appointment, referral)
+        ):
             continue
         site, start = appointment_site(appointment), parse_moment(appointment.get("start"))
         if site and start:
@@ -273,13 +302,17 @@ def discharge_summary(referral: Referral) -> Resource | None:
     ours = {d.mmrpv.hsa_id, d.mmrpv_admin.hsa_id, *(s.hsa_id for s in d.sites)}
     found = []
     for doc in referral.all("DocumentReference"):
-        if doc.get("status") != "current" or not points_to((doc.get("context") or {}).get("related"),
-                                                           referral.reference):
+        if doc.get("status") != "current" or not points_to(
+            (doc.get("context") or {}).get("related"), referral.reference
+        ):
             continue
         typed = any(has_code(doc.get(e), s, c) for e in ("type", "category") for s, c in wanted)
         authors = [*(doc.get("author") or ()), doc.get("custodian") or {}]
-        by_unit = any((local_ref((a or {}).get("reference")) or "").split("/")[-1] in ours
-                      or ((a or {}).get("identifier") or {}).get("value") in ours for a in authors)
+        by_unit = any(
+            (local_ref((a or {}).get("reference")) or "").split("/")[-1] in ours
+            or ((a or {}).get("identifier") or {}).get("value") in ours
+            for a in authors
+        )
         if typed or by_unit:
             found.append(doc)
     return min(found, key=lambda r: (str(r.get("date") or ""), r["id"])) if found else None

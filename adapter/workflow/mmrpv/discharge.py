@@ -49,8 +49,11 @@ def _pal_offer(referral: Referral, ctx: Context) -> Write | None:
     # does not load CommunicationRequests); planned earlier in this decide, it is found by identifier.
     value = f"{key(referral)}-pal-meeting"
     to = referrer_reference(referral)
-    if to is None or find_own(referral, COMMUNICATION_REQUEST, value) \
-            or messages.sent(referral, "discharge-summary", "referrer", "programme"):
+    if (
+        to is None
+        or find_own(referral, COMMUNICATION_REQUEST, value)
+        or messages.sent(referral, "discharge-summary", "referrer", "programme")
+    ):
         return None
     body = {
         "resourceType": "CommunicationRequest",
@@ -60,24 +63,29 @@ def _pal_offer(referral: Referral, ctx: Context) -> Write | None:
         "subject": subject_reference(referral),
         "about": [{"reference": referral.reference}],
         "basedOn": [{"reference": referral.reference}],
-        "payload": [{"contentString": messages.wording("pal-meeting-offer", "referrer", ctx,
-                                                       messages.values(referral))}],
+        "payload": [
+            {"contentString": messages.wording("pal-meeting-offer", "referrer", ctx, messages.values(referral))}
+        ],
         "authoredOn": ctx.now.isoformat(),
         "requester": unit_ref(),
         "sender": unit_ref(),
         "recipient": [to],
     }
-    return create({k: v for k, v in body.items() if v is not None}, codes().identifier_system(COMMUNICATION_REQUEST),
-                  value)
+    return create(
+        {k: v for k, v in body.items() if v is not None}, codes().identifier_system(COMMUNICATION_REQUEST), value
+    )
 
 
 def _link(referral: Referral, intake: Resource, summary: Resource, ctx: Context) -> Write | None:
     if parameters(intake, "output", "discharge-summary"):
         return None
-    output = {"type": concept("task-parameter", "discharge-summary", ctx),
-              "valueReference": {"reference": f"DocumentReference/{summary['id']}"}}
-    return revise(referral, intake, "task", output=[*(intake.get("output") or ()), output],
-                  lastModified=ctx.now.isoformat())
+    output = {
+        "type": concept("task-parameter", "discharge-summary", ctx),
+        "valueReference": {"reference": f"DocumentReference/{summary['id']}"},
+    }
+    return revise(
+        referral, intake, "task", output=[*(intake.get("output") or ()), output], lastModified=ctx.now.isoformat()
+    )
 
 
 def send_discharge(referral: Referral, event: Event, ctx: Context) -> Plan:
@@ -88,10 +96,19 @@ def send_discharge(referral: Referral, event: Event, ctx: Context) -> Plan:
     summary = discharge_summary(referral)
     if summary is None:
         return _chase(referral, plan_, ctx) if fired(event, DISCHARGE_REMINDER) else NOTHING
-    sent = messages.notice(referral, ctx, "discharge-summary", "referrer", "programme", extra={
-        "payload": [{"contentString": messages.wording("discharge-summary", "referrer", ctx,
-                                                       messages.values(referral))},
-                    {"contentReference": {"reference": f"DocumentReference/{summary['id']}"}}]})
+    sent = messages.notice(
+        referral,
+        ctx,
+        "discharge-summary",
+        "referrer",
+        "programme",
+        extra={
+            "payload": [
+                {"contentString": messages.wording("discharge-summary", "referrer", ctx, messages.values(referral))},
+                {"contentReference": {"reference": f"DocumentReference/{summary['id']}"}},
+            ]
+        },
+    )
     offer, link = _pal_offer(referral, ctx), _link(referral, intake, summary, ctx)
     writes = tuple(w for w in (offer, link) if w is not None)
     return sent + Plan(writes=writes, notes=("PAL meeting offered",) if offer else ())
@@ -99,15 +116,27 @@ def send_discharge(referral: Referral, event: Event, ctx: Context) -> Plan:
 
 def reminders(plan_: Resource, ctx: Context) -> messages.Reminders:
     """Reminders to the unit of a missing summary, counted from the programme's end."""
-    return messages.Reminders(DISCHARGE_REMINDER, "discharge-reminder", "unit", "discharge",
-                              number(ctx, "mmrpv_discharge_working_days"), number(ctx, "mmrpv_discharge_reminders"),
-                              programme_end(plan_, ctx))
+    return messages.Reminders(
+        DISCHARGE_REMINDER,
+        "discharge-reminder",
+        "unit",
+        "discharge",
+        number(ctx, "mmrpv_discharge_working_days"),
+        number(ctx, "mmrpv_discharge_reminders"),
+        programme_end(plan_, ctx),
+    )
 
 
 def _chase(referral: Referral, plan_: Resource, ctx: Context) -> Plan:
     r = reminders(plan_, ctx)
-    return messages.chase(referral, ctx, r, lambda k: messages.notice(
-        referral, ctx, "discharge-reminder", "unit", r.occasion(k), n=k, date=r.since.date().isoformat()))
+    return messages.chase(
+        referral,
+        ctx,
+        r,
+        lambda k: messages.notice(
+            referral, ctx, "discharge-reminder", "unit", r.occasion(k), n=k, date=r.since.date().isoformat()
+        ),
+    )
 
 
 def tell_interruption(referral: Referral, event: Event, ctx: Context) -> Plan:

@@ -51,8 +51,9 @@ def _link(referral: Referral, intake: Resource, target: str, ctx: Context) -> Wr
     if parameters(intake, "output", "care-commitment"):
         return None
     output = {"type": concept("task-parameter", "care-commitment", ctx), "valueReference": {"reference": target}}
-    return revise(referral, intake, "task", output=[*(intake.get("output") or ()), output],
-                  lastModified=ctx.now.isoformat())
+    return revise(
+        referral, intake, "task", output=[*(intake.get("output") or ()), output], lastModified=ctx.now.isoformat()
+    )
 
 
 def commit_care(referral: Referral, event: Event, ctx: Context) -> Plan:

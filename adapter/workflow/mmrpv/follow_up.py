@@ -79,8 +79,12 @@ def _body(referral: Referral, due: datetime, ctx: Context) -> dict[str, Any]:
         "authoredOn": ctx.now.isoformat(),
         "lastModified": ctx.now.isoformat(),
         "restriction": {"period": {"start": due.isoformat(), "end": window.isoformat()}},
-        "input": [{"type": questionnaires.sdc_type("questionnaire"),
-                   "valueCanonical": (questionnaires.configured(ctx, "follow-up") or (follow_up_canonical(),))[0]}],
+        "input": [
+            {
+                "type": questionnaires.sdc_type("questionnaire"),
+                "valueCanonical": (questionnaires.configured(ctx, "follow-up") or (follow_up_canonical(),))[0],
+            }
+        ],
     }
     return {k: v for k, v in body.items() if v is not None}
 
@@ -99,8 +103,11 @@ def schedule_follow_up(referral: Referral, event: Event, ctx: Context) -> Plan:
         return Plan(notes=("follow-up not scheduled: the referral names no usable patient",))
     due = due_moment(programme_end(ended, ctx), ctx)
     write = create(_body(referral, due, ctx), codes().identifier_system(TASK), f"{key(referral)}-follow-up")
-    return Plan(writes=(write,), timers=(Timer(FOLLOW_UP_DUE, referral.id, due),),
-                notes=(f"follow-up scheduled for {due.date().isoformat()}",))
+    return Plan(
+        writes=(write,),
+        timers=(Timer(FOLLOW_UP_DUE, referral.id, due),),
+        notes=(f"follow-up scheduled for {due.date().isoformat()}",),
+    )
 
 
 def run_follow_up(referral: Referral, event: Event, ctx: Context) -> Plan:
@@ -122,33 +129,73 @@ def run_follow_up(referral: Referral, event: Event, ctx: Context) -> Plan:
         return Plan(writes=(questionnaires.answered(referral, task, answer, ctx),), notes=("follow-up answered",))
     if ctx.now >= until:
         reason = {"text": text(data()["reasons"]["follow-up-no-answer"], ctx)}
-        failed = revise(referral, task, TASK, status="failed", statusReason=reason, lastModified=ctx.now.isoformat(),
-                        businessStatus=concept("business-status", "not-answered", ctx))
+        failed = revise(
+            referral,
+            task,
+            TASK,
+            status="failed",
+            statusReason=reason,
+            lastModified=ctx.now.isoformat(),
+            businessStatus=concept("business-status", "not-answered", ctx),
+        )
         return Plan(writes=(failed,), notes=("follow-up unanswered at the end of its window",))
     return _chase(referral, due, until, ctx) if fired(event, FOLLOW_UP_REMINDER) else NOTHING
 
 
 def _activate(referral: Referral, task: Resource, due: datetime, until: datetime, ctx: Context) -> Plan:
-    active = revise(referral, task, TASK, status="requested", lastModified=ctx.now.isoformat(),
-                    businessStatus=concept("business-status", "awaiting-patient", ctx))
+    active = revise(
+        referral,
+        task,
+        TASK,
+        status="requested",
+        lastModified=ctx.now.isoformat(),
+        businessStatus=concept("business-status", "awaiting-patient", ctx),
+    )
     about = [{"reference": referral.reference}, {"reference": f"Task/{task['id']}"}]
-    notice = messages.notice(referral, ctx, "follow-up-request", "patient", "follow-up", extra={"about": about},
-                             until=local(until).date().isoformat())
+    notice = messages.notice(
+        referral,
+        ctx,
+        "follow-up-request",
+        "patient",
+        "follow-up",
+        extra={"about": about},
+        until=local(until).date().isoformat(),
+    )
     reminders = _reminders(due, until, ctx)
     first = messages.first_reminder(reminders)
     timers = (Timer(FOLLOW_UP_REMINDER, referral.id, first),) if first else ()
-    beside = questionnaires.ask(referral, ctx, "follow-up", questionnaires.configured(ctx, "follow-up")[1:],
-                                {"reference": f"Task/{task['id']}"}, unit_ref(), until)
+    beside = questionnaires.ask(
+        referral,
+        ctx,
+        "follow-up",
+        questionnaires.configured(ctx, "follow-up")[1:],
+        {"reference": f"Task/{task['id']}"},
+        unit_ref(),
+        until,
+    )
     return Plan(writes=(active,), timers=timers, notes=("follow-up activated",)) + notice + beside
 
 
 def _reminders(due: datetime, until: datetime, ctx: Context) -> messages.Reminders:
-    return messages.Reminders(FOLLOW_UP_REMINDER, "follow-up-reminder", "patient", "follow-up",
-                              number(ctx, "mmrpv_follow_up_reminder_days"), number(ctx, "mmrpv_follow_up_reminders"),
-                              due, until)
+    return messages.Reminders(
+        FOLLOW_UP_REMINDER,
+        "follow-up-reminder",
+        "patient",
+        "follow-up",
+        number(ctx, "mmrpv_follow_up_reminder_days"),
+        number(ctx, "mmrpv_follow_up_reminders"),
+        due,
+        until,
+    )
 
 
 def _chase(referral: Referral, due: datetime, until: datetime, ctx: Context) -> Plan:
     reminders = _reminders(due, until, ctx)
-    return messages.chase(referral, ctx, reminders, lambda k: messages.notice(
-        referral, ctx, "follow-up-reminder", "patient", reminders.occasion(k), until=local(until).date().isoformat()))
+    return messages.chase(
+        referral,
+        ctx,
+        reminders,
+        lambda k: messages.notice(
+            referral, ctx, "follow-up-reminder", "patient", reminders.occasion(k), until=local(until).date().isoformat()
+        ),
+    )

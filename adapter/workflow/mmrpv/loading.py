@@ -60,5 +60,7 @@ def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource])
 def journey_queries(service_request: Resource) -> list[str]:
     """What ``mmr-adapter status`` adds to the referral's search: the care commitment and the PAL offer."""
     k = referral_key(service_request)
-    return [_by_identifier("EpisodeOfCare", EPISODE, f"{k}-care-commitment"),
-            _by_identifier("CommunicationRequest", COMMUNICATION_REQUEST, f"{k}-pal-meeting")]
+    return [
+        _by_identifier("EpisodeOfCare", EPISODE, f"{k}-care-commitment"),
+        _by_identifier("CommunicationRequest", COMMUNICATION_REQUEST, f"{k}-pal-meeting"),
+    ]

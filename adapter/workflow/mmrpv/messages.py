@@ -39,20 +39,51 @@ def sent(referral: Referral, kind: str, recipient_kind: str, occasion: str) -> b
     return find_own(referral, COMMUNICATION, conf.message_id(referral, kind, recipient_kind, occasion)) is not None
 
 
-def send(referral: Referral, ctx: Context, *, kind: str, category: dict[str, Any], recipient_kind: str,
-         occasion: str, words: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> Plan:
+def send(
+    referral: Referral,
+    ctx: Context,
+    *,
+    kind: str,
+    category: dict[str, Any],
+    recipient_kind: str,
+    occasion: str,
+    words: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Plan:
     """One message of ``kind`` from the MMRpv unit to one recipient, unless it went out for this occasion."""
-    return conf.send_once(referral, ctx, kind=kind, recipient_kind=recipient_kind, occasion=occasion,
-                          category=category, extra={"sender": unit_ref(), **(extra or {})},
-                          words=lambda: wording(kind, recipient_kind, ctx, values(referral, **words)))
+    return conf.send_once(
+        referral,
+        ctx,
+        kind=kind,
+        recipient_kind=recipient_kind,
+        occasion=occasion,
+        category=category,
+        extra={"sender": unit_ref(), **(extra or {})},
+        words=lambda: wording(kind, recipient_kind, ctx, values(referral, **words)),
+    )
 
 
-def notice(referral: Referral, ctx: Context, kind: str, recipient_kind: str, occasion: str,
-           extra: Mapping[str, Any] | None = None, **words: Any) -> Plan:
+def notice(
+    referral: Referral,
+    ctx: Context,
+    kind: str,
+    recipient_kind: str,
+    occasion: str,
+    extra: Mapping[str, Any] | None = None,
+    **words: Any,
+) -> Plan:
     """A notice (category mmr-notification-type ``kind``)."""
     category = codes().concept("notification-type", kind, language(ctx))
-    return send(referral, ctx, kind=kind, category=category, recipient_kind=recipient_kind, occasion=occasion,
-                words=words, extra=extra)
+    return send(
+        referral,
+        ctx,
+        kind=kind,
+        category=category,
+        recipient_kind=recipient_kind,
+        occasion=occasion,
+        words=words,
+        extra=extra,
+    )
 
 
 def confirm(referral: Referral, ctx: Context, confirmation_type: str, occasion: str, **words: Any) -> Plan:
@@ -60,8 +91,15 @@ def confirm(referral: Referral, ctx: Context, confirmation_type: str, occasion: 
     category = codes().concept("confirmation-type", confirmation_type, language(ctx))
     plan = NOTHING
     for kind in conf.recipients_of(confirmation_type):
-        plan += send(referral, ctx, kind=confirmation_type, category=category, recipient_kind=kind,
-                     occasion=occasion, words=words)
+        plan += send(
+            referral,
+            ctx,
+            kind=confirmation_type,
+            category=category,
+            recipient_kind=kind,
+            occasion=occasion,
+            words=words,
+        )
     return plan
 
 

@@ -49,16 +49,24 @@ def _activity(entry: dict[str, Any], start: datetime, ctx: Context) -> dict[str,
     first, last = entry["weeks"]
     begins = start + timedelta(weeks=int(first) - 1)
     ends = start + timedelta(weeks=int(last)) - timedelta(days=1)
-    kind = {"sv": "gruppsessioner", "en": "group sessions"} if entry.get("group") else \
-        {"sv": "individuella besök", "en": "individual sessions"}
-    return {"detail": {
-        "status": "not-started",
-        "code": {"text": text(entry["profession"], ctx)},
-        "description": f"{text(entry['title'], ctx)} ({entry['sessions']} {text(kind, ctx)})",
-        "scheduledTiming": {"repeat": {"count": int(entry["sessions"]),
-                                       "boundsPeriod": {"start": begins.date().isoformat(),
-                                                        "end": ends.date().isoformat()}}},
-    }}
+    kind = (
+        {"sv": "gruppsessioner", "en": "group sessions"}
+        if entry.get("group")
+        else {"sv": "individuella besök", "en": "individual sessions"}
+    )
+    return {
+        "detail": {
+            "status": "not-started",
+            "code": {"text": text(entry["profession"], ctx)},
+            "description": f"{text(entry['title'], ctx)} ({entry['sessions']} {text(kind, ctx)})",
+            "scheduledTiming": {
+                "repeat": {
+                    "count": int(entry["sessions"]),
+                    "boundsPeriod": {"start": begins.date().isoformat(), "end": ends.date().isoformat()},
+                }
+            },
+        }
+    }
 
 
 def _body(referral: Referral, found: Booking, ctx: Context) -> dict[str, Any]:
@@ -91,10 +99,16 @@ FOLLOWS_BOOKING = ("title", "period", "activity")  # and the supporting Appointm
 def _not_started(plan: Resource, ctx: Context) -> bool:
     """Nothing of the programme has happened yet: before its first day, and the unit has recorded nothing."""
     start = parse_moment((plan.get("period") or {}).get("start"))
-    details = [a["detail"] for a in plan.get("activity") or ()
-               if isinstance(a, dict) and isinstance(a.get("detail"), dict)]
-    return (plan.get("status") == "active" and start is not None and local(ctx.now) < start and not plan.get("note")
-            and all(d.get("status") == "not-started" for d in details))
+    details = [
+        a["detail"] for a in plan.get("activity") or () if isinstance(a, dict) and isinstance(a.get("detail"), dict)
+    ]
+    return (
+        plan.get("status") == "active"
+        and start is not None
+        and local(ctx.now) < start
+        and not plan.get("note")
+        and all(d.get("status") == "not-started" for d in details)
+    )
 
 
 def plan_programme(referral: Referral, event: Event, ctx: Context) -> Plan:
@@ -113,15 +127,21 @@ def plan_programme(referral: Referral, event: Event, ctx: Context) -> Plan:
         return NOTHING  # the unit's now
     wanted = _body(referral, found, ctx)
     booked = {"reference": found.reference}
-    if (existing.get("period") or {}).get("start") == wanted["period"]["start"] \
-            and booked in (existing.get("supportingInfo") or []):
+    if (existing.get("period") or {}).get("start") == wanted["period"]["start"] and booked in (
+        existing.get("supportingInfo") or []
+    ):
         return NOTHING
-    kept = [i for i in existing.get("supportingInfo") or ()
-            if isinstance(i, dict) and not str(i.get("reference", "")).startswith("Appointment/")]
+    kept = [
+        i
+        for i in existing.get("supportingInfo") or ()
+        if isinstance(i, dict) and not str(i.get("reference", "")).startswith("Appointment/")
+    ]
     care = [i for i in wanted["supportingInfo"][1:] if i not in kept]
     changes = {**{k: wanted[k] for k in FOLLOWS_BOOKING}, "supportingInfo": [booked, *kept, *care]}
-    return Plan(writes=(update(existing, **changes),),
-                notes=(f"programme moved with the booking: {found.site.key} from {wanted['period']['start']}",))
+    return Plan(
+        writes=(update(existing, **changes),),
+        notes=(f"programme moved with the booking: {found.site.key} from {wanted['period']['start']}",),
+    )
 
 
 def ask_questionnaires(referral: Referral, event: Event, ctx: Context) -> Plan:
@@ -133,9 +153,11 @@ def ask_questionnaires(referral: Referral, event: Event, ctx: Context) -> Plan:
     part_of = {"reference": f"Task/{intake['id']}"}
     plan = NOTHING
     if found is not None and ctx.now >= found.start and (current is None or current.get("status") != "revoked"):
-        plan += questionnaires.ask(referral, ctx, "first-visit", questionnaires.configured(ctx, "first-visit"),
-                                   part_of, unit_ref())
+        plan += questionnaires.ask(
+            referral, ctx, "first-visit", questionnaires.configured(ctx, "first-visit"), part_of, unit_ref()
+        )
     if current is not None and current.get("status") == "completed":
-        plan += questionnaires.ask(referral, ctx, "after-programme",
-                                   questionnaires.configured(ctx, "after-programme"), part_of, unit_ref())
+        plan += questionnaires.ask(
+            referral, ctx, "after-programme", questionnaires.configured(ctx, "after-programme"), part_of, unit_ref()
+        )
     return plan

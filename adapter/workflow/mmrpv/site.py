@@ -46,8 +46,9 @@ def municipality_table() -> dict[str, str]:
 
 @cache
 def postal_table() -> dict[str, str]:
-    return {str(prefix): site for site, entry in data()["sites"].items()
-            for prefix in entry.get("postal_prefixes") or ()}
+    return {
+        str(prefix): site for site, entry in data()["sites"].items() for prefix in entry.get("postal_prefixes") or ()
+    }
 
 
 def home_addresses(patient: Resource | None) -> list[dict[str, Any]]:

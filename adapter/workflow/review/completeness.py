@@ -130,7 +130,7 @@ def rounds(referral: Referral) -> tuple[Resource, ...]:
     found = []
     for comm in referral.all("Communication"):
         value = own_value(comm, "communication") or ""
-        if value.startswith(prefix) and (number := value[len(prefix):]).isdigit() and number.isascii():
+        if value.startswith(prefix) and (number := value[len(prefix) :]).isdigit() and number.isascii():
             found.append((int(number), comm))
     return tuple(c for _, c in sorted(found, key=lambda pair: pair[0]))
 
@@ -184,30 +184,41 @@ def _record_answer(referral: Referral, task: Resource, ctx: Context, resume: boo
     sent = rounds(referral)
     changes: dict[str, Any] = {}
     if sent and len(parameters(task, "input", "supplement-reply")) < len(sent):
-        entry = {"type": concept("task-parameter", "supplement-reply"),
-                 "valueReference": _answer_reference(referral, sent[-1])}
+        entry = {
+            "type": concept("task-parameter", "supplement-reply"),
+            "valueReference": _answer_reference(referral, sent[-1]),
+        }
         changes["input"] = [*as_list(task.get("input")), entry]
     if resume:
         changes.update(resumed(task, ctx))
     if not changes:
         return NOTHING
     changes.setdefault("lastModified", ctx.now.isoformat())
-    return Plan(writes=(revise(referral, task, "task", **changes),),
-                notes=("supplement answered: review resumes" if resume else "supplement answer recorded",))
+    return Plan(
+        writes=(revise(referral, task, "task", **changes),),
+        notes=("supplement answered: review resumes" if resume else "supplement answer recorded",),
+    )
 
 
 def _request_supplement(referral: Referral, task: Resource, failed: tuple[Rule, ...], ctx: Context) -> Plan:
     if referrer_reference(referral) is None:
-        return Plan(notes=("referral incomplete (" + ", ".join(r.id for r in failed) + ") but the referrer "
-                           "cannot be reached (no usable requester): no KOM, left to the clinic",))
+        return Plan(
+            notes=(
+                "referral incomplete (" + ", ".join(r.id for r in failed) + ") but the referrer "
+                "cannot be reached (no usable requester): no KOM, left to the clinic",
+            )
+        )
     lang = options.language(ctx)
     round_no = len(rounds(referral)) + 1
     listing = "\n".join(f"- {r.label(lang)}" for r in failed)
     plan = conf.confirm(referral, ctx, "KOM", str(round_no), missing=listing)
     hold = revise(referral, task, "task", **on_hold(task, "awaiting-supplement", ctx))
     due = add_working_days(ctx.now, options.number(ctx, "supplement_reminder_days"))
-    return plan + Plan(writes=(hold,), timers=(Timer(REMINDER_TIMER, referral.id, due),),
-                       notes=(f"referral incomplete: KOM round {round_no} for " + ", ".join(r.id for r in failed),))
+    return plan + Plan(
+        writes=(hold,),
+        timers=(Timer(REMINDER_TIMER, referral.id, due),),
+        notes=(f"referral incomplete: KOM round {round_no} for " + ", ".join(r.id for r in failed),),
+    )
 
 
 @on(*REVIEW_EVENTS)
@@ -237,8 +248,9 @@ def remind_referrer(referral: Referral, event: Event, ctx: Context) -> Plan:
     if result.passed or not sent:
         return NOTHING
     round_no, most = len(sent), options.number(ctx, "supplement_reminders")
-    reminders = [r for m in range(1, most + 1)
-                 if (r := find_own(referral, "communication", _reminder_id(referral, round_no, m)))]
+    reminders = [
+        r for m in range(1, most + 1) if (r := find_own(referral, "communication", _reminder_id(referral, round_no, m)))
+    ]
     if len(reminders) >= most:
         return Plan(notes=(f"KOM round {round_no}: all {most} reminders sent, waiting for the referrer",))
     last = (reminders or [sent[-1]])[-1]
@@ -246,11 +258,25 @@ def remind_referrer(referral: Referral, event: Event, ctx: Context) -> Plan:
     if due is None or ctx.now < due:
         return Plan(timers=(Timer(REMINDER_TIMER, referral.id, due),)) if due else NOTHING
     listing = "\n".join(f"- {r.label(options.language(ctx))}" for r in result.missing)
-    plan = conf.notify(referral, ctx, "supplement-reminder", "referrer", f"{round_no}-{len(reminders) + 1}",
-                       extra={"partOf": [{"reference": key_of(referral, sent[-1]) or ""}]}, missing=listing)
+    plan = conf.notify(
+        referral,
+        ctx,
+        "supplement-reminder",
+        "referrer",
+        f"{round_no}-{len(reminders) + 1}",
+        extra={"partOf": [{"reference": key_of(referral, sent[-1]) or ""}]},
+        missing=listing,
+    )
     if len(reminders) + 1 < most:
-        plan += Plan(timers=(Timer(REMINDER_TIMER, referral.id,
-                                   add_working_days(ctx.now, options.number(ctx, "supplement_reminder_days"))),))
+        plan += Plan(
+            timers=(
+                Timer(
+                    REMINDER_TIMER,
+                    referral.id,
+                    add_working_days(ctx.now, options.number(ctx, "supplement_reminder_days")),
+                ),
+            )
+        )
     return plan
 
 

@@ -162,18 +162,22 @@ def _label(value: Any, lang: str) -> str:
     return str(value.get(lang) or value.get("sv")) if isinstance(value, dict) else str(value)
 
 
-def _from_referral(referral: Referral, now: datetime,
-                   lang: str) -> tuple[tuple[tuple[Evidence, ...], tuple[str, ...]], ...]:
+def _from_referral(
+    referral: Referral, now: datetime, lang: str
+) -> tuple[tuple[tuple[Evidence, ...], tuple[str, ...]], ...]:
     """Each criterion's evidence in the referral and the record, once per event however many steps ask."""
+
     def compute() -> tuple[tuple[tuple[Evidence, ...], tuple[str, ...]], ...]:
         clinic = performer_clinic(referral)
         env = variables(referral, clinic, now, conditions=record(referral, clinic, now))
         return tuple((tuple(e), tuple(n)) for e, n in (_referral_evidence(referral, c, env, lang) for c in CRITERIA))
+
     return referral.derived(("criteria", now, lang), compute, RECORD)
 
 
-def _referral_evidence(referral: Referral, criterion: str, env: dict[str, Any],
-                       lang: str) -> tuple[list[Evidence], list[str]]:
+def _referral_evidence(
+    referral: Referral, criterion: str, env: dict[str, Any], lang: str
+) -> tuple[list[Evidence], list[str]]:
     evidence, notes = [], []
     for rule in config()["criteria"].get(criterion, {}).get("referral") or ():
         if rule.get("source") == "assessment":
@@ -209,8 +213,9 @@ def _condition_holds(condition: dict[str, Any], given: dict[str, list[Any]]) -> 
     operator = condition.get("operator")
     if operator == "exists":
         return bool(values) == bool(condition.get("answerBoolean"))
-    expected = next((v.get("code") if isinstance(v, dict) else v for k, v in condition.items()
-                     if k.startswith("answer")), None)
+    expected = next(
+        (v.get("code") if isinstance(v, dict) else v for k, v in condition.items() if k.startswith("answer")), None
+    )
     hit = any(_same(v, expected) for v in values)
     return hit if operator == "=" else (not hit if operator == "!=" else False)
 
@@ -230,8 +235,13 @@ def questionnaire_finding(criterion: str, response: Resource) -> tuple[str, list
         values = given.get(link_id) or []
         all_answered = all_answered and bool(values)
         for value in values:
-            verdict = NOT_MET if matches(item.get("not_met") or [], value) else \
-                MET if matches(item.get("met") or [], value) else UNKNOWN
+            verdict = (
+                NOT_MET
+                if matches(item.get("not_met") or [], value)
+                else MET
+                if matches(item.get("met") or [], value)
+                else UNKNOWN
+            )
             all_met = all_met and verdict == MET
             evidence.append(Evidence(source, link_id, str(value), verdict))
     if any(e.verdict == NOT_MET for e in evidence):

@@ -24,8 +24,9 @@ OVERDUE_COUNT = "review-overdue-flagged"
 
 def review_deadline(arrival: datetime, ctx: Context) -> datetime:
     """End of the N-th working day after the arrival day (N = ``review_working_days``)."""
-    return working_day_deadline(arrival, options.number(ctx, "review_working_days"),
-                                parse_day_end(options.option(ctx, "review_day_end")))
+    return working_day_deadline(
+        arrival, options.number(ctx, "review_working_days"), parse_day_end(options.option(ctx, "review_day_end"))
+    )
 
 
 def deadline_of(task: Resource) -> datetime | None:
@@ -49,6 +50,14 @@ def flag_overdue(referral: Referral, event: Event, ctx: Context) -> Plan:
     if ctx.now < due:
         return Plan(timers=(Timer(OVERDUE_TIMER, referral.id, due),), notes=("overdue timer early: re-armed",))
     reviewer = [task["owner"]] if owner_is_reviewer(task) else []
-    flag = conf.notify(referral, ctx, "overdue", "clinic", "review", also_to=reviewer,
-                       days=options.number(ctx, "review_working_days"), deadline=local(due).date().isoformat())
+    flag = conf.notify(
+        referral,
+        ctx,
+        "overdue",
+        "clinic",
+        "review",
+        also_to=reviewer,
+        days=options.number(ctx, "review_working_days"),
+        deadline=local(due).date().isoformat(),
+    )
     return flag + Plan(counts=(OVERDUE_COUNT,)) if flag.writes else flag

@@ -56,13 +56,24 @@ def decided_at(review: Resource, ctx: Context) -> dict[str, Any]:
 
 def _auto_decide(referral: Referral, review: Resource, ctx: Context) -> Plan:
     level = recommendation(review)
-    if not options.flag(ctx, "auto_decide") or level is None or not is_open(review) \
-            or business_status(review) != "recommended" or not determinate(review):
+    if (
+        not options.flag(ctx, "auto_decide")
+        or level is None
+        or not is_open(review)
+        or business_status(review) != "recommended"
+        or not determinate(review)
+    ):
         return NOTHING
     output = {"type": concept("task-parameter", "decision", ctx), "valueCodeableConcept": concept("level", level, ctx)}
-    write = revise(referral, review, "task", output=[*as_list(review.get("output")), output],
-                   businessStatus=concept("business-status", "decided", ctx), lastModified=ctx.now.isoformat(),
-                   executionPeriod=decided_at(review, ctx))
+    write = revise(
+        referral,
+        review,
+        "task",
+        output=[*as_list(review.get("output")), output],
+        businessStatus=concept("business-status", "decided", ctx),
+        lastModified=ctx.now.isoformat(),
+        executionPeriod=decided_at(review, ctx),
+    )
     return Plan(writes=(write,), notes=(f"decided automatically: {level}",))
 
 
@@ -70,10 +81,15 @@ def _record(referral: Referral, review: Resource, level: str, ctx: Context) -> P
     changes: dict[str, Any] = {}
     recommended = recommendation(review)
     if recommended and recommended != level and not parameters(review, "output", "deviation"):
-        text = f"Beslut {level} avviker från rekommendation {recommended}" if options.language(ctx) == "sv" \
+        text = (
+            f"Beslut {level} avviker från rekommendation {recommended}"
+            if options.language(ctx) == "sv"
             else f"Decision {level} differs from the recommendation {recommended}"
-        changes["output"] = [*as_list(review.get("output")),
-                             {"type": concept("task-parameter", "deviation", ctx), "valueString": text}]
+        )
+        changes["output"] = [
+            *as_list(review.get("output")),
+            {"type": concept("task-parameter", "deviation", ctx), "valueString": text},
+        ]
     if is_open(review) and business_status(review) != "decided":
         changes["businessStatus"] = concept("business-status", "decided", ctx)
     if is_open(review) and not dig(review, "executionPeriod", "end"):
@@ -81,22 +97,28 @@ def _record(referral: Referral, review: Resource, level: str, ctx: Context) -> P
     if not changes:
         return NOTHING
     notes = (f"decision {level} against the recommendation {recommended}: recorded",) if "output" in changes else ()
-    return Plan(writes=(revise(referral, review, "task", lastModified=ctx.now.isoformat(), **changes),),
-                notes=(*notes, f"decision recorded: {level}"))
+    return Plan(
+        writes=(revise(referral, review, "task", lastModified=ctx.now.isoformat(), **changes),),
+        notes=(*notes, f"decision recorded: {level}"),
+    )
 
 
 def _reject(referral: Referral, review: Resource, ctx: Context) -> Plan:
     lang = options.language(ctx)
     why = review.get("statusReason")
-    reason = dig(why, "text") or next((c.get("display") or c.get("code") for c in codings(why)), None) \
+    reason = (
+        dig(why, "text")
+        or next((c.get("display") or c.get("code") for c in codings(why)), None)
         or conf.reason("no-reason", lang)
+    )
     plan = conf.confirm(referral, ctx, "AVV", "review", reason=reason)
     task = questionnaire_task(referral)
     if is_open(task):
         assert task is not None
         plan += Plan(writes=(cancel(referral, task, conf.reason("review-closed", lang), ctx),))
-    return plan + questionnaires.close_companions(referral, ctx, key_of(referral, review) or "",
-                                                  conf.reason("review-closed", lang))
+    return plan + questionnaires.close_companions(
+        referral, ctx, key_of(referral, review) or "", conf.reason("review-closed", lang)
+    )
 
 
 @on(*RECOMMEND_EVENTS)

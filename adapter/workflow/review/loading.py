@@ -38,8 +38,11 @@ def _subject(service_request: Resource) -> str | None:
 
 def consent_queries(service_request: Resource, loaded: Mapping[str, Resource]) -> list[str]:
     """Consents the referral points at that phase one did not bring (another patient's, say)."""
-    ids = [t.split("/", 1)[1] for info in as_list(service_request.get("supportingInfo"))
-           if (t := local(dig(info, "reference"))) and t.startswith("Consent/") and t not in loaded]
+    ids = [
+        t.split("/", 1)[1]
+        for info in as_list(service_request.get("supportingInfo"))
+        if (t := local(dig(info, "reference"))) and t.startswith("Consent/") and t not in loaded
+    ]
     return ["Consent?_id=" + ",".join(sorted(set(ids)))] if ids else []
 
 
@@ -50,9 +53,13 @@ def response_query(referral: Referral, answers_loaded: bool) -> list[str]:
     linked to the Task by its output alone are still to be read, and only when it has such a link.
     """
     if answers_loaded:
-        linked = [t.split("/", 1)[1] for out in as_list((questionnaire_task(referral) or {}).get("output"))
-                  if (t := local(dig(out, "valueReference", "reference")))
-                  and t.startswith("QuestionnaireResponse/") and t not in referral.resources]
+        linked = [
+            t.split("/", 1)[1]
+            for out in as_list((questionnaire_task(referral) or {}).get("output"))
+            if (t := local(dig(out, "valueReference", "reference")))
+            and t.startswith("QuestionnaireResponse/")
+            and t not in referral.resources
+        ]
         return ["QuestionnaireResponse?_id=" + ",".join(sorted(set(linked)))] if linked else []
     subject = _subject(referral.service_request)
     return [answers_query(subject)] if subject else []
@@ -70,8 +77,10 @@ def workload_query(referral: Referral, assignment: str) -> list[str]:
         return []
     owners = ",".join(f"PractitionerRole/{r.hsa_id}" for r in clinic.reviewers)
     statuses = ",".join(sorted(OPEN))
-    return [f"Task?code={codes().system('task-type')}|referral-review&owner={owners}&status={statuses}"
-            f"&_elements=code,status,owner,focus&_count=1000"]
+    return [
+        f"Task?code={codes().system('task-type')}|referral-review&owner={owners}&status={statuses}"
+        f"&_elements=code,status,owner,focus&_count=1000"
+    ]
 
 
 def event_query(event: Event | None, loaded: Mapping[str, Resource]) -> list[str]:
@@ -83,8 +92,13 @@ def event_query(event: Event | None, loaded: Mapping[str, Resource]) -> list[str
     return [f"{event.resource_type}?_id={event.resource_id}"]
 
 
-def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource], event: Event | None = None,
-                      options: Mapping[str, Any] | None = None, answers_loaded: bool = False) -> list[str]:
+def follow_up_queries(
+    service_request: Resource,
+    loaded: Mapping[str, Resource],
+    event: Event | None = None,
+    options: Mapping[str, Any] | None = None,
+    answers_loaded: bool = False,
+) -> list[str]:
     """Phase two of the load, one batch: everything the review steps read beyond phase one, while the
     review runs; once it is closed, only the event's own resource (a follow-up answer, say).
     ``answers_loaded``: phase one brought the answers basedOn the referral and its Tasks."""
@@ -93,8 +107,12 @@ def follow_up_queries(service_request: Resource, loaded: Mapping[str, Resource],
     if review is not None and not is_open(review):  # the review is over: its sources are no longer read
         return event_query(event, loaded)
     assignment = str((options or {}).get("assignment") or "round-robin")
-    return [*consent_queries(service_request, loaded), *response_query(referral, answers_loaded),
-            *workload_query(referral, assignment), *event_query(event, loaded)]
+    return [
+        *consent_queries(service_request, loaded),
+        *response_query(referral, answers_loaded),
+        *workload_query(referral, assignment),
+        *event_query(event, loaded),
+    ]
 
 
 def record_queries(referral: Referral, now: datetime) -> list[str]:
@@ -102,6 +120,9 @@ def record_queries(referral: Referral, now: datetime) -> list[str]:
     as its reason. Without Consent nothing of the patient's record is read."""
     if not consent_covers(referral, performer_clinic(referral), now):
         return []
-    ids = [t.split("/", 1)[1] for reason in as_list(referral.service_request.get("reasonReference"))
-           if (t := local(dig(reason, "reference"))) and t.startswith("Condition/") and t not in referral.resources]
+    ids = [
+        t.split("/", 1)[1]
+        for reason in as_list(referral.service_request.get("reasonReference"))
+        if (t := local(dig(reason, "reference"))) and t.startswith("Condition/") and t not in referral.resources
+    ]
     return ["Condition?_id=" + ",".join(sorted(set(ids)))] if ids else []

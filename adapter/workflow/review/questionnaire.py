@@ -96,28 +96,49 @@ def _task_body(referral: Referral, review: Resource, canonical: str, due: dateti
 def _ask(referral: Referral, review: Resource, ctx: Context) -> Plan:
     if patient_reference(referral) is None:
         return Plan(notes=("questionnaire wanted but the referral names no usable patient: left to the reviewer",))
-    due = working_day_deadline(ctx.now, options.number(ctx, "questionnaire_due_days"),
-                               parse_day_end(options.option(ctx, "review_day_end")))
+    due = working_day_deadline(
+        ctx.now, options.number(ctx, "questionnaire_due_days"), parse_day_end(options.option(ctx, "review_day_end"))
+    )
     forms = questionnaires.configured(ctx, "review")
     criteria_url = questionnaires.url_of(questionnaire_canonical())
     mine = next((c for c in forms if questionnaires.url_of(c) == criteria_url), None)
     clinic = performer_clinic(referral)
-    beside = questionnaires.ask(referral, ctx, "review", tuple(c for c in forms if c != mine),
-                                reference_to(referral, review), clinic_reference(clinic) if clinic else None, due)
+    beside = questionnaires.ask(
+        referral,
+        ctx,
+        "review",
+        tuple(c for c in forms if c != mine),
+        reference_to(referral, review),
+        clinic_reference(clinic) if clinic else None,
+        due,
+    )
     if mine is None:  # the level criteria's form is not asked for: the review does not wait
         return beside + (_notice(referral, ctx, beside.writes[0].full_url, due) if beside.writes else NOTHING)
-    task = create(_task_body(referral, review, mine, due, ctx), codes().identifier_system("task"),
-                  questionnaire_key(referral))
+    task = create(
+        _task_body(referral, review, mine, due, ctx), codes().identifier_system("task"), questionnaire_key(referral)
+    )
     hold = revise(referral, review, "task", **on_hold(review, "awaiting-patient", ctx))
-    return Plan(writes=(task, hold), timers=(Timer(REMINDER_TIMER, referral.id, _first_timer(ctx, due)),),
-                notes=("questionnaire requested from the patient",)) + beside + \
-        _notice(referral, ctx, task.full_url, due)
+    return (
+        Plan(
+            writes=(task, hold),
+            timers=(Timer(REMINDER_TIMER, referral.id, _first_timer(ctx, due)),),
+            notes=("questionnaire requested from the patient",),
+        )
+        + beside
+        + _notice(referral, ctx, task.full_url, due)
+    )
 
 
 def _notice(referral: Referral, ctx: Context, about: str, due: datetime) -> Plan:
-    return conf.notify(referral, ctx, "questionnaire-request", "patient", "intake",
-                       extra={"about": [{"reference": referral.reference}, {"reference": about}]},
-                       due=local(due).date().isoformat())
+    return conf.notify(
+        referral,
+        ctx,
+        "questionnaire-request",
+        "patient",
+        "intake",
+        extra={"about": [{"reference": referral.reference}, {"reference": about}]},
+        due=local(due).date().isoformat(),
+    )
 
 
 def _first_timer(ctx: Context, due: datetime) -> datetime:
@@ -128,15 +149,18 @@ def _first_timer(ctx: Context, due: datetime) -> datetime:
 
 def _link(referral: Referral, review: Resource, task: Resource, response: Resource, ctx: Context) -> Plan:
     """The answer completes the questionnaire Task and the review resumes."""
-    return Plan(writes=(questionnaires.answered(referral, task, response, ctx),), notes=("questionnaire answered",)) \
-        + _resume(referral, review, ctx)
+    return Plan(
+        writes=(questionnaires.answered(referral, task, response, ctx),), notes=("questionnaire answered",)
+    ) + _resume(referral, review, ctx)
 
 
 def _resume(referral: Referral, review: Resource, ctx: Context) -> Plan:
     if not at_stage(review, "on-hold", "awaiting-patient"):
         return NOTHING
-    return Plan(writes=(revise(referral, review, "task", **resumed(review, ctx)),),
-                notes=("review resumes after the questionnaire",))
+    return Plan(
+        writes=(revise(referral, review, "task", **resumed(review, ctx)),),
+        notes=("review resumes after the questionnaire",),
+    )
 
 
 @on(*REVIEW_EVENTS)
@@ -169,11 +193,18 @@ def chase_patient(referral: Referral, event: Event, ctx: Context) -> Plan:
         return _link(referral, review, task, response, ctx)
     due = deadline_of(task) or ctx.now
     if ctx.now >= due:
-        failed = revise(referral, task, "task", status="failed", lastModified=ctx.now.isoformat(),
-                        businessStatus=concept("business-status", "not-answered", ctx),
-                        statusReason={"text": conf.reason("no-answer", options.language(ctx))})
-        return Plan(writes=(failed,), notes=("questionnaire not answered by its due date: review goes on",)) + \
-            _resume(referral, review, ctx)
+        failed = revise(
+            referral,
+            task,
+            "task",
+            status="failed",
+            lastModified=ctx.now.isoformat(),
+            businessStatus=concept("business-status", "not-answered", ctx),
+            statusReason={"text": conf.reason("no-answer", options.language(ctx))},
+        )
+        return Plan(writes=(failed,), notes=("questionnaire not answered by its due date: review goes on",)) + _resume(
+            referral, review, ctx
+        )
     most = options.number(ctx, "questionnaire_reminders")
     sent = [r for m in range(1, most + 1) if (r := find_own(referral, "communication", _reminder_id(referral, m)))]
     last = sent[-1] if sent else find_own(referral, "communication", _request_id(referral))
@@ -183,11 +214,19 @@ def chase_patient(referral: Referral, event: Event, ctx: Context) -> Plan:
     if ctx.now < next_at:
         return Plan(timers=(Timer(REMINDER_TIMER, referral.id, min(next_at, due)),))
     about = [{"reference": referral.reference}, {"reference": key_of(referral, task) or ""}]
-    plan = conf.notify(referral, ctx, "questionnaire-reminder", "patient", str(len(sent) + 1),
-                       extra={"about": about}, due=local(due).date().isoformat())
+    plan = conf.notify(
+        referral,
+        ctx,
+        "questionnaire-reminder",
+        "patient",
+        str(len(sent) + 1),
+        extra={"about": about},
+        due=local(due).date().isoformat(),
+    )
     following = add_working_days(ctx.now, options.number(ctx, "questionnaire_reminder_days"))
-    return plan + Plan(timers=(Timer(REMINDER_TIMER, referral.id,
-                                     min(following, due) if len(sent) + 1 < most else due),))
+    return plan + Plan(
+        timers=(Timer(REMINDER_TIMER, referral.id, min(following, due) if len(sent) + 1 < most else due),)
+    )
 
 
 def _request_id(referral: Referral) -> str:

@@ -40,19 +40,28 @@ RECOMMEND_EVENTS = (*REVIEW_EVENTS, f"timer:{REMINDER_TIMER}")
 def outputs(assessment: Assessment, lang: str) -> list[dict[str, Any]]:
     """The adapter's outputs: the criteria in routine order, then the recommendation if any."""
     c = codes()
-    out = [{"type": c.concept("criterion", f.criterion, lang),
-            "valueCodeableConcept": {**c.concept("criterion-result", f.result, lang), "text": f.text(lang)}}
-           for f in assessment.findings]
+    out = [
+        {
+            "type": c.concept("criterion", f.criterion, lang),
+            "valueCodeableConcept": {**c.concept("criterion-result", f.result, lang), "text": f.text(lang)},
+        }
+        for f in assessment.findings
+    ]
     if assessment.level:
-        out.append({"type": c.concept("task-parameter", "recommendation", lang),
-                    "valueCodeableConcept": c.concept("level", assessment.level, lang)})
+        out.append(
+            {
+                "type": c.concept("task-parameter", "recommendation", lang),
+                "valueCodeableConcept": c.concept("level", assessment.level, lang),
+            }
+        )
     return out
 
 
 def is_adapter_output(output: dict[str, Any]) -> bool:
     c = codes()
-    return has_code(output.get("type"), c.system("criterion")) or \
-        has_code(output.get("type"), c.system("task-parameter"), "recommendation")
+    return has_code(output.get("type"), c.system("criterion")) or has_code(
+        output.get("type"), c.system("task-parameter"), "recommendation"
+    )
 
 
 @on(*RECOMMEND_EVENTS)

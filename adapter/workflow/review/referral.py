@@ -76,8 +76,9 @@ def is_mmr_referral(sr: Resource) -> bool:
     """Category SNOMED 3457005 (patient referral) and/or our code ``mmr``."""
     c = codes()
     category, code = c.referral_category, c.referral_code
-    return has_code(sr.get("category"), category["system"], category["code"]) or \
-        has_code(sr.get("code"), code["system"], code["code"])
+    return has_code(sr.get("category"), category["system"], category["code"]) or has_code(
+        sr.get("code"), code["system"], code["code"]
+    )
 
 
 def _hsa_ids(referral: Referral, performer: dict[str, Any]) -> Iterable[str | None]:
@@ -166,6 +167,12 @@ def resolve(referral: Referral, reference: Any) -> Resource | None:
         return None
     literal = reference.get("reference")
     if isinstance(literal, str) and literal.startswith("#"):
-        return next((r for r in as_list(referral.service_request.get("contained"))
-                     if isinstance(r, dict) and r.get("id") == literal[1:]), None)
+        return next(
+            (
+                r
+                for r in as_list(referral.service_request.get("contained"))
+                if isinstance(r, dict) and r.get("id") == literal[1:]
+            ),
+            None,
+        )
     return referral.get(literal) if isinstance(literal, str) else None

@@ -66,8 +66,9 @@ def consents(referral: Referral) -> list[Resource]:
     """Consents the referral carries (contained or in supportingInfo) or the shell found for its patient."""
     sr = referral.service_request
     subject = subject_key(referral)
-    found: list[Resource] = [r for r in as_list(sr.get("contained")) if isinstance(r, dict)
-                             and r.get("resourceType") == "Consent"]
+    found: list[Resource] = [
+        r for r in as_list(sr.get("contained")) if isinstance(r, dict) and r.get("resourceType") == "Consent"
+    ]
     for info in as_list(sr.get("supportingInfo")):
         target = resolve(referral, info)
         if target and target.get("resourceType") == "Consent" and target not in found:
@@ -80,12 +81,14 @@ def consents(referral: Referral) -> list[Resource]:
 
 # What the rules read: the referral, the patient's Consents and record, the requester. Values derived
 # from them alone are kept across a plan's steps that write none of these (``Referral.derived``).
-RECORD = frozenset({"ServiceRequest", "Patient", "Consent", "Condition", "Practitioner", "PractitionerRole",
-                    "Organization"})
+RECORD = frozenset(
+    {"ServiceRequest", "Patient", "Consent", "Condition", "Practitioner", "PractitionerRole", "Organization"}
+)
 
 
-def variables(referral: Referral, clinic: Clinic | None, now: datetime,
-              conditions: list[Resource] | None = None) -> dict[str, Any]:
+def variables(
+    referral: Referral, clinic: Clinic | None, now: datetime, conditions: list[Resource] | None = None
+) -> dict[str, Any]:
     return {
         "consents": consents(referral),
         "patient": [patient(referral)] if patient(referral) else [],
@@ -119,12 +122,14 @@ def consent_covers(referral: Referral, clinic: Clinic | None, now: datetime) -> 
 def holds(referral: Referral, clinic: Clinic | None, now: datetime, expression: str) -> bool:
     """Whether a rule's expression is true of the referral; evaluated once per event however many steps
     ask. Raises :class:`RuleError` when it cannot be evaluated."""
+
     def compute() -> bool | RuleError:
         try:
             env = referral.derived(("variables", clinic, now), lambda: variables(referral, clinic, now), RECORD)
             return is_true(fhirpath(expression, referral.service_request, env))
         except RuleError as exc:
             return exc
+
     result = referral.derived(("rule", expression, clinic, now), compute, RECORD)
     if isinstance(result, RuleError):
         raise result
@@ -160,22 +165,29 @@ def _same_questionnaire(value: Any) -> bool:
     return isinstance(value, str) and value.split("|")[0] == url
 
 
-def responses(referral: Referral, questionnaire_task: Resource | None,
-              questionnaire_task_key: str | None) -> list[Resource]:
+def responses(
+    referral: Referral, questionnaire_task: Resource | None, questionnaire_task_key: str | None
+) -> list[Resource]:
     """Completed answers to our questionnaire for this referral, newest first.
 
     Ours: the Task's output points at it, or it is ``basedOn`` the ServiceRequest (what R4 allows)
     or the questionnaire Task (where the server lets that through), for the referral's patient.
     """
     sr_subject = subject_key(referral)
-    linked = set(references([o.get("valueReference") for o in as_list((questionnaire_task or {}).get("output"))
-                             if isinstance(o, dict)]))
+    linked = set(
+        references(
+            [o.get("valueReference") for o in as_list((questionnaire_task or {}).get("output")) if isinstance(o, dict)]
+        )
+    )
     out = []
     for qr in referral.all("QuestionnaireResponse"):
         if qr.get("status") not in ("completed", "amended") or not _same_questionnaire(qr.get("questionnaire")):
             continue
-        ours = f"QuestionnaireResponse/{qr.get('id')}" in linked or points_to(qr.get("basedOn"), referral.reference) \
+        ours = (
+            f"QuestionnaireResponse/{qr.get('id')}" in linked
+            or points_to(qr.get("basedOn"), referral.reference)
             or (questionnaire_task_key and points_to(qr.get("basedOn"), questionnaire_task_key))
+        )
         same_patient = not sr_subject or not qr.get("subject") or points_to(qr.get("subject"), sr_subject)
         if ours and same_patient:
             out.append(qr)

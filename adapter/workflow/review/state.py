@@ -29,8 +29,14 @@ OPEN = frozenset({"draft", "requested", "received", "accepted", "ready", "in-pro
 def own_value(resource: Resource, kind: str) -> str | None:
     """Our identifier value on a resource; tolerant of a malformed ``identifier`` from elsewhere."""
     system = codes().identifier_system(kind)
-    return next((i.get("value") for i in as_list(resource.get("identifier"))
-                 if isinstance(i, dict) and i.get("system") == system), None)
+    return next(
+        (
+            i.get("value")
+            for i in as_list(resource.get("identifier"))
+            if isinstance(i, dict) and i.get("system") == system
+        ),
+        None,
+    )
 
 
 def find_own(referral: Referral, kind: str, value: str) -> Resource | None:
@@ -79,18 +85,27 @@ def review_task(referral: Referral) -> Resource | None:
     if found := find_own(referral, "task", review_key(referral)):
         return found
     system = codes().system("task-type")
-    return next((t for t in referral.all("Task")
-                 if has_code(t.get("code"), system, "referral-review") and points_to(t.get("focus"),
-                                                                                    referral.reference)), None)
+    return next(
+        (
+            t
+            for t in referral.all("Task")
+            if has_code(t.get("code"), system, "referral-review") and points_to(t.get("focus"), referral.reference)
+        ),
+        None,
+    )
 
 
 def referral_tasks(referral: Referral) -> list[Resource]:
     """Every Task of this referral: focus or basedOn the ServiceRequest, or part of its review Task."""
     review = review_task(referral)
     review_ref = key_of(referral, review) if review else None
-    return [t for t in referral.all("Task")
-            if points_to(t.get("focus"), referral.reference) or points_to(t.get("basedOn"), referral.reference)
-            or (review_ref and points_to(t.get("partOf"), review_ref))]
+    return [
+        t
+        for t in referral.all("Task")
+        if points_to(t.get("focus"), referral.reference)
+        or points_to(t.get("basedOn"), referral.reference)
+        or (review_ref and points_to(t.get("partOf"), review_ref))
+    ]
 
 
 def questionnaire_key(referral: Referral) -> str:
@@ -121,8 +136,10 @@ def business_status(task: Resource) -> str | None:
 
 
 def owner_is_reviewer(task: Resource) -> bool:
-    return str(dig(task, "owner", "reference") or "").startswith("PractitionerRole/") \
+    return (
+        str(dig(task, "owner", "reference") or "").startswith("PractitionerRole/")
         or dig(task, "owner", "type") == "PractitionerRole"
+    )
 
 
 def base_status(task: Resource) -> str:
@@ -174,8 +191,11 @@ def concept(system_key: str, code: str, ctx: Context | None = None) -> dict[str,
 
 def stage(status: str, business: str, ctx: Context) -> dict[str, Any]:
     """The changes that put a Task at (status, businessStatus), stamped with the time."""
-    return {"status": status, "businessStatus": codes().concept("business-status", business),
-            "lastModified": ctx.now.isoformat()}
+    return {
+        "status": status,
+        "businessStatus": codes().concept("business-status", business),
+        "lastModified": ctx.now.isoformat(),
+    }
 
 
 def on_hold(task: Resource, business: str, ctx: Context) -> dict[str, Any]:
@@ -208,5 +228,12 @@ def revise(referral: Referral, resource: Resource, kind: str, **changes: Any) ->
 
 def cancel(referral: Referral, task: Resource, why: str, ctx: Context, business: str = "closed") -> Write:
     """Close an open Task the workflow no longer needs, saying why (``revoked``: the referrer withdrew it)."""
-    return revise(referral, task, "task", status="cancelled", statusReason={"text": why},
-                  businessStatus=concept("business-status", business, ctx), lastModified=ctx.now.isoformat())
+    return revise(
+        referral,
+        task,
+        "task",
+        status="cancelled",
+        statusReason={"text": why},
+        businessStatus=concept("business-status", business, ctx),
+        lastModified=ctx.now.isoformat(),
+    )
