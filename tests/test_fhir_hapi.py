@@ -58,7 +58,8 @@ def test_a_transaction_with_a_stale_entry_fails_whole_with_hapi_0989(proxy: Faul
             lambda m, p, b: value.encode() in b,
             status=409,
             body=hapi_outcome(
-                "HAPI-0550: HAPI-0550: HAPI-0989: Trying to update Patient/P1/_history/2 but this is not the current version"
+                "HAPI-0550: HAPI-0550: HAPI-0989: Trying to update Patient/P1/_history/2 "
+                "but this is not the current version"
             ),
         )
     )
