@@ -32,7 +32,7 @@ def main() -> None:
             "MMR_LOG_LEVEL": "WARNING",
         }
     )
-    from adapter.api import app_from_settings
+    from adapter.intake.api import app_from_settings
 
     app_from_settings()
     print(f"objects tracked by the GC after start-up: {len(gc.get_objects())}")

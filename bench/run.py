@@ -63,12 +63,12 @@ from workload import (
     wait_for_reviews,
 )
 
+from adapter.dev.hapi import HapiServer, start_hapi
+from adapter.dev.sandbox import Sandbox, free_port, start_sandbox
 from adapter.fhir.client import FhirClient
-from adapter.hapi import HapiServer, start_hapi
 from adapter.mappings import load as load_mapping
 from adapter.pipeline.runner import Runner, transaction_bundle
 from adapter.pipeline.state import State
-from adapter.sandbox import Sandbox, free_port, start_sandbox
 from adapter.workflow import core, steps  # noqa: F401  (steps: registers them, as a worker process does)
 
 T = TypeVar("T")

@@ -54,11 +54,11 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from stack import LOGS, RESULTS, TOKEN, BenchError, adapter_env, spawn, start_api, start_worker, stop, wait_until
 from workload import install_directory, referral_body, review_code
 
+from adapter.dev.sandbox import free_port, start_sandbox
 from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
 from adapter.pipeline.state import State
 from adapter.polling import poll
-from adapter.sandbox import free_port, start_sandbox
 from tests.shapes import r4_backport
 
 RECONCILE_INTERVAL = 10.0

@@ -12,7 +12,7 @@ from load import Request
 
 from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
-from adapter.setup import directory_resources, upsert
+from adapter.operations.setup import directory_resources, upsert
 
 LUND = "SE2321000255-SML1"  # a specialist clinic of mappings/directory: its referrals get a review Task
 HSA = "urn:oid:1.2.752.29.4.19"

@@ -24,11 +24,11 @@ import httpx
 import pytest
 import redis
 
+from adapter.dev.hapi import HapiServer, start_hapi
+from adapter.dev.sandbox import Sandbox, free_port, start_sandbox
 from adapter.fhir.client import FhirClient
-from adapter.hapi import HapiServer, start_hapi
 from adapter.pipeline.state import State
 from adapter.polling import poll
-from adapter.sandbox import Sandbox, free_port, start_sandbox
 from adapter.workflow.core import Plan, Referral
 from tests.faults import FaultProxy
 
@@ -83,7 +83,7 @@ def _redis_url() -> str:
 REDIS_URL = os.environ["MMR_TEST_REDIS_URL"] = _redis_url()
 QUEUE = os.environ.setdefault("MMR_TEST_QUEUE", f"mmr-test-{uuid.uuid4().hex[:8]}")
 LOGS = Path(os.environ.get("MMR_TEST_LOGS", "/tmp/mmr-test-logs"))
-# MMR_TEST_FHIR=hapi: run against the real HAPI FHIR fixture (adapter/hapi.py) instead of the sekmet sandbox.
+# MMR_TEST_FHIR=hapi: run against the real HAPI FHIR fixture (adapter/dev/hapi.py) instead of the sekmet sandbox.
 FHIR_SERVER = os.environ.get("MMR_TEST_FHIR", "sandbox")
 # In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.
 # MMR_TEST_* stay: test modules import this file a second time as tests.conftest, and that copy must

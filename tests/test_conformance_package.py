@@ -6,12 +6,12 @@ import json
 
 from click.testing import CliRunner
 
-from adapter.conformance.cli import profiles_build_command, profiles_doc_command
-from adapter.conformance.docs import expected_docs
-from adapter.conformance.generate import expected_files
+from adapter.cli.conformance import profiles_build_command, profiles_doc_command
+from adapter.conformance.build.docs import expected_docs
+from adapter.conformance.build.generate import expected_files
+from adapter.conformance.build.sources.common import FHIR_VERSION, VERSION
+from adapter.conformance.build.sources.elements import differential_order
 from adapter.conformance.package import EXAMPLE_DIR, INDEX_FILE, package, profiles_dir, resource_files
-from adapter.conformance.sources.common import FHIR_VERSION, VERSION
-from adapter.conformance.sources.elements import differential_order
 
 
 def test_generated_files_match_their_sources() -> None:

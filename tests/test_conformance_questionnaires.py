@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from adapter.conformance.build.sources.questionnaires import nrs_canonicals
 from adapter.conformance.criteria_map import load_criteria_map
 from adapter.conformance.package import EXAMPLE_DIR, package, profiles_dir
-from adapter.conformance.sources.questionnaires import nrs_canonicals
 from adapter.mappings import codes
 
 

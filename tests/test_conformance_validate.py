@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from adapter.conformance.cli import validate_command
+from adapter.cli.conformance import validate_command
 from adapter.conformance.package import EXAMPLE_DIR, profiles_dir, resource_files
 from adapter.conformance.validate import validate_against, validate_file, validate_resource
 from adapter.mappings import codes

@@ -6,10 +6,10 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from adapter import delivery
-from adapter.api import health_details
 from adapter.config import Settings
 from adapter.fhir.client import FhirClient
+from adapter.intake.api import health_details
+from adapter.pipeline import delivery
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 NOTIFY = "http://adapter.example/notify"

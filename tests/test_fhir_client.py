@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapter.dev.sandbox import Sandbox, start_sandbox
 from adapter.fhir.auth import ClientCredentialsAuth
 from adapter.fhir.client import FhirClient, FhirError, NotFound, VersionConflict
-from adapter.sandbox import Sandbox, start_sandbox
 from adapter.workflow import load
 from tests.conftest import FHIR_SERVER, unique
 from tests.faults import FaultProxy, Rule

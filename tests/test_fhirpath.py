@@ -1,4 +1,4 @@
-"""The compiled FHIRPath (``adapter.fhirpath``) answers as fhirpathpy does, for every expression we ship
+"""The compiled FHIRPath (``adapter.fhir.fhirpath``) answers as fhirpathpy does, for every expression we ship
 and for generated referrals, Consents and Patients, well-formed or not (hypothesis)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter.conformance.package import example, profiles_dir, read_json
-from adapter.fhirpath import compiled
+from adapter.fhir.fhirpath import compiled
 from adapter.mappings import codes, load
 from adapter.workflow.core import Referral
+from adapter.workflow.referral import performer_clinic
 from adapter.workflow.review import sources
-from adapter.workflow.review.referral import performer_clinic
 
 BASE = codes().base
 SECTION = f"{BASE}/StructureDefinition/mmr-referral-section"

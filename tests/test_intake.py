@@ -21,10 +21,10 @@ import pytest
 import redis
 import uvicorn
 
+from adapter.dev.sandbox import free_port
 from adapter.intake.app import Check, Limits, QueueUnavailable, create_app
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
-from adapter.sandbox import free_port
 from tests.conftest import REDIS_URL, TOKEN, unique, wait_for
 from tests.shapes import BACKPORT_STATUS, r4_backport, subscription_status
 
@@ -315,8 +315,8 @@ def test_topic_notifications_are_answered_with_a_bundle(lone: Intake) -> None:
 
 def test_health_is_cached_and_a_silent_fhir_server_is_down_within_the_timeout() -> None:
     """The real readiness checks against a FHIR server that accepts connections and never answers."""
-    from adapter.api import readiness_checks
     from adapter.config import load_settings
+    from adapter.intake.api import readiness_checks
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

@@ -19,8 +19,8 @@ import pytest
 
 from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
+from adapter.operations.status import journey_lines
 from adapter.pipeline.state import State
-from adapter.status import journey_lines
 from adapter.workflow.mmrpv.common import carries_out, unit_ref
 from tests.conftest import FHIR_SERVER, Stack, wait_for
 from tests.e2e_referrals import code, decide, key, messages, referral_on_server, review_in, tasks

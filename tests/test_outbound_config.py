@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from adapter.cli_support import fhir_client
 from adapter.config import ConfigError, load_settings
 from adapter.fhir.client import FhirError
+from adapter.wiring import fhir_client
 from tests.test_config_cli import run
 
 TOKEN = "x" * 24

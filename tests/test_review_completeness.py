@@ -8,8 +8,8 @@ import pytest
 
 from adapter.mappings import load
 from adapter.workflow.core import decide
+from adapter.workflow.referral import performer_clinic
 from adapter.workflow.review.completeness import missing, profile_errors
-from adapter.workflow.review.referral import performer_clinic
 from tests.workflow_helpers import (
     ALL_MET,
     NOW,

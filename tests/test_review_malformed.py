@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from adapter.mappings import codes
 from adapter.workflow.core import Event, Referral, decide, steps_for
-from adapter.workflow.review.state import find_own, own_value
+from adapter.workflow.tasks import find_own, own_value
 from tests.workflow_helpers import (
     add,
     apply,

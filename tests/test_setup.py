@@ -14,7 +14,13 @@ import pytest
 from adapter.conformance.install import conformance_resources
 from adapter.conformance.package import is_topic, package
 from adapter.fhir.client import FhirClient, NotFound
-from adapter.setup import SEND_DELETES, _create, check_capabilities, directory_resources, wanted_subscriptions
+from adapter.operations.setup import (
+    SEND_DELETES,
+    _create,
+    check_capabilities,
+    directory_resources,
+    wanted_subscriptions,
+)
 from tests.conftest import Stack
 from tests.faults import FaultProxy, Rule
 
@@ -214,7 +220,7 @@ def test_setup_proves_delivery_and_says_why_when_no_notification_comes_back(stac
     A server of its own: the sandbox retries failed deliveries in line with every other one, so a
     dead endpoint on the suite's server would hold up everybody's notifications.
     """
-    from adapter.sandbox import free_port, start_sandbox
+    from adapter.dev.sandbox import free_port, start_sandbox
 
     server = start_sandbox(0)
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: every delivery fails

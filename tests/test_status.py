@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapter.status import journey, local_text
+from adapter.operations.status import journey, local_text
 
 
 def test_a_held_follow_up_is_due_when_it_becomes_active_and_an_open_task_at_its_deadline() -> None:

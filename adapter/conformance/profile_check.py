@@ -12,7 +12,7 @@ from typing import Any
 from adapter.conformance.elements import Element, Node, Walker, contains
 from adapter.conformance.outcome import Issue, error
 from adapter.conformance.terminology import Terminology
-from adapter.fhirpath import compiled
+from adapter.fhir.fhirpath import compiled
 
 Resource = dict[str, Any]
 

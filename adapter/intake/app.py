@@ -35,9 +35,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from adapter.fhir.outcome import operation_outcome
+from adapter.intake.metrics import IntakeMetrics, PipelineCollector
 from adapter.intake.notifications import MAX_EVENTS, BadNotification, Parsed, parse_delete, parse_post, parse_put
 from adapter.logs import bind_correlation, log, new_correlation_id
-from adapter.metrics import IntakeMetrics, PipelineCollector
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 

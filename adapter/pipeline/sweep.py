@@ -18,7 +18,7 @@ from adapter.mappings import codes
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.runner import SWEEP
 from adapter.pipeline.state import State
-from adapter.workflow.review.state import OPEN
+from adapter.workflow.tasks import OPEN
 
 
 def open_referrals(fhir: FhirClient) -> set[str]:

@@ -142,7 +142,7 @@ def state() -> State:
 
 @cache
 def fhir() -> FhirClient:
-    from adapter.cli_support import fhir_client
+    from adapter.wiring import fhir_client
 
     return fhir_client(load_settings(require=REQUIRED_FOR_FHIR))
 

@@ -30,10 +30,9 @@ from collections import Counter
 from typing import Any
 
 from adapter.mappings import Clinic, Unit, codes
+from adapter.workflow import options
 from adapter.workflow.core import IGNORED, NOTHING, Context, Event, Plan, Referral, Timer, create, note, on
-from adapter.workflow.review import options
-from adapter.workflow.review.deadline import OVERDUE_TIMER, review_deadline
-from adapter.workflow.review.referral import (
+from adapter.workflow.referral import (
     ACTIVE,
     clinic_reference,
     dig,
@@ -46,7 +45,8 @@ from adapter.workflow.review.referral import (
     subject_reference,
     unit_reference,
 )
-from adapter.workflow.review.state import (
+from adapter.workflow.review.deadline import OVERDUE_TIMER, review_deadline
+from adapter.workflow.tasks import (
     business_status,
     concept,
     is_open,

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from adapter.mappings import codes, directory, load
 from adapter.workflow.core import NOTHING, Context, Plan, Referral, Write, create
-from adapter.workflow.review.options import language
-from adapter.workflow.review.referral import (
+from adapter.workflow.options import language
+from adapter.workflow.referral import (
     clinic_reference,
     patient_reference,
     performer_clinic,
@@ -27,7 +27,7 @@ from adapter.workflow.review.referral import (
     subject_reference,
     unit_reference,
 )
-from adapter.workflow.review.state import find_own
+from adapter.workflow.tasks import find_own
 
 RecipientKind = Literal["referrer", "patient", "clinic"]
 CONFIRMATION_TYPES = ("BEK", "VID", "KOM", "AVV", "AVB")

@@ -20,12 +20,9 @@ from typing import Any
 
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.workflow import confirmations as conf
-from adapter.workflow import questionnaires
+from adapter.workflow import options, questionnaires
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Write, create, on
-from adapter.workflow.review import options
-from adapter.workflow.review.criteria import latest_response
-from adapter.workflow.review.decision import RECOMMEND_EVENTS  # (its steps run before ours)
-from adapter.workflow.review.referral import (
+from adapter.workflow.referral import (
     ACTIVE,
     as_list,
     clinic_reference,
@@ -37,8 +34,10 @@ from adapter.workflow.review.referral import (
     subject_reference,
     unit_reference,
 )
+from adapter.workflow.review.criteria import latest_response
+from adapter.workflow.review.decision import RECOMMEND_EVENTS  # (its steps run before ours)
 from adapter.workflow.review.sources import answers
-from adapter.workflow.review.state import (
+from adapter.workflow.tasks import (
     business_status,
     cancel,
     concept,

@@ -18,9 +18,9 @@ from typing import Any
 
 from adapter.workflow.core import Event, Referral, Resource
 from adapter.workflow.mmrpv import loading as mmrpv
+from adapter.workflow.referral import dig
 from adapter.workflow.review import loading as review
-from adapter.workflow.review.referral import dig
-from adapter.workflow.review.state import REVIEW_EVENTS
+from adapter.workflow.tasks import REVIEW_EVENTS
 
 REFERRAL_INCLUDES = (
     "_include=ServiceRequest:subject",

@@ -14,8 +14,8 @@ from typing import Any
 
 from adapter.mappings import codes, load
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource
-from adapter.workflow.review.referral import code_in, codings, points_to
-from adapter.workflow.review.state import OPEN, concept, revise
+from adapter.workflow.referral import code_in, codings, points_to
+from adapter.workflow.tasks import OPEN, concept, revise
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,9 @@ from adapter.workflow.mmrpv.common import (
     unit_ref,
 )
 from adapter.workflow.mmrpv.site import Suggestion, suggest_site
-from adapter.workflow.review.options import number, option
-from adapter.workflow.review.referral import dig, subject_reference
-from adapter.workflow.review.state import concept, key_of, parameters, revise
+from adapter.workflow.options import number, option
+from adapter.workflow.referral import dig, subject_reference
+from adapter.workflow.tasks import concept, key_of, parameters, revise
 
 PROGRAMME_OVER = frozenset({"completed", "revoked", "entered-in-error"})
 

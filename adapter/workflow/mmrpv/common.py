@@ -15,10 +15,10 @@ from typing import Any
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.workflow.calendar import STOCKHOLM, local, parse_moment
 from adapter.workflow.core import Context, Event, Referral, Resource, per_state
-from adapter.workflow.review.options import language
-from adapter.workflow.review.referral import has_code, points_to, referral_key, unit_reference
-from adapter.workflow.review.referral import local as local_ref
-from adapter.workflow.review.state import find_own, is_open, key_of, parameters
+from adapter.workflow.options import language
+from adapter.workflow.referral import has_code, points_to, referral_key, unit_reference
+from adapter.workflow.referral import local as local_ref
+from adapter.workflow.tasks import find_own, is_open, key_of, parameters
 
 # Identifier kinds, as the published package names them (profiles/README.md, "Business identifiers").
 TASK, EPISODE, CAREPLAN = "task", "episodeofcare", "careplan"

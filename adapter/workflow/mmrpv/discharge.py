@@ -39,9 +39,9 @@ from adapter.workflow.mmrpv.common import (
     programme_end,
     unit_ref,
 )
-from adapter.workflow.review.options import number
-from adapter.workflow.review.referral import referrer_reference, subject_reference
-from adapter.workflow.review.state import concept, find_own, parameters, revise
+from adapter.workflow.options import number
+from adapter.workflow.referral import referrer_reference, subject_reference
+from adapter.workflow.tasks import concept, find_own, parameters, revise
 
 
 def _pal_offer(referral: Referral, ctx: Context) -> Write | None:

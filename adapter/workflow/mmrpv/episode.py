@@ -28,8 +28,8 @@ from adapter.workflow.mmrpv.common import (
     key,
     unit_ref,
 )
-from adapter.workflow.review.referral import patient_reference
-from adapter.workflow.review.state import concept, parameters, revise
+from adapter.workflow.referral import patient_reference
+from adapter.workflow.tasks import concept, parameters, revise
 
 OPEN_EPISODE = frozenset({"planned", "waitlist", "active", "onhold"})
 

@@ -46,9 +46,9 @@ from adapter.workflow.mmrpv.common import (
     text,
     unit_ref,
 )
-from adapter.workflow.review.options import number, option
-from adapter.workflow.review.referral import patient_reference
-from adapter.workflow.review.state import concept, key_of, revise
+from adapter.workflow.options import number, option
+from adapter.workflow.referral import patient_reference
+from adapter.workflow.tasks import concept, key_of, revise
 
 
 def due_moment(ended: datetime, ctx: Context) -> datetime:

@@ -39,7 +39,7 @@ from adapter.workflow.mmrpv.common import (
     programme,
     text,
 )
-from adapter.workflow.review.state import at_stage, parameters, revise, stage
+from adapter.workflow.tasks import at_stage, parameters, revise, stage
 
 
 def _stage(referral: Referral, intake: dict[str, Any], ctx: Context) -> tuple[str, str, Plan]:

@@ -31,7 +31,7 @@ from adapter.workflow.mmrpv.common import (
     intake_task,
     key,
 )
-from adapter.workflow.review.referral import referral_key
+from adapter.workflow.referral import referral_key
 
 REVINCLUDES = (
     "_revinclude=Appointment:based-on",

@@ -21,8 +21,8 @@ from adapter.workflow import confirmations as conf
 from adapter.workflow.calendar import add_working_days, parse_moment
 from adapter.workflow.core import NOTHING, Context, Plan, Referral, Timer
 from adapter.workflow.mmrpv.common import COMMUNICATION, data, key, text, unit_ref
-from adapter.workflow.review.options import language
-from adapter.workflow.review.state import find_own
+from adapter.workflow.options import language
+from adapter.workflow.tasks import find_own
 
 
 def wording(kind: str, recipient_kind: str, ctx: Context, values: Mapping[str, Any]) -> str:

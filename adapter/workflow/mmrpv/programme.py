@@ -40,9 +40,9 @@ from adapter.workflow.mmrpv.common import (
     text,
     unit_ref,
 )
-from adapter.workflow.review.options import option
-from adapter.workflow.review.referral import patient_reference
-from adapter.workflow.review.state import concept
+from adapter.workflow.options import option
+from adapter.workflow.referral import patient_reference
+from adapter.workflow.tasks import concept
 
 
 def _activity(entry: dict[str, Any], start: datetime, ctx: Context) -> dict[str, Any]:

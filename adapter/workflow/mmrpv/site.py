@@ -17,7 +17,7 @@ from typing import Any
 from adapter.mappings import Unit, directory
 from adapter.workflow.core import Referral, Resource
 from adapter.workflow.mmrpv.common import data
-from adapter.workflow.review.referral import local, resolve
+from adapter.workflow.referral import local, resolve
 
 
 @dataclass(frozen=True)

@@ -30,14 +30,16 @@ from typing import Any
 from adapter.conformance.outcome import ERRORS
 from adapter.conformance.validate import validate_against
 from adapter.mappings import Clinic, codes, load
-from adapter.workflow import arrival  # noqa: F401  (its steps run first)
+from adapter.workflow import (
+    arrival,  # noqa: F401  (its steps run first)
+    options,
+)
 from adapter.workflow import confirmations as conf
 from adapter.workflow.calendar import add_working_days
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, on, per_state
-from adapter.workflow.review import options
-from adapter.workflow.review.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
+from adapter.workflow.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
 from adapter.workflow.review.sources import RECORD, RuleError, holds
-from adapter.workflow.review.state import (
+from adapter.workflow.tasks import (
     REVIEW_EVENTS,
     at_stage,
     concept,

@@ -19,9 +19,9 @@ from adapter.conformance.criteria_map import load_criteria_map
 from adapter.conformance.package import CRITERIA_FILE, profiles_dir
 from adapter.mappings import codes, load
 from adapter.workflow.core import Referral, Resource
-from adapter.workflow.review.referral import as_list, performer_clinic
+from adapter.workflow.referral import as_list, performer_clinic
 from adapter.workflow.review.sources import RECORD, RuleError, answers, fhirpath, record, responses, variables
-from adapter.workflow.review.state import key_of, questionnaire_task
+from adapter.workflow.tasks import key_of, questionnaire_task
 
 CRITERIA = ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")
 MET, NOT_MET, UNKNOWN = "met", "not-met", "unknown"

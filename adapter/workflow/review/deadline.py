@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from adapter.workflow import confirmations as conf
+from adapter.workflow import options
 from adapter.workflow.calendar import local, parse_day_end, working_day_deadline
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, note, on
-from adapter.workflow.review import options
-from adapter.workflow.review.referral import dig
-from adapter.workflow.review.state import is_open, owner_is_reviewer, review_task
+from adapter.workflow.referral import dig
+from adapter.workflow.tasks import is_open, owner_is_reviewer, review_task
 
 OVERDUE_TIMER = "review-overdue"
 OVERDUE_COUNT = "review-overdue-flagged"

@@ -17,13 +17,12 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow import confirmations as conf
-from adapter.workflow import questionnaires
+from adapter.workflow import options, questionnaires
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, on
-from adapter.workflow.review import options
+from adapter.workflow.referral import ACTIVE, as_list, code_in, codings, dig, has_code
 from adapter.workflow.review.criteria import CRITERIA, MET, NOT_MET
 from adapter.workflow.review.recommendation import RECOMMEND_EVENTS  # (its steps run before ours)
-from adapter.workflow.review.referral import ACTIVE, as_list, code_in, codings, dig, has_code
-from adapter.workflow.review.state import (
+from adapter.workflow.tasks import (
     business_status,
     cancel,
     concept,

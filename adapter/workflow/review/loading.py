@@ -23,9 +23,9 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow.core import Event, Referral, Resource
-from adapter.workflow.review.referral import as_list, dig, local, performer_clinic
+from adapter.workflow.referral import as_list, dig, local, performer_clinic
 from adapter.workflow.review.sources import consent_covers, questionnaire_canonical
-from adapter.workflow.review.state import OPEN, is_open, questionnaire_task, review_task
+from adapter.workflow.tasks import OPEN, is_open, questionnaire_task, review_task
 
 EVENT_TYPES = ("Communication", "QuestionnaireResponse")
 REVINCLUDES = ("_revinclude:iterate=Consent:patient",)  # every Consent of the patient; the rule keeps the active

@@ -26,15 +26,15 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow import confirmations as conf
-from adapter.workflow import questionnaires
+from adapter.workflow import options, questionnaires
 from adapter.workflow.calendar import add_working_days, local, parse_day_end, working_day_deadline
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create, on
-from adapter.workflow.review import completeness, options
+from adapter.workflow.referral import clinic_reference, patient_reference, performer_clinic
+from adapter.workflow.review import completeness
 from adapter.workflow.review.criteria import Assessment, answerable, evaluate, latest_response
 from adapter.workflow.review.deadline import deadline_of
-from adapter.workflow.review.referral import clinic_reference, patient_reference, performer_clinic
 from adapter.workflow.review.sources import questionnaire_canonical
-from adapter.workflow.review.state import (
+from adapter.workflow.tasks import (
     REVIEW_EVENTS,
     at_stage,
     concept,

@@ -18,12 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.mappings import codes
+from adapter.workflow import options
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, on
-from adapter.workflow.review import options
+from adapter.workflow.referral import as_list, has_code
 from adapter.workflow.review.criteria import Assessment, evaluate
 from adapter.workflow.review.questionnaire import REMINDER_TIMER, ready  # (its steps run before ours)
-from adapter.workflow.review.referral import as_list, has_code
-from adapter.workflow.review.state import (
+from adapter.workflow.tasks import (
     REVIEW_EVENTS,
     business_status,
     is_open,

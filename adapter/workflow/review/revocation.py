@@ -8,12 +8,14 @@ Task exists), unless the clinic had already rejected it.
 
 from __future__ import annotations
 
-from adapter.workflow import arrival  # noqa: F401  (its steps run first)
+from adapter.workflow import (
+    arrival,  # noqa: F401  (its steps run first)
+    options,
+)
 from adapter.workflow import confirmations as conf
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, note, on
-from adapter.workflow.review import options
-from adapter.workflow.review.referral import REVOKED, is_mmr_referral, performer_clinic
-from adapter.workflow.review.state import REVIEW_EVENTS, cancel, is_open, referral_tasks, review_task
+from adapter.workflow.referral import REVOKED, is_mmr_referral, performer_clinic
+from adapter.workflow.tasks import REVIEW_EVENTS, cancel, is_open, referral_tasks, review_task
 
 
 @on(*REVIEW_EVENTS)

@@ -17,10 +17,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from adapter.fhirpath import compiled
+from adapter.fhir.fhirpath import compiled
 from adapter.mappings import Clinic, codes, load
 from adapter.workflow.core import Referral, Resource
-from adapter.workflow.review.referral import as_list, clinic_reference, points_to, references, resolve, subject_key
+from adapter.workflow.referral import as_list, clinic_reference, points_to, references, resolve, subject_key
 
 
 class RuleError(Exception):
@@ -33,7 +33,7 @@ def _compiled(expression: str) -> Any:
 
 
 def fhirpath(expression: str, resource: Resource, variables: dict[str, Any]) -> list[Any]:
-    """Evaluate one expression (:mod:`adapter.fhirpath`); any failure (fhirpathpy raises bare ``Exception``)
+    """Evaluate one expression (:mod:`adapter.fhir.fhirpath`); any failure (fhirpathpy raises bare ``Exception``)
     becomes ``RuleError``."""
     try:
         return list(_compiled(expression)(resource, variables))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.conformance.sources import questionnaires
-from adapter.conformance.sources.common import HSA, LOINC, SDC_TEMP, VERSION, Resource, coding, url
+from adapter.conformance.build.sources import questionnaires
+from adapter.conformance.build.sources.common import HSA, LOINC, SDC_TEMP, VERSION, Resource, coding, url
 from adapter.mappings import codes, directory
 
 PERSONNUMMER = "191212121212"

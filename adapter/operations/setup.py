@@ -10,10 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapter import delivery
 from adapter.fhir.client import FhirClient, FhirError, NotFound
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
-from adapter.pipeline import heartbeat
+from adapter.pipeline import delivery, heartbeat
 from adapter.pipeline.reconcile import subscription_criteria
 from adapter.pipeline.state import State
 from adapter.polling import poll

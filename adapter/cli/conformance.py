@@ -46,7 +46,7 @@ def profiles_doc_command(check: bool) -> None:
     The README tables every profile, code system, value set, concept map, questionnaire, topic
     and example, with what each carries and why, and the package index.
     """
-    from adapter.conformance.docs import write_docs
+    from adapter.conformance.build.docs import write_docs
     from adapter.conformance.package import profiles_dir
 
     differing = write_docs(profiles_dir(), check=check)
@@ -59,7 +59,7 @@ def profiles_doc_command(check: bool) -> None:
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file in profiles/ differs.")
 def profiles_build_command(check: bool) -> None:
     """Regenerate every JSON file of profiles/ from mappings/codes.yaml and the sources, then the docs."""
-    from adapter.conformance.generate import generate
+    from adapter.conformance.build.generate import generate
 
     differing = generate(check=check)
     for rel in differing:

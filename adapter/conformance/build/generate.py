@@ -1,4 +1,4 @@
-"""Write ``profiles/`` from its sources: ``python -m adapter.conformance.generate [--check]``.
+"""Write ``profiles/`` from its sources: ``python -m adapter.conformance.build.generate [--check]``.
 
 The JSON files are generated so that codes.yaml stays the single source of the canonical base and
 the concepts; ``--check`` (and a test) fails when the files on disk have drifted from the sources.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from adapter.conformance import docs
+from adapter.conformance.build import docs
 from adapter.conformance.package import EXAMPLE_DIR, MANIFEST_FILE, dump_json, profiles_dir, resource_files
-from adapter.conformance.sources import examples, profiles, questionnaires, terminology, topics
-from adapter.conformance.sources.common import (
+from adapter.conformance.build.sources import examples, profiles, questionnaires, terminology, topics
+from adapter.conformance.build.sources.common import (
     DATE,
     FHIR_VERSION,
     PACKAGE_NAME,

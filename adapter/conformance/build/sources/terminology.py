@@ -6,7 +6,7 @@ adds the prose that says what each system is for.
 
 from __future__ import annotations
 
-from adapter.conformance.sources.common import (
+from adapter.conformance.build.sources.common import (
     SDC_TEMP,
     Resource,
     base,

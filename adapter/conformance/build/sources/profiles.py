@@ -7,8 +7,8 @@ invariants for the routine's rules.
 
 from __future__ import annotations
 
-from adapter.conformance.sources import tasks
-from adapter.conformance.sources.common import (
+from adapter.conformance.build.sources import tasks
+from adapter.conformance.build.sources.common import (
     CORE_SD,
     FHIR_VERSION,
     HSA,
@@ -20,7 +20,7 @@ from adapter.conformance.sources.common import (
     url,
     vs_url,
 )
-from adapter.conformance.sources.elements import business_identifier, el, inv, profile
+from adapter.conformance.build.sources.elements import business_identifier, el, inv, profile
 from adapter.mappings import codes
 
 # ---------------------------------------------------------------- the referral

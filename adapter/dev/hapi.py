@@ -22,10 +22,10 @@ from typing import IO
 
 import httpx
 
+from adapter.dev.sandbox import free_port
 from adapter.polling import poll
-from adapter.sandbox import free_port
 
-SOURCES = Path(__file__).resolve().parent.parent / "hapi"
+SOURCES = Path(__file__).resolve().parents[2] / "hapi"
 JAR = "mmr-hapi-fixture.jar"
 HEAP = "768m"
 # Spring Boot and HAPI take about 20 s to start on two cores; a first start after a build is slower.
@@ -105,7 +105,7 @@ def build(quiet: bool = True) -> Path:
 
 @dataclass
 class HapiServer:
-    """A running fixture; same ``base_url`` and ``stop()`` as :class:`adapter.sandbox.Sandbox`."""
+    """A running fixture; same ``base_url`` and ``stop()`` as :class:`adapter.dev.sandbox.Sandbox`."""
 
     port: int
     process: subprocess.Popen[bytes]

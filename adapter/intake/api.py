@@ -1,4 +1,4 @@
-"""The API process wired from settings: ``uvicorn --factory adapter.api:app_from_settings``."""
+"""The API process wired from settings: ``uvicorn --factory adapter.intake.api:app_from_settings``."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from kombu.exceptions import OperationalError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from adapter import delivery
 from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, Settings, load_settings
 from adapter.intake.app import Check, Detail, Limits, QueueUnavailable, create_app
 from adapter.logs import configure
+from adapter.pipeline import delivery
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 
@@ -60,7 +60,7 @@ def readiness_checks(settings: Settings) -> dict[str, Check]:
 
 def health_details(settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, Detail]:
     """``/health``'s details: the adapter's Subscriptions the server has not taken up or has given up
-    (``adapter.delivery``). Not with client-credentials auth, where reading them needs a token."""
+    (``adapter.pipeline.delivery``). Not with client-credentials auth, where reading them needs a token."""
     if settings.fhir_auth == "client-credentials":
         return {}
     fhir = _fhir_client(settings)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.conformance.sources.common import SDC_TEMP, Resource, system_code, vs_url
-from adapter.conformance.sources.elements import business_identifier, el, has, inv, output_of, profile
+from adapter.conformance.build.sources.common import SDC_TEMP, Resource, system_code, vs_url
+from adapter.conformance.build.sources.elements import business_identifier, el, has, inv, output_of, profile
 from adapter.mappings import codes
 
 

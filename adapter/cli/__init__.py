@@ -70,7 +70,7 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
     configure(settings.log_level, settings.log_json)  # uvicorn's own lines too, in every process
     uvicorn.run(
-        "adapter.api:app_from_settings",
+        "adapter.intake.api:app_from_settings",
         factory=True,
         host=host,
         port=port,
@@ -190,9 +190,9 @@ def setup(topic_based: bool, no_conformance: bool, delivery_timeout: float, no_d
     that a change the adapter makes comes back as a notification (the API and a worker must run)."""
     from rich.console import Console
 
-    from adapter.cli_support import fhir_client
+    from adapter.operations.setup import run_setup
     from adapter.pipeline.state import State
-    from adapter.setup import run_setup
+    from adapter.wiring import fhir_client
 
     s = settings_or_exit(REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
     assert s.webhook_token is not None
@@ -235,14 +235,14 @@ def setup(topic_based: bool, no_conformance: bool, delivery_timeout: float, no_d
 def sandbox(port: int, hapi: bool) -> None:
     """Run a sandbox FHIR server (sekmet-fhir, or HAPI FHIR with --hapi) on loopback until Ctrl-C. Development only."""
     if hapi:
-        from adapter.hapi import HapiError, run_hapi
+        from adapter.dev.hapi import HapiError, run_hapi
 
         try:
             run_hapi(port, click.echo)
         except HapiError as exc:
             raise click.ClickException(str(exc)) from exc
         return
-    from adapter.sandbox import start_sandbox
+    from adapter.dev.sandbox import start_sandbox
 
     server = start_sandbox(port, quiet=False)
     click.echo(f"sandbox FHIR server at {server.base_url} (Ctrl-C to stop)")
@@ -318,7 +318,7 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool) -> None:
 @click.option("--redis-url", default=None, help="Redis to use (default: MMR_REDIS_URL or the local one).")
 def demo(redis_url: str | None) -> None:
     """Run sandbox, API and worker in this process and walk one example referral through them."""
-    from adapter.demo import run_demo
+    from adapter.dev.demo import run_demo
 
     sys.exit(run_demo(redis_url=redis_url))
 
@@ -331,8 +331,8 @@ def status(referral: str) -> None:
 
     REFERRAL is the referral's business identifier (value or system|value) or its server id.
     """
-    from adapter.cli_support import fhir_client
-    from adapter.status import find_referral, journey_lines
+    from adapter.operations.status import find_referral, journey_lines
+    from adapter.wiring import fhir_client
 
     s = settings_or_exit(REQUIRED_FOR_FHIR)
     with fhir_client(s) as client:
@@ -426,7 +426,7 @@ def sweep() -> None:
 
 
 def _register_conformance() -> None:
-    from adapter.conformance.cli import profiles_build_command, profiles_doc_command, validate_command
+    from adapter.cli.conformance import profiles_build_command, profiles_doc_command, validate_command
 
     main.add_command(validate_command, "validate")
     main.add_command(profiles_doc_command, "profiles-doc")
@@ -434,6 +434,3 @@ def _register_conformance() -> None:
 
 
 _register_conformance()
-
-if __name__ == "__main__":
-    main()

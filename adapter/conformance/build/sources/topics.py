@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapter.conformance.sources.common import (
+from adapter.conformance.build.sources.common import (
     CORE_SD,
     LOINC,
     SDC_TEMP,

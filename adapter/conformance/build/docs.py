@@ -344,7 +344,7 @@ def render_readme(directory: Path) -> str:
             ],
         ),
         "The JSON files are generated from `mappings/codes.yaml` (canonical base and concepts) and "
-        "`adapter/conformance/sources/` by `python -m adapter.conformance.generate` (also "
+        "`adapter/conformance/build/sources/` by `python -m adapter.conformance.build.generate` (also "
         "`mmr-adapter profiles-build`); do not edit them by hand. Check a resource with "
         "`mmr-adapter validate FILE...`; install the package on a server with "
         "`adapter.conformance.install.install_package(client)` (conditional update on url and version; "

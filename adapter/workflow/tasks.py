@@ -13,8 +13,8 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow.core import Context, Referral, Resource, Write, create, per_state, update
-from adapter.workflow.review.options import language
-from adapter.workflow.review.referral import ACTIVE, as_list, code_in, dig, has_code, points_to, referral_key
+from adapter.workflow.options import language
+from adapter.workflow.referral import ACTIVE, as_list, code_in, dig, has_code, points_to, referral_key
 
 # Events after which the review steps look at the referral again: they are level-triggered, so
 # whatever changed, each compares the state with what the routine requires.

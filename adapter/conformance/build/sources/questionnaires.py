@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.conformance.sources.common import Resource, base, metadata, url
+from adapter.conformance.build.sources.common import Resource, base, metadata, url
 from adapter.mappings import directory
 
 Item = dict[str, Any]

@@ -51,7 +51,7 @@ def in_process_stack(console: Console, redis_url: str) -> Iterator[dict[str, Any
     """Sandbox, API (uvicorn thread) and worker (Celery thread), torn down on exit."""
     import uvicorn
 
-    from adapter.sandbox import free_port, start_sandbox
+    from adapter.dev.sandbox import free_port, start_sandbox
 
     sandbox = start_sandbox(0)
     port = free_port()
@@ -68,7 +68,7 @@ def in_process_stack(console: Console, redis_url: str) -> Iterator[dict[str, Any
     )
     from celery.contrib.testing.worker import start_worker
 
-    from adapter.api import app_from_settings
+    from adapter.intake.api import app_from_settings
     from adapter.pipeline import worker
 
     if redis_url.startswith("memory://"):
@@ -257,9 +257,9 @@ def walk(j: Journey) -> None:
 
 
 def run_demo(console: Console | None = None, redis_url: str | None = None) -> int:
-    from adapter.cli_support import fhir_client
     from adapter.config import load_settings
-    from adapter.setup import run_setup
+    from adapter.operations.setup import run_setup
+    from adapter.wiring import fhir_client
 
     console = console or Console()
     redis_url = redis_url or os.environ.get("MMR_REDIS_URL") or DEFAULT_REDIS
@@ -295,7 +295,7 @@ def run_demo(console: Console | None = None, redis_url: str | None = None) -> in
             key = journey.sr["identifier"][0]["value"]
             console.print()
             console.print(f"The referral's journey (mmr-adapter status {key}):")
-            from adapter.status import journey_lines
+            from adapter.operations.status import journey_lines
 
             for line in journey_lines(fhir, journey.sr["id"]):
                 console.print(f"  {line}")

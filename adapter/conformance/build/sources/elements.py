@@ -7,7 +7,7 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from adapter.conformance.sources.common import CORE_SD, FHIR_VERSION, Resource, identifier_prefix, metadata
+from adapter.conformance.build.sources.common import CORE_SD, FHIR_VERSION, Resource, identifier_prefix, metadata
 
 # ---------------------------------------------------------------- element builders
 
