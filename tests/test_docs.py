@@ -31,8 +31,8 @@ MODULE = re.compile(r"(?<![\w./-])adapter(?:\.[A-Za-z_]\w*)+")
 
 
 def _prose(text: str) -> str:
-    """The text without fenced code blocks: a link or heading inside one is an example, not a link."""
-    return FENCE.sub("", text)
+    """The text without fenced code blocks (a link or heading in one is an example), lines kept."""
+    return FENCE.sub(lambda block: "\n" * block.group(0).count("\n"), text)
 
 
 def slug(heading: str) -> str:
