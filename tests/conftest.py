@@ -304,7 +304,7 @@ def stack(sandbox: Sandbox, proxy: FaultProxy, redis_client: redis.Redis) -> Ite
     # Every test takes away what it parks on purpose: what is left was lost to a fault.
     left = [
         f"{e['envelope'].get('kind')} {e['envelope'].get('resource_type')}: {e['reason']}"
-        for e in State(redis_client).dead_letters()
+        for e in State(redis_client).dlq.entries()
     ]
     assert left == [], f"the suite ended with dead letters: {left}"
 

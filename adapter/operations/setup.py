@@ -204,7 +204,7 @@ def prove_delivery(client: FhirClient, state: State, notify_url: str, timeout: f
     while time.monotonic() < deadline:
         written = heartbeat.write(client, state)  # again each round: a new Subscription may activate late
         if poll(
-            lambda w=written: (state.last_heartbeat_delivered() or 0.0) >= w,
+            lambda w=written: (state.heartbeat.last_delivered() or 0.0) >= w,
             min(5.0, max(deadline - time.monotonic(), 0.0)),
             0.2,
         ):
