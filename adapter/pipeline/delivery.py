@@ -50,7 +50,7 @@ def problems(
     subscriptions: Iterable[dict[str, Any]], now: datetime, requested_too_long: float = REQUESTED_TOO_LONG
 ) -> str | None:
     """One line naming what keeps notifications from arriving, or None when nothing seems to."""
-    waiting, broken = [], []
+    stuck, broken = [], []
     for sub in subscriptions:
         ref = f"Subscription/{sub.get('id')}"
         if given_up(sub):
@@ -58,10 +58,10 @@ def problems(
         elif waiting(sub):
             written = parse_moment((sub.get("meta") or {}).get("lastUpdated"))
             if written is None or (now - written).total_seconds() > requested_too_long:
-                waiting.append(ref)
-    if waiting:
+                stuck.append(ref)
+    if stuck:
         broken.append(
-            f"{', '.join(waiting)} still 'requested' after {requested_too_long / 60:.0f} min: the server "
+            f"{', '.join(stuck)} still 'requested' after {requested_too_long / 60:.0f} min: the server "
             "has not taken them up (HAPI: hapi.fhir.subscription.resthook_enabled=true?)"
         )
     return "; ".join(broken) or None
