@@ -1,6 +1,12 @@
-"""Building the real parts from settings: shared by the CLI, the API and the worker."""
+"""Building the real parts from settings: shared by the CLI, the API and the worker.
+
+One auth decision (:func:`auth_mode`) for both clients: the FHIR client every process writes with
+(sync, with retries) and the API's ``/health`` client (async, one short attempt per request).
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import httpx
 
@@ -9,11 +15,25 @@ from adapter.fhir.auth import BearerAuth, ClientCredentialsAuth
 from adapter.fhir.client import FhirClient
 from adapter.fhir.tls import verify
 
+AuthMode = Literal["bearer", "client-credentials"] | None
+
+
+def auth_mode(settings: Settings) -> AuthMode:
+    """How the adapter authenticates to the FHIR server: a static bearer token (when one is set),
+    OAuth2 client credentials, or not at all."""
+    if settings.fhir_auth == "bearer" and settings.fhir_token:
+        return "bearer"
+    if settings.fhir_auth == "client-credentials":
+        return "client-credentials"
+    return None
+
 
 def fhir_auth(settings: Settings) -> httpx.Auth | None:
-    if settings.fhir_auth == "bearer" and settings.fhir_token:
+    mode = auth_mode(settings)
+    if mode == "bearer":
+        assert settings.fhir_token
         return BearerAuth(settings.fhir_token.get_secret_value())
-    if settings.fhir_auth == "client-credentials":
+    if mode == "client-credentials":
         assert settings.oauth_client_secret and settings.oauth_client_id
         return ClientCredentialsAuth(
             str(settings.oauth_token_url),
@@ -43,3 +63,10 @@ def fhir_client(settings: Settings, fresh: bool = False) -> FhirClient:
         headers=headers,
         verify=verify(),
     )
+
+
+def health_client(settings: Settings) -> httpx.AsyncClient:
+    """``/health``'s client: one short attempt per request, never the FHIR client's retries; with
+    client-credentials auth no token (fetching one would block the check)."""
+    auth = fhir_auth(settings) if auth_mode(settings) == "bearer" else None
+    return httpx.AsyncClient(timeout=settings.health_timeout, headers={"Accept": "application/fhir+json"}, auth=auth)

@@ -422,7 +422,7 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
         for sr, twin in zip(recorded, twins, strict=True):
             fhir.sent.clear()
             event = core.Event("changed", "ServiceRequest", sr["id"], sr["meta"]["versionId"], sr)  # as notified
-            referral = runner.load(sr["id"], event)
+            referral = runner.read_referral(sr["id"], event)
             assert referral is not None
             plan = core.decide(referral, event, core.Context(now=datetime.now(UTC), options=options))
             if not plan.writes:  # an empty transaction costs the server nothing: the comparison would lie

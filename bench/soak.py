@@ -430,9 +430,11 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         )
         # Past every deadline: the overdue notices must all come, once, and every due timer fire.
         state = State(redis.Redis.from_url(store.url, decode_responses=True))
-        state.set_clock(datetime.now(UTC) + timedelta(days=30))
+        state.clock.set(datetime.now(UTC) + timedelta(days=30))
         poll(
-            lambda: referral_ids <= set(overdue_by_referral(fhir)) and not state.due_timer_count(state.now(True)),
+            lambda: (
+                referral_ids <= set(overdue_by_referral(fhir)) and not state.timers.due_count(state.clock.now(True))
+            ),
             max(hard_deadline - time.monotonic(), 1),
             2.0,
         )
@@ -443,17 +445,17 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
         report.lost = sum(1 for r in referral_ids if r not in reviews)
         report.doubled = sum(1 for r in referral_ids if reviews.get(r, 0) > 1 or overdue.get(r, 0) > 1)
         report.silent = sum(1 for r in referral_ids if r in reviews and r not in overdue)
-        report.timers_due_at_end = state.due_timer_count(state.now(True))
+        report.timers_due_at_end = state.timers.due_count(state.clock.now(True))
         report.shapes = dict(deliverer.shapes)
-        events, _ = state.metrics()
+        events, _ = state.metrics.events_and_latency()
         # Each accepted notification is one event (every shape the soak sends carries one); each
         # must end in an outcome of its own (applied, nothing, duplicate, ignored, dead-lettered).
         # Only events that came in through the API are counted: not the timers', sweep's or
         # reconciliation's, which would hide a lost one.
-        processed = sum(state.delivered_outcomes().values())
+        processed = sum(state.metrics.delivered_outcomes().values())
         referral_events = sum(int(v) for k, v in events.items() if k.endswith("|ServiceRequest"))
         report.acked_without_effect = max(0, report.accepted - processed)
-        report.dead_letters = state.dlq_size()
+        report.dead_letters = state.dlq.size()
         longest = gaps.longest_gaps((outage[0], outage[1]))
         report.longest_reconciliation_gap_s = round(longest[0][0], 1)
         report.longest_gaps = [(round(began - faults_began[0], 1), round(gap, 1)) for gap, began in longest]

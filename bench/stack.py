@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import httpx
 import redis
 
-from adapter.polling import poll
+from adapter.polling import TimedOut, poll_or_raise
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -42,10 +42,10 @@ def require_loopback(url: str) -> None:
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
     """Poll ``predicate`` until it returns something truthy, at most ``timeout`` seconds."""
-    value = poll(predicate, timeout, interval)
-    if value is None:
-        raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-    return value
+    try:
+        return poll_or_raise(predicate, timeout, interval, what=what)
+    except TimedOut as exc:
+        raise BenchError(str(exc)) from None
 
 
 def adapter_env(fhir_base: str, redis_url: str, queue: str, public_url: str) -> dict[str, str]:

@@ -28,7 +28,7 @@ from adapter.dev.hapi import HapiServer, start_hapi
 from adapter.dev.sandbox import Sandbox, free_port, start_sandbox
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.state import State
-from adapter.polling import poll
+from adapter.polling import TimedOut, poll_or_raise
 from adapter.workflow.core import Plan, Referral
 from tests.faults import FaultProxy
 
@@ -104,10 +104,10 @@ def wait_for(
     predicate: Callable[[], Any], timeout: float = STEP_TIMEOUT, interval: float = 0.1, what: str = "condition"
 ) -> Any:
     """Poll until ``predicate`` returns something truthy; fail the test with ``what`` otherwise."""
-    value = poll(predicate, timeout, interval)
-    if value is None:
-        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-    return value
+    try:
+        return poll_or_raise(predicate, timeout, interval, what=what)
+    except TimedOut as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -304,7 +304,7 @@ def stack(sandbox: Sandbox, proxy: FaultProxy, redis_client: redis.Redis) -> Ite
     # Every test takes away what it parks on purpose: what is left was lost to a fault.
     left = [
         f"{e['envelope'].get('kind')} {e['envelope'].get('resource_type')}: {e['reason']}"
-        for e in State(redis_client).dead_letters()
+        for e in State(redis_client).dlq.entries()
     ]
     assert left == [], f"the suite ended with dead letters: {left}"
 

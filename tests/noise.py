@@ -129,6 +129,6 @@ class Noise:
         ours = {f"{t}/{i}" for t, i in self.written}
         return [
             f"{e['envelope'].get('resource_type')}/{e['envelope'].get('resource_id')}"
-            for e in state.dead_letters()
+            for e in state.dlq.entries()
             if f"{e['envelope'].get('resource_type')}/{e['envelope'].get('resource_id')}" in ours
         ]

@@ -63,7 +63,7 @@ def test_redis_stopped_while_events_are_processed_every_event_has_its_effect_aft
             stop(worker)
     assert [len(review_tasks(fhir, sr["id"])) for sr in referrals] == [1] * len(referrals)
     private = State(redis.Redis.from_url(private_redis.url, decode_responses=True))
-    assert private.dlq_size() == 0
+    assert private.dlq.size() == 0
 
 
 def test_a_worker_killed_in_the_middle_of_a_reconciliation_does_not_hold_up_the_next(
@@ -87,7 +87,7 @@ def test_a_worker_killed_in_the_middle_of_a_reconciliation_does_not_hold_up_the_
 
         def completed() -> bool:
             broker.send_task(RECONCILE, kwargs={"requested_at": time.time()}, queue=queue)  # beat's next runs
-            return (state.last_reconciled() or 0.0) > started
+            return (state.reconciliation.last() or 0.0) > started
 
         # A killed run's lock lapses within RECONCILE_LOCK_TTL (3 s), and beat's next tick comes half an
         # interval on: the next run completes well within two intervals, plus the replacement's start

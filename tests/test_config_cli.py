@@ -112,7 +112,7 @@ def test_the_clock_command_is_refused_unless_the_test_clock_is_on() -> None:
     for args in (("set", "2027-02-08T09:00:00+01:00"), ("show",), ("clear",)):
         result = run("clock", *args, env=_clock_env(False))
         assert result.returncode == 2 and "MMR_TEST_CLOCK=true" in result.stderr, result.stderr
-    assert State.from_url(_clock_env(False)["MMR_REDIS_URL"]).frozen_clock() is None
+    assert State.from_url(_clock_env(False)["MMR_REDIS_URL"]).clock.frozen() is None
 
 
 def test_the_clock_is_set_shown_and_cleared_for_every_process() -> None:
@@ -120,13 +120,13 @@ def test_the_clock_is_set_shown_and_cleared_for_every_process() -> None:
     state = State.from_url(env["MMR_REDIS_URL"])
     try:
         assert run("clock", "set", "2027-02-08T09:00:00+01:00", env=env).returncode == 0
-        assert state.now(True) == datetime(2027, 2, 8, 8, 0, tzinfo=UTC)  # what a worker reads
+        assert state.clock.now(True) == datetime(2027, 2, 8, 8, 0, tzinfo=UTC)  # what a worker reads
         shown = run("clock", "show", env=env)
         assert shown.stdout.strip() == "2027-02-08T09:00:00+01:00 (test clock)"
         assert run("clock", "clear", env=env).returncode == 0
-        assert state.frozen_clock() is None and "not set: the real time" in run("clock", "show", env=env).stdout
+        assert state.clock.frozen() is None and "not set: the real time" in run("clock", "show", env=env).stdout
     finally:
-        state.set_clock(None)
+        state.clock.set(None)
 
 
 @pytest.mark.parametrize(

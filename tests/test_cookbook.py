@@ -177,7 +177,7 @@ def test_the_cookbook_runs(section: Section, stack: Stack, fhir: FhirClient, sta
         for block in section.blocks:
             cookbook.run(block)
     finally:
-        state.set_clock(None)
+        state.clock.set(None)
         cookbook.http.close()
 
 

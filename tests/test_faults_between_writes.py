@@ -34,7 +34,7 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _timer(state: State, referral_id: str, name: str) -> float | None:
-    return dict(state.timers()).get(f"{referral_id}|{name}")
+    return dict(state.timers.all()).get(f"{referral_id}|{name}")
 
 
 def _killed_after_its_transaction(stack: Stack, proxy: FaultProxy, sr: dict[str, Any]) -> None:
@@ -75,7 +75,7 @@ def test_a_timer_lost_with_a_killed_worker_comes_back_with_the_sweep_and_fires_o
     )
 
     late = due + timedelta(hours=1)
-    state.set_clock(late)
+    state.clock.set(late)
     try:
         for _ in range(2):  # a second beat run finds nothing left to fire
             assert _cli(stack, "fire-timers", "--at", late.isoformat()).returncode == 0
@@ -86,7 +86,7 @@ def test_a_timer_lost_with_a_killed_worker_comes_back_with_the_sweep_and_fires_o
         wait_for(lambda: _timer(state, sr["id"], "review-overdue") is None, what="the overdue timer to be done")
         assert sum(1 for k in messages(fhir, sr) if "overdue" in k) == 1
     finally:
-        state.set_clock(None)
+        state.clock.set(None)
 
 
 def test_a_lost_timer_comes_back_with_the_referrals_next_event_whatever_it_is(
@@ -165,7 +165,7 @@ def test_redis_gone_between_the_transaction_and_the_timer_write_the_sweep_brings
                 == due.timestamp()
             )
             late = due + timedelta(hours=1)
-            private.set_clock(late)
+            private.clock.set(late)
             for _ in range(2):  # two beat runs: the timer fires once
                 fired = subprocess.run(
                     [sys.executable, "-m", "adapter.cli", "fire-timers", "--at", late.isoformat()],

@@ -61,7 +61,7 @@ def test_hapis_409_on_a_transaction_means_read_again_and_plan_again(
     seen = proxy.record()
     assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
     event = Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"])
-    wait_for(lambda: state.seen(event.dedup_keys), what="this event to be processed")  # others run beside it
+    wait_for(lambda: state.events.seen(event.dedup_keys), what="this event to be processed")  # others run beside it
     assert rule.hits == 1
     assert len(review_tasks(fhir, sr["id"])) == 1
     identifiers = [json.dumps(r.get("identifier"), sort_keys=True) for r in written_for(fhir, sr["id"])]

@@ -39,7 +39,7 @@ FOLLOW_UP = "https://mmr-adapter.se/fhir/Questionnaire/mmr-follow-up|0.1.0"
 @pytest.fixture
 def clock(state: State) -> Iterator[State]:
     yield state
-    state.set_clock(None)
+    state.clock.set(None)
 
 
 def fire(stack: Stack, at: datetime) -> int:
@@ -120,7 +120,7 @@ def booked_and_planned(fhir: FhirClient, sr: dict[str, Any], site: str) -> dict[
 def test_the_whole_journey_from_referral_to_finished_follow_up(
     stack: Stack, fhir: FhirClient, clock: State, site: str
 ) -> None:
-    clock.set_clock(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
+    clock.clock.set(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
     sr = forwarded(fhir)
     intake = at_stage(fhir, sr, "received", "awaiting-booking")
     episode = ours(fhir, "EpisodeOfCare", "episodeofcare", f"{key(sr)}-care-commitment")
@@ -138,7 +138,7 @@ def test_the_whole_journey_from_referral_to_finished_follow_up(
     }
     assert all("2027-04-06" in m["payload"][0]["contentString"] for m in sent.values())
 
-    clock.set_clock(datetime(2027, 7, 1, 8, 0, tzinfo=STHLM))
+    clock.clock.set(datetime(2027, 7, 1, 8, 0, tzinfo=STHLM))
     plan_ = careplan(fhir, sr)
     fhir.update(
         {**plan_, "status": "completed", "period": {**plan_["period"], "end": "2027-06-30"}},
@@ -167,13 +167,13 @@ def test_the_whole_journey_from_referral_to_finished_follow_up(
 
     due_at = datetime(2028, 6, 30, 9, 0, tzinfo=STHLM)
     day_before = datetime(2028, 6, 29, 9, 0, tzinfo=STHLM)
-    clock.set_clock(day_before)
+    clock.clock.set(day_before)
     fire(stack, day_before)  # the follow-up's timer is a day early: taken, handled and armed again
     member = f"{sr['id']}|mmrpv-follow-up-due"
-    wait_for(lambda: dict(clock.timers()).get(member) == due_at.timestamp(), what="the early timer re-armed")
+    wait_for(lambda: dict(clock.timers.all()).get(member) == due_at.timestamp(), what="the early timer re-armed")
     assert task_by_key(fhir, f"{key(sr)}-follow-up")["status"] == "draft"  # type: ignore[index]
     due = due_at
-    clock.set_clock(due)
+    clock.clock.set(due)
     assert fire(stack, due) + fire(stack, due) >= 1  # two beat runs: one of them takes the timer
     follow = wait_for(
         lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "requested" and t,
@@ -268,13 +268,13 @@ def test_an_event_at_the_mmrpv_unit_costs_one_search_and_one_transaction(
 
 
 def processed_events(state: State) -> int:
-    return sum(int(v) for v in state.metrics()[0].values())
+    return sum(int(v) for v in state.metrics.events_and_latency()[0].values())
 
 
 def test_a_missing_summary_waits_and_reminds_and_an_interruption_ends_cleanly(
     stack: Stack, fhir: FhirClient, clock: State
 ) -> None:
-    clock.set_clock(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
+    clock.clock.set(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
     waiting, interrupted = forwarded(fhir), forwarded(fhir)
     for sr in (waiting, interrupted):
         at_stage(fhir, sr, "received", "awaiting-booking")
@@ -283,7 +283,7 @@ def test_a_missing_summary_waits_and_reminds_and_an_interruption_ends_cleanly(
     fhir.update({**plan_, "status": "completed", "period": {**plan_["period"], "end": "2027-06-30"}})
     at_stage(fhir, waiting, "in-progress", "awaiting-discharge-summary")
     reminder_due = datetime(2027, 7, 8, 9, 0, tzinfo=STHLM)  # five working days after the end
-    clock.set_clock(reminder_due)
+    clock.clock.set(reminder_due)
     fire(stack, reminder_due)
     reminder = wait_for(
         lambda: messages(fhir, waiting).get(f"{key(waiting)}-discharge-reminder-unit-discharge-1"),
@@ -316,23 +316,23 @@ def test_a_missing_summary_waits_and_reminds_and_an_interruption_ends_cleanly(
 def test_a_follow_up_nobody_answers_fails_at_the_end_of_its_window_and_the_care_still_ends(
     stack: Stack, fhir: FhirClient, clock: State
 ) -> None:
-    clock.set_clock(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
+    clock.clock.set(datetime(2027, 3, 1, 10, 0, tzinfo=STHLM))
     sr = forwarded(fhir)
     at_stage(fhir, sr, "received", "awaiting-booking")
     booked_and_planned(fhir, sr, SITES["helsingborg"])
-    clock.set_clock(datetime(2027, 7, 1, 8, 0, tzinfo=STHLM))
+    clock.clock.set(datetime(2027, 7, 1, 8, 0, tzinfo=STHLM))
     plan_ = careplan(fhir, sr)
     fhir.update({**plan_, "status": "completed", "period": {**plan_["period"], "end": "2027-06-30"}})
     held = wait_for(lambda: task_by_key(fhir, f"{key(sr)}-follow-up"), what="the follow-up Task")
     due = datetime.fromisoformat(held["restriction"]["period"]["start"])
     until = datetime.fromisoformat(held["restriction"]["period"]["end"])
-    clock.set_clock(due)
+    clock.clock.set(due)
     fire(stack, due)
     wait_for(
         lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "requested",
         what="the follow-up activated",
     )
-    clock.set_clock(until)
+    clock.clock.set(until)
     fire(stack, until)
     failed = wait_for(
         lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "failed" and t,

@@ -84,12 +84,12 @@ def test_a_killed_runs_lock_never_outlasts_the_busy_retries() -> None:
 
 def test_a_run_longer_than_the_locks_lifetime_keeps_the_lock(private_redis: PrivateRedis) -> None:
     st_ = State(redis.Redis.from_url(private_redis.url, decode_responses=True))
-    with st_.reconciling(ttl=0.3):
+    with st_.reconciliation.running(ttl=0.3):
         time.sleep(1.0)  # three lifetimes with no page, no call into the lock: only the watchdog keeps it
-        with pytest.raises(LockBusy), st_.reconciling(ttl=0.3):
+        with pytest.raises(LockBusy), st_.reconciliation.running(ttl=0.3):
             pass
-    assert st_.last_reconciled() is not None
-    with st_.reconciling(ttl=0.3):  # released when the run ended
+    assert st_.reconciliation.last() is not None
+    with st_.reconciliation.running(ttl=0.3):  # released when the run ended
         pass
 
 
@@ -101,7 +101,7 @@ def test_a_killed_runs_lock_lapses_within_its_lifetime(private_redis: PrivateRed
             "-c",
             "import redis, sys, time\n"
             "from adapter.pipeline.state import State\n"
-            f"with State(redis.Redis.from_url({private_redis.url!r})).reconciling(ttl=1.0):\n"
+            f"with State(redis.Redis.from_url({private_redis.url!r})).reconciliation.running(ttl=1.0):\n"
             "    print('held', flush=True); time.sleep(60)\n",
         ],
         stdout=subprocess.PIPE,
@@ -110,7 +110,7 @@ def test_a_killed_runs_lock_lapses_within_its_lifetime(private_redis: PrivateRed
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         time.sleep(1.5)  # past one lifetime: the watchdog still holds it
-        with pytest.raises(LockBusy), st_.reconciling(ttl=1.0):
+        with pytest.raises(LockBusy), st_.reconciliation.running(ttl=1.0):
             pass
         holder.kill()
         holder.wait()
@@ -118,7 +118,7 @@ def test_a_killed_runs_lock_lapses_within_its_lifetime(private_redis: PrivateRed
 
         def free() -> bool:
             try:
-                with st_.reconciling(ttl=1.0):
+                with st_.reconciliation.running(ttl=1.0):
                     return True
             except LockBusy:
                 return False

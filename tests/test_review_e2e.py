@@ -46,7 +46,7 @@ STHLM = ZoneInfo("Europe/Stockholm")
 def clock(state: State) -> Iterator[State]:
     """The worker's injected clock (MMR_TEST_CLOCK): set it, and put it back to real time after."""
     yield state
-    state.set_clock(None)
+    state.clock.set(None)
 
 
 def test_mmrpv_path_from_referral_to_vid_confirmations(stack: Stack, fhir: FhirClient) -> None:
@@ -165,7 +165,7 @@ def _load_through(
     request_id = f"load-{event.resource_id}-{event.kind}"
     proxy.record()
     with structlog.contextvars.bound_contextvars(correlation_id=request_id):
-        loaded = runner.load(event.resource_id, event)
+        loaded = runner.read_referral(event.resource_id, event)
     seen = proxy.by_event()[request_id]
     return loaded, _without_sandbox_answer_pages(seen) if FHIR_SERVER != "hapi" else seen
 
@@ -249,7 +249,7 @@ def _fire(stack: Stack, at: datetime) -> subprocess.CompletedProcess[str]:
 
 def test_due_date_across_easter_and_overdue_flagged_exactly_once(stack: Stack, fhir: FhirClient, clock: State) -> None:
     maundy_thursday = datetime(2027, 3, 25, 10, 0, tzinfo=STHLM)
-    clock.set_clock(maundy_thursday)
+    clock.clock.set(maundy_thursday)
     sr = referral_on_server(fhir, extension=assessments(work_status="not-met"))
     review = review_in(fhir, sr, "recommended")
     # Good Friday and Easter Monday are holidays: Tue 30, Wed 31, Thu 1 April are the three days.
@@ -261,19 +261,19 @@ def test_due_date_across_easter_and_overdue_flagged_exactly_once(stack: Stack, f
     # snapshot taken while one of those is being written (on the server, not yet counted) never
     # balances. Taken here, every flag the firings below cause is in both differences.
     counted_before, flags_before = _overdue_counted(stack), len(_overdue_flags(fhir))
-    clock.set_clock(datetime(2027, 4, 1, 15, 0, tzinfo=STHLM))  # an hour early: nothing of ours
+    clock.clock.set(datetime(2027, 4, 1, 15, 0, tzinfo=STHLM))  # an hour early: nothing of ours
     assert _fire(stack, datetime(2027, 4, 1, 15, 0, tzinfo=STHLM)).returncode == 0
-    clock.set_clock(datetime(2027, 4, 1, 17, 0, tzinfo=STHLM))
+    clock.clock.set(datetime(2027, 4, 1, 17, 0, tzinfo=STHLM))
     at = datetime(2027, 4, 1, 17, 0, tzinfo=STHLM)
     # Ours only: other tests' referrals may have theirs moved or armed by the worker meanwhile.
-    ours = {m for m, when in clock.timers() if m.startswith(f"{sr['id']}|") and when <= at.timestamp()}
+    ours = {m for m, when in clock.timers.all() if m.startswith(f"{sr['id']}|") and when <= at.timestamp()}
     assert ours
     with ThreadPoolExecutor(2) as pool:  # two beat runs racing
         runs = list(pool.map(lambda _: _fire(stack, at), range(2)))
     assert all(r.returncode == 0 for r in runs)
     # Each of ours fired by one of them, and gone (the sum counts other referrals' too).
     assert sum(int(r.stdout.split()[0]) for r in runs) >= len(ours)
-    assert not ours & {m for m, when in clock.timers() if when <= at.timestamp()}
+    assert not ours & {m for m, when in clock.timers.all() if when <= at.timestamp()}
     flag = wait_for(lambda: messages(fhir, sr).get(overdue), what="the overdue flag")
     assert code(flag["category"][0]) == "overdue"
     # Counted in /metrics, once per new flag on the server: ours once (firing in 2027 also flags the
@@ -295,12 +295,14 @@ def test_duplicate_and_out_of_order_notifications_change_nothing(stack: Stack, f
     review_in(fhir, sr, "forwarded")
     wait_for(lambda: len(messages(fhir, sr)) >= 2, what="the confirmations")
     before = (tasks(fhir, sr), messages(fhir, sr))
-    processed = sum(int(v) for v in state.metrics()[0].values())
+    processed = sum(int(v) for v in state.metrics.events_and_latency()[0].values())
     old = fhir.vread("Task", first["id"], "1")  # the review Task as it was on arrival: a stale, late event
     for _ in range(3):
         assert stack.notify("PUT", f"/Task/{first['id']}", json.dumps(old)).status_code == 202
         assert stack.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr)).status_code == 202
-    wait_for(lambda: sum(int(v) for v in state.metrics()[0].values()) >= processed + 6, what="the replays")
+    wait_for(
+        lambda: sum(int(v) for v in state.metrics.events_and_latency()[0].values()) >= processed + 6, what="the replays"
+    )
     after = (tasks(fhir, sr), messages(fhir, sr))
     assert {k: t["meta"]["versionId"] for k, t in after[0].items()} == {
         k: t["meta"]["versionId"] for k, t in before[0].items()
@@ -371,11 +373,13 @@ def test_a_malformed_referral_never_crashes_the_worker(
     }[broken]
     sr = referral_on_server(fhir, **overrides)
     if broken == "unknown performer":
-        wait_for(lambda: state.seen((f"changed:ServiceRequest/{sr['id']}/_history/1",)), what="the event handled")
+        wait_for(
+            lambda: state.events.seen((f"changed:ServiceRequest/{sr['id']}/_history/1",)), what="the event handled"
+        )
         assert tasks(fhir, sr) == {}  # not ours: ignored
     else:
         review_in(fhir, sr, "awaiting-supplement", "recommended", "registered", "assigned")
-    assert not [e for e in state.dead_letters() if e["envelope"].get("resource_id") == sr["id"]]
+    assert not [e for e in state.dlq.entries() if e["envelope"].get("resource_id") == sr["id"]]
     healthy = referral_on_server(fhir)  # and the worker goes on with the next referral
     review_in(fhir, healthy, "recommended")
 
@@ -420,8 +424,8 @@ def test_an_event_that_names_no_patient_still_costs_one_read(stack: Stack, fhir:
     state = State.from_url("memory://")
     with FhirClient(proxy.base_url, retries=0, headers={"Cache-Control": "no-cache"}) as through_proxy:
         first, second = (_without_answers_revinclude(through_proxy, state) for _ in range(2))  # two processes
-        assert first.load(sr["id"], Event("changed", "ServiceRequest", sr["id"], "1", sr)) is not None
-        remembered = state.phase_two(sr["id"])
+        assert first.read_referral(sr["id"], Event("changed", "ServiceRequest", sr["id"], "1", sr)) is not None
+        remembered = state.guesses.phase_two(sr["id"])
         assert any(
             url.startswith(f"QuestionnaireResponse?subject={sr['subject']['reference']}&") for url in remembered
         ), remembered

@@ -45,7 +45,7 @@ def one_review_task(fhir: FhirClient, referral_id: str, timeout: float = 20) -> 
 
 
 def processed(state: State) -> int:
-    events, _ = state.metrics()
+    events, _ = state.metrics.events_and_latency()
     return sum(int(v) for k, v in events.items() if k.split("|")[0] in ("applied", "nothing", "duplicate", "ignored"))
 
 
@@ -196,12 +196,12 @@ def test_event_numbers_restarting_at_one_request_a_reconciliation_and_later_even
     before = new_referral(fhir)
     assert quiet.notify("POST", "", r4_backport(sub, 41, f"ServiceRequest/{before['id']}")).status_code == 202
     one_review_task(fhir, before["id"])
-    reconciled = state.last_reconciled() or 0.0
+    reconciled = state.reconciliation.last() or 0.0
     state.r.delete("mmr:event-number-gap")  # another test's gap may still hold the one-per-10-s report
     after = new_referral(fhir)  # HAPI restarted: its counter starts again
     assert quiet.notify("POST", "", r4_backport(sub, 1, f"ServiceRequest/{after['id']}")).status_code == 202
     one_review_task(fhir, after["id"])
-    wait_for(lambda: (state.last_reconciled() or 0.0) > reconciled, what="the reconciliation the restart asked for")
+    wait_for(lambda: (state.reconciliation.last() or 0.0) > reconciled, what="the reconciliation the restart asked for")
 
 
 @pytest.mark.parametrize("write_lands", [True, False], ids=["killed-after-write", "killed-before-write"])
@@ -228,7 +228,7 @@ def test_a_worker_killed_mid_event_gets_it_redelivered_and_the_effect_happens_on
             one_review_task(fhir, sr["id"])
         replacement = start_worker(env, f"kill-{write_lands}-replacement", concurrency=1)
         try:
-            wait_for(lambda: state.seen(envelope.dedup_keys), timeout=30, what="the redelivered event")
+            wait_for(lambda: state.events.seen(envelope.dedup_keys), timeout=30, what="the redelivered event")
             one_review_task(fhir, sr["id"])
         finally:
             stop(replacement)
@@ -255,8 +255,8 @@ def test_an_event_past_its_time_limit_is_retried_not_acknowledged_without_effect
             app.send_task(PROCESS, args=[envelope.to_dict()], queue=queue)
             wait_for(hold.held.is_set, what="the worker to reach its transaction")
             one_review_task(fhir, sr["id"], timeout=60)
-            wait_for(lambda: state.seen(envelope.dedup_keys), timeout=30, what="the retried event to be done")
-            assert not [e for e in state.dead_letters() if e["envelope"].get("resource_id") == sr["id"]]
+            wait_for(lambda: state.events.seen(envelope.dedup_keys), timeout=30, what="the retried event to be done")
+            assert not [e for e in state.dlq.entries() if e["envelope"].get("resource_id") == sr["id"]]
         finally:
             assert hold.hold is not None
             hold.hold.set()
@@ -272,11 +272,11 @@ def test_an_unreadable_envelope_is_dead_lettered_not_dropped(stack: Stack, state
         marker = unique("odd")
         app.send_task(PROCESS, args=[{"kind": "changed", "unexpected": marker}], queue=queue)
         found = wait_for(
-            lambda: next((e for e in state.dead_letters() if e["envelope"].get("unexpected") == marker), None),
+            lambda: next((e for e in state.dlq.entries() if e["envelope"].get("unexpected") == marker), None),
             what="the unreadable envelope in the dead-letter store",
         )
         assert found["reason"] == "unreadable envelope: TypeError"
-        state.take_dead_letter(found["id"])
+        state.dlq.take(found["id"])
     finally:
         stop(worker)
 
@@ -400,7 +400,7 @@ def test_the_heartbeat_comes_back_and_its_age_shows_in_metrics(stack: Stack, fhi
     from adapter.pipeline import heartbeat
 
     written = heartbeat.write(fhir, state)
-    wait_for(lambda: (state.last_heartbeat_delivered() or 0.0) >= written, what="the heartbeat's notification")
+    wait_for(lambda: (state.heartbeat.last_delivered() or 0.0) >= written, what="the heartbeat's notification")
     text = httpx.get(f"{stack.api_url}/metrics").text
     age = float(re.search(r"^mmr_heartbeat_age_seconds (\S+)$", text, re.M)[1])  # type: ignore[index]
     assert 0 <= age <= time.time() - written + 1
@@ -413,13 +413,13 @@ def test_the_heartbeat_age_counts_from_the_last_heartbeat_that_came_back(redis_c
     own = State(redis.Redis.from_url(REDIS_URL.rsplit("/", 1)[0] + "/15", decode_responses=True))
     own.r.delete("mmr:heartbeat:first-written", "mmr:heartbeat:delivered")
     try:
-        assert own.heartbeat_age(1000.0) is None  # nothing written yet: no claim either way
-        own.heartbeat_written(100.0)
-        assert own.heartbeat_age(160.0) == 60.0  # written, never came back
-        own.heartbeat_delivered(100.0)
-        own.heartbeat_written(200.0)  # the server stops delivering: this one never comes back
-        own.heartbeat_delivered(90.0)  # a late notification of an older one changes nothing
-        assert own.heartbeat_age(260.0) == 160.0
+        assert own.heartbeat.age(1000.0) is None  # nothing written yet: no claim either way
+        own.heartbeat.written(100.0)
+        assert own.heartbeat.age(160.0) == 60.0  # written, never came back
+        own.heartbeat.delivered(100.0)
+        own.heartbeat.written(200.0)  # the server stops delivering: this one never comes back
+        own.heartbeat.delivered(90.0)  # a late notification of an older one changes nothing
+        assert own.heartbeat.age(260.0) == 160.0
     finally:
         own.r.delete("mmr:heartbeat:first-written", "mmr:heartbeat:delivered")
 
@@ -432,12 +432,12 @@ def test_the_worker_and_scheduler_health_checks(stack: Stack, state: State) -> N
 
     assert run("ping-worker").returncode == 0  # the stack's worker runs on this host
     stale = Timer("health-probe", "no-such-referral", datetime.now(UTC) - timedelta(hours=2))
-    state.set_timers((stale,))  # as if beat had been down for two hours
+    state.timers.set((stale,))  # as if beat had been down for two hours
     try:
         late = run("check-scheduler", "--lag", "3600")
         assert late.returncode == 1 and "1 timer(s) due" in late.stdout
     finally:
-        state.claim_timer(stale.member, datetime.now(UTC))
+        state.timers.claim(stale.member, datetime.now(UTC))
     assert run("check-scheduler", "--lag", "3600").returncode == 0
 
 
@@ -450,11 +450,11 @@ def test_metrics_show_timers_left_unfired(stack: Stack, state: State) -> None:
 
     before = due()
     missed = Timer("metrics-probe", "no-such-referral", datetime.now(UTC) - timedelta(minutes=5))
-    state.set_timers((missed,))  # as if beat had not run for five minutes
+    state.timers.set((missed,))  # as if beat had not run for five minutes
     try:
         assert due() == before + 1
     finally:
-        state.claim_timer(missed.member, datetime.now(UTC))
+        state.timers.claim(missed.member, datetime.now(UTC))
 
 
 def test_no_personnummer_or_name_reaches_a_log_line(stack: Stack, fhir: FhirClient) -> None:
@@ -472,7 +472,7 @@ def test_a_planted_personnummer_and_name_never_reach_a_log_line_even_through_ret
     planted = uuid.uuid4().int
     personnummer = f"19{planted % 90 + 10:02d}0{planted % 9 + 1}1{planted % 9 + 1}-{planted % 9000 + 1000}"
     name = f"Plantedname{uuid.uuid4().hex[:8]}"
-    events_before, _ = state.metrics()
+    events_before, _ = state.metrics.events_and_latency()
     with subscriptions_paused(fhir):
         sr = new_referral(fhir, note=[{"text": f"Patient {name} {personnummer}"}])
         proxy.add(Rule(transaction_about(sr["id"]), status=503, times=3))  # more than one attempt absorbs
@@ -480,7 +480,7 @@ def test_a_planted_personnummer_and_name_never_reach_a_log_line_even_through_ret
         assert reply.status_code == 202
         one_review_task(fhir, sr["id"])
     retried = "retried|ServiceRequest"
-    assert int(state.metrics()[0].get(retried, 0)) > int(events_before.get(retried, 0))
+    assert int(state.metrics.events_and_latency()[0].get(retried, 0)) > int(events_before.get(retried, 0))
     logs = "".join(p.read_text(errors="replace") for p in LOGS.glob("*.log"))
     seen = reply.text + json.dumps(dict(reply.headers)) + logs
     assert sr["id"] in seen
@@ -574,21 +574,24 @@ def test_a_referral_that_is_not_ours_is_ignored_at_debug_level(quiet: Stack, fhi
     other = {"coding": [{"system": "http://snomed.info/sct", "code": "71388002"}]}  # not a referral for MMR
     sr = new_referral(fhir, category=[other], code=other)
     request_id = unique("req")
-    events_before, _ = state.metrics()
-    delivered_before = state.delivered_outcomes().get("ignored", 0)
+    events_before, _ = state.metrics.events_and_latency()
+    delivered_before = state.metrics.delivered_outcomes().get("ignored", 0)
     reply = quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(sr), extra={"X-Request-Id": request_id})
     assert reply.status_code == 202, reply.text
     wait_for(
         lambda: (
-            int(state.metrics()[0].get("ignored|ServiceRequest", 0))
+            int(state.metrics.events_and_latency()[0].get("ignored|ServiceRequest", 0))
             > int(events_before.get("ignored|ServiceRequest", 0))
         ),
         what="the ServiceRequest to be ignored",
     )
     wait_for(
-        lambda: state.delivered_outcomes().get("ignored", 0) > delivered_before, what="the accepted event's own outcome"
+        lambda: state.metrics.delivered_outcomes().get("ignored", 0) > delivered_before,
+        what="the accepted event's own outcome",
     )
-    assert state.seen(Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"]).dedup_keys)
+    assert state.events.seen(
+        Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"]).dedup_keys
+    )
     worker_lines = [r for r in _log_lines("worker") if r.get("correlation_id") == request_id]
     assert [r for r in worker_lines if r.get("level") not in ("debug",)] == []  # the stack logs at info: silent
     assert not review_tasks(fhir, sr["id"])
@@ -607,18 +610,19 @@ def test_an_event_about_someone_elses_resource_is_ignored_done_and_never_retried
             "participant": [{"status": "accepted", "actor": {"display": "Someone else"}}],
         }
     )
-    events_before, _ = state.metrics()
-    dead_before = state.dlq_size()
+    events_before, _ = state.metrics.events_and_latency()
+    dead_before = state.dlq.size()
     assert quiet.notify("PUT", f"/Appointment/{appointment['id']}", json.dumps(appointment)).status_code == 202
     wait_for(
         lambda: (
-            int(state.metrics()[0].get("ignored|Appointment", 0)) > int(events_before.get("ignored|Appointment", 0))
+            int(state.metrics.events_and_latency()[0].get("ignored|Appointment", 0))
+            > int(events_before.get("ignored|Appointment", 0))
         ),
         what="the Appointment to be ignored",
     )
-    events_after, _ = state.metrics()
+    events_after, _ = state.metrics.events_and_latency()
     assert events_after.get("retried|Appointment") == events_before.get("retried|Appointment")
-    assert state.dlq_size() == dead_before
+    assert state.dlq.size() == dead_before
 
 
 def test_a_forged_version_in_a_notification_neither_skips_nor_pre_marks_the_real_one(
@@ -629,8 +633,8 @@ def test_a_forged_version_in_a_notification_neither_skips_nor_pre_marks_the_real
     assert quiet.notify("PUT", f"/ServiceRequest/{sr['id']}", json.dumps(forged)).status_code == 202
     one_review_task(fhir, sr["id"])
     real = Envelope("changed", "test", "ServiceRequest", sr["id"], sr["meta"]["versionId"])
-    wait_for(lambda: state.seen(real.dedup_keys), what="the version read from the server to be marked")
-    assert not state.seen(Envelope("changed", "test", "ServiceRequest", sr["id"], "99").dedup_keys)
+    wait_for(lambda: state.events.seen(real.dedup_keys), what="the version read from the server to be marked")
+    assert not state.events.seen(Envelope("changed", "test", "ServiceRequest", sr["id"], "99").dedup_keys)
 
 
 def test_a_retried_event_carries_only_its_label_in_the_message_headers_and_no_debug_line_quotes_it(

@@ -246,6 +246,6 @@ def test_the_first_setup_proved_delivery_through_the_heartbeat(stack: Stack, fhi
     from adapter.pipeline.state import State
     from tests.conftest import REDIS_URL
 
-    delivered = State.from_url(REDIS_URL).last_heartbeat_delivered()
+    delivered = State.from_url(REDIS_URL).heartbeat.last_delivered()
     written = fhir.read("Basic", HEARTBEAT_ID)["meta"]["lastUpdated"]
     assert delivered is not None and delivered <= datetime.fromisoformat(written).timestamp()

@@ -155,7 +155,7 @@ def check_scheduler(lag: float | None) -> None:
 
     s = settings_or_exit()
     allowed = lag if lag is not None else 3 * s.timer_interval
-    late = State.from_url(s.redis_url).due_timer_count(datetime.now(UTC) - timedelta(seconds=allowed))
+    late = State.from_url(s.redis_url).timers.due_count(datetime.now(UTC) - timedelta(seconds=allowed))
     click.echo(f"{late} timer(s) due for more than {allowed:.0f} s" if late else "timers are being fired")
     sys.exit(1 if late else 0)
 
@@ -269,7 +269,7 @@ def dlq_list(as_json: bool) -> None:
 
     from adapter.pipeline.state import State
 
-    entries = State.from_url(settings_or_exit().redis_url).dead_letters()
+    entries = State.from_url(settings_or_exit().redis_url).dlq.entries()
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
@@ -300,10 +300,10 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool) -> None:
     state = State.from_url(settings_or_exit().redis_url)
     if not ids and not replay_all:
         raise click.UsageError("name the ids to replay, or pass --all")
-    chosen = [e["id"] for e in state.dead_letters()] if replay_all else list(ids)
+    chosen = [e["id"] for e in state.dlq.entries()] if replay_all else list(ids)
     replayed = 0
     for entry_id in chosen:
-        entry = state.take_dead_letter(entry_id)
+        entry = state.dlq.take(entry_id)
         if entry is None:
             click.echo(f"{entry_id}: not in the dead-letter store", err=True)
             continue
@@ -378,7 +378,7 @@ def clock_set(when: str) -> None:
     if moment.tzinfo is None:
         click.echo("WHEN: give the offset (+01:00, Z): a time without one is ambiguous", err=True)
         sys.exit(2)
-    _clock_state().set_clock(moment)
+    _clock_state().clock.set(moment)
     click.echo(f"test clock set to {moment.isoformat()}")
 
 
@@ -386,7 +386,7 @@ def clock_set(when: str) -> None:
 @friendly
 def clock_show() -> None:
     """Print the time the adapter's processes go by, and whether it is frozen."""
-    frozen = _clock_state().frozen_clock()
+    frozen = _clock_state().clock.frozen()
     if frozen is None:
         click.echo(f"{datetime.now(UTC).isoformat()} (not set: the real time)")
     else:
@@ -397,7 +397,7 @@ def clock_show() -> None:
 @friendly
 def clock_clear() -> None:
     """Go back to the real time."""
-    _clock_state().set_clock(None)
+    _clock_state().clock.set(None)
     click.echo("test clock cleared: the real time again")
 
 
@@ -411,7 +411,7 @@ def fire_timers(at: str | None) -> None:
 
     s = settings_or_exit()
     state = State.from_url(s.redis_url)
-    moment = datetime.fromisoformat(at) if at else state.now(s.test_clock)
+    moment = datetime.fromisoformat(at) if at else state.clock.now(s.test_clock)
     click.echo(f"{fire_due_timers(state, moment)} timer(s) fired")
 
 

@@ -26,7 +26,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from adapter.conformance.package import example
 from adapter.fhir.client import FhirClient
-from adapter.polling import poll
+from adapter.polling import poll_or_raise
 from adapter.workflow.calendar import STOCKHOLM
 from adapter.workflow.mmrpv.common import carries_out, unit_ref
 
@@ -38,12 +38,6 @@ def redis_reachable(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
     except (redis.exceptions.RedisError, OSError):
         return False
-
-
-def wait(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    if (value := poll(predicate, timeout)) is None:
-        raise TimeoutError("the adapter did not get there in time")
-    return value
 
 
 @contextmanager
@@ -77,7 +71,7 @@ def in_process_stack(console: Console, redis_url: str) -> Iterator[dict[str, Any
     server = uvicorn.Server(uvicorn.Config(app_from_settings(), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait(lambda: server.started)
+    poll_or_raise(lambda: server.started, 30.0, what="the API to start")
     try:
         with start_worker(
             worker.app,
@@ -103,7 +97,7 @@ class Journey:
 
     def step(self, waiting: str, predicate: Callable[[], Any], done: Callable[[Any], str]) -> Any:
         task = self.steps.add_task(waiting, total=None)
-        value = wait(predicate)
+        value = poll_or_raise(predicate, 30.0, what=waiting)
         self.steps.update(task, description=done(value), completed=1, total=1)
         return value
 

@@ -23,7 +23,7 @@ from typing import IO
 import httpx
 
 from adapter.dev.sandbox import free_port
-from adapter.polling import poll
+from adapter.polling import TimedOut, poll_or_raise
 
 SOURCES = Path(__file__).resolve().parents[2] / "hapi"
 JAR = "mmr-hapi-fixture.jar"
@@ -168,13 +168,13 @@ def start_hapi(
         return _answers(f"{server.base_url}/metadata")
 
     try:
-        up = poll(ready, timeout, interval=0.25)
+        poll_or_raise(ready, timeout, interval=0.25, what=f"{server.base_url}/metadata")
+    except TimedOut:
+        server.stop()
+        raise HapiError(f"the HAPI fixture did not answer {server.base_url}/metadata within {timeout:.0f} s") from None
     except BaseException:
         server.stop()
         raise
-    if not up:
-        server.stop()
-        raise HapiError(f"the HAPI fixture did not answer {server.base_url}/metadata within {timeout:.0f} s")
     return server
 
 

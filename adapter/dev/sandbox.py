@@ -11,11 +11,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from adapter.polling import TimedOut, poll_or_raise
 
 
 def free_port() -> int:
@@ -85,15 +86,18 @@ def start_sandbox(port: int = 0, timeout: float = 30.0, quiet: bool = True, extr
         env=env,
     )
     sandbox = Sandbox(port, process, workdir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"the sandbox exited with code {process.returncode}")
         try:
-            if httpx.get(f"{sandbox.base_url}/metadata", timeout=1).status_code == 200:
-                return sandbox
+            return httpx.get(f"{sandbox.base_url}/metadata", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    sandbox.stop()
-    raise RuntimeError(f"the sandbox did not answer within {timeout:.0f} s")
+            return False
+
+    try:
+        poll_or_raise(answers, timeout, what=f"{sandbox.base_url}/metadata")
+    except TimedOut:
+        sandbox.stop()
+        raise RuntimeError(f"the sandbox did not answer within {timeout:.0f} s") from None
+    return sandbox

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import httpx
 import redis
 import redis.asyncio
 from fastapi import FastAPI
@@ -19,15 +18,7 @@ from adapter.logs import configure
 from adapter.pipeline import delivery
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
-
-
-def _fhir_client(settings: Settings) -> httpx.AsyncClient:
-    """One short attempt per request, never the FHIR client's retries; with client-credentials auth
-    no token (fetching one would block)."""
-    headers = {"Accept": "application/fhir+json"}
-    if settings.fhir_auth == "bearer" and settings.fhir_token:
-        headers["Authorization"] = f"Bearer {settings.fhir_token.get_secret_value()}"
-    return httpx.AsyncClient(timeout=settings.health_timeout, headers=headers)
+from adapter.wiring import auth_mode, health_client
 
 
 def readiness_checks(settings: Settings) -> dict[str, Check]:
@@ -45,8 +36,8 @@ def readiness_checks(settings: Settings) -> dict[str, Check]:
             settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
     )
-    anonymous = settings.fhir_auth == "client-credentials"
-    fhir = _fhir_client(settings)
+    anonymous = auth_mode(settings) == "client-credentials"
+    fhir = health_client(settings)
 
     async def redis_ready() -> bool:
         return store is None or bool(await store.ping())
@@ -61,9 +52,9 @@ def readiness_checks(settings: Settings) -> dict[str, Check]:
 def health_details(settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, Detail]:
     """``/health``'s details: the adapter's Subscriptions the server has not taken up or has given up
     (``adapter.pipeline.delivery``). Not with client-credentials auth, where reading them needs a token."""
-    if settings.fhir_auth == "client-credentials":
+    if auth_mode(settings) == "client-credentials":
         return {}
-    fhir = _fhir_client(settings)
+    fhir = health_client(settings)
 
     async def subscriptions() -> str | None:
         reply = await fhir.get(

@@ -37,11 +37,11 @@ class PipelineCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         try:
-            events, latency = self.state.metrics()
-            workflow = self.state.workflow_counts()
-            depth, dlq = self.queue_depth(), self.state.dlq_size()
-            due, reconciled = self.state.due_timer_count(datetime.now(UTC)), self.state.last_reconciled()
-            heartbeat_age = self.state.heartbeat_age(datetime.now(UTC).timestamp())
+            events, latency = self.state.metrics.events_and_latency()
+            workflow = self.state.metrics.workflow_counts()
+            depth, dlq = self.queue_depth(), self.state.dlq.size()
+            due, reconciled = self.state.timers.due_count(datetime.now(UTC)), self.state.reconciliation.last()
+            heartbeat_age = self.state.heartbeat.age(datetime.now(UTC).timestamp())
         except Exception:  # Redis down: /health says so; the scrape still answers
             return
         family = CounterMetricFamily("mmr_events", "Events by outcome and kind", labels=["outcome", "kind"])

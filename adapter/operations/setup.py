@@ -204,26 +204,13 @@ def prove_delivery(client: FhirClient, state: State, notify_url: str, timeout: f
     while time.monotonic() < deadline:
         written = heartbeat.write(client, state)  # again each round: a new Subscription may activate late
         if poll(
-            lambda w=written: (state.last_heartbeat_delivered() or 0.0) >= w,
+            lambda w=written: (state.heartbeat.last_delivered() or 0.0) >= w,
             min(5.0, max(deadline - time.monotonic(), 0.0)),
             0.2,
         ):
             return None
     ours = delivery.ours(client.search("Subscription", {"_count": "200"}), notify_url)
-    waiting = sum(1 for sub in ours if sub.get("status") == "requested")
-    broken = sum(1 for sub in ours if sub.get("status") in ("error", "off"))
-    if waiting:
-        return (
-            f"no notification came back within {timeout:.0f} s and {waiting} Subscription(s) are still "
-            "'requested': the server has not activated them (on HAPI, is rest-hook delivery enabled: "
-            "hapi.fhir.subscription.resthook_enabled=true?)"
-        )
-    if broken:
-        return f"no notification came back within {timeout:.0f} s and {broken} Subscription(s) are in error or off"
-    return (
-        f"no notification came back within {timeout:.0f} s although the server holds the Subscriptions: "
-        f"can the server reach {notify_url}, and does a worker run?"
-    )
+    return delivery.silence(ours, notify_url, timeout)
 
 
 def _create(client: FhirClient, sub: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +252,7 @@ def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> li
             continue
         fallback = sub.pop("_fallback", None)
         criteria = fallback if fallback and match.get("status") == "error" else match["criteria"]
-        healthy = match.get("status") in ("active", "requested")
+        healthy = delivery.healthy(match)
         same = all((match.get("channel") or {}).get(k) == v for k, v in sub["channel"].items())
         if healthy and same and match.get("reason") == sub["reason"]:
             out.append((f"Subscription/{match['id']}", "unchanged"))
@@ -291,7 +278,7 @@ def await_activation(client: FhirClient, refs: list[str], timeout: float = ACTIV
 
     def settled() -> bool:
         for ref in sorted(pending):
-            if client.read("Subscription", ref.split("/", 1)[1]).get("status") != "requested":
+            if not delivery.waiting(client.read("Subscription", ref.split("/", 1)[1])):
                 pending.discard(ref)
         return not pending
 

@@ -50,7 +50,7 @@ def write(fhir: FhirClient, state: State, now: datetime | None = None) -> float:
         "extension": [{"url": f"{codes().base}/StructureDefinition/mmr-heartbeat-at", "valueDateTime": moment}],
     }
     written = _written_at(fhir.update(body)) or datetime.now(UTC).timestamp()
-    state.heartbeat_written(written)
+    state.heartbeat.written(written)
     return written
 
 
@@ -58,5 +58,5 @@ def delivered(fhir: FhirClient, state: State) -> float | None:
     """A heartbeat was notified: record the written time of the version the server holds now."""
     at = _written_at(fhir.read("Basic", HEARTBEAT_ID))
     if at is not None:
-        state.heartbeat_delivered(at)
+        state.heartbeat.delivered(at)
     return at

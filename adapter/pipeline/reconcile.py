@@ -57,7 +57,7 @@ def _reconcile_one(
     found = 0
     rtype, _, query = crit.partition("?")
     name = f"reconcile:{crit}"
-    since = state.checkpoint(name) or earliest.isoformat()
+    since = state.reconciliation.checkpoint(name) or earliest.isoformat()
     params = [
         *parse_qsl(query, keep_blank_values=True),
         ("_lastUpdated", f"ge{since}"),
@@ -75,5 +75,5 @@ def _reconcile_one(
             found += 1
             if meta.get("lastUpdated"):
                 newest = max(newest, datetime.fromisoformat(meta["lastUpdated"]))
-    state.set_checkpoint(name, newest.isoformat())
+    state.reconciliation.set_checkpoint(name, newest.isoformat())
     return found

@@ -67,14 +67,14 @@ class Runner:
         if env.kind == "ping":
             # A ping says only "something changed": search. Pings arriving while a search runs
             # are covered by the next one, not by one search each.
-            if self.state.reconciled_since(env.received_at) or self.reconcile is None:
+            if self.state.reconciliation.since(env.received_at) or self.reconcile is None:
                 return Outcome("duplicate")
             found = self.reconcile()
             return Outcome("reconciled", notes=[f"ping: {found} change(s) found and queued"])
         if heartbeat.is_heartbeat(env.resource_type, env.resource_id):
             heartbeat.delivered(self.fhir, self.state)
             return Outcome("heartbeat", notes=["the adapter's own heartbeat came back"])
-        if self.state.seen(env.dedup_keys):
+        if self.state.events.seen(env.dedup_keys):
             return Outcome("duplicate")
         self._watch_event_number(env)
         referral_ids, read = self.route(env)
@@ -84,7 +84,7 @@ class Runner:
             return Outcome("ignored", notes=["not about a referral"], done=self._done(env, read))
         total = Outcome("nothing", referrals=referral_ids)
         for referral_id in referral_ids:
-            with self.state.referral_lock(referral_id):
+            with self.state.locks.referral(referral_id):
                 result, loaded = self._process_referral(referral_id, env, read)
             read = loaded.get(f"{env.resource_type}/{env.resource_id}", read) if loaded else read
             total.writes += result.writes
@@ -110,7 +110,7 @@ class Runner:
         if env.event_number is None or self.request_reconcile is None:
             return
         subscription, number = env.event_number
-        if self.state.event_number_gap(subscription, number):
+        if self.state.events.number_gap(subscription, number):
             log.info("topic event numbers jumped or restarted: reconciliation requested", subscription=subscription)
             self.request_reconcile()
 
@@ -119,7 +119,7 @@ class Runner:
     ) -> tuple[Outcome, Mapping[str, Any]]:
         event = self._event(env, referral_id, read)
         for _ in range(MAX_REPLANS):
-            referral = self.load(referral_id, event)
+            referral = self.read_referral(referral_id, event)
             if referral is None:
                 return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"]), {}
             ctx = core.Context(now=self.now(), options=self.options)
@@ -130,7 +130,7 @@ class Runner:
             # timers' steps find every rule the event's steps evaluated (``core.planned``).
             required = core.due_later(after, ctx)
             if not plan.writes:
-                self.state.set_timers(plan.timers, keep=required)
+                self.state.timers.set(plan.timers, keep=required)
                 # A ServiceRequest that is no MMR referral of ours: none of the routine's business.
                 unrelated = bool(plan.notes) and all(n.endswith(core.IGNORED) for n in plan.notes)
                 return Outcome(
@@ -141,8 +141,8 @@ class Runner:
             except VersionConflict as exc:
                 log.info("version conflict, planning again", referral=referral_id, reason=exc.summary)
                 continue
-            self.state.set_timers(plan.timers, keep=required)
-            self.state.count_workflow(plan.counts)
+            self.state.timers.set(plan.timers, keep=required)
+            self.state.metrics.count_workflow(plan.counts)
             return Outcome("applied", [referral_id], len(plan.writes), list(plan.notes)), referral.resources
         raise VersionConflict(412, f"ServiceRequest/{referral_id} kept changing; {MAX_REPLANS} plans conflicted")
 
@@ -197,7 +197,7 @@ class Runner:
 
     # ------------------------------------------------------------ state
 
-    def load(self, referral_id: str, event: Event | None = None) -> Referral | None:
+    def read_referral(self, referral_id: str, event: Event | None = None) -> Referral | None:
         """The referral and what surrounds it: one search with includes (in one batch with the searches
         phase two will likely need, where the event or the referral's last load lets them be guessed),
         then at most two batches.
@@ -206,7 +206,7 @@ class Runner:
         for every worker process): a timer or an event that names no patient guesses from that."""
         server = self.server_search()
         query, guessed = load.referral_query(referral_id, server), load.guessed_queries(event, server)
-        remembered = [] if server.answers else self.state.phase_two(referral_id)
+        remembered = [] if server.answers else self.state.guesses.phase_two(referral_id)
         guessed += [url for url in remembered if url not in guessed]
         if guessed:
             first, *pages = self.fhir.batch_get([query, *guessed], whole=False)
@@ -228,7 +228,7 @@ class Runner:
                 if url not in confirmed
             ]
         if not server.answers and (asked := [*confirmed, *more]) != remembered:
-            self.state.remember_phase_two(referral_id, asked)
+            self.state.guesses.remember_phase_two(referral_id, asked)
         if more:
             for reply in self.fhir.batch_get(more):
                 resources.update(_collect(reply))

@@ -1,7 +1,12 @@
-"""Everything the shell keeps in Redis: processed-event keys, referral locks, dead letters,
-timers, reconciliation checkpoints, shared metrics and the test clock.
+"""Everything the shell keeps in Redis, one small class per concern, reached through :class:`State`:
+``state.events`` (processed-event keys, topic event numbers), ``state.locks`` (one referral at a time),
+``state.reconciliation`` (its runs and checkpoints), ``state.dlq`` (dead letters), ``state.timers``,
+``state.heartbeat``, ``state.sweep``, ``state.guesses`` (what a referral's load needed last time),
+``state.metrics`` (shared by every process) and ``state.clock`` (the test clock).
 
-All keys start with ``mmr:``; nothing here holds patient data beyond resource ids.
+One module, not one per concern: every Redis key the adapter writes is in this file, where its
+whole key space can be read at once, and :meth:`State.finish_event` writes keys of two concerns in
+one round trip. All keys start with ``mmr:``; nothing here holds patient data beyond resource ids.
 """
 
 from __future__ import annotations
@@ -37,49 +42,14 @@ class LockBusy(Exception):
     """Another worker is processing this referral; try again shortly."""
 
 
-class State:
-    def __init__(self, client: redis.Redis, *, dedup_ttl: int = 30 * 86400, lock_timeout: float = 120.0) -> None:
+class ProcessedEvents:
+    """Which events were processed (their dedup keys) and the topic event numbers seen."""
+
+    def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        self.dedup_ttl = dedup_ttl
-        self.lock_timeout = lock_timeout
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> State:
-        """Connect to Redis; ``memory://`` gives one in-process store (the demo without Redis)."""
-        if url.startswith("memory://"):
-            return cls(_memory_redis(), **kwargs)
-        return cls(
-            redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2), **kwargs
-        )
-
-    def ping(self) -> bool:
-        return bool(self.r.ping())
-
-    # ------------------------------------------------------------ processed events
 
     def seen(self, keys: tuple[str, ...]) -> bool:
         return bool(keys) and bool(self.r.exists(*(P + "done:" + k for k in keys)))
-
-    def finish_event(
-        self, done: tuple[str, ...], status: str, kind: str, *, delivered: bool, latency: float | None
-    ) -> None:
-        """An event's bookkeeping in one round trip: its processed keys, its outcome counted (and, for
-        an event that came in through the API, :meth:`count_delivered`'s count) and its latency."""
-        pipe = self.r.pipeline(transaction=False)
-        for k in done:
-            pipe.set(P + "done:" + k, "1", ex=self.dedup_ttl)
-        pipe.hincrby(P + "metrics:events", f"{status}|{kind}", 1)
-        if delivered:
-            pipe.hincrby(P + "metrics:delivered", status, 1)
-        if latency is not None:
-            for le in LATENCY_BUCKETS:
-                if latency <= le:
-                    pipe.hincrby(P + "metrics:latency", str(le), 1)
-            pipe.hincrby(P + "metrics:latency", "+Inf", 1)
-            pipe.hincrbyfloat(P + "metrics:latency", "sum", latency)
-        pipe.execute()
-
-    # ------------------------------------------------------------ topic event numbers
 
     _EVENT_NUMBER = """
     local prev = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
@@ -98,7 +68,7 @@ class State:
     return 0
     """
 
-    def event_number_gap(self, subscription: str, number: int, window: int = 50, quiet: int = 10) -> bool:
+    def number_gap(self, subscription: str, number: int, window: int = 50, quiet: int = 10) -> bool:
         """Record a topic event number; true when it jumped or restarted (HAPI restarted, deliveries lost).
 
         The same number again is no gap (HAPI 6.6-6.8 sent 1 every time); a number a little below
@@ -110,12 +80,18 @@ class State:
             )
         )
 
-    # ------------------------------------------------------------ per-referral lock
+
+class Locks:
+    """One referral's events one at a time, across every worker process."""
+
+    def __init__(self, client: redis.Redis, timeout: float) -> None:
+        self.r = client
+        self.timeout = timeout
 
     @contextmanager
-    def referral_lock(self, referral_id: str, wait: float = 5.0) -> Iterator[None]:
-        """One referral's events one at a time; the lock expires if its holder dies."""
-        lock = self.r.lock(f"{P}lock:referral:{referral_id}", timeout=self.lock_timeout, blocking_timeout=wait)
+    def referral(self, referral_id: str, wait: float = 5.0) -> Iterator[None]:
+        """Held while one event of the referral is processed; the lock expires if its holder dies."""
+        lock = self.r.lock(f"{P}lock:referral:{referral_id}", timeout=self.timeout, blocking_timeout=wait)
         if not lock.acquire():
             raise LockBusy(referral_id)
         try:
@@ -124,10 +100,15 @@ class State:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()  # it may have expired meanwhile; the work was idempotent anyway
 
-    # ------------------------------------------------------------ reconciliation runs
+
+class Reconciliation:
+    """Reconciliation runs (one at a time, when the last one started) and each search's checkpoint."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
 
     @contextmanager
-    def reconciling(self, ttl: float) -> Iterator[None]:
+    def running(self, ttl: float) -> Iterator[None]:
         """One reconciliation at a time; its start is recorded once it completed.
 
         The lock lives ``ttl`` seconds and a watchdog thread extends it every third of that while the
@@ -159,16 +140,28 @@ class State:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
 
-    def last_reconciled(self) -> float | None:
+    def last(self) -> float | None:
+        """When the last completed reconciliation started."""
         last = self.r.get(f"{P}reconciled-at")
         return float(last) if last is not None else None
 
-    def reconciled_since(self, moment: float) -> bool:
+    def since(self, moment: float) -> bool:
         """Did a reconciliation start after ``moment`` and complete? Then a ping from then is covered."""
         last = self.r.get(f"{P}reconciled-at")
         return last is not None and float(last) > moment
 
-    # ------------------------------------------------------------ dead letters
+    def checkpoint(self, name: str) -> str | None:
+        return self.r.hget(P + "checkpoints", name)
+
+    def set_checkpoint(self, name: str, value: str) -> None:
+        self.r.hset(P + "checkpoints", name, value)
+
+
+class DeadLetters:
+    """Events given up on, kept for an operator to read and replay."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
 
     def park(self, envelope: Envelope, reason: str, attempts: int) -> str:
         entry_id = uuid.uuid4().hex[:12]
@@ -195,11 +188,11 @@ class State:
         self.r.hset(P + "dlq", entry_id, json.dumps(entry))
         return entry_id
 
-    def dead_letters(self) -> list[dict[str, Any]]:
+    def entries(self) -> list[dict[str, Any]]:
         entries = [json.loads(v) for v in self.r.hvals(P + "dlq")]
         return sorted(entries, key=lambda e: e["parked_at"])
 
-    def take_dead_letter(self, entry_id: str) -> dict[str, Any] | None:
+    def take(self, entry_id: str) -> dict[str, Any] | None:
         """Remove and return one entry; ``None`` if another replay took it first."""
         pipe = self.r.pipeline()
         pipe.hget(P + "dlq", entry_id)
@@ -207,12 +200,17 @@ class State:
         raw, removed = pipe.execute()
         return json.loads(raw) if raw and removed else None
 
-    def dlq_size(self) -> int:
+    def size(self) -> int:
         return int(self.r.hlen(P + "dlq"))
 
-    # ------------------------------------------------------------ timers
 
-    def set_timers(self, timers: tuple[Timer, ...], keep: tuple[Timer, ...] = ()) -> None:
+class Timers:
+    """The referrals' timers, by due time: beat claims and fires those due."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def set(self, timers: tuple[Timer, ...], keep: tuple[Timer, ...] = ()) -> None:
         """Set ``timers`` (a plan's: they may move an existing one) and add those of ``keep`` that
         are missing (derived from the state: an existing one is kept as it is)."""
         if not timers and not keep:
@@ -224,10 +222,10 @@ class State:
             pipe.zadd(P + "timers", {t.member: t.due.timestamp() for t in timers})
         pipe.execute()
 
-    def due_timers(self, now: datetime, limit: int = 500) -> list[tuple[str, float]]:
+    def due(self, now: datetime, limit: int = 500) -> list[tuple[str, float]]:
         return self.r.zrangebyscore(P + "timers", "-inf", now.timestamp(), start=0, num=limit, withscores=True)
 
-    def claim_timer(self, member: str, now: datetime) -> bool:
+    def claim(self, member: str, now: datetime) -> bool:
         """Exactly one caller wins a due timer, however many beat runs race."""
         script = (
             "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
@@ -236,57 +234,65 @@ class State:
         )
         return bool(self.r.eval(script, 1, P + "timers", member, now.timestamp()))
 
-    def due_timer_count(self, now: datetime) -> int:
+    def due_count(self, now: datetime) -> int:
         """Timers already due: near zero while beat runs; growing, the scheduler is down."""
         return int(self.r.zcount(P + "timers", "-inf", now.timestamp()))
 
-    def timers(self) -> list[tuple[str, float]]:
+    def all(self) -> list[tuple[str, float]]:
         return self.r.zrange(P + "timers", 0, -1, withscores=True)
 
-    # ------------------------------------------------------------ the heartbeat (dead-man's switch)
+
+class Heartbeat:
+    """The dead-man's switch: when a heartbeat was written and when the newest came back."""
 
     _LATEST = (
         "local v = tonumber(redis.call('GET', KEYS[1])) if v == nil or v < tonumber(ARGV[1]) then "
         "redis.call('SET', KEYS[1], ARGV[1]) end return 0"
     )
 
-    def heartbeat_written(self, at: float) -> None:
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def written(self, at: float) -> None:
         self.r.set(P + "heartbeat:first-written", at, nx=True)
 
-    def heartbeat_delivered(self, at: float) -> None:
+    def delivered(self, at: float) -> None:
         self.r.eval(self._LATEST, 1, P + "heartbeat:delivered", at)
 
-    def last_heartbeat_delivered(self) -> float | None:
+    def last_delivered(self) -> float | None:
         value = self.r.get(P + "heartbeat:delivered")
         return float(value) if value is not None else None
 
-    def heartbeat_age(self, now: float) -> float | None:
+    def age(self, now: float) -> float | None:
         """Seconds since the newest delivered heartbeat was written (since the first one was written,
         if none ever came back); ``None`` before any heartbeat was written."""
-        since = self.last_heartbeat_delivered() or self.r.get(P + "heartbeat:first-written")
+        since = self.last_delivered() or self.r.get(P + "heartbeat:first-written")
         return max(now - float(since), 0.0) if since is not None else None
 
-    # ------------------------------------------------------------ the sweep of open referrals
 
-    def swept_referrals(self) -> set[str]:
+class Sweep:
+    """The open referrals the last sweep saw (the next one visits them too, to see them closed)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def referrals(self) -> set[str]:
         return set(self.r.smembers(P + "swept"))
 
-    def set_swept_referrals(self, referral_ids: set[str]) -> None:
+    def set_referrals(self, referral_ids: set[str]) -> None:
         pipe = self.r.pipeline()
         pipe.delete(P + "swept")
         if referral_ids:
             pipe.sadd(P + "swept", *referral_ids)
         pipe.execute()
 
-    # ------------------------------------------------------------ reconciliation checkpoints
 
-    def checkpoint(self, name: str) -> str | None:
-        return self.r.hget(P + "checkpoints", name)
+class LoadGuesses:
+    """What a referral's load needed last time: a guess for its next load."""
 
-    def set_checkpoint(self, name: str, value: str) -> None:
-        self.r.hset(P + "checkpoints", name, value)
-
-    # ------------------------------------------------------------ what a referral's load needed last time
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.r = client
+        self.ttl = ttl
 
     def phase_two(self, referral_id: str) -> list[str]:
         """The searches the last load of the referral needed after its first read (a guess for the next
@@ -299,11 +305,16 @@ class State:
 
     def remember_phase_two(self, referral_id: str, urls: list[str]) -> None:
         if urls:
-            self.r.set(f"{P}phase2:{referral_id}", json.dumps(urls), ex=self.dedup_ttl)
+            self.r.set(f"{P}phase2:{referral_id}", json.dumps(urls), ex=self.ttl)
         else:
             self.r.delete(f"{P}phase2:{referral_id}")
 
-    # ------------------------------------------------------------ metrics shared by every process
+
+class Metrics:
+    """Counters shared by every process (the API's ``/metrics`` reads them)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
 
     def count(self, what: str, kind: str, n: int = 1) -> None:
         self.r.hincrby(P + "metrics:events", f"{what}|{kind}", n)
@@ -316,7 +327,8 @@ class State:
     def delivered_outcomes(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.r.hgetall(P + "metrics:delivered").items()}
 
-    def metrics(self) -> tuple[dict[str, str], dict[str, str]]:
+    def events_and_latency(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The events counted by ``outcome|kind``, and the latency histogram."""
         return self.r.hgetall(P + "metrics:events"), self.r.hgetall(P + "metrics:latency")
 
     def count_workflow(self, names: tuple[str, ...]) -> None:
@@ -330,19 +342,75 @@ class State:
     def workflow_counts(self) -> dict[str, str]:
         return self.r.hgetall(P + "metrics:workflow")
 
-    # ------------------------------------------------------------ clock
+
+class Clock:
+    """The test clock: a time tests and the demo set in Redis, read by every worker."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
 
     def now(self, test_clock: bool = False) -> datetime:
         """The time; with the test clock enabled, the one tests and the demo set in Redis."""
-        return (self.frozen_clock() if test_clock else None) or datetime.now(UTC)
+        return (self.frozen() if test_clock else None) or datetime.now(UTC)
 
-    def frozen_clock(self) -> datetime | None:
+    def frozen(self) -> datetime | None:
         """The test clock's time, if one is set (``mmr-adapter clock set``)."""
         frozen = self.r.get(P + "clock")
         return datetime.fromisoformat(frozen) if frozen else None
 
-    def set_clock(self, when: datetime | None) -> None:
+    def set(self, when: datetime | None) -> None:
         if when is None:
             self.r.delete(P + "clock")
         else:
             self.r.set(P + "clock", when.isoformat())
+
+
+class State:
+    """The Redis connection and one attribute per concern; what spans concerns in one round trip
+    (:meth:`finish_event`) is here."""
+
+    def __init__(self, client: redis.Redis, *, dedup_ttl: int = 30 * 86400, lock_timeout: float = 120.0) -> None:
+        self.r = client
+        self.dedup_ttl = dedup_ttl
+        self.events = ProcessedEvents(client)
+        self.locks = Locks(client, lock_timeout)
+        self.reconciliation = Reconciliation(client)
+        self.dlq = DeadLetters(client)
+        self.timers = Timers(client)
+        self.heartbeat = Heartbeat(client)
+        self.sweep = Sweep(client)
+        self.guesses = LoadGuesses(client, dedup_ttl)
+        self.metrics = Metrics(client)
+        self.clock = Clock(client)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> State:
+        """Connect to Redis; ``memory://`` gives one in-process store (the demo without Redis)."""
+        if url.startswith("memory://"):
+            return cls(_memory_redis(), **kwargs)
+        return cls(
+            redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2), **kwargs
+        )
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())
+
+    def finish_event(
+        self, done: tuple[str, ...], status: str, kind: str, *, delivered: bool, latency: float | None
+    ) -> None:
+        """An event's bookkeeping in one round trip: its processed keys (:attr:`events`), its outcome
+        counted (and, for an event that came in through the API, :meth:`Metrics.count_delivered`'s
+        count) and its latency (:attr:`metrics`)."""
+        pipe = self.r.pipeline(transaction=False)
+        for k in done:
+            pipe.set(P + "done:" + k, "1", ex=self.dedup_ttl)
+        pipe.hincrby(P + "metrics:events", f"{status}|{kind}", 1)
+        if delivered:
+            pipe.hincrby(P + "metrics:delivered", status, 1)
+        if latency is not None:
+            for le in LATENCY_BUCKETS:
+                if latency <= le:
+                    pipe.hincrby(P + "metrics:latency", str(le), 1)
+            pipe.hincrby(P + "metrics:latency", "+Inf", 1)
+            pipe.hincrbyfloat(P + "metrics:latency", "sum", latency)
+        pipe.execute()

@@ -41,7 +41,7 @@ def open_referrals(fhir: FhirClient) -> set[str]:
 def sweep(fhir: FhirClient, state: State, enqueue: Callable[[Envelope], None]) -> int:
     """Queue one event for each open referral (and each one open last time); returns how many."""
     current = open_referrals(fhir)
-    for referral_id in sorted(current | state.swept_referrals()):
+    for referral_id in sorted(current | state.sweep.referrals()):
         enqueue(Envelope("changed", SWEEP, "ServiceRequest", referral_id))
-    state.set_swept_referrals(current)
+    state.sweep.set_referrals(current)
     return len(current)

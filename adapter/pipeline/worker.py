@@ -148,7 +148,7 @@ def fhir() -> FhirClient:
 
 
 def now() -> datetime:
-    return state().now(settings().test_clock)
+    return state().clock.now(settings().test_clock)
 
 
 def _publish_options(env: Envelope) -> dict[str, Any]:
@@ -182,7 +182,7 @@ def enqueue(env: Envelope) -> None:
 def run_reconcile() -> int:
     """Reconcile once; raises LockBusy while another reconciliation runs."""
     s = settings()
-    with state().reconciling(ttl=RECONCILE_LOCK_TTL):
+    with state().reconciliation.running(ttl=RECONCILE_LOCK_TTL):
         return reconciliation.reconcile(
             fhir(), state(), enqueue, now=now(), lookback=timedelta(seconds=s.reconcile_lookback)
         )
@@ -295,8 +295,8 @@ def _park_unreadable(envelope: Any, exc: Exception) -> str:
     """An envelope no worker can read (an API and a worker of different versions): dead-lettered as it
     came, for an operator to see, since no retry can make it readable."""
     bind_correlation(new_correlation_id(), event="unreadable envelope")
-    entry = state().park_raw(envelope, f"unreadable envelope: {type(exc).__name__}")
-    state().count("dead_lettered", "other")
+    entry = state().dlq.park_raw(envelope, f"unreadable envelope: {type(exc).__name__}")
+    state().metrics.count("dead_lettered", "other")
     log.error("event dead-lettered", reason="unreadable envelope", dlq_id=entry)
     return "dead-lettered"
 
@@ -322,13 +322,13 @@ def _attempt(task: Task, env: Envelope, failures: int) -> str:
         permanent = isinstance(exc, FhirError) and not exc.transient and exc.status not in (409, 412)
         reason = _reason(exc)
         if permanent or attempts >= settings().max_attempts:
-            entry = st.park(env, reason, attempts)
-            st.count("dead_lettered", kind)
+            entry = st.dlq.park(env, reason, attempts)
+            st.metrics.count("dead_lettered", kind)
             if _came_in(env):
-                st.count_delivered("dead_lettered")
+                st.metrics.count_delivered("dead_lettered")
             log.error("event dead-lettered", reason=reason, attempts=attempts, dlq_id=entry)
             return "dead-lettered"
-        st.count("retried", kind)
+        st.metrics.count("retried", kind)
         log.warning("event failed, will retry", reason=reason, attempts=attempts)
         raise task.retry(
             countdown=backoff(attempts - 1), kwargs={"failures": attempts}, **_publish_options(env)
@@ -358,10 +358,10 @@ def reconcile_task(self: Task, requested_at: float | None = None, tick: bool = F
     once: the next scheduled run follows within one interval.
     """
     bind_correlation(new_correlation_id(), job="reconcile")
-    if tick and not tick_due(state().last_reconciled(), time.time(), settings().reconcile_interval):
+    if tick and not tick_due(state().reconciliation.last(), time.time(), settings().reconcile_interval):
         return 0
     requested_at = requested_at or time.time()
-    if state().reconciled_since(requested_at):
+    if state().reconciliation.since(requested_at):
         return 0
     try:
         found = run_reconcile()
@@ -408,8 +408,8 @@ def fire_timers_task(at: str | None = None) -> int:
 
 def fire_due_timers(st: State, moment: datetime) -> int:
     fired = 0
-    for member, due in st.due_timers(moment):
-        if not st.claim_timer(member, moment):
+    for member, due in st.timers.due(moment):
+        if not st.timers.claim(member, moment):
             continue
         referral_id, _, name = member.partition("|")
         enqueue(Envelope("timer", "timer", "ServiceRequest", referral_id, version_id=str(int(due)), timer=name))
