@@ -67,6 +67,9 @@ def fhir_client(settings: Settings, fresh: bool = False) -> FhirClient:
 
 def health_client(settings: Settings) -> httpx.AsyncClient:
     """``/health``'s client: one short attempt per request, never the FHIR client's retries; with
-    client-credentials auth no token (fetching one would block the check)."""
+    client-credentials auth no token (fetching one would block the check). It trusts what the FHIR
+    client trusts (a region's private CA), or /health would call a healthy server down."""
     auth = fhir_auth(settings) if auth_mode(settings) == "bearer" else None
-    return httpx.AsyncClient(timeout=settings.health_timeout, headers={"Accept": "application/fhir+json"}, auth=auth)
+    return httpx.AsyncClient(
+        timeout=settings.health_timeout, headers={"Accept": "application/fhir+json"}, auth=auth, verify=verify()
+    )
