@@ -129,7 +129,7 @@ def code_of(concept: dict[str, Any] | None) -> str:
 
 
 def output(task: dict[str, Any], code: str) -> str:
-    found = next((o for o in task.get("output") or () if code_of(o.get("type")) == code), {})
+    found: dict[str, Any] = next((o for o in task.get("output") or () if code_of(o.get("type")) == code), {})
     return code_of(found.get("valueCodeableConcept")) or (found.get("valueReference") or {}).get("display", "")
 
 
