@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from adapter.mappings import task_state_tables
 from adapter.conformance.package import (
     CRITERIA_FILE,
     EXAMPLE_DIR,
@@ -22,6 +21,7 @@ from adapter.conformance.package import (
     read_json,
     resource_files,
 )
+from adapter.mappings import task_state_tables
 
 Resource = dict[str, Any]
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
