@@ -19,6 +19,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
+from structlog.typing import Processor
 
 # A personnummer or samordningsnummer, with or without century and separator: ten or twelve digits
 # whose date part is a plausible date (day + 60 for a samordningsnummer). The check digit is not
@@ -61,7 +62,7 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     return {k: REDACTED if k.lower() in SENSITIVE_KEYS else scrub(v) for k, v in event_dict.items()}
 
 
@@ -78,7 +79,7 @@ def _message_and_fields(_: Any, __: str, event_dict: MutableMapping[str, Any]) -
 
 def configure(level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and route the standard library's logging through the same redaction."""
-    shared = [
+    shared: list[Processor] = [
         _message_and_fields,  # before the context merge, so a bound ``event`` label is not overwritten
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -158,3 +158,67 @@ def directory() -> Directory:
         mmrpv_admin=Unit(key="mmrpv-admin", hsa_id=admin["hsa_id"], name=admin["name"]),
         sites=tuple(Unit(key=s["key"], hsa_id=s["hsa_id"], name=s["name"], ort=s["ort"]) for s in unit["sites"]),
     )
+
+
+# ---------------------------------------------------------------- Task state tables
+
+
+@dataclass(frozen=True)
+class TaskStateRow:
+    """One (status, businessStatus) a Task may be at: who writes it, what it means, what comes next."""
+
+    statuses: tuple[str, ...]
+    business: tuple[str, ...]
+    by: str
+    means: str
+    next: str
+    records: str
+    final: bool
+
+
+@dataclass(frozen=True)
+class TaskStateTable:
+    """The rows of one Task kind, and the final business status each final status settles to."""
+
+    kind: str
+    code: str
+    profile: str
+    rows: tuple[TaskStateRow, ...]
+    settle: dict[str, str]
+
+    def row(self, status: str | None, business: str | None) -> TaskStateRow | None:
+        return next((r for r in self.rows if status in r.statuses and business in r.business), None)
+
+
+def _tuple(value: Any) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, list) else (str(value),)
+
+
+@cache
+def task_state_tables() -> tuple[TaskStateTable, ...]:
+    """``mappings/task-states.yaml``, in the file's order (the routine's).
+
+    Data, read here so that the workflow (which follows the tables) and the docs build (which
+    shows them in ``profiles/README.md``) read the same thing without one importing the other.
+    """
+    return tuple(
+        TaskStateTable(
+            kind,
+            str(t["code"]),
+            str(t["profile"]),
+            tuple(
+                TaskStateRow(
+                    _tuple(r["status"]),
+                    _tuple(r["business"]),
+                    str(r["by"]),
+                    str(r["means"]),
+                    str(r.get("next", "")),
+                    str(r.get("records", "")),
+                    bool(r.get("final", False)),
+                )
+                for r in t["rows"]
+            ),
+            dict(t.get("settle") or {}),
+        )
+        for kind, t in load("task-states").items()
+    )

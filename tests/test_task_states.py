@@ -12,7 +12,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from adapter.mappings import codes, load
+from adapter.mappings import codes, load, task_state_tables
 from adapter.workflow import task_states
 from adapter.workflow.core import Referral
 from tests.test_review_decision import recommended, reviewer_decides
@@ -43,7 +43,7 @@ def test_every_table_names_a_task_code_a_profile_and_business_statuses_of_our_co
     concepts = codes().raw["code_systems"]["business-status"]["concepts"]
     task_types = {*codes().raw["code_systems"]["task-type"]["concepts"], codes().sdc_task_code["code"]}
     profiles = {p.stem.removeprefix("StructureDefinition-") for p in PROFILES.glob("StructureDefinition-*.json")}
-    for table in task_states.tables():
+    for table in task_state_tables():
         assert table.code in task_types and table.profile in profiles
         for row in table.rows:
             assert set(row.business) <= set(concepts), (table.kind, row.business)
@@ -51,7 +51,7 @@ def test_every_table_names_a_task_code_a_profile_and_business_statuses_of_our_co
         for status, business in table.settle.items():
             row = table.row(status, business)
             assert row is not None and row.final, (table.kind, status, business)
-    assert [t.kind for t in task_states.tables()] == list(load("task-states"))
+    assert [t.kind for t in task_state_tables()] == list(load("task-states"))
 
 
 def test_arrival_is_received_with_its_moment_even_when_assessed_in_the_same_transaction() -> None:
@@ -149,7 +149,7 @@ def test_the_published_example_tasks_are_rows_of_their_tables_and_the_booking_is
     from adapter.workflow.mmrpv.common import admin_ref, unit_ref
 
     examples = [json.loads(p.read_text()) for p in sorted((PROFILES / "example").glob("Task-*.json"))]
-    assert len(examples) == len(task_states.tables())
+    assert len(examples) == len(task_state_tables())
     for example in examples:
         assert task_states.problems(example) == [], example["id"]
     [booking] = [e for e in examples if task_states.table_of(e).kind == "booking"]  # type: ignore[union-attr]

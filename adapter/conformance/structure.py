@@ -117,7 +117,7 @@ def _reference_targets(node: FHIRAbstractModel, path: str) -> Iterator[Issue]:
         if value is None:
             continue
         alias = field.alias or name
-        allowed = (
+        allowed: Any = (  # JSON from the model's schema: a list of type names
             (field.json_schema_extra or {}).get("enum_reference_types")
             if isinstance(field.json_schema_extra, dict)
             else None
@@ -126,9 +126,8 @@ def _reference_targets(node: FHIRAbstractModel, path: str) -> Iterator[Issue]:
             here = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
             if not isinstance(item, FHIRAbstractModel):
                 continue
-            target = (
-                _target_type(item.reference) if allowed and isinstance(getattr(item, "reference", None), str) else None
-            )
+            reference = getattr(item, "reference", None)
+            target = _target_type(reference) if allowed and isinstance(reference, str) else None
             if target and "Resource" not in allowed and target not in allowed:
                 yield error("structure", here, f"must reference {' or '.join(allowed)}, not {target}")
             yield from _reference_targets(item, here)

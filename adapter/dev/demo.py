@@ -123,7 +123,7 @@ def code_of(concept: dict[str, Any] | None) -> str:
 
 
 def output(task: dict[str, Any], code: str) -> str:
-    found = next((o for o in task.get("output") or () if code_of(o.get("type")) == code), {})
+    found: dict[str, Any] = next((o for o in task.get("output") or () if code_of(o.get("type")) == code), {})
     return code_of(found.get("valueCodeableConcept")) or (found.get("valueReference") or {}).get("display", "")
 
 
@@ -253,6 +253,7 @@ def walk(j: Journey) -> None:
 def run_demo(console: Console | None = None, redis_url: str | None = None) -> int:
     from adapter.config import load_settings
     from adapter.operations.setup import run_setup
+    from adapter.pipeline.state import State
     from adapter.wiring import fhir_client
 
     console = console or Console()
@@ -266,6 +267,11 @@ def run_demo(console: Console | None = None, redis_url: str | None = None) -> in
             "and an in-memory store. Start Redis for the real path.[/]"
         )
         redis_url = "memory://"
+        try:
+            State.from_url(redis_url)  # before anything starts: one line if fakeredis is not installed
+        except RuntimeError as exc:
+            console.print(str(exc), style="red", markup=False)
+            return 1
     steps = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
     with steps:
         t = steps.add_task("starting the sandbox FHIR server, the API and a worker", total=None)

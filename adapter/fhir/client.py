@@ -152,6 +152,12 @@ def _redirect_error(response: httpx.Response) -> FhirError:
     )
 
 
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """A FHIR response's body: always a JSON object (a resource, a Bundle or an OperationOutcome)."""
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def _is_subsetted(resource: Any) -> bool:
     tags = ((resource or {}).get("meta") or {}).get("tag") or () if isinstance(resource, dict) else ()
     return any((t.get("system"), t.get("code")) == SUBSETTED for t in tags if isinstance(t, dict))
@@ -314,13 +320,13 @@ class FhirClient:
     # ------------------------------------------------------------ interactions
 
     def capabilities(self) -> dict[str, Any]:
-        return self.request("GET", "metadata").json()
+        return _json(self.request("GET", "metadata"))
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        return self.request("GET", f"{resource_type}/{resource_id}").json()
+        return _json(self.request("GET", f"{resource_type}/{resource_id}"))
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
-        return self.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}").json()
+        return _json(self.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}"))
 
     def get(self, relative_url: str) -> dict[str, Any]:
         """GET a relative URL, e.g. a search written out as ``Task?focus=ServiceRequest/1``.
@@ -379,7 +385,7 @@ class FhirClient:
         response = self.request(
             "POST", resource["resourceType"], json=resource, headers=headers, idempotent=if_none_exist is not None
         )
-        return response.json()
+        return _json(response)
 
     def update(self, resource: dict[str, Any], if_match: str | None = None) -> dict[str, Any]:
         """PUT a resource; with ``if_match`` (a versionId) the server refuses if it has moved on."""
@@ -387,16 +393,21 @@ class FhirClient:
         headers = {"Prefer": "return=representation"}
         if if_match:
             headers["If-Match"] = f'W/"{if_match}"'
-        return self.request(
-            "PUT", f"{resource['resourceType']}/{resource['id']}", json=resource, headers=headers
-        ).json()
+        return _json(
+            self.request("PUT", f"{resource['resourceType']}/{resource['id']}", json=resource, headers=headers)
+        )
 
     def conditional_update(self, resource: dict[str, Any], criteria: str) -> dict[str, Any]:
         """PUT ``Type?criteria``: update the single match, or create when there is none."""
         refuse_subsetted(resource, "PUT", resource["resourceType"])
-        return self.request(
-            "PUT", f"{resource['resourceType']}?{criteria}", json=resource, headers={"Prefer": "return=representation"}
-        ).json()
+        return _json(
+            self.request(
+                "PUT",
+                f"{resource['resourceType']}?{criteria}",
+                json=resource,
+                headers={"Prefer": "return=representation"},
+            )
+        )
 
     def delete(self, resource_type: str, resource_id: str) -> None:
         self.request("DELETE", f"{resource_type}/{resource_id}")
@@ -414,7 +425,7 @@ class FhirClient:
                 (entry.get("request") or {}).get("method", ""),
                 (entry.get("request") or {}).get("url", ""),
             )
-        return self.request("POST", "", json=bundle, idempotent=idempotent).json()
+        return _json(self.request("POST", "", json=bundle, idempotent=idempotent))
 
     def batch_get(self, urls: Sequence[str], *, whole: bool = True) -> list[dict[str, Any]]:
         """Run several GETs in one round trip (a batch Bundle); each answer's Bundle or resource.

@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from adapter.pipeline.envelope import Envelope
 
@@ -431,7 +431,7 @@ def _parse_bundle(bundle: dict[str, Any], max_events: int) -> Parsed:
             continue
         entry = by_ref.get(ev.focus)
         res = entry.resource if entry else None
-        kind = "deleted" if entry and entry.method == "DELETE" else "changed"
+        kind: Literal["changed", "deleted"] = "deleted" if entry and entry.method == "DELETE" else "changed"
         envelopes.append(
             Envelope(
                 kind,

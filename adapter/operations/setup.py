@@ -48,7 +48,7 @@ def check_capabilities(statement: dict[str, Any], topic_based: bool) -> tuple[li
     version = statement.get("fhirVersion", "")
     if not version.startswith("4.0"):
         fatal.append(f"FHIR version {version or 'unknown'}: the adapter speaks R4 (4.0.x)")
-    rest = next((r for r in statement.get("rest") or () if r.get("mode") == "server"), {})
+    rest: dict[str, Any] = next((r for r in statement.get("rest") or () if r.get("mode") == "server"), {})
     types = {r.get("type"): r for r in rest.get("resource") or ()}
     for t in NEEDED_TYPES:
         if t not in types:

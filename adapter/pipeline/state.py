@@ -33,8 +33,10 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 @functools.cache
 def _memory_redis() -> redis.Redis:
-    import fakeredis
-
+    try:
+        import fakeredis  # development only: the demo's store; not installed in production
+    except ImportError:
+        raise RuntimeError("memory:// (the demo's in-process store) needs fakeredis: pip install -e '.[dev]'") from None
     return fakeredis.FakeRedis(decode_responses=True)
 
 

@@ -1,77 +1,20 @@
 """The state tables of ``mappings/task-states.yaml``: which (status, businessStatus) a Task of ours may be at.
 
-The tables are the contract (``profiles/README.md`` shows them); this module reads them, tells a
-Task's kind by its code, checks a Task against its table, and gives every Task that reached a
-final status by another's hand a final business status (``settle``, the last step of every
-event), so no closed Task keeps saying it waits for something.
+The tables are the contract (``profiles/README.md`` shows them; ``adapter.mappings`` reads them);
+this module tells a Task's kind by its code, checks a Task against its table, and gives every
+Task that reached a final status by another's hand a final business status (``settle``, the
+last step of every event), so no closed Task keeps saying it waits for something.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
-from typing import Any
-
-from adapter.mappings import codes, load
+from adapter.mappings import TaskStateTable, codes, task_state_tables
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource
 from adapter.workflow.referral import code_in, codings, points_to
 from adapter.workflow.tasks import OPEN, concept, revise
 
 
-@dataclass(frozen=True)
-class Row:
-    statuses: tuple[str, ...]
-    business: tuple[str, ...]
-    by: str
-    means: str
-    next: str
-    records: str
-    final: bool
-
-
-@dataclass(frozen=True)
-class Table:
-    kind: str
-    code: str
-    profile: str
-    rows: tuple[Row, ...]
-    settle: dict[str, str]
-
-    def row(self, status: str | None, business: str | None) -> Row | None:
-        return next((r for r in self.rows if status in r.statuses and business in r.business), None)
-
-
-def _tuple(value: Any) -> tuple[str, ...]:
-    return tuple(value) if isinstance(value, list) else (str(value),)
-
-
-@cache
-def tables() -> tuple[Table, ...]:
-    """The tables, in the file's order (the routine's)."""
-    return tuple(
-        Table(
-            kind,
-            str(t["code"]),
-            str(t["profile"]),
-            tuple(
-                Row(
-                    _tuple(r["status"]),
-                    _tuple(r["business"]),
-                    str(r["by"]),
-                    str(r["means"]),
-                    str(r.get("next", "")),
-                    str(r.get("records", "")),
-                    bool(r.get("final", False)),
-                )
-                for r in t["rows"]
-            ),
-            dict(t.get("settle") or {}),
-        )
-        for kind, t in load("task-states").items()
-    )
-
-
-def table_of(task: Resource) -> Table | None:
+def table_of(task: Resource) -> TaskStateTable | None:
     """The table of one of our Tasks, by its code; the workflow codes before the SDC code that
     the follow-up shares with the questionnaire Task."""
     ours = codes().system("task-type")
@@ -86,7 +29,7 @@ def table_of(task: Resource) -> Table | None:
             ),
             None,
         )
-    return next((t for t in tables() if t.code == code), None)
+    return next((t for t in task_state_tables() if t.code == code), None)
 
 
 def business_of(task: Resource) -> str | None:

@@ -21,6 +21,7 @@ from adapter.conformance.package import (
     read_json,
     resource_files,
 )
+from adapter.mappings import task_state_tables
 
 Resource = dict[str, Any]
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
@@ -116,8 +117,6 @@ def profiles_section(resources: list[Resource]) -> list[str]:
 
 def task_states_section() -> list[str]:
     """The state table of each Task kind, from ``mappings/task-states.yaml``."""
-    from adapter.workflow.task_states import tables
-
     out = [
         "## Task states",
         "",
@@ -130,7 +129,7 @@ def task_states_section() -> list[str]:
         '("settles to").',
         "",
     ]
-    for t in tables():
+    for t in task_state_tables():
         out += [f"### {t.kind} (`{t.code}`, profile `{t.profile}`)", ""]
         out += table(
             ["status", "businessStatus", "written by", "means", "next, and by whom", "records"],
@@ -198,7 +197,7 @@ def terminology_section(resources: list[Resource]) -> list[str]:
     return out
 
 
-def _items(items: list[Resource], depth: int = 0) -> list[list[str]]:
+def _items(items: Iterable[Resource], depth: int = 0) -> list[list[str]]:
     rows = []
     for i in items:
         when = ", ".join(

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from adapter.conformance.build import docs
-from adapter.conformance.package import EXAMPLE_DIR, MANIFEST_FILE, dump_json, profiles_dir, resource_files
 from adapter.conformance.build.sources import examples, profiles, questionnaires, terminology, topics
 from adapter.conformance.build.sources.common import (
     DATE,
@@ -21,6 +20,7 @@ from adapter.conformance.build.sources.common import (
     Resource,
     base,
 )
+from adapter.conformance.package import EXAMPLE_DIR, MANIFEST_FILE, dump_json, profiles_dir, resource_files
 
 
 def filename(resource: Resource) -> str:

@@ -100,7 +100,7 @@ def _children(type_name: str) -> tuple[tuple[str, str | None], ...]:
     by_name = {(field.alias or name): field for name, field in model.model_fields.items()}
     out = []
     for name in model.elements_sequence():
-        annotation = by_name[name].annotation if name in by_name else None
+        annotation: Any = by_name[name].annotation if name in by_name else None
         while getattr(annotation, "__args__", None):  # Optional[List[XType]] -> XType
             annotation = next(a for a in annotation.__args__ if a is not type(None))
         held = getattr(annotation, "__name__", "")

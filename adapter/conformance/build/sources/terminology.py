@@ -6,6 +6,8 @@ adds the prose that says what each system is for.
 
 from __future__ import annotations
 
+from typing import Any
+
 from adapter.conformance.build.sources.common import (
     SDC_TEMP,
     Resource,
@@ -103,7 +105,7 @@ def value_set(key: str) -> Resource:
     id_ = cs_id(key)
     spec = codes().raw["code_systems"][key]
     description, purpose = prose(key)
-    include = [{"system": codes().system(key)}]
+    include: list[dict[str, Any]] = [{"system": codes().system(key)}]
     if key == "task-type":
         include.append({"system": SDC_TEMP, "concept": [SDC_COMPLETE]})
         description = (

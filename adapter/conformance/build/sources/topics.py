@@ -8,6 +8,7 @@ find it with ``Basic?code=SubscriptionTopic``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapter.conformance.build.sources.common import (
     CORE_SD,
@@ -175,7 +176,7 @@ def specs() -> list[TopicSpec]:
 
 
 def topic(spec: TopicSpec) -> Resource:
-    extensions = [
+    extensions: list[dict[str, Any]] = [
         {"url": f"{ST}.url", "valueUri": url("SubscriptionTopic", spec.name)},
         {"url": f"{ST}.version", "valueString": VERSION},
         {"url": f"{ST}.name", "valueString": pascal(spec.name)},
