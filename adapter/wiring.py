@@ -10,6 +10,7 @@ from typing import Literal
 
 import httpx
 
+from adapter import __version__
 from adapter.config import Settings
 from adapter.fhir.auth import BearerAuth, ClientCredentialsAuth
 from adapter.fhir.client import FhirClient
@@ -54,7 +55,7 @@ NO_CACHE = {"Cache-Control": "no-cache, no-store"}
 
 def fhir_client(settings: Settings, fresh: bool = False) -> FhirClient:
     """``fresh``: every search asks the server's current state, never a cached result set (setup's checks)."""
-    headers = {"User-Agent": "mmr-adapter/0.1", **(NO_CACHE if fresh else {})}
+    headers = {"User-Agent": f"mmr-adapter/{__version__}", **(NO_CACHE if fresh else {})}
     return FhirClient(
         settings.fhir_base,
         auth=fhir_auth(settings),

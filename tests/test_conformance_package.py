@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from adapter.cli.conformance import profiles_build_command, profiles_doc_command
+from adapter.cli.conformance import profiles_build, profiles_doc
 from adapter.conformance.build.docs import expected_docs
 from adapter.conformance.build.generate import expected_files
 from adapter.conformance.build.sources.common import FHIR_VERSION, VERSION
@@ -31,7 +31,7 @@ def test_readme_and_indexes_match_the_json_files() -> None:
 
 
 def test_profiles_doc_check_exits_0_when_current() -> None:
-    result = CliRunner().invoke(profiles_doc_command, ["--check"])
+    result = CliRunner().invoke(profiles_doc, ["--check"])
     assert result.exit_code == 0, result.output
 
 
@@ -48,10 +48,10 @@ def test_profiles_doc_check_exits_1_on_drift(tmp_path, monkeypatch) -> None:
     readme.write_text(readme.read_text(encoding="utf-8") + "\nhand edit\n", encoding="utf-8")
     monkeypatch.setenv("MMR_PROFILES_DIR", str(tmp_path))
     runner = CliRunner()
-    assert runner.invoke(profiles_doc_command, ["--check"]).exit_code == 1
-    assert runner.invoke(profiles_doc_command, []).exit_code == 0
-    assert runner.invoke(profiles_doc_command, ["--check"]).exit_code == 0
-    assert runner.invoke(profiles_build_command, ["--check"]).exit_code == 0
+    assert runner.invoke(profiles_doc, ["--check"]).exit_code == 1
+    assert runner.invoke(profiles_doc, []).exit_code == 0
+    assert runner.invoke(profiles_doc, ["--check"]).exit_code == 0
+    assert runner.invoke(profiles_build, ["--check"]).exit_code == 0
 
 
 def test_readme_lists_every_resource() -> None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from adapter.cli.conformance import validate_command
+from adapter.cli.conformance import validate
 from adapter.conformance.package import EXAMPLE_DIR, profiles_dir, resource_files
 from adapter.conformance.validate import validate_against, validate_file, validate_resource
 from adapter.mappings import codes
@@ -104,10 +104,10 @@ def test_unreadable_file_is_fatal(tmp_path: Path) -> None:
 def test_validate_command_prints_one_outcome_per_file_and_sets_the_exit_code() -> None:
     good = str(EXAMPLES[0])
     runner = CliRunner()
-    ok = runner.invoke(validate_command, [good])
+    ok = runner.invoke(validate, [good])
     assert ok.exit_code == 0
     assert json.loads(ok.output)["meta"]["source"] == good
-    bad = runner.invoke(validate_command, [good, str(DATA / "review-missing-focus.json")])
+    bad = runner.invoke(validate, [good, str(DATA / "review-missing-focus.json")])
     assert bad.exit_code == 1
     decoder, text, outcomes = json.JSONDecoder(), bad.output.strip(), []
     while text:

@@ -1,4 +1,4 @@
-"""Click commands of the conformance package, for the ``mmr-adapter`` group to register.
+"""The conformance package's commands: check files against profiles/, and generate profiles/.
 
 ``validate FILE...``, ``profiles-doc [--check]`` and ``profiles-build [--check]``.
 """
@@ -9,12 +9,13 @@ import json
 
 import click
 
+from adapter.cli.context import ExitCode, exit_with
 from adapter.conformance.outcome import has_errors
 
 
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate_command(files: tuple[str, ...]) -> None:
+def validate(files: tuple[str, ...]) -> None:
     """Validate FHIR JSON FILES against the MMR profiles in profiles/.
 
     Checks base FHIR R4 structure, then each profile that applies (meta.profile, else chosen by
@@ -35,12 +36,12 @@ def validate_command(files: tuple[str, ...]) -> None:
         }
         click.echo(json.dumps(outcome, ensure_ascii=False, indent=2))
         failed = failed or has_errors(outcome)
-    raise SystemExit(1 if failed else 0)
+    exit_with(ExitCode.FAILED if failed else ExitCode.OK)
 
 
 @click.command("profiles-doc")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if README.md or an index differs.")
-def profiles_doc_command(check: bool) -> None:
+def profiles_doc(check: bool) -> None:
     """Generate profiles/README.md and the package indexes (.index.json) from the JSON files.
 
     The README tables every profile, code system, value set, concept map, questionnaire, topic
@@ -52,16 +53,16 @@ def profiles_doc_command(check: bool) -> None:
     differing = write_docs(profiles_dir(), check=check)
     for rel in differing:
         click.echo(("drifted: " if check else "wrote: ") + rel)
-    raise SystemExit(1 if check and differing else 0)
+    exit_with(ExitCode.FAILED if check and differing else ExitCode.OK)
 
 
 @click.command("profiles-build")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file in profiles/ differs.")
-def profiles_build_command(check: bool) -> None:
+def profiles_build(check: bool) -> None:
     """Regenerate every JSON file of profiles/ from mappings/codes.yaml and the sources, then the docs."""
     from adapter.conformance.build.generate import generate
 
     differing = generate(check=check)
     for rel in differing:
         click.echo(("drifted: " if check else "wrote: ") + rel)
-    raise SystemExit(1 if check and differing else 0)
+    exit_with(ExitCode.FAILED if check and differing else ExitCode.OK)

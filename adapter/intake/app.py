@@ -34,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from adapter import __version__
 from adapter.fhir.outcome import operation_outcome
 from adapter.intake.metrics import IntakeMetrics, PipelineCollector
 from adapter.intake.notifications import MAX_EVENTS, BadNotification, Parsed, parse_delete, parse_post, parse_put
@@ -172,7 +173,7 @@ def create_app(
     """
     limits = limits or Limits()
     app = FastAPI(
-        title="MMR adapter", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None, lifespan=frozen_heap
+        title="MMR adapter", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=frozen_heap
     )
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)

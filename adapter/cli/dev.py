@@ -1,0 +1,50 @@
+"""Development only: ``sandbox`` and ``demo``, the one face of :mod:`adapter.dev`.
+
+The only cli module that imports :mod:`adapter.dev`, and only inside a command, so the runtime's
+commands never load it.
+"""
+
+from __future__ import annotations
+
+import click
+
+from adapter.cli.context import exit_with
+
+
+@click.command()
+@click.option("--port", default=8090, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option(
+    "--hapi",
+    is_flag=True,
+    help="Run a real HAPI FHIR JPA server (R4, H2 in memory) instead: built from hapi/ with Maven "
+    "on first use, so it needs java and mvn.",
+)
+def sandbox(port: int, hapi: bool) -> None:
+    """Run a sandbox FHIR server (sekmet-fhir, or HAPI FHIR with --hapi) on loopback until Ctrl-C. Development only."""
+    if hapi:
+        from adapter.dev.hapi import HapiError, run_hapi
+
+        try:
+            run_hapi(port, click.echo)
+        except HapiError as exc:
+            raise click.ClickException(str(exc)) from exc
+        return
+    from adapter.dev.sandbox import start_sandbox
+
+    server = start_sandbox(port, quiet=False)
+    click.echo(f"sandbox FHIR server at {server.base_url} (Ctrl-C to stop)")
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@click.command()
+@click.option("--redis-url", default=None, help="Redis to use (default: MMR_REDIS_URL or the local one).")
+def demo(redis_url: str | None) -> None:
+    """Run sandbox, API and worker in this process and walk one example referral through them."""
+    from adapter.dev.demo import run_demo
+
+    exit_with(run_demo(redis_url=redis_url))
