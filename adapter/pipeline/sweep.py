@@ -3,7 +3,7 @@
 Notifications get lost and timers are written after the transaction that made them necessary, so
 either can go missing. What must happen later is derivable from the FHIR server: the sweep finds
 the referrals with an open Task of the adapter's and queues one event for each, which re-runs the
-referral's steps and sets again every timer its state requires (``core.due_later``). A Task that
+referral's steps and sets again every timer its state requires (``Routine.due_later``). A Task that
 was deleted is noticed too: a referral open at the last sweep and without an open Task now is
 looked at once more (its steps register a missing review Task anew), since a delete is invisible
 to searches and to reconciliation.
