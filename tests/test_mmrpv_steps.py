@@ -14,8 +14,9 @@ import pytest
 
 from adapter.conformance.outcome import has_errors
 from adapter.conformance.validate import validate_resource
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
-from adapter.workflow.core import Context, Event, Referral, Resource
+from adapter.workflow.core import Context, Event, Referral
 from adapter.workflow.mmrpv.loading import follow_up_queries
 from adapter.workflow.steps import ROUTINE
 from tests.workflow_helpers import (

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import HSA_SYSTEM, codes
 from adapter.workflow import task_states
-from adapter.workflow.core import Context, Event, Plan, Referral, Resource
+from adapter.workflow.core import Context, Event, Plan, Referral
 from adapter.workflow.steps import ROUTINE
 
 STHLM = ZoneInfo("Europe/Stockholm")

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from adapter.fhir.client import FhirClient, FhirError, NotFound, VersionConflict
+from adapter.fhir.resource import Resource, ref, version
 from adapter.logs import log
 from adapter.mappings import codes
 from adapter.pipeline import heartbeat
@@ -99,11 +100,11 @@ class Runner:
         return total
 
     @staticmethod
-    def _done(env: Envelope, server_copy: core.Resource | None) -> tuple[str, ...]:
+    def _done(env: Envelope, server_copy: Resource | None) -> tuple[str, ...]:
         """The keys saying the event was processed: by the version the server holds, never the notified one."""
         if env.kind == "timer":
             return env.dedup_keys
-        if env.kind == "changed" and server_copy is not None and (server_version := core.version(server_copy)):
+        if env.kind == "changed" and server_copy is not None and (server_version := version(server_copy)):
             return (env.processed_key(server_version),)
         return ()
 
@@ -266,9 +267,9 @@ class Runner:
 
 def _collect(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if doc.get("resourceType") != "Bundle":
-        return {core.ref(doc): doc} if doc.get("id") else {}
+        return {ref(doc): doc} if doc.get("id") else {}
     return {
-        core.ref(e["resource"]): e["resource"]
+        ref(e["resource"]): e["resource"]
         for e in doc.get("entry") or ()
         if (e.get("resource") or {}).get("id") and e["resource"].get("resourceType") != "OperationOutcome"
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from adapter.fhir.client import FhirClient
+from adapter.fhir.resource import local_reference
 from adapter.mappings import codes
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.runner import SWEEP
@@ -32,8 +33,8 @@ def open_referrals(fhir: FhirClient) -> set[str]:
     for bundle in fhir.pages("Task", params):
         for entry in bundle.get("entry") or ():
             focus = str(((entry.get("resource") or {}).get("focus") or {}).get("reference") or "")
-            kind, _, rid = focus.split("/_history/")[0].rpartition("/")
-            if kind.endswith("ServiceRequest") and rid:
+            kind, _, rid = (local_reference(focus) or "").partition("/")
+            if kind == "ServiceRequest":
                 found.add(rid)
     return found
 

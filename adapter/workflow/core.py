@@ -16,9 +16,9 @@ from datetime import datetime
 from functools import cached_property, wraps
 from typing import Any, Literal, TypeVar
 
+from adapter.fhir.resource import Resource, identifier_value, local_reference, ref, version
 from adapter.fhir.search import identifier_criteria
 
-Resource = dict[str, Any]
 T = TypeVar("T")
 
 EventKind = Literal["changed", "deleted", "timer"]
@@ -41,19 +41,6 @@ class Event:
         if self.kind == "timer":
             return f"timer:{self.timer}"
         return self.resource_type if self.kind == "changed" else f"deleted:{self.resource_type}"
-
-
-def ref(resource: Resource) -> str:
-    """``Type/id`` of a resource."""
-    return f"{resource['resourceType']}/{resource['id']}"
-
-
-def version(resource: Resource) -> str | None:
-    return (resource.get("meta") or {}).get("versionId")
-
-
-def identifier_value(resource: Resource, system: str) -> str | None:
-    return next((i.get("value") for i in resource.get("identifier") or () if i.get("system") == system), None)
 
 
 def per_state(reads: frozenset[str] | None = None) -> Callable[[Callable[[Referral], T]], Callable[[Referral], T]]:
@@ -109,11 +96,10 @@ class Referral:
             reference = reference.get("reference")
         if not reference:
             return None
-        if "/_history/" in reference:
-            reference = reference.split("/_history/")[0]
-        if reference.startswith(("http://", "https://")):
-            reference = "/".join(reference.rstrip("/").split("/")[-2:])
-        return self.resources.get(reference)
+        if reference.startswith("urn:"):  # a resource planned in the same transaction
+            return self.resources.get(reference)
+        key = local_reference(reference)
+        return self.resources.get(key) if key else None
 
     def all(self, resource_type: str) -> list[Resource]:
         return list(self.derived("resources by type", self._by_type).get(resource_type, ()))

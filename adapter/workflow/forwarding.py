@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options, questionnaires
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Write, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Write, create
 from adapter.workflow.referral import (
     ACTIVE,
     as_list,

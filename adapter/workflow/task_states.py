@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes, load
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
 from adapter.workflow.referral import code_in, codings, points_to
 from adapter.workflow.tasks import OPEN, concept, revise
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.conformance.package import (
     CRITERIA_FILE,
     EXAMPLE_DIR,
@@ -22,7 +23,6 @@ from adapter.conformance.package import (
     resource_files,
 )
 
-Resource = dict[str, Any]
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
 INDEX_KEYS = ("resourceType", "id", "url", "version", "kind", "type", "supplements", "content")
 

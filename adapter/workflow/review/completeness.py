@@ -29,11 +29,12 @@ from typing import Any
 
 from adapter.conformance.outcome import ERRORS
 from adapter.conformance.validate import validate_against
+from adapter.fhir.resource import Resource
 from adapter.mappings import Clinic, codes, load
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options
 from adapter.workflow.calendar import add_working_days
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, per_state
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, per_state
 from adapter.workflow.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
 from adapter.workflow.review.sources import RECORD, RuleError, holds
 from adapter.workflow.tasks import (

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options, questionnaires
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
 from adapter.workflow.referral import ACTIVE, as_list, code_in, codings, dig, has_code
 from adapter.workflow.review.criteria import CRITERIA, MET, NOT_MET
 from adapter.workflow.tasks import (

@@ -24,11 +24,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options, questionnaires
 from adapter.workflow.calendar import add_working_days, local, parse_day_end, working_day_deadline
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create
 from adapter.workflow.referral import clinic_reference, patient_reference, performer_clinic
 from adapter.workflow.review import completeness
 from adapter.workflow.review.criteria import Assessment, answerable, evaluate, latest_response
