@@ -30,7 +30,7 @@ class RuleError(Exception):
 
 @cache
 def _compiled(expression: str) -> Any:
-    return compiled(expression.replace("{base}", codes().base))
+    return compiled(codes().fill(expression))
 
 
 def fhirpath(expression: str, resource: Resource, variables: dict[str, Any]) -> list[Any]:
