@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -42,12 +42,25 @@ class Codes:
     def base(self) -> str:
         return self.raw["canonical_base"].rstrip("/")
 
-    def _fill(self, text: str) -> str:
-        return text.replace("{base}", self.base)
+    @overload
+    def fill(self, value: str) -> str: ...
+    @overload
+    def fill(self, value: dict[str, Any]) -> dict[str, Any]: ...
+
+    def fill(self, value: Any) -> Any:
+        """``value`` with the canonical base put in for ``{base}``: a string, or every string in a list or
+        mapping read from YAML (``mappings/``, ``profiles/``), so no data hard-codes the base."""
+        if isinstance(value, str):
+            return value.replace("{base}", self.base)
+        if isinstance(value, list):
+            return [self.fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.fill(v) for k, v in value.items()}
+        return value
 
     def system(self, code_system: str) -> str:
         """The URL of one of our code systems, e.g. ``system("task-type")``."""
-        return self._fill(self.raw["code_systems"][code_system]["url"])
+        return self.fill(self.raw["code_systems"][code_system]["url"])
 
     def display(self, code_system: str, code: str, lang: str = "sv") -> str:
         concept = self.raw["code_systems"][code_system]["concepts"][code]
@@ -67,7 +80,7 @@ class Codes:
 
     @cached_property
     def _identifier_base(self) -> str:
-        return self._fill(self.raw["identifier_systems"]["adapter"])
+        return self.fill(self.raw["identifier_systems"]["adapter"])
 
     @property
     def personnummer_system(self) -> str:
@@ -80,7 +93,7 @@ class Codes:
     @property
     def referral_code(self) -> dict[str, str]:
         c = self.raw["referral"]["code"]
-        return {**c, "system": self._fill(c["system"])}
+        return {**c, "system": self.fill(c["system"])}
 
     @property
     def sdc_task_code(self) -> dict[str, str]:

@@ -69,7 +69,8 @@ from adapter.fhir.client import FhirClient
 from adapter.mappings import load as load_mapping
 from adapter.pipeline.runner import Runner, transaction_bundle
 from adapter.pipeline.state import State
-from adapter.workflow import core, steps  # noqa: F401  (steps: registers them, as a worker process does)
+from adapter.workflow import core
+from adapter.workflow.steps import ROUTINE
 
 T = TypeVar("T")
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/fhir+json; charset=UTF-8"}
@@ -416,7 +417,9 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
         recorded = create_referrals(fhir, args.events, named=True)
         twins = create_referrals(fhir, args.events, named=True)
         options = {"language": "sv", **load_mapping("review")}
-        runner = Runner(fhir, State.from_url("memory://"), now=lambda: datetime.now(UTC), options=options)
+        runner = Runner(
+            fhir, State.from_url("memory://"), routine=ROUTINE, now=lambda: datetime.now(UTC), options=options
+        )
         runner.server_search()  # the CapabilityStatement, once, as a worker process reads it
         jobs = []
         for sr, twin in zip(recorded, twins, strict=True):
@@ -424,9 +427,9 @@ def direct_phase(server: Sandbox | HapiServer, args: argparse.Namespace) -> dict
             event = core.Event("changed", "ServiceRequest", sr["id"], sr["meta"]["versionId"], sr)  # as notified
             referral = runner.read_referral(sr["id"], event)
             assert referral is not None
-            plan = core.decide(referral, event, core.Context(now=datetime.now(UTC), options=options))
+            plan = ROUTINE.decide(referral, event, core.Context(now=datetime.now(UTC), options=options))
             if not plan.writes:  # an empty transaction costs the server nothing: the comparison would lie
-                raise BenchError(f"the direct phase planned nothing for {sr['id']}: are the steps registered?")
+                raise BenchError(f"the direct phase planned nothing for {sr['id']}: are the steps listed?")
             swap = (referral_key(sr), referral_key(twin))
             jobs.append(
                 (

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-import adapter.workflow.steps  # noqa: F401  (registers every step, the MMRpv ones included)
 from adapter.conformance.outcome import has_errors
 from adapter.conformance.validate import validate_resource
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
-from adapter.workflow.core import Context, Event, Referral, Resource, decide
+from adapter.workflow.core import Context, Event, Referral
 from adapter.workflow.mmrpv.loading import follow_up_queries
+from adapter.workflow.steps import ROUTINE
 from tests.workflow_helpers import (
     NOW,
     STHLM,
@@ -64,7 +65,7 @@ def as_loaded(state: Referral) -> Referral:
 def settle(state: Referral, event: Event, context: Context, rounds: int = 12) -> Referral:
     """Run ``event`` on the state as loaded, apply, and again as the notification of our writes would."""
     for _ in range(rounds):
-        plan = decide(as_loaded(state), event, context)
+        plan = ROUTINE.decide(as_loaded(state), event, context)
         if not plan.writes:
             return state
         state = apply(state, plan)
@@ -155,7 +156,8 @@ def test_arrival_is_registered_with_the_care_commitment_and_a_booking_round_in_o
     sr = service_request(extension=[assessment(c, "met") for c in CRITERIA])
     state = settle(referral(sr), sr_event(referral(sr)), Context(now=NOW))
     state = decide_as_reviewer(state, "MMRpv")
-    state = apply(state, decide(as_loaded(state), resource_event(review(state)), Context(now=NOW)))  # the forwarding
+    forwarding = ROUTINE.decide(as_loaded(state), resource_event(review(state)), Context(now=NOW))
+    state = apply(state, forwarding)
     intake = task(state, "R-1-mmrpv-intake")
     assert (intake["status"], code(intake["businessStatus"])) == ("received", "awaiting-booking")
     [episode] = of_type(state, "EpisodeOfCare", "R-1-care-commitment")
@@ -168,7 +170,7 @@ def test_arrival_is_registered_with_the_care_commitment_and_a_booking_round_in_o
     # The end of the 10th working day, as every working-day deadline (adapter.workflow.calendar).
     assert booking["restriction"]["period"]["end"] == "2026-03-16T16:00:00+01:00"
     assert booking["partOf"] == [{"reference": f"Task/{intake['id']}"}]
-    assert not decide(as_loaded(state), resource_event(intake), Context(now=NOW)).writes  # its notification
+    assert not ROUTINE.decide(as_loaded(state), resource_event(intake), Context(now=NOW)).writes  # its notification
 
 
 @pytest.mark.parametrize(
@@ -271,7 +273,7 @@ def test_a_moved_appointment_is_confirmed_anew_once_and_a_duplicate_changes_noth
     assert len(again - first) == 2 and all(
         "2026-04-14" in messages(moved)[k]["payload"][0]["contentString"] for k in again - first
     )
-    assert not decide(as_loaded(moved), event, Context(now=NOW + timedelta(days=4))).writes  # the duplicate
+    assert not ROUTINE.decide(as_loaded(moved), event, Context(now=NOW + timedelta(days=4))).writes  # the duplicate
 
 
 def test_a_cancelled_appointment_reopens_booking_and_the_new_one_is_confirmed() -> None:
@@ -290,7 +292,7 @@ def test_a_cancelled_appointment_reopens_booking_and_the_new_one_is_confirmed() 
 def test_unbooked_past_the_deadline_reminds_the_administrative_function_once_per_round() -> None:
     state = forwarded()
     due = datetime.fromisoformat(task(state, "R-1-booking-mmrpv-1")["restriction"]["period"]["end"])
-    early = decide(
+    early = ROUTINE.decide(
         as_loaded(state), timer_event(state, "mmrpv-booking-reminder"), Context(now=due - timedelta(hours=1))
     )
     assert not early.writes and early.timers
@@ -298,7 +300,7 @@ def test_unbooked_past_the_deadline_reminds_the_administrative_function_once_per
     state = settle(state, timer_event(state, "mmrpv-booking-reminder"), late)
     reminders = [m for k, m in messages(state).items() if "booking-reminder" in k]
     assert len(reminders) == 1 and reminders[0]["recipient"][0]["reference"] == "Organization/SE2321000255-MMRPVA"
-    assert not decide(as_loaded(state), timer_event(state, "mmrpv-booking-reminder"), late).writes
+    assert not ROUTINE.decide(as_loaded(state), timer_event(state, "mmrpv-booking-reminder"), late).writes
 
 
 # ---------------------------------------------------------------- programme, discharge, follow-up
@@ -313,7 +315,7 @@ def test_the_programme_start_moves_the_intake_on() -> None:
 def test_a_completed_programme_without_summary_waits_and_reminds_the_unit() -> None:
     state = completed_programme(booked(forwarded()))
     assert stage(state, "R-1-mmrpv-intake") == ("in-progress", "awaiting-discharge-summary")
-    early = decide(as_loaded(state), timer_event(state, "mmrpv-discharge-reminder"), at(2026, 7, 6, 23, 0))
+    early = ROUTINE.decide(as_loaded(state), timer_event(state, "mmrpv-discharge-reminder"), at(2026, 7, 6, 23, 0))
     assert not early.writes
     state = settle(state, timer_event(state, "mmrpv-discharge-reminder"), at(2026, 7, 8, 9, 0))
     [reminder] = [m for k, m in messages(state).items() if "discharge-reminder" in k]
@@ -331,7 +333,7 @@ def test_the_summary_goes_to_the_referrer_with_the_pal_offer_and_the_intake_comp
     assert offer["status"] == "active" and offer["recipient"] == [{"reference": "PractitionerRole/ref1"}]
     assert offer["medium"][0]["coding"][0]["code"] == "VIDEOCONF"
     assert stage(state, "R-1-mmrpv-intake") == ("completed", "discharged")
-    assert not decide(as_loaded(state), event, at(2026, 7, 2, 11, 0)).writes
+    assert not ROUTINE.decide(as_loaded(state), event, at(2026, 7, 2, 11, 0)).writes
 
 
 def test_the_follow_up_is_held_until_due_activated_once_and_the_answer_finishes_the_episode() -> None:
@@ -340,14 +342,15 @@ def test_the_follow_up_is_held_until_due_activated_once_and_the_answer_finishes_
     assert follow["status"] == "draft" and follow["owner"] == {"reference": "Patient/p1"}
     assert follow["restriction"]["period"]["start"] == "2027-06-30T09:00:00+02:00"
     assert follow["input"][0]["valueCanonical"] == FOLLOW_UP
-    day_early = decide(as_loaded(state), timer_event(state, "mmrpv-follow-up-due"), at(2027, 6, 29, 9, 0))
+    day_early = ROUTINE.decide(as_loaded(state), timer_event(state, "mmrpv-follow-up-due"), at(2027, 6, 29, 9, 0))
     assert not day_early.writes and [t.name for t in day_early.timers] == ["mmrpv-follow-up-due"]
     due = at(2027, 6, 30, 9, 0)
     state = settle(state, timer_event(state, "mmrpv-follow-up-due"), due)
     assert task(state, "R-1-follow-up")["status"] == "requested"
     [request] = [m for k, m in messages(state).items() if "follow-up-request" in k]
     assert request["recipient"] == [{"reference": "Patient/p1"}]
-    assert not decide(as_loaded(state), timer_event(state, "mmrpv-follow-up-due"), due).writes  # a second beat run
+    again = ROUTINE.decide(as_loaded(state), timer_event(state, "mmrpv-follow-up-due"), due)  # a second beat run
+    assert not again.writes
     answer = follow_up_answer(task(state, "R-1-follow-up")["id"])
     state = settle(add(state, answer), resource_event(answer), at(2027, 7, 1, 12, 5))
     done = task(state, "R-1-follow-up")
@@ -363,7 +366,7 @@ def test_an_unanswered_follow_up_reminds_then_fails_and_the_episode_still_finish
     until = datetime.fromisoformat(task(state, "R-1-follow-up")["restriction"]["period"]["end"])
     moment = at(2027, 6, 30, 9, 0).now
     for _ in range(10):  # every timer as the scheduler would fire it, until the window closes
-        plan = decide(as_loaded(state), timer_event(state, "mmrpv-follow-up-reminder"), Context(now=moment))
+        plan = ROUTINE.decide(as_loaded(state), timer_event(state, "mmrpv-follow-up-reminder"), Context(now=moment))
         state = apply(state, plan)
         moment = min(t.due for t in plan.timers) if plan.timers else until
         if task(state, "R-1-follow-up")["status"] == "failed":
@@ -419,7 +422,7 @@ def test_a_referral_revoked_at_the_unit_cancels_its_open_tasks_and_ends_the_epis
     assert of_type(state, "EpisodeOfCare")[0]["status"] == "cancelled"
     assert {"R-1-AVB-referrer-revoked", "R-1-AVB-patient-revoked"} <= set(messages(state))
     later = Context(now=NOW + timedelta(days=30))
-    assert not decide(as_loaded(state), timer_event(state, "mmrpv-booking-reminder"), later).writes
+    assert not ROUTINE.decide(as_loaded(state), timer_event(state, "mmrpv-booking-reminder"), later).writes
 
 
 def test_a_care_commitment_ended_by_a_clock_behind_its_start_never_ends_before_it_began() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from adapter.workflow import core
 from adapter.workflow.core import Plan, Write
 from adapter.workflow.review import completeness, criteria, sources
+from adapter.workflow.steps import ROUTINE
 from tests.workflow_helpers import ALL_MET, ctx, referral, service_request, sr_event
 
 
@@ -34,7 +34,7 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 def test_an_arrival_evaluates_every_expression_once(evaluations: Counter[str]) -> None:
     state = referral(service_request(extension=ALL_MET))
-    plan = core.decide(state, sr_event(state), ctx())
+    plan = ROUTINE.decide(state, sr_event(state), ctx())
     assert plan.writes and len(evaluations) > 5  # the completeness rules and the criteria ran
     assert {e: n for e, n in evaluations.items() if n > 1} == {}
 
@@ -58,10 +58,10 @@ def test_what_is_derived_from_the_record_outlives_writes_of_tasks_but_not_of_the
 
 def test_what_is_due_later_reuses_what_the_event_derived(evaluations: Counter[str]) -> None:
     state = referral(service_request(extension=ALL_MET))
-    plan, after = core.planned(state, sr_event(state), ctx())
+    plan, after = ROUTINE.planned(state, sr_event(state), ctx())
     assert after.resources.keys() == state.with_plan(plan).resources.keys()
     first = sum(evaluations.values())
-    assert core.due_later(after, ctx())  # the review deadline, at least
+    assert ROUTINE.due_later(after, ctx())  # the review deadline, at least
     assert sum(evaluations.values()) == first  # the timers' steps found every rule already evaluated
 
 

@@ -156,6 +156,6 @@ def test_the_unit_asks_the_first_visit_forms_once_the_programme_starts_and_the_a
 
 
 def decide_writes(state: Referral, ctx: Context) -> list[str]:
-    from adapter.workflow.core import decide
+    from adapter.workflow.steps import ROUTINE
 
-    return [w.key for w in decide(as_loaded(state), sr_event(state), ctx).writes]
+    return [w.key for w in ROUTINE.decide(as_loaded(state), sr_event(state), ctx).writes]

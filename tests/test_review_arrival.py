@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from adapter.mappings import codes, directory
-from adapter.workflow.core import Event, Referral, decide, steps_for
+from adapter.workflow.core import Event, Referral
+from adapter.workflow.steps import ROUTINE
 from tests.workflow_helpers import (
     ALL_MET,
     ANGELHOLM,
@@ -64,8 +65,10 @@ def test_round_robin_is_stable_per_referral_and_spreads_over_the_pool() -> None:
     for n in range(30):
         sr = service_request(identifier=[{"system": "https://ehr.example.se/remiss", "value": f"R-{n}"}])
         state = referral(sr)
-        first = decide(state, sr_event(state), ctx(questionnaire="never")).writes[0].resource["owner"]["reference"]
-        again = decide(state, sr_event(state), ctx(questionnaire="never")).writes[0].resource["owner"]["reference"]
+        first, again = (
+            ROUTINE.decide(state, sr_event(state), ctx(questionnaire="never")).writes[0].resource["owner"]["reference"]
+            for _ in range(2)
+        )
         assert first == again
         owners.add(first)
     assert len(owners) == len(directory().clinic_by_hsa(LUND).reviewers)
@@ -88,7 +91,7 @@ def test_least_open_picks_the_reviewer_with_fewest_open_reviews() -> None:
     pool = [r.hsa_id for r in directory().clinic_by_hsa(LUND).reviewers]
     workload = [_open_review(1, pool[0]), _open_review(2, pool[0]), _open_review(3, pool[2])]
     state = referral(service_request(), *workload)
-    plan = decide(state, sr_event(state), ctx(assignment="least-open", questionnaire="never"))
+    plan = ROUTINE.decide(state, sr_event(state), ctx(assignment="least-open", questionnaire="never"))
     task = next(w.resource for w in plan.writes if code(w.resource.get("code")) == "referral-review")
     assert task["owner"]["reference"] == f"PractitionerRole/{pool[1]}"
     # Other referrals' review Tasks are not mistaken for this one's.
@@ -106,7 +109,7 @@ def test_without_a_pool_the_clinic_keeps_it_awaiting_assignment() -> None:
     assert code(task["businessStatus"]) == "awaiting-assignment"
     assert any("no reviewer pool" in n for n in assigned.notes)
     # In one decide the two merge into one create of the Task.
-    plan = decide(state, sr_event(state), ctx())
+    plan = ROUTINE.decide(state, sr_event(state), ctx())
     assert len([w for w in plan.writes if code(w.resource.get("code")) == "referral-review"]) == 1
 
 
@@ -126,13 +129,13 @@ def test_other_referrals_are_ignored_with_a_note() -> None:
     not_mmr = service_request(
         category=[{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}], code={"text": "något annat"}
     )
-    plan = decide(referral(not_mmr), sr_event(referral(not_mmr)), ctx())
+    plan = ROUTINE.decide(referral(not_mmr), sr_event(referral(not_mmr)), ctx())
     assert not plan.writes and any("not an MMR referral" in n for n in plan.notes)
     elsewhere = service_request(performer=[{"reference": "Organization/SE-OTHER"}])
-    plan = decide(referral(elsewhere), sr_event(referral(elsewhere)), ctx())
+    plan = ROUTINE.decide(referral(elsewhere), sr_event(referral(elsewhere)), ctx())
     assert not plan.writes and any("not a specialist clinic" in n for n in plan.notes)
     draft = service_request(status="draft")
-    assert not decide(referral(draft), sr_event(referral(draft)), ctx()).writes
+    assert not ROUTINE.decide(referral(draft), sr_event(referral(draft)), ctx()).writes
 
 
 def test_a_deleted_review_task_is_registered_anew() -> None:
@@ -140,9 +143,9 @@ def test_a_deleted_review_task_is_registered_anew() -> None:
     _, after = run(state, sr_event(state), ctx())
     task = review(after)
     gone = Referral(after.service_request, {k: v for k, v in after.resources.items() if k != f"Task/{task['id']}"})
-    plan = decide(gone, Event("deleted", "Task", task["id"]), ctx())
+    plan = ROUTINE.decide(gone, Event("deleted", "Task", task["id"]), ctx())
     assert any(w.resource.get("identifier", [{}])[0].get("value") == "R-1-referral-review" for w in plan.writes)
-    assert "register_arrival" in [s.__name__ for s in steps_for("deleted:Task")]
+    assert "register_arrival" in [s.__name__ for s in ROUTINE.steps_for("deleted:Task")]
 
 
 # ---------------------------------------------------------------- overdue
@@ -165,8 +168,8 @@ def test_overdue_review_is_flagged_once_to_the_clinic_and_reviewer() -> None:
 def test_overdue_timer_early_re_arms_and_closed_review_is_not_flagged() -> None:
     state = referral(service_request(extension=ALL_MET))
     _, after = run(state, sr_event(state), ctx())
-    early = decide(after, timer_event(after, "review-overdue"), ctx())
+    early = ROUTINE.decide(after, timer_event(after, "review-overdue"), ctx())
     assert not early.writes and early.timers[0].due == datetime(2026, 3, 5, 16, tzinfo=STHLM)
     closed = update_resource(after, review(after), status="completed")
     late = ctx(datetime(2026, 3, 9, 8, tzinfo=STHLM))
-    assert decide(closed, timer_event(closed, "review-overdue"), late).empty
+    assert ROUTINE.decide(closed, timer_event(closed, "review-overdue"), late).empty

@@ -7,9 +7,9 @@ from datetime import datetime
 import pytest
 
 from adapter.mappings import load
-from adapter.workflow.core import decide
 from adapter.workflow.referral import performer_clinic
 from adapter.workflow.review.completeness import missing, profile_errors
+from adapter.workflow.steps import ROUTINE
 from tests.workflow_helpers import (
     ALL_MET,
     NOW,
@@ -146,7 +146,7 @@ def test_profile_issues_in_english() -> None:
     state = referral(service_request(code=WRONG_CODE))
     kom = next(
         w.resource
-        for w in decide(state, sr_event(state), ctx(language="en")).writes
+        for w in ROUTINE.decide(state, sr_event(state), ctx(language="en")).writes
         if w.resource["resourceType"] == "Communication"
     )
     assert (
@@ -196,7 +196,7 @@ def test_incomplete_referral_gets_one_kom_listing_exactly_what_is_missing() -> N
 def test_kom_in_english() -> None:
     sr = service_request(note=[])
     state = referral(sr)
-    plan = decide(state, sr_event(state), ctx(language="en"))
+    plan = ROUTINE.decide(state, sr_event(state), ctx(language="en"))
     kom = next(w.resource for w in plan.writes if w.resource["resourceType"] == "Communication")
     assert "needs a supplement" in kom["payload"][0]["contentString"]
     assert "- Pain history" in kom["payload"][0]["contentString"]
@@ -226,7 +226,7 @@ def test_a_reply_to_the_kom_resumes_the_review_and_is_recorded() -> None:
     without = type(resumed)(
         resumed.service_request, {k: v for k, v in resumed.resources.items() if k != "Communication/reply1"}
     )
-    assert not decide(without, sr_event(without), ctx()).writes
+    assert not ROUTINE.decide(without, sr_event(without), ctx()).writes
 
 
 def test_a_new_version_that_passes_resumes_the_review() -> None:
@@ -243,14 +243,14 @@ def test_a_new_version_that_passes_resumes_the_review() -> None:
 def test_a_new_version_that_still_fails_keeps_waiting_without_a_second_kom() -> None:
     _, _, after = _incomplete()
     partly = update_resource(after, after.service_request, note=service_request()["note"][:1])
-    plan = decide(partly, sr_event(partly), ctx())
+    plan = ROUTINE.decide(partly, sr_event(partly), ctx())
     assert not plan.writes
 
 
 def test_reminders_to_the_referrer_then_silence() -> None:
     _, _, after = _incomplete()
     event = timer_event(after, "supplement-reminder")
-    assert not decide(after, event, ctx()).writes  # too early: re-armed only
+    assert not ROUTINE.decide(after, event, ctx()).writes  # too early: re-armed only
     first_due = datetime(2026, 3, 9, 9, 30, tzinfo=STHLM)
     plan, once = run(after, event, ctx(first_due))
     reminder = messages(once)["R-1-supplement-reminder-referrer-1-1"]
@@ -261,7 +261,7 @@ def test_reminders_to_the_referrer_then_silence() -> None:
     assert_replay_plans_nothing(after, plan, once, event, ctx(first_due), timers_allowed=True)
     _, twice = run(once, event, ctx(datetime(2026, 3, 16, 9, 30, tzinfo=STHLM)))
     assert "R-1-supplement-reminder-referrer-1-2" in messages(twice)
-    last = decide(twice, event, ctx(datetime(2026, 4, 30, tzinfo=STHLM)))
+    last = ROUTINE.decide(twice, event, ctx(datetime(2026, 4, 30, tzinfo=STHLM)))
     assert last.empty and any("all 2 reminders sent" in n for n in last.notes)
 
 
@@ -303,4 +303,4 @@ def test_the_reply_counts_only_for_this_kom() -> None:
         "status": "completed",
         "inResponseTo": [{"reference": "Communication/other"}],
     }
-    assert not decide(add(after, stray), resource_event(stray), ctx()).writes
+    assert not ROUTINE.decide(add(after, stray), resource_event(stray), ctx()).writes

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from adapter.mappings import codes
-from adapter.workflow.core import Referral, decide
+from adapter.workflow.core import Referral
+from adapter.workflow.steps import ROUTINE
 from tests.workflow_helpers import (
     ALL_MET,
     HASSLEHOLM,
@@ -177,14 +178,14 @@ def test_revocation_after_forwarding_cancels_the_intake() -> None:
 
 def test_revocation_before_arrival_and_after_rejection() -> None:
     revoked = referral(service_request(status="revoked"))
-    plan = decide(revoked, sr_event(revoked), ctx())
+    plan = ROUTINE.decide(revoked, sr_event(revoked), ctx())
     assert plan.empty and any("before its arrival" in n for n in plan.notes)
     after = recommended()
     rejected = update_resource(after, review(after), status="rejected")
     _, done = run(rejected, resource_event(review(rejected)), ctx())
     assert "ingen orsak angiven" in messages(done)["R-1-AVV-referrer-review"]["payload"][0]["contentString"]
     withdrawn = update_resource(done, done.service_request, status="revoked")
-    plan = decide(withdrawn, sr_event(withdrawn), ctx())
+    plan = ROUTINE.decide(withdrawn, sr_event(withdrawn), ctx())
     assert not [w for w in plan.writes if "AVB" in str(w.resource.get("category"))]
 
 
@@ -199,4 +200,4 @@ def test_a_decision_with_an_unknown_level_is_not_acted_on() -> None:
         },
     ]
     odd = update_resource(after, review(after), output=bad)
-    assert not decide(odd, resource_event(review(odd)), ctx()).writes
+    assert not ROUTINE.decide(odd, resource_event(review(odd)), ctx()).writes

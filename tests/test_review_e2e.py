@@ -21,6 +21,7 @@ from adapter.pipeline.state import State
 from adapter.workflow.core import Event, Referral
 from adapter.workflow.load import ServerSearch
 from adapter.workflow.review.sources import questionnaire_canonical
+from adapter.workflow.steps import ROUTINE
 from tests.conftest import FHIR_SERVER, Stack, wait_for
 from tests.e2e_referrals import (
     SECTIONS,
@@ -152,7 +153,7 @@ def _without_sandbox_answer_pages(requests: list[tuple[str, str, bytes]]) -> lis
 
 def _without_answers_revinclude(client: FhirClient, state: State) -> Runner:
     """A worker's runner as on a server that cannot revinclude the answers (the sandbox, or HAPI made to look so)."""
-    runner = Runner(client, state, now=lambda: datetime.now(STHLM))
+    runner = Runner(client, state, routine=ROUTINE, now=lambda: datetime.now(STHLM))
     runner._server_search = ServerSearch(answers=False)
     return runner
 

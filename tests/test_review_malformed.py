@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapter.mappings import codes
-from adapter.workflow.core import Event, Referral, decide, steps_for
+from adapter.workflow.core import Event, Referral
+from adapter.workflow.steps import ROUTINE
 from adapter.workflow.tasks import find_own, own_value
 from tests.workflow_helpers import (
     add,
@@ -55,7 +56,7 @@ ODD_REFERRALS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("case", list(ODD_REFERRALS))
 def test_odd_referrals_do_not_raise_and_settle(case: str) -> None:
     state = referral(service_request(**ODD_REFERRALS[case]))
-    plan = decide(state, sr_event(state), ctx())
+    plan = ROUTINE.decide(state, sr_event(state), ctx())
     after = apply(state, plan)
     for event in (
         sr_event(after),
@@ -63,18 +64,18 @@ def test_odd_referrals_do_not_raise_and_settle(case: str) -> None:
         timer_event(after, "supplement-reminder"),
         timer_event(after, "questionnaire-reminder"),
     ):
-        assert not decide(after, event, ctx()).writes, (case, event)
+        assert not ROUTINE.decide(after, event, ctx()).writes, (case, event)
 
 
 def test_unknown_performer_is_ignored_with_a_note() -> None:
     state = referral(service_request(performer=[{"reference": "Organization/SE-NOBODY"}]))
-    plan = decide(state, sr_event(state), ctx())
+    plan = ROUTINE.decide(state, sr_event(state), ctx())
     assert not plan.writes and any("not a specialist clinic" in n for n in plan.notes)
 
 
 def test_broken_requester_gets_no_kom_and_a_note() -> None:
     state = referral(service_request(requester={"reference": "PractitionerRole/gone"}))
-    plan = decide(state, sr_event(state), ctx())
+    plan = ROUTINE.decide(state, sr_event(state), ctx())
     assert any("cannot be reached" in n for n in plan.notes)
     assert not [w for w in plan.writes if w.resource["resourceType"] == "Communication"]
     created = next(w.resource for w in plan.writes if w.resource["resourceType"] == "Task")
@@ -84,13 +85,13 @@ def test_broken_requester_gets_no_kom_and_a_note() -> None:
 def test_referrer_by_identifier_gets_the_kom() -> None:
     ident = {"system": "urn:oid:1.2.752.29.4.19", "value": "SE-VC-1"}
     state = referral(service_request(requester={"identifier": ident}))
-    after = apply(state, decide(state, sr_event(state), ctx()))
+    after = apply(state, ROUTINE.decide(state, sr_event(state), ctx()))
     assert messages(after)["R-1-KOM-referrer-1"]["recipient"] == [{"identifier": ident}]
 
 
 def test_no_subject_is_answered_with_kom_naming_the_patient() -> None:
     state = referral(service_request(subject=None))
-    after = apply(state, decide(state, sr_event(state), ctx()))
+    after = apply(state, ROUTINE.decide(state, sr_event(state), ctx()))
     assert "Patientens identitet" in messages(after)["R-1-KOM-referrer-1"]["payload"][0]["contentString"]
     assert "for" not in review(after)
 
@@ -127,10 +128,10 @@ def test_no_subject_is_answered_with_kom_naming_the_patient() -> None:
 )
 def test_odd_other_resources_do_not_raise(resource: dict[str, Any]) -> None:
     state = referral()
-    after = apply(state, decide(state, sr_event(state), ctx()))
+    after = apply(state, ROUTINE.decide(state, sr_event(state), ctx()))
     odd = add(after, resource)
-    decide(odd, resource_event(resource), ctx())
-    decide(odd, sr_event(odd), ctx())
+    ROUTINE.decide(odd, resource_event(resource), ctx())
+    ROUTINE.decide(odd, sr_event(odd), ctx())
     # and a review Task someone filled with junk
     junk = add(
         odd,
@@ -150,19 +151,19 @@ def test_odd_other_resources_do_not_raise(resource: dict[str, Any]) -> None:
         timer_event(junk, "supplement-reminder"),
         timer_event(junk, "questionnaire-reminder"),
     ):
-        decide(junk, event, ctx())
+        ROUTINE.decide(junk, event, ctx())
     rejected = add(odd, {**review(odd), "status": "rejected", "statusReason": "w"})
-    decide(rejected, sr_event(rejected), ctx())
+    ROUTINE.decide(rejected, sr_event(rejected), ctx())
 
 
 def test_events_for_unknown_timers_and_deletions_plan_nothing() -> None:
     state = referral()
-    assert decide(state, Event("timer", "ServiceRequest", "sr1", timer="no-such-timer"), ctx()).empty
-    assert decide(state, Event("deleted", "Communication", "x"), ctx()).empty
+    assert ROUTINE.decide(state, Event("timer", "ServiceRequest", "sr1", timer="no-such-timer"), ctx()).empty
+    assert ROUTINE.decide(state, Event("deleted", "Communication", "x"), ctx()).empty
 
 
 def test_steps_run_in_the_routines_order() -> None:
-    names = [s.__name__ for s in steps_for("ServiceRequest")]
+    names = [s.__name__ for s in ROUTINE.steps_for("ServiceRequest")]
     mine = [
         "register_arrival",
         "assign_reviewer",
@@ -178,9 +179,9 @@ def test_steps_run_in_the_routines_order() -> None:
 
 def test_a_referral_with_nothing_loaded_around_it() -> None:
     bare = Referral(service_request(), {"ServiceRequest/sr1": service_request()})
-    plan = decide(bare, sr_event(bare), ctx())
+    plan = ROUTINE.decide(bare, sr_event(bare), ctx())
     after = apply(bare, plan)
-    assert not decide(after, sr_event(after), ctx()).writes
+    assert not ROUTINE.decide(after, sr_event(after), ctx()).writes
 
 
 _SYSTEM = codes().identifier_system("task")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from adapter.mappings import codes
-from adapter.workflow.core import Referral, decide
+from adapter.workflow.core import Referral
+from adapter.workflow.steps import ROUTINE
 from tests.workflow_helpers import (
     ALL_MET,
     CANONICAL,
@@ -91,28 +92,28 @@ def with_low_group_answer() -> dict[str, str]:
 
 def test_no_questionnaire_when_the_referral_already_decides() -> None:
     state = referral(service_request(extension=ALL_MET))
-    plan = decide(state, sr_event(state), ctx())
+    plan = ROUTINE.decide(state, sr_event(state), ctx())
     assert not [w for w in plan.writes if "complete-questionnaire" in str(w.resource.get("code"))]
     not_met = referral(service_request(extension=[assessment("limited-psychiatric-comorbidity", "not-met")]))
-    plan = decide(not_met, sr_event(not_met), ctx())
+    plan = ROUTINE.decide(not_met, sr_event(not_met), ctx())
     assert not [w for w in plan.writes if "complete-questionnaire" in str(w.resource.get("code"))]
 
 
 def test_questionnaire_option_never_and_always() -> None:
     state = referral()
-    never = decide(state, sr_event(state), ctx(questionnaire="never"))
+    never = ROUTINE.decide(state, sr_event(state), ctx(questionnaire="never"))
     assert not [w for w in never.writes if "complete-questionnaire" in str(w.resource.get("code"))]
     rev = next(w.resource for w in never.writes if code(w.resource.get("code")) == "referral-review")
     assert code(rev["businessStatus"]) == "recommended" and "recommendation" not in output_codes(rev)
     decided = referral(service_request(extension=ALL_MET))
-    always = decide(decided, sr_event(decided), ctx(questionnaire="always"))
+    always = ROUTINE.decide(decided, sr_event(decided), ctx(questionnaire="always"))
     assert [w for w in always.writes if "complete-questionnaire" in str(w.resource.get("code"))]
 
 
 def test_reminders_then_the_review_goes_on_without_answers() -> None:
     _, after = asked()
     event = timer_event(after, "questionnaire-reminder")
-    early = decide(after, event, ctx())
+    early = ROUTINE.decide(after, event, ctx())
     assert not early.writes and early.timers[0].due == datetime(2026, 3, 6, 9, 30, tzinfo=STHLM)
     remind_at = ctx(datetime(2026, 3, 6, 9, 30, tzinfo=STHLM))
     plan, reminded = run(after, event, remind_at)
@@ -133,7 +134,7 @@ def test_reminders_then_the_review_goes_on_without_answers() -> None:
 def test_a_late_answer_on_the_timer_is_linked_too() -> None:
     _, after = asked()
     answered = add(after, response(MMRPV_ANSWERS, based_on=f"Task/{task(after, QTASK)['id']}"))
-    plan = decide(answered, timer_event(answered, "questionnaire-reminder"), ctx())
+    plan = ROUTINE.decide(answered, timer_event(answered, "questionnaire-reminder"), ctx())
     assert any(w.resource.get("status") == "completed" for w in plan.writes)
 
 

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-# Registers every step, in the routine's order, as the worker does.
-import adapter.workflow.steps  # noqa: F401
+from adapter.fhir.resource import Resource
 from adapter.mappings import HSA_SYSTEM, codes
 from adapter.workflow import task_states
-from adapter.workflow.core import Context, Event, Plan, Referral, Resource, decide
+from adapter.workflow.core import Context, Event, Plan, Referral
+from adapter.workflow.steps import ROUTINE
 
 STHLM = ZoneInfo("Europe/Stockholm")
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=STHLM)  # a Monday
@@ -243,7 +243,7 @@ def apply(state: Referral, plan: Plan) -> Referral:
 
 def run(state: Referral, event: Event, context: Context) -> tuple[Plan, Referral]:
     """Decide and apply: the plan and the state after it."""
-    plan = decide(state, event, context)
+    plan = ROUTINE.decide(state, event, context)
     return plan, apply(state, plan)
 
 
@@ -252,7 +252,7 @@ def assert_replay_plans_nothing(
 ) -> None:
     """Idempotency, both ways: on ``with_plan`` (unsaved) and on the applied state (saved)."""
     for state in (before.with_plan(plan), after):
-        again = decide(state, event, context)
+        again = ROUTINE.decide(state, event, context)
         assert not again.writes, [w.key for w in again.writes]
         if not timers_allowed:
             assert not again.timers, again.timers

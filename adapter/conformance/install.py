@@ -8,13 +8,13 @@ change nothing writes nothing and reports ``unchanged``. Examples are never inst
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlencode
 
 from adapter.conformance.package import Package, is_topic, package
 from adapter.fhir.client import FhirError
+from adapter.fhir.resource import Resource
 
-Resource = dict[str, Any]
 INSTALL_ORDER = ("CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition", "Questionnaire", "Basic")
 NO_CONDITIONAL_UPDATE = frozenset({400, 405, 501})  # how servers say "not on this type"
 SERVER_MANAGED = ("id", "meta", "text")

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-Resource = dict[str, Any]
+from adapter.fhir.resource import Resource
 
 EXAMPLE_DIR = "example"
 INDEX_FILE = ".index.json"

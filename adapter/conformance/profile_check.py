@@ -13,8 +13,7 @@ from adapter.conformance.elements import Element, Node, Walker, contains
 from adapter.conformance.outcome import Issue, error
 from adapter.conformance.terminology import Terminology
 from adapter.fhir.fhirpath import compiled
-
-Resource = dict[str, Any]
+from adapter.fhir.resource import Resource, local_reference
 
 
 def reference_type(reference: Any, bundle_types: dict[str, str]) -> str | None:
@@ -25,9 +24,8 @@ def reference_type(reference: Any, bundle_types: dict[str, str]) -> str | None:
     if isinstance(literal, str) and literal and not literal.startswith("#"):
         if literal.startswith("urn:"):
             return bundle_types.get(literal)
-        parts = literal.split("/_history/")[0].rstrip("/").split("/")
-        if len(parts) >= 2:
-            return parts[-2]
+        if local := local_reference(literal):
+            return local.split("/")[0]
     declared = reference.get("type")
     return declared.rsplit("/", 1)[-1] if isinstance(declared, str) and declared else None
 

@@ -15,6 +15,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from adapter.conformance.outcome import Issue, error, warning
+from adapter.fhir.resource import local_reference
 
 # Required bindings of FHIR R4 on the elements the workflow relies on (the models do not check codes).
 CORE_CODES: dict[tuple[str, str], frozenset[str]] = {
@@ -104,10 +105,8 @@ def check_structure(resource: dict[str, Any], root_path: str) -> list[Issue]:
 
 def _target_type(reference: str) -> str | None:
     """The type a literal reference names (relative, absolute or versioned); None for contained/urn."""
-    if reference.startswith(("#", "urn:")):
-        return None
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
-    return parts[-2] if len(parts) >= 2 else None
+    local = local_reference(reference)
+    return local.split("/")[0] if local else None
 
 
 def _reference_targets(node: FHIRAbstractModel, path: str) -> Iterator[Issue]:

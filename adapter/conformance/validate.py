@@ -18,8 +18,8 @@ from adapter.conformance.profile_check import ProfileCheck
 from adapter.conformance.questionnaire_check import ResponseCheck
 from adapter.conformance.structure import check_core_codes, check_structure
 from adapter.conformance.terminology import Terminology, terminology
+from adapter.fhir.resource import Resource
 
-Resource = dict[str, Any]
 KEY_ELEMENTS = ("code", "category", "type")
 
 

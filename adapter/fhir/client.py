@@ -25,6 +25,7 @@ import httpx
 import structlog
 
 from adapter.fhir.outcome import outcome_text
+from adapter.fhir.resource import ref
 from adapter.fhir.transport import StdlibTransport, proxied
 
 FHIR_JSON = "application/fhir+json"
@@ -393,9 +394,7 @@ class FhirClient:
         headers = {"Prefer": "return=representation"}
         if if_match:
             headers["If-Match"] = f'W/"{if_match}"'
-        return _json(
-            self.request("PUT", f"{resource['resourceType']}/{resource['id']}", json=resource, headers=headers)
-        )
+        return _json(self.request("PUT", ref(resource), json=resource, headers=headers))
 
     def conditional_update(self, resource: dict[str, Any], criteria: str) -> dict[str, Any]:
         """PUT ``Type?criteria``: update the single match, or create when there is none."""

@@ -140,6 +140,8 @@ def _reference(value: Any, where: str) -> tuple[str, str]:
 
 
 def _split_ref(reference: str) -> tuple[str, str] | None:
+    """Any ``.../a/b`` shape, on purpose not ``adapter.fhir.resource.local_reference``: a ``#`` or
+    ``urn:`` value with a slash is split too, so :func:`_reference` refuses it with its reason."""
     parts = reference.split("/_history/")[0].rstrip("/").split("/")
     return (parts[-2], parts[-1]) if len(parts) >= 2 else None
 

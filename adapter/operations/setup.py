@@ -143,7 +143,6 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
     """The Subscriptions of ``mappings/subscriptions.yaml``; ``_fallback`` is our note, never sent."""
     header = [f"Authorization: Bearer {token}"]
     subs: list[dict[str, Any]] = []
-    base = codes().base
     for entry, criteria in zip(load("subscriptions")["subscriptions"], subscription_criteria(), strict=True):
         channel: dict[str, Any] = {
             "type": "rest-hook",
@@ -159,7 +158,7 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
             "channel": channel,
         }
         if topic_based:
-            topic = entry.get("topic", "").replace("{base}", base)
+            topic = codes().fill(entry.get("topic", ""))
             if not topic or any(s["criteria"] == topic for s in subs):
                 continue
             sub["meta"] = {"profile": [f"{BACKPORT}/backport-subscription"]}
@@ -177,7 +176,7 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
             # HAPI delivers deletes only to channels carrying its extension; a deleted Task must be noticed.
             channel["extension"] = [{"url": SEND_DELETES, "valueBoolean": True}]
             if entry.get("fallback"):
-                sub["_fallback"] = entry["fallback"].replace("{base}", base)
+                sub["_fallback"] = codes().fill(entry["fallback"])
         subs.append(sub)
     # Classic in either mode: the probe that proves delivery, never searched by reconciliation.
     subs.append(

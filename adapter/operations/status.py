@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapter.fhir.client import FhirClient
+from adapter.fhir.resource import Resource, ref
 from adapter.workflow.calendar import parse_moment
 from adapter.workflow.load import referral_query
 from adapter.workflow.mmrpv.loading import journey_queries
 
-Resource = dict[str, Any]
 EARLIEST = datetime.min.replace(tzinfo=UTC)  # where a step's moment cannot be read
 
 
@@ -87,11 +87,7 @@ def load_referral(fhir: FhirClient, referral_id: str) -> list[Resource]:
 
 
 def _by_key(bundle: Resource) -> dict[str, Resource]:
-    return {
-        f"{r['resourceType']}/{r['id']}": r
-        for e in bundle.get("entry") or ()
-        if (r := e.get("resource")) and r.get("id")
-    }
+    return {ref(r): r for e in bundle.get("entry") or () if (r := e.get("resource")) and r.get("id")}
 
 
 def _participation(careplan: Resource) -> str:

@@ -20,7 +20,7 @@ from adapter.pipeline.state import State
 
 def subscription_criteria() -> list[str]:
     """The classic criteria of ``mappings/subscriptions.yaml``, with the canonical base filled in."""
-    return [s["criteria"].replace("{base}", codes().base) for s in load("subscriptions")["subscriptions"]]
+    return [codes().fill(s["criteria"]) for s in load("subscriptions")["subscriptions"]]
 
 
 def reconcile(

@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from adapter.fhir.client import FhirClient, FhirError, NotFound, VersionConflict
+from adapter.fhir.resource import Resource, ref, version
 from adapter.logs import log
 from adapter.mappings import codes
 from adapter.pipeline import heartbeat
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.workflow import core, load, routing
-from adapter.workflow.core import Event, Plan, Referral
+from adapter.workflow.core import Event, Plan, Referral, Routine
 
 MAX_REPLANS = 3
 MAX_HOPS = 4
@@ -36,13 +37,14 @@ class Outcome:
 
 
 class Runner:
-    """The shell around :func:`adapter.workflow.core.decide`; one per worker process."""
+    """The shell around :meth:`adapter.workflow.core.Routine.planned`; one per worker process."""
 
     def __init__(
         self,
         fhir: FhirClient,
         state: State,
         *,
+        routine: Routine,
         now: Callable[[], datetime],
         options: Mapping[str, Any] | None = None,
         reconcile: Callable[[], int] | None = None,
@@ -50,6 +52,7 @@ class Runner:
     ) -> None:
         self.fhir = fhir
         self.state = state
+        self.routine = routine  # adapter.workflow.steps.ROUTINE: the steps, imported only by who runs them
         self.now = now
         self.options = dict(options or {})
         self.reconcile = reconcile
@@ -97,11 +100,11 @@ class Runner:
         return total
 
     @staticmethod
-    def _done(env: Envelope, server_copy: core.Resource | None) -> tuple[str, ...]:
+    def _done(env: Envelope, server_copy: Resource | None) -> tuple[str, ...]:
         """The keys saying the event was processed: by the version the server holds, never the notified one."""
         if env.kind == "timer":
             return env.dedup_keys
-        if env.kind == "changed" and server_copy is not None and (server_version := core.version(server_copy)):
+        if env.kind == "changed" and server_copy is not None and (server_version := version(server_copy)):
             return (env.processed_key(server_version),)
         return ()
 
@@ -123,12 +126,12 @@ class Runner:
             if referral is None:
                 return Outcome("ignored", [referral_id], notes=[f"ServiceRequest/{referral_id} is gone"]), {}
             ctx = core.Context(now=self.now(), options=self.options)
-            plan, after = core.planned(referral, event, ctx)
+            plan, after = self.routine.planned(referral, event, ctx)
             for text in plan.notes:
                 (log.debug if text.endswith(core.IGNORED) else log.info)("step", referral=referral_id, note=text)
             # Timers are derived state: what the referral's state (as it will be) requires. Cheap: the
-            # timers' steps find every rule the event's steps evaluated (``core.planned``).
-            required = core.due_later(after, ctx)
+            # timers' steps find every rule the event's steps evaluated (``Routine.planned``).
+            required = self.routine.due_later(after, ctx)
             if not plan.writes:
                 self.state.timers.set(plan.timers, keep=required)
                 # A ServiceRequest that is no MMR referral of ours: none of the routine's business.
@@ -264,9 +267,9 @@ class Runner:
 
 def _collect(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if doc.get("resourceType") != "Bundle":
-        return {core.ref(doc): doc} if doc.get("id") else {}
+        return {ref(doc): doc} if doc.get("id") else {}
     return {
-        core.ref(e["resource"]): e["resource"]
+        ref(e["resource"]): e["resource"]
         for e in doc.get("entry") or ()
         if (e.get("resource") or {}).get("id") and e["resource"].get("resourceType") != "OperationOutcome"
     }

@@ -3,7 +3,7 @@
 Notifications get lost and timers are written after the transaction that made them necessary, so
 either can go missing. What must happen later is derivable from the FHIR server: the sweep finds
 the referrals with an open Task of the adapter's and queues one event for each, which re-runs the
-referral's steps and sets again every timer its state requires (``core.due_later``). A Task that
+referral's steps and sets again every timer its state requires (``Routine.due_later``). A Task that
 was deleted is noticed too: a referral open at the last sweep and without an open Task now is
 looked at once more (its steps register a missing review Task anew), since a delete is invisible
 to searches and to reconciliation.
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from adapter.fhir.client import FhirClient
+from adapter.fhir.resource import local_reference
 from adapter.mappings import codes
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.runner import SWEEP
@@ -32,8 +33,8 @@ def open_referrals(fhir: FhirClient) -> set[str]:
     for bundle in fhir.pages("Task", params):
         for entry in bundle.get("entry") or ():
             focus = str(((entry.get("resource") or {}).get("focus") or {}).get("reference") or "")
-            kind, _, rid = focus.split("/_history/")[0].rpartition("/")
-            if kind.endswith("ServiceRequest") and rid:
+            kind, _, rid = (local_reference(focus) or "").partition("/")
+            if kind == "ServiceRequest":
                 found.add(rid)
     return found
 

@@ -202,11 +202,12 @@ def request_reconcile() -> None:
 
 @cache
 def runner() -> Runner:
-    import adapter.workflow.steps  # noqa: F401  (registers every step)
+    from adapter.workflow.steps import ROUTINE  # here: a process that only enqueues never loads the steps
 
     return Runner(
         fhir(),
         state(),
+        routine=ROUTINE,
         now=now,
         options=workflow_options(),
         reconcile=run_reconcile,
@@ -227,14 +228,14 @@ def warm_up() -> None:
     """Do once what each process's first event would do: import the steps and the FHIR models, read
     the mappings and the profiles, compile the rules, by planning the published example referral's
     arrival (pure: nothing is read or written, no connection is opened)."""
-    import adapter.workflow.steps  # noqa: F401  (registers every step)
     from adapter.conformance.package import example
     from adapter.workflow import core
+    from adapter.workflow.steps import ROUTINE
 
     sr = example("ServiceRequest-mmr-example-referral.json")
     ctx = core.Context(now=datetime.now(UTC), options=workflow_options())
-    _, after = core.planned(core.Referral(sr), core.Event("changed", "ServiceRequest", sr["id"], "1", sr), ctx)
-    core.due_later(after, ctx)
+    _, after = ROUTINE.planned(core.Referral(sr), core.Event("changed", "ServiceRequest", sr["id"], "1", sr), ctx)
+    ROUTINE.due_later(after, ctx)
 
 
 @worker_init.connect

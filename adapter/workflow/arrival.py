@@ -31,7 +31,7 @@ from typing import Any
 
 from adapter.mappings import Clinic, Unit, codes
 from adapter.workflow import options
-from adapter.workflow.core import IGNORED, NOTHING, Context, Event, Plan, Referral, Timer, create, note, on
+from adapter.workflow.core import IGNORED, NOTHING, Context, Event, Plan, Referral, Timer, create, note
 from adapter.workflow.referral import (
     ACTIVE,
     clinic_reference,
@@ -59,7 +59,6 @@ from adapter.workflow.tasks import (
 __all__ = ["clinic_reference", "is_mmr_referral", "performer_clinic", "referral_key"]  # kept for importers
 
 
-@on("ServiceRequest", "Task", "deleted:Task")
 def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
     """[3] Create the review Task of an MMR referral addressed to one of our clinics, once."""
     sr = referral.service_request
@@ -96,7 +95,6 @@ def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
     )
 
 
-@on("ServiceRequest", "Task")
 def assign_reviewer(referral: Referral, event: Event, ctx: Context) -> Plan:
     """[4] Give a registered review to a reviewer of the clinic's pool, or leave it to the clinic."""
     task = review_task(referral)
@@ -133,7 +131,6 @@ def assign_reviewer(referral: Referral, event: Event, ctx: Context) -> Plan:
     )
 
 
-@on("Task")
 def record_start(referral: Referral, event: Event, ctx: Context) -> Plan:
     """[4] The moment a reviewer took the review up: ``executionPeriod.start``, once."""
     task = review_task(referral)

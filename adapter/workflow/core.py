@@ -1,10 +1,10 @@
 """The pure heart of the adapter: state in, planned writes and timers out.
 
 A *step* is a function ``(Referral, Event, Context) -> Plan``. It reads nothing and writes
-nothing; the shell (``adapter.pipeline.runner``) loads the referral, runs the steps registered for
-the event's kind and applies the plan as one FHIR transaction. Steps are level-triggered: they
-compare what the server holds with what the routine requires, so a duplicate, late or
-out-of-order event plans nothing new.
+nothing; the shell (``adapter.pipeline.runner``) loads the referral, runs the steps the
+:class:`Routine` lists for the event's kind and applies the plan as one FHIR transaction. Steps
+are level-triggered: they compare what the server holds with what the routine requires, so a
+duplicate, late or out-of-order event plans nothing new.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from datetime import datetime
 from functools import cached_property, wraps
 from typing import Any, Literal, TypeVar
 
+from adapter.fhir.resource import Resource, identifier_value, local_reference, ref, version
 from adapter.fhir.search import identifier_criteria
 
-Resource = dict[str, Any]
 T = TypeVar("T")
 
 EventKind = Literal["changed", "deleted", "timer"]
@@ -37,23 +37,10 @@ class Event:
 
     @property
     def key(self) -> str:
-        """The registry key the steps are found under: ``Task``, ``deleted:Task``, ``timer:overdue``."""
+        """The key the routine lists the steps under: ``Task``, ``deleted:Task``, ``timer:overdue``."""
         if self.kind == "timer":
             return f"timer:{self.timer}"
         return self.resource_type if self.kind == "changed" else f"deleted:{self.resource_type}"
-
-
-def ref(resource: Resource) -> str:
-    """``Type/id`` of a resource."""
-    return f"{resource['resourceType']}/{resource['id']}"
-
-
-def version(resource: Resource) -> str | None:
-    return (resource.get("meta") or {}).get("versionId")
-
-
-def identifier_value(resource: Resource, system: str) -> str | None:
-    return next((i.get("value") for i in resource.get("identifier") or () if i.get("system") == system), None)
 
 
 def per_state(reads: frozenset[str] | None = None) -> Callable[[Callable[[Referral], T]], Callable[[Referral], T]]:
@@ -109,11 +96,10 @@ class Referral:
             reference = reference.get("reference")
         if not reference:
             return None
-        if "/_history/" in reference:
-            reference = reference.split("/_history/")[0]
-        if reference.startswith(("http://", "https://")):
-            reference = "/".join(reference.rstrip("/").split("/")[-2:])
-        return self.resources.get(reference)
+        if reference.startswith("urn:"):  # a resource planned in the same transaction
+            return self.resources.get(reference)
+        key = local_reference(reference)
+        return self.resources.get(key) if key else None
 
     def all(self, resource_type: str) -> list[Resource]:
         return list(self.derived("resources by type", self._by_type).get(resource_type, ()))
@@ -288,64 +274,62 @@ class Context:
 
 Step = Callable[[Referral, Event, Context], Plan]
 
-_registry: dict[str, list[Step]] = {}
 
+@dataclass(frozen=True)
+class Routine:
+    """Which steps run for which event key (``ServiceRequest``, ``deleted:Task``, ``timer:overdue``),
+    in which order: the routine's table (``adapter.workflow.steps.ROUTINE``), built from one explicit
+    list, so the order a referral's steps run in is read in one place, never made by imports."""
 
-def on(*keys: str) -> Callable[[Step], Step]:
-    """Register a step for event keys (``ServiceRequest``, ``Task``, ``timer:overdue``, ...)."""
+    steps: Mapping[str, tuple[Step, ...]]
 
-    def register(step: Step) -> Step:
-        for key in keys:
-            steps = _registry.setdefault(key, [])
-            if step not in steps:
+    @classmethod
+    def of(cls, *rows: tuple[Step, Iterable[str]]) -> Routine:
+        """The routine from ``(step, keys)`` rows in its order: each key runs its steps in row order."""
+        table: dict[str, list[Step]] = {}
+        for step, keys in rows:
+            for key in keys:
+                steps = table.setdefault(key, [])
+                if step in steps:
+                    raise ValueError(f"{step.__qualname__} is listed twice for {key}")
                 steps.append(step)
-        return step
+        return cls({key: tuple(steps) for key, steps in table.items()})
 
-    return register
+    def steps_for(self, key: str) -> tuple[Step, ...]:
+        return self.steps.get(key, ())
 
+    def decide(self, referral: Referral, event: Event, ctx: Context) -> Plan:
+        """Run every step listed for the event, each seeing the state the previous ones planned."""
+        return self.planned(referral, event, ctx)[0]
 
-def steps_for(key: str) -> list[Step]:
-    return list(_registry.get(key, ()))
+    def planned(self, referral: Referral, event: Event, ctx: Context) -> tuple[Plan, Referral]:
+        """:meth:`decide`, and the state as its plan leaves it, with what the steps derived on the way
+        (so :meth:`due_later` on it need not derive it again)."""
+        plan = NOTHING
+        state = referral
+        for step in self.steps_for(event.key):
+            part = step(state, event, ctx)
+            plan = plan + part
+            state = state.with_plan(part)
+        return plan, state
 
+    def due_later(self, referral: Referral, ctx: Context) -> tuple[Timer, ...]:
+        """What is due later for this referral, derived from its state alone.
 
-def registered_keys() -> Iterable[str]:
-    return tuple(_registry)
-
-
-def decide(referral: Referral, event: Event, ctx: Context) -> Plan:
-    """Run every step registered for the event, each seeing the state the previous ones planned."""
-    return planned(referral, event, ctx)[0]
-
-
-def planned(referral: Referral, event: Event, ctx: Context) -> tuple[Plan, Referral]:
-    """:func:`decide`, and the state as its plan leaves it, with what the steps derived on the way
-    (so :func:`due_later` on it need not derive it again)."""
-    plan = NOTHING
-    state = referral
-    for step in steps_for(event.key):
-        part = step(state, event, ctx)
-        plan = plan + part
-        state = state.with_plan(part)
-    return plan, state
-
-
-def due_later(referral: Referral, ctx: Context) -> tuple[Timer, ...]:
-    """What is due later for this referral, derived from its state alone.
-
-    Each timer's steps are asked what they would do if their timer came due now: the timers they
-    re-arm are the ones the state requires, and a step that would write already needs its timer
-    now. So a timer lost between the transaction and the timer write (a worker killed, Redis
-    gone) is set again when the shell derives them (the referral's next event, a timer, the
-    sweep), and a replay sets nothing new.
-    """
-    due: dict[str, Timer] = {}
-    for key in registered_keys():
-        if not key.startswith("timer:"):
-            continue
-        name = key.removeprefix("timer:")
-        plan = decide(referral, Event("timer", "ServiceRequest", referral.id, timer=name), ctx)
-        now = (Timer(name, referral.id, ctx.now),) if plan.writes else ()
-        for timer in (*plan.timers, *now):
-            if timer.member not in due or timer.due < due[timer.member].due:
-                due[timer.member] = timer
-    return tuple(due.values())
+        Each timer's steps are asked what they would do if their timer came due now: the timers they
+        re-arm are the ones the state requires, and a step that would write already needs its timer
+        now. So a timer lost between the transaction and the timer write (a worker killed, Redis
+        gone) is set again when the shell derives them (the referral's next event, a timer, the
+        sweep), and a replay sets nothing new.
+        """
+        due: dict[str, Timer] = {}
+        for key in self.steps:
+            if not key.startswith("timer:"):
+                continue
+            name = key.removeprefix("timer:")
+            plan = self.decide(referral, Event("timer", "ServiceRequest", referral.id, timer=name), ctx)
+            now = (Timer(name, referral.id, ctx.now),) if plan.writes else ()
+            for timer in (*plan.timers, *now):
+                if timer.member not in due or timer.due < due[timer.member].due:
+                    due[timer.member] = timer
+        return tuple(due.values())

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options, questionnaires
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Write, create, on
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Write, create
 from adapter.workflow.referral import (
     ACTIVE,
     as_list,
@@ -35,7 +36,6 @@ from adapter.workflow.referral import (
     unit_reference,
 )
 from adapter.workflow.review.criteria import latest_response
-from adapter.workflow.review.decision import RECOMMEND_EVENTS  # (its steps run before ours)
 from adapter.workflow.review.sources import answers
 from adapter.workflow.tasks import (
     business_status,
@@ -173,7 +173,6 @@ def _other_level_started(referral: Referral, level: str) -> bool:
     return find_own(referral, "task", f"{referral_key(referral.service_request)}-{FOLLOW_ON[other][1]}") is not None
 
 
-@on(*RECOMMEND_EVENTS)
 def forward(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Close a decided review and start what its level requires; confirm to referrer and patient."""
     review = review_task(referral)

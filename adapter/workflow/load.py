@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from adapter.workflow.core import Event, Referral, Resource
+from adapter.fhir.resource import Resource
+from adapter.workflow.core import Event, Referral
 from adapter.workflow.mmrpv import loading as mmrpv
 from adapter.workflow.referral import dig
 from adapter.workflow.review import loading as review

@@ -20,10 +20,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow import options
 from adapter.workflow.calendar import parse_day_end, parse_moment, working_day_deadline
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, Write, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, Write, create
 from adapter.workflow.referral import as_list, dig, patient_reference, points_to, referral_key
 from adapter.workflow.review.sources import questionnaire_canonical
 from adapter.workflow.tasks import OPEN, cancel, concept, find_own, own_value, revise

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from adapter.fhir.resource import Resource, local_reference
 from adapter.mappings import HSA_SYSTEM, Clinic, Unit, codes, directory
-from adapter.workflow.core import Referral, Resource
+from adapter.workflow.core import Referral
 
 ACTIVE = "active"
 REVOKED = "revoked"
@@ -35,13 +36,13 @@ def dig(value: Any, *keys: str) -> Any:
 
 
 def local(reference: str | None) -> str | None:
-    """``Type/id`` of a literal reference (relative, absolute or versioned); ``None`` otherwise."""
-    if not isinstance(reference, str) or not reference or reference.startswith("#"):
+    """``Type/id`` of a literal reference (relative, absolute or versioned), a ``urn:`` as it is;
+    ``None`` otherwise."""
+    if not isinstance(reference, str):
         return None
-    if reference.startswith("urn:"):
+    if reference.startswith("urn:"):  # a resource planned in the same transaction: its key in the state
         return reference
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
-    return "/".join(parts[-2:]) if len(parts) >= 2 else None
+    return local_reference(reference)
 
 
 def references(value: Any) -> list[str]:

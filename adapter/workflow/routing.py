@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-Resource = dict[str, Any]
+from adapter.fhir.resource import Resource, local_reference
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -19,14 +19,6 @@ def _as_list(value: Any) -> list[Any]:
 def _refs(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value] if value else []
     return [i["reference"] for i in items if isinstance(i, dict) and isinstance(i.get("reference"), str)]
-
-
-def _local(reference: str) -> str | None:
-    """``Type/id`` of a literal reference (relative, absolute or versioned); None for contained/urn."""
-    if reference.startswith(("#", "urn:")):
-        return None
-    parts = reference.split("/_history/")[0].rstrip("/").split("/")
-    return "/".join(parts[-2:]) if len(parts) >= 2 else None
 
 
 # Where each resource type points on its way to the referral, in order of preference.
@@ -53,7 +45,7 @@ def next_hops(resource: Resource) -> list[str]:
         for part in element.split("."):  # through lists too: CarePlan.activity[].reference
             values = [v for x in values if isinstance(x, dict) for v in _as_list(x.get(part))]
         for reference in _refs(values):
-            local = _local(reference)
+            local = local_reference(reference)
             if local and local not in out:
                 out.append(local)
     # A ServiceRequest among them wins: no need to read anything else.

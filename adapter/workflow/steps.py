@@ -1,39 +1,64 @@
-"""Importing this module registers every workflow step, in the routine's order.
+"""The routine, as one table: which steps run for which event, in which order.
 
-Read it as the table of contents of the routine: each module is one part of it, and importing a
-module registers its steps (with ``@on``) after those of the modules it builds on.
+Read :data:`ROUTINE` as the routine's table of contents, one row ``(step, event keys)`` per step in
+the order the steps run for one event (each sees the state the earlier ones planned):
 
 * [3]-[4] arrival at the specialist clinic and assignment to a reviewer: ``arrival``
 * [5] review within three working days, overdue reviews flagged: ``review.deadline``
 * [6] completeness and supplement requests ``review.completeness``, patient questionnaires
   ``review.questionnaire``, the level recommendation ``review.recommendation``, the reviewer's
   decision ``review.decision``
-* [7]-[8] MMRsv booked at the clinic, or the referral forwarded to the MMRpv unit: ``forwarding``;
-  rejected or revoked referrals end with AVV / AVB: ``review.revocation``
+* [7]-[8] MMRsv booked at the clinic, or the referral forwarded to the MMRpv unit: ``forwarding``
 * [9]-[15] the MMRpv unit: arrival, care commitment, booking at one of three sites, BEK, the
-  programme, the discharge summary with the PAL offer, the 12-month follow-up:
-  ``mmrpv.steps`` lists them in order
+  programme, the discharge summary with the PAL offer, the 12-month follow-up, in the order
+  ``mmrpv.steps.ORDER`` lists them
+* rejected or revoked referrals end with AVV / AVB: ``review.revocation``
 * the patient's other questionnaires (the register's forms) at each moment: ``questionnaires``
 * last, on every event about a resource: a Task of ours that someone else closed gets its table's
   final business status: ``task_states.settle``
+
+The shell (``adapter.pipeline``) imports this module only where it runs steps: the API process
+never loads them.
 """
 
-from adapter.workflow import arrival, core, forwarding, questionnaires, task_states
+from __future__ import annotations
+
+from adapter.workflow import arrival, forwarding, questionnaires, task_states
+from adapter.workflow.core import Routine
 from adapter.workflow.mmrpv import steps as mmrpv
-from adapter.workflow.review import deadline, revocation
+from adapter.workflow.mmrpv.common import EVENTS as MMRPV_EVENTS
+from adapter.workflow.review import completeness, deadline, decision, questionnaire, recommendation, revocation
+from adapter.workflow.tasks import REVIEW_EVENTS
 
-# A deleted review Task is registered (and assigned) anew: a referral must never go silent because
-# someone removed its Task.
-core.on("deleted:Task")(arrival.register_arrival)
-core.on("deleted:Task")(arrival.assign_reviewer)
+# Every event about a resource the routine looks at (timers have their own steps).
+RESOURCE_EVENTS = tuple(dict.fromkeys((*REVIEW_EVENTS, *MMRPV_EVENTS)))
 
-# The patient's questionnaires beyond the criteria and follow-up forms, on every resource event and
-# their due timer; then, last on every resource event (timers have their own steps), a closed Task
-# never keeps saying it waits for something.
-_resource_events = [k for k in core.registered_keys() if not k.startswith("timer:")]
-for _key in [*_resource_events, f"timer:{questionnaires.DUE_TIMER}"]:
-    core.on(_key)(questionnaires.track_companions)
-for _key in _resource_events:
-    core.on(_key)(task_states.settle)
-
-__all__ = ["deadline", "forwarding", "mmrpv", "revocation"]
+ROUTINE = Routine.of(
+    # [3]-[4] arrival and assignment
+    (arrival.register_arrival, ("ServiceRequest", "Task", "deleted:Task")),
+    (arrival.assign_reviewer, ("ServiceRequest", "Task")),
+    (arrival.record_start, ("Task",)),
+    # [5] the review's deadline
+    (deadline.flag_overdue, (f"timer:{deadline.OVERDUE_TIMER}",)),
+    # [6] the review
+    (completeness.check_completeness, REVIEW_EVENTS),
+    (completeness.remind_referrer, (f"timer:{completeness.REMINDER_TIMER}",)),
+    (questionnaire.manage_questionnaire, REVIEW_EVENTS),
+    (questionnaire.chase_patient, (f"timer:{questionnaire.REMINDER_TIMER}",)),
+    (recommendation.recommend_level, recommendation.RECOMMEND_EVENTS),
+    (decision.record_decision, recommendation.RECOMMEND_EVENTS),
+    # [7]-[8] MMRsv at the clinic, or forwarded to the MMRpv unit
+    (forwarding.forward, recommendation.RECOMMEND_EVENTS),
+    # [9]-[15] the MMRpv unit
+    *((step, mmrpv.KEYS) for step in mmrpv.ORDER),
+    # A deleted review Task is registered (above) and assigned anew: a referral must never go silent
+    # because someone removed its Task.
+    (arrival.assign_reviewer, ("deleted:Task",)),
+    # Rejected or revoked: AVV / AVB (every step above requires an active referral).
+    (revocation.revoke, REVIEW_EVENTS),
+    # The patient's questionnaires beyond the criteria and follow-up forms, on every resource event
+    # and their due timer.
+    (questionnaires.track_companions, (*RESOURCE_EVENTS, f"timer:{questionnaires.DUE_TIMER}")),
+    # Last on every resource event: a closed Task never keeps saying it waits for something.
+    (task_states.settle, RESOURCE_EVENTS),
+)

@@ -8,8 +8,9 @@ last step of every event), so no closed Task keeps saying it waits for something
 
 from __future__ import annotations
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import TaskStateTable, codes, task_state_tables
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
 from adapter.workflow.referral import code_in, codings, points_to
 from adapter.workflow.tasks import OPEN, concept, revise
 

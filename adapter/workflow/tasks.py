@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.fhir.resource import Resource, ref
 from adapter.mappings import codes
-from adapter.workflow.core import Context, Referral, Resource, Write, create, per_state, update
+from adapter.workflow.core import Context, Referral, Write, create, per_state, update
 from adapter.workflow.options import language
 from adapter.workflow.referral import ACTIVE, as_list, code_in, dig, has_code, points_to, referral_key
 
@@ -67,7 +68,7 @@ def _identified(referral: Referral) -> dict[tuple[str, str], Resource]:
 def key_of(referral: Referral, resource: Resource) -> str | None:
     """``Type/id``, or the ``urn:uuid:`` key of a resource planned in this same transaction."""
     if resource.get("id"):
-        return f"{resource['resourceType']}/{resource['id']}"
+        return ref(resource)
     return next((k for k, r in referral.resources.items() if r is resource), None)
 
 

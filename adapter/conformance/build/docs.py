@@ -21,9 +21,9 @@ from adapter.conformance.package import (
     read_json,
     resource_files,
 )
+from adapter.fhir.resource import Resource
 from adapter.mappings import task_state_tables
 
-Resource = dict[str, Any]
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
 INDEX_KEYS = ("resourceType", "id", "url", "version", "kind", "type", "supplements", "content")
 

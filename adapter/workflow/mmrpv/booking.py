@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow.calendar import add_working_days, local, parse_day_end, parse_moment, working_day_deadline
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create
 from adapter.workflow.mmrpv import messages
 from adapter.workflow.mmrpv.common import (
     BOOKING_REMINDER,

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import HSA_SYSTEM, Unit, codes, directory, load
 from adapter.workflow.calendar import STOCKHOLM, local, parse_moment
-from adapter.workflow.core import Context, Event, Referral, Resource, per_state
+from adapter.workflow.core import Context, Event, Referral, per_state
 from adapter.workflow.options import language
 from adapter.workflow.referral import has_code, points_to, referral_key, unit_reference
 from adapter.workflow.referral import local as local_ref

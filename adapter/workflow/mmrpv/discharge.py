@@ -23,8 +23,9 @@ An interrupted programme (CarePlan ``revoked``) tells the referrer once; the car
 
 from __future__ import annotations
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Write, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Write, create
 from adapter.workflow.mmrpv import messages
 from adapter.workflow.mmrpv.common import (
     COMMUNICATION_REQUEST,

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Write, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Write, create
 from adapter.workflow.mmrpv.common import (
     EPISODE,
     active,

@@ -24,10 +24,11 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow import questionnaires
 from adapter.workflow.calendar import STOCKHOLM, add_working_days, local, parse_moment
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create
 from adapter.workflow.mmrpv import messages
 from adapter.workflow.mmrpv.common import (
     FOLLOW_UP_DUE,

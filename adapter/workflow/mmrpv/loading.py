@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from adapter.fhir.resource import Resource
 from adapter.fhir.search import identifier_criteria
 from adapter.mappings import codes
-from adapter.workflow.core import Referral, Resource
+from adapter.workflow.core import Referral
 from adapter.workflow.mmrpv.common import (
     COMMUNICATION_REQUEST,
     EPISODE,

@@ -22,10 +22,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow import questionnaires
 from adapter.workflow.calendar import local, parse_moment
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, create, update
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, create, update
 from adapter.workflow.mmrpv.common import (
     CAREPLAN,
     Booking,

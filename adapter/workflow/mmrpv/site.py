@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import Unit, directory
-from adapter.workflow.core import Referral, Resource
+from adapter.workflow.core import Referral
 from adapter.workflow.mmrpv.common import data
 from adapter.workflow.referral import local, resolve
 

@@ -29,18 +29,15 @@ from typing import Any
 
 from adapter.conformance.outcome import ERRORS
 from adapter.conformance.validate import validate_against
+from adapter.fhir.resource import Resource
 from adapter.mappings import Clinic, codes, load
-from adapter.workflow import (
-    arrival,  # noqa: F401  (its steps run first)
-    options,
-)
 from adapter.workflow import confirmations as conf
+from adapter.workflow import options
 from adapter.workflow.calendar import add_working_days
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, on, per_state
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, per_state
 from adapter.workflow.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
 from adapter.workflow.review.sources import RECORD, RuleError, holds
 from adapter.workflow.tasks import (
-    REVIEW_EVENTS,
     at_stage,
     concept,
     find_own,
@@ -223,7 +220,6 @@ def _request_supplement(referral: Referral, task: Resource, failed: tuple[Rule, 
     )
 
 
-@on(*REVIEW_EVENTS)
 def check_completeness(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Request a supplement when something is missing; resume the review when it is answered."""
     task = open_review(referral)
@@ -239,7 +235,6 @@ def check_completeness(referral: Referral, event: Event, ctx: Context) -> Plan:
     return notes + _request_supplement(referral, task, result.missing, ctx)
 
 
-@on(f"timer:{REMINDER_TIMER}")
 def remind_referrer(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Remind the referrer of an unanswered supplement request, every N working days, at most M times."""
     task = open_review(referral)

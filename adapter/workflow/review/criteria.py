@@ -17,8 +17,9 @@ from typing import Any
 
 from adapter.conformance.criteria_map import load_criteria_map
 from adapter.conformance.package import CRITERIA_FILE, profiles_dir
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes, load
-from adapter.workflow.core import Referral, Resource
+from adapter.workflow.core import Referral
 from adapter.workflow.referral import as_list, performer_clinic
 from adapter.workflow.review.sources import RECORD, RuleError, answers, fhirpath, record, responses, variables
 from adapter.workflow.tasks import key_of, questionnaire_task

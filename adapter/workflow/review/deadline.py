@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from adapter.fhir.resource import Resource
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options
 from adapter.workflow.calendar import local, parse_day_end, working_day_deadline
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, note, on
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, note
 from adapter.workflow.referral import dig
 from adapter.workflow.tasks import is_open, owner_is_reviewer, review_task
 
@@ -37,7 +38,6 @@ def deadline_of(task: Resource) -> datetime | None:
         return None
 
 
-@on(f"timer:{OVERDUE_TIMER}")
 def flag_overdue(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Tell the clinic once that a review is still open past its deadline."""
     task = review_task(referral)

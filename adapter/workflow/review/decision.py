@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options, questionnaires
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, on
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
 from adapter.workflow.referral import ACTIVE, as_list, code_in, codings, dig, has_code
 from adapter.workflow.review.criteria import CRITERIA, MET, NOT_MET
-from adapter.workflow.review.recommendation import RECOMMEND_EVENTS  # (its steps run before ours)
 from adapter.workflow.tasks import (
     business_status,
     cancel,
@@ -120,7 +120,6 @@ def _reject(referral: Referral, review: Resource, ctx: Context) -> Plan:
     )
 
 
-@on(*RECOMMEND_EVENTS)
 def record_decision(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Record the reviewer's decision (and any deviation), decide automatically if configured, or reject."""
     review = review_task(referral)

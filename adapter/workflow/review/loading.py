@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
-from adapter.workflow.core import Event, Referral, Resource
+from adapter.workflow.core import Event, Referral
 from adapter.workflow.referral import as_list, dig, local, performer_clinic
 from adapter.workflow.review.sources import consent_covers, questionnaire_canonical
 from adapter.workflow.tasks import OPEN, is_open, questionnaire_task, review_task

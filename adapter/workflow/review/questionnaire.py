@@ -24,18 +24,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options, questionnaires
 from adapter.workflow.calendar import add_working_days, local, parse_day_end, working_day_deadline
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Resource, Timer, create, on
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create
 from adapter.workflow.referral import clinic_reference, patient_reference, performer_clinic
 from adapter.workflow.review import completeness
 from adapter.workflow.review.criteria import Assessment, answerable, evaluate, latest_response
 from adapter.workflow.review.deadline import deadline_of
 from adapter.workflow.review.sources import questionnaire_canonical
 from adapter.workflow.tasks import (
-    REVIEW_EVENTS,
     at_stage,
     concept,
     find_own,
@@ -163,7 +163,6 @@ def _resume(referral: Referral, review: Resource, ctx: Context) -> Plan:
     )
 
 
-@on(*REVIEW_EVENTS)
 def manage_questionnaire(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Ask the patient when needed; link the answer and resume the review when it comes."""
     review = ready(referral, ctx)
@@ -182,7 +181,6 @@ def manage_questionnaire(referral: Referral, event: Event, ctx: Context) -> Plan
     return NOTHING
 
 
-@on(f"timer:{REMINDER_TIMER}")
 def chase_patient(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Remind the patient; past the due date, go on without the answers."""
     review, task = ready(referral, ctx), questionnaire_task(referral)

@@ -19,10 +19,10 @@ from typing import Any
 
 from adapter.mappings import codes
 from adapter.workflow import options
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, on
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
 from adapter.workflow.referral import as_list, has_code
 from adapter.workflow.review.criteria import Assessment, evaluate
-from adapter.workflow.review.questionnaire import REMINDER_TIMER, ready  # (its steps run before ours)
+from adapter.workflow.review.questionnaire import REMINDER_TIMER, ready
 from adapter.workflow.tasks import (
     REVIEW_EVENTS,
     business_status,
@@ -64,7 +64,6 @@ def is_adapter_output(output: dict[str, Any]) -> bool:
     )
 
 
-@on(*RECOMMEND_EVENTS)
 def recommend_level(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Write (or refresh) the criteria and the recommended level on the review Task."""
     review = ready(referral, ctx)

@@ -8,17 +8,13 @@ Task exists), unless the clinic had already rejected it.
 
 from __future__ import annotations
 
-from adapter.workflow import (
-    arrival,  # noqa: F401  (its steps run first)
-    options,
-)
 from adapter.workflow import confirmations as conf
-from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, note, on
+from adapter.workflow import options
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, note
 from adapter.workflow.referral import REVOKED, is_mmr_referral, performer_clinic
-from adapter.workflow.tasks import REVIEW_EVENTS, cancel, is_open, referral_tasks, review_task
+from adapter.workflow.tasks import cancel, is_open, referral_tasks, review_task
 
 
-@on(*REVIEW_EVENTS)
 def revoke(referral: Referral, event: Event, ctx: Context) -> Plan:
     """Cancel what is open and tell referrer and patient, once."""
     sr = referral.service_request

@@ -18,8 +18,9 @@ from functools import cache
 from typing import Any
 
 from adapter.fhir.fhirpath import compiled
+from adapter.fhir.resource import Resource
 from adapter.mappings import Clinic, codes, load
-from adapter.workflow.core import Referral, Resource
+from adapter.workflow.core import Referral
 from adapter.workflow.referral import as_list, clinic_reference, points_to, references, resolve, subject_key
 
 
@@ -29,7 +30,7 @@ class RuleError(Exception):
 
 @cache
 def _compiled(expression: str) -> Any:
-    return compiled(expression.replace("{base}", codes().base))
+    return compiled(codes().fill(expression))
 
 
 def fhirpath(expression: str, resource: Resource, variables: dict[str, Any]) -> list[Any]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
-
-Resource = dict[str, Any]
 
 PACKAGE_NAME = "se.mmr-adapter.fhir"
 VERSION = "0.1.0"
