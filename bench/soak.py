@@ -49,7 +49,7 @@ import httpx
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling modules, when run as a script
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.shapes: HAPI's bodies
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.support.shapes: HAPI's bodies
 
 from stack import LOGS, RESULTS, TOKEN, BenchError, adapter_env, spawn, start_api, start_worker, stop, wait_until
 from workload import install_directory, referral_body, review_code
@@ -59,7 +59,7 @@ from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
 from adapter.pipeline.state import State
 from adapter.polling import poll
-from tests.shapes import r4_backport
+from tests.support.shapes import r4_backport
 
 RECONCILE_INTERVAL = 10.0
 SETTINGS = {  # short intervals, so a bounded run sees many of each; production defaults otherwise

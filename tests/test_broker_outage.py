@@ -17,9 +17,9 @@ from adapter.fhir.client import FhirClient
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.pipeline.worker import PROCESS, RECONCILE
-from tests.conftest import LOGS, PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
-from tests.faults import FaultProxy, Rule
-from tests.referrals import new_referral, review_tasks, subscriptions_paused
+from tests.support.faults import FaultProxy, Rule
+from tests.support.referrals import new_referral, review_tasks, subscriptions_paused
+from tests.support.stack import LOGS, PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import pytest
 
 from adapter.config import ConfigError, load_settings
 from adapter.pipeline.state import State
-from tests.conftest import REDIS_URL
+from tests.support.stack import REDIS_URL
 
 COMMANDS = [
     "serve",

@@ -23,7 +23,7 @@ import pytest
 
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.state import State
-from tests.conftest import Stack, unique, wait_for
+from tests.support.stack import Stack, unique, wait_for
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "integration.md"
 DIRECTIVE = re.compile(r"^<!--\s*(.*?)\s*-->$")

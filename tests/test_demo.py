@@ -9,7 +9,7 @@ import sys
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL
+from tests.support.stack import REDIS_URL
 
 pytestmark = pytest.mark.e2e
 

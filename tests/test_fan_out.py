@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from adapter.fhir.client import FhirClient
-from tests.conftest import Stack, wait_for
-from tests.referrals import new_referral, review_tasks, subscriptions_paused
-from tests.shapes import BACKPORT_STATUS
+from tests.support.referrals import new_referral, review_tasks, subscriptions_paused
+from tests.support.shapes import BACKPORT_STATUS
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -19,10 +19,10 @@ import redis
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
-from tests.conftest import PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
-from tests.e2e_referrals import key, messages, referral_on_server, tasks
-from tests.faults import FaultProxy, Rule, transaction_about
-from tests.referrals import subscriptions_paused
+from tests.support.e2e_referrals import key, messages, referral_on_server, tasks
+from tests.support.faults import FaultProxy, Rule, transaction_about
+from tests.support.referrals import subscriptions_paused
+from tests.support.stack import PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from adapter.dev.sandbox import Sandbox, start_sandbox
 from adapter.fhir.auth import ClientCredentialsAuth
 from adapter.fhir.client import FhirClient, FhirError, NotFound, VersionConflict
 from adapter.workflow import load
-from tests.conftest import FHIR_SERVER, unique
-from tests.faults import FaultProxy, Rule
+from tests.support.faults import FaultProxy, Rule
+from tests.support.stack import FHIR_SERVER, unique
 
 SYSTEM = "https://test.example.se/id"
 

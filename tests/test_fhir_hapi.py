@@ -13,8 +13,8 @@ import json
 import pytest
 
 from adapter.fhir.client import AlreadyExists, FhirClient, Refused, VersionConflict
-from tests.conftest import unique
-from tests.faults import FaultProxy, Rule
+from tests.support.faults import FaultProxy, Rule
+from tests.support.stack import unique
 
 SYSTEM = "https://test.example.se/id"
 SUBSETTED_TAG = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}

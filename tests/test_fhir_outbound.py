@@ -17,8 +17,8 @@ import pytest
 
 from adapter.fhir.auth import BearerAuth
 from adapter.fhir.client import FhirClient, FhirError, Refused
-from tests.conftest import unique
-from tests.faults import FaultProxy, Rule
+from tests.support.faults import FaultProxy, Rule
+from tests.support.stack import unique
 
 SYSTEM = "https://test.example.se/id"
 SECRET = "outbound-secret-token-0123456789"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from adapter.fhir.client import FhirClient, FhirError
-from tests.faults import PATIENT, KeepAliveServer
+from tests.support.faults import PATIENT, KeepAliveServer
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import pytest
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
-from tests.conftest import Stack, wait_for
-from tests.faults import FaultProxy, Rule, transaction_about
-from tests.referrals import new_referral, review_tasks, subscriptions_paused
+from tests.support.faults import FaultProxy, Rule, transaction_about
+from tests.support.referrals import new_referral, review_tasks, subscriptions_paused
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 

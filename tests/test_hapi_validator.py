@@ -21,8 +21,8 @@ from adapter.conformance.package import package
 from adapter.conformance.terminology import terminology
 from adapter.conformance.validate import select_profiles
 from adapter.fhir.client import FhirClient
-from tests.conftest import FHIR_SERVER, Stack, wait_for
-from tests.referrals import new_referral, review_tasks
+from tests.support.referrals import new_referral, review_tasks
+from tests.support.stack import FHIR_SERVER, Stack, wait_for
 
 pytestmark = [
     pytest.mark.e2e,

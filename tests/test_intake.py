@@ -25,8 +25,8 @@ from adapter.dev.sandbox import free_port
 from adapter.intake.app import Check, Limits, QueueUnavailable, create_app
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
-from tests.conftest import REDIS_URL, TOKEN, unique, wait_for
-from tests.shapes import BACKPORT_STATUS, r4_backport, subscription_status
+from tests.support.shapes import BACKPORT_STATUS, r4_backport, subscription_status
+from tests.support.stack import REDIS_URL, TOKEN, unique, wait_for
 
 LIMIT = 64 * 1024
 SR = {

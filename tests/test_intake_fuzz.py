@@ -1,6 +1,6 @@
 """Intake that cannot be broken: fuzzed notifications, and no personal data in any answer or log line.
 
-The fuzzed bodies start from every shape HAPI sends (tests/shapes.py) and replace elements at
+The fuzzed bodies start from every shape HAPI sends (tests/support/shapes.py) and replace elements at
 random with any JSON value, deep nesting included, so most of them get past the first checks and
 reach the parser's later ones. The parser must return envelopes or refuse with a 4xx naming an
 element; the API, served over HTTP and publishing into real Redis, must never answer 5xx, must
@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 from adapter.intake.notifications import ID_RE, TYPE_RE, BadNotification, parse_post, parse_put
 from adapter.logs import configure
-from tests.conftest import REDIS_URL, TOKEN
-from tests.shapes import r4_backport, subscription_status
+from tests.support.shapes import r4_backport, subscription_status
+from tests.support.stack import REDIS_URL, TOKEN
 from tests.test_intake import Intake, intake
 
 FHIR = "application/fhir+json; charset=UTF-8"

@@ -16,7 +16,7 @@ import pytest
 from adapter.config import load_settings
 from adapter.intake.app import Limits
 from adapter.intake.server import GuardedH11Protocol, uvicorn_options
-from tests.conftest import REDIS_URL, TOKEN, wait_for
+from tests.support.stack import REDIS_URL, TOKEN, wait_for
 from tests.test_intake import LIMIT, Intake, intake
 
 HEAD_TIMEOUT = 0.5

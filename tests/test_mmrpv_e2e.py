@@ -22,9 +22,9 @@ from adapter.mappings import codes
 from adapter.operations.status import journey_lines
 from adapter.pipeline.state import State
 from adapter.workflow.mmrpv.common import carries_out, unit_ref
-from tests.conftest import FHIR_SERVER, Stack, wait_for
-from tests.e2e_referrals import code, decide, key, messages, referral_on_server, review_in, tasks
-from tests.faults import FaultProxy, request_kinds
+from tests.support.e2e_referrals import code, decide, key, messages, referral_on_server, review_in, tasks
+from tests.support.faults import FaultProxy, request_kinds
+from tests.support.stack import FHIR_SERVER, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 STHLM = ZoneInfo("Europe/Stockholm")

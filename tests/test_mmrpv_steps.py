@@ -19,7 +19,7 @@ from adapter.mappings import codes
 from adapter.workflow.core import Context, Event, Referral
 from adapter.workflow.mmrpv.loading import follow_up_queries
 from adapter.workflow.steps import ROUTINE
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     NOW,
     STHLM,
     add,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from adapter.intake.notifications import BadNotification, parse_delete, parse_post, parse_put
-from tests.shapes import BACKPORT_STATUS, r4_backport, subscription_status
+from tests.support.shapes import BACKPORT_STATUS, r4_backport, subscription_status
 
 TASK = {"resourceType": "Task", "id": "abc", "meta": {"versionId": "3"}, "status": "requested", "intent": "order"}
 FHIR = "application/fhir+json; charset=UTF-8"

@@ -14,7 +14,7 @@ import pytest
 from adapter.workflow.core import Plan, Write
 from adapter.workflow.review import completeness, criteria, sources
 from adapter.workflow.steps import ROUTINE
-from tests.workflow_helpers import ALL_MET, ctx, referral, service_request, sr_event
+from tests.support.workflow import ALL_MET, ctx, referral, service_request, sr_event
 
 
 @pytest.fixture

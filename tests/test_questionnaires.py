@@ -13,9 +13,7 @@ from adapter.conformance.validate import validate_resource
 from adapter.mappings import load
 from adapter.workflow.core import Context, Event, Referral
 from adapter.workflow.questionnaires import DUE_TIMER, companions, configured
-from tests.test_mmrpv_steps import STHLM, appointment, as_loaded, forwarded, settle
-from tests.test_review_questionnaire import QTASK
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     NOW,
     add,
     code,
@@ -30,6 +28,8 @@ from tests.workflow_helpers import (
     timer_event,
     update_resource,
 )
+from tests.test_mmrpv_steps import STHLM, appointment, as_loaded, forwarded, settle
+from tests.test_review_questionnaire import QTASK
 
 INTAKE = "https://mmr-adapter.se/fhir/Questionnaire/mmr-intake|0.1.0"
 FOLLOW = "https://mmr-adapter.se/fhir/Questionnaire/mmr-follow-up|0.1.0"
@@ -83,7 +83,7 @@ def test_the_review_asks_every_configured_form_and_waits_only_for_the_criteria_f
 
 
 def test_an_open_register_form_does_not_hold_the_review_and_closes_with_it() -> None:
-    from tests.workflow_helpers import MMRPV_ANSWERS
+    from tests.support.workflow import MMRPV_ANSWERS
 
     ctx = with_forms(review=[INTAKE, NRS_BEFORE])
     state = referral()

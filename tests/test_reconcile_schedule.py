@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from adapter.pipeline.state import LockBusy, State
 from adapter.pipeline.worker import RECONCILE_BUSY_RETRIES, RECONCILE_BUSY_WAIT, RECONCILE_LOCK_TTL, tick_due
-from tests.conftest import PrivateRedis, wait_for
+from tests.support.stack import PrivateRedis, wait_for
 
 
 def completions(

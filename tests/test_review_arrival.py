@@ -7,7 +7,7 @@ from datetime import datetime
 from adapter.mappings import codes, directory
 from adapter.workflow.core import Event, Referral
 from adapter.workflow.steps import ROUTINE
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     ALL_MET,
     ANGELHOLM,
     LUND,

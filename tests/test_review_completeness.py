@@ -10,7 +10,7 @@ from adapter.mappings import load
 from adapter.workflow.referral import performer_clinic
 from adapter.workflow.review.completeness import missing, profile_errors
 from adapter.workflow.steps import ROUTINE
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     ALL_MET,
     NOW,
     STHLM,

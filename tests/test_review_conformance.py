@@ -7,7 +7,7 @@ from datetime import datetime
 from adapter.conformance.outcome import has_errors
 from adapter.conformance.validate import validate_resource
 from adapter.workflow.core import Referral
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     MMRPV_ANSWERS,
     STHLM,
     add,

@@ -6,7 +6,7 @@ import pytest
 
 from adapter.mappings import load
 from adapter.workflow.review.criteria import CRITERIA, evaluate, matches, questionnaire_map
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     ALL_MET,
     CANONICAL,
     ICD10,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from adapter.mappings import codes
 from adapter.workflow.core import Referral
 from adapter.workflow.steps import ROUTINE
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     ALL_MET,
     HASSLEHOLM,
     LUND,

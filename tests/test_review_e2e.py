@@ -22,8 +22,7 @@ from adapter.workflow.core import Event, Referral
 from adapter.workflow.load import ServerSearch
 from adapter.workflow.review.sources import questionnaire_canonical
 from adapter.workflow.steps import ROUTINE
-from tests.conftest import FHIR_SERVER, Stack, wait_for
-from tests.e2e_referrals import (
+from tests.support.e2e_referrals import (
     SECTIONS,
     assessments,
     code,
@@ -36,8 +35,9 @@ from tests.e2e_referrals import (
     section,
     tasks,
 )
-from tests.faults import FaultProxy, request_kinds
-from tests.referrals import LUND
+from tests.support.faults import FaultProxy, request_kinds
+from tests.support.referrals import LUND
+from tests.support.stack import FHIR_SERVER, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 STHLM = ZoneInfo("Europe/Stockholm")

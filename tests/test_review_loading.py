@@ -5,8 +5,8 @@ from __future__ import annotations
 from adapter.workflow.core import Event, Referral
 from adapter.workflow.load import ServerSearch, guessed_queries, referral_query
 from adapter.workflow.review.loading import follow_up_queries, record_queries
+from tests.support.workflow import NOW, consent, referral, service_request, task, update_resource
 from tests.test_review_questionnaire import QTASK, asked
-from tests.workflow_helpers import NOW, consent, referral, service_request, task, update_resource
 
 
 def test_phase_two_for_a_referral() -> None:

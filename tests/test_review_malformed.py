@@ -12,7 +12,7 @@ from adapter.mappings import codes
 from adapter.workflow.core import Event, Referral
 from adapter.workflow.steps import ROUTINE
 from adapter.workflow.tasks import find_own, own_value
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     add,
     apply,
     ctx,

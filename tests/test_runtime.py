@@ -20,16 +20,16 @@ from adapter.fhir.client import FhirClient
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.state import State
 from adapter.workflow.core import Timer
-from tests.conftest import LOGS, REDIS_URL, PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
-from tests.faults import FaultProxy, Rule, transaction_about
-from tests.referrals import (
+from tests.support.faults import FaultProxy, Rule, transaction_about
+from tests.support.referrals import (
     TEST_NAME,
     TEST_PERSONNUMMER,
     new_referral,
     review_tasks,
     subscriptions_paused,
 )
-from tests.shapes import r4_backport, subscription_status
+from tests.support.shapes import r4_backport, subscription_status
+from tests.support.stack import LOGS, REDIS_URL, PrivateRedis, Stack, adapter_env, start_worker, stop, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,8 @@ from adapter.operations.setup import (
     directory_resources,
     wanted_subscriptions,
 )
-from tests.conftest import Stack
-from tests.faults import FaultProxy, Rule
+from tests.support.faults import FaultProxy, Rule
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -187,8 +187,8 @@ def test_setup_against_nothing_fails_with_one_clear_line(stack: Stack) -> None:
 def test_topic_based_setup_subscribes_to_our_topics_and_delivers(stack: Stack, fhir: FhirClient) -> None:
     import httpx
 
-    from tests.conftest import wait_for
-    from tests.referrals import new_referral, review_tasks, subscriptions_paused
+    from tests.support.referrals import new_referral, review_tasks, subscriptions_paused
+    from tests.support.stack import wait_for
 
     with subscriptions_paused(fhir):
         result = _setup(stack, "--topic-based")
@@ -244,7 +244,7 @@ def test_setup_proves_delivery_and_says_why_when_no_notification_comes_back(stac
 def test_the_first_setup_proved_delivery_through_the_heartbeat(stack: Stack, fhir: FhirClient) -> None:
     from adapter.pipeline.heartbeat import HEARTBEAT_ID
     from adapter.pipeline.state import State
-    from tests.conftest import REDIS_URL
+    from tests.support.stack import REDIS_URL
 
     delivered = State.from_url(REDIS_URL).heartbeat.last_delivered()
     written = fhir.read("Basic", HEARTBEAT_ID)["meta"]["lastUpdated"]

@@ -15,9 +15,7 @@ from pathlib import Path
 from adapter.mappings import codes, load, task_state_tables
 from adapter.workflow import task_states
 from adapter.workflow.core import Referral
-from tests.test_review_decision import recommended, reviewer_decides
-from tests.test_review_questionnaire import QTASK, asked
-from tests.workflow_helpers import (
+from tests.support.workflow import (
     ALL_MET,
     NOW,
     add,
@@ -34,6 +32,8 @@ from tests.workflow_helpers import (
     task,
     update_resource,
 )
+from tests.test_review_decision import recommended, reviewer_decides
+from tests.test_review_questionnaire import QTASK, asked
 
 LATER = NOW + timedelta(hours=1)
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"

@@ -11,8 +11,8 @@ import pytest
 from adapter.conformance.outcome import has_errors
 from adapter.conformance.validate import validate_resource
 from adapter.fhir.client import FhirClient
-from tests.conftest import Stack, wait_for
-from tests.referrals import new_referral, review_tasks
+from tests.support.referrals import new_referral, review_tasks
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 

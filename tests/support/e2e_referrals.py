@@ -7,9 +7,9 @@ from typing import Any
 
 from adapter.fhir.client import FhirClient
 from adapter.mappings import HSA_SYSTEM, codes
-from tests.conftest import wait_for
-from tests.referrals import LUND, TEST_PERSONNUMMER
-from tests.workflow_helpers import assessment, section
+from tests.support.referrals import LUND, TEST_PERSONNUMMER
+from tests.support.stack import wait_for
+from tests.support.workflow import assessment, section
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-se"
 CRITERIA = ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")
