@@ -39,5 +39,5 @@ COMMANDS: list[click.Command] = [
 def main() -> None:
     """MMR adapter: the Swedish multimodal pain rehabilitation referral workflow on FHIR.
 
-    Settings come from MMR_* environment variables (see the README's configuration table).
+    Settings come from MMR_* environment variables (docs/configuration.md).
     """

@@ -58,7 +58,7 @@ class QueueUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may cost the API (see the README's configuration table)."""
+    """What one request may cost the API (docs/configuration.md)."""
 
     max_body_bytes: int = 1_048_576
     max_events: int = MAX_EVENTS
