@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     fhir_base_url: AnyHttpUrl | None = Field(None, description="FHIR server base, e.g. http://hapi:8080/fhir")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the queue, locks and state")
     webhook_token: SecretStr | None = Field(None, description="Bearer token the FHIR server sends on /notify")
-    public_url: AnyHttpUrl = Field("http://127.0.0.1:8000", description="Adapter address as the FHIR server sees it")
+    public_url: AnyHttpUrl = Field(
+        AnyHttpUrl("http://127.0.0.1:8000"), description="Adapter address as the FHIR server sees it"
+    )
 
     fhir_auth: Literal["none", "bearer", "client-credentials"] = Field("none", description="Outbound FHIR auth")
     fhir_token: SecretStr | None = Field(None, description="Static bearer token (fhir_auth=bearer)")

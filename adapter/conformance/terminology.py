@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeGuard
 
 from adapter.conformance.package import Package, package
 
@@ -17,7 +18,7 @@ class Terminology:
     code_systems: dict[str, dict[str, dict]]  # url -> code -> concept
     value_sets: dict[str, frozenset[tuple[str, str]]]  # url -> {(system, code)}
 
-    def is_ours(self, system: str | None) -> bool:
+    def is_ours(self, system: str | None) -> TypeGuard[str]:
         return system in self.code_systems
 
     def has_code(self, system: str, code: str | None) -> bool:

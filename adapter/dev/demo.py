@@ -66,7 +66,7 @@ def in_process_stack(console: Console, redis_url: str) -> Iterator[dict[str, Any
     from adapter.pipeline import worker
 
     if redis_url.startswith("memory://"):
-        worker.app.conf.broker_url = "memory://"
+        worker.app.conf["broker_url"] = "memory://"  # the same as the attribute, which the stubs call read-only
         logging.getLogger("kombu.connection").setLevel(logging.ERROR)  # "no hostname" is expected here
     server = uvicorn.Server(uvicorn.Config(app_from_settings(), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -202,8 +202,12 @@ def prove_delivery(client: FhirClient, state: State, notify_url: str, timeout: f
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         written = heartbeat.write(client, state)  # again each round: a new Subscription may activate late
+
+        def came_back(w: float = written) -> bool:
+            return (state.heartbeat.last_delivered() or 0.0) >= w
+
         if poll(
-            lambda w=written: (state.heartbeat.last_delivered() or 0.0) >= w,
+            came_back,
             min(5.0, max(deadline - time.monotonic(), 0.0)),
             0.2,
         ):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from adapter.fhir.client import FhirClient
+from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.pipeline.state import State
 
@@ -30,8 +31,8 @@ def is_heartbeat(resource_type: str | None, resource_id: str | None) -> bool:
     return resource_type == "Basic" and resource_id == HEARTBEAT_ID
 
 
-def _written_at(resource: dict[str, object]) -> float | None:
-    stamp = (resource.get("meta") or {}).get("lastUpdated")  # type: ignore[union-attr]
+def _written_at(resource: Resource) -> float | None:
+    stamp = (resource.get("meta") or {}).get("lastUpdated")
     try:
         return datetime.fromisoformat(str(stamp)).timestamp() if stamp else None
     except ValueError:

@@ -153,11 +153,12 @@ class Runner:
     def _event(env: Envelope, referral_id: str, read: dict[str, Any] | None = None) -> Event:
         if env.kind == "timer":
             return Event("timer", "ServiceRequest", referral_id, timer=env.timer)
+        assert env.kind != "ping"  # process() answers a ping before any referral is read
         return Event(
             env.kind,
             env.resource_type or "",
             env.resource_id or "",
-            env.version_id,  # type: ignore[arg-type]
+            env.version_id,
             env.resource or read,
         )
 
@@ -295,7 +296,7 @@ def transaction_bundle(plan: Plan, source: str | None = None) -> dict[str, Any]:
             request = {"method": "PUT", "url": f"{rtype}/{body['id']}"}
             if w.if_match:
                 request["ifMatch"] = f'W/"{w.if_match}"'
-        entry = {"resource": body, "request": request}
+        entry: dict[str, Any] = {"resource": body, "request": request}
         if w.is_create:
             entry = {"fullUrl": w.full_url, **entry}
         entries.append(entry)

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -29,6 +29,11 @@ from adapter.workflow.core import Timer
 
 P = "mmr:"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+# Every client here is made with ``decode_responses=True``, so Redis answers with ``str``; redis-py's
+# annotations cannot follow that flag and say ``bytes | str``. The ``cast``s below state what such a
+# client returns (they check nothing at run time).
 
 
 @functools.cache
@@ -153,7 +158,7 @@ class Reconciliation:
         return last is not None and float(last) > moment
 
     def checkpoint(self, name: str) -> str | None:
-        return self.r.hget(P + "checkpoints", name)
+        return cast("str | None", self.r.hget(P + "checkpoints", name))
 
     def set_checkpoint(self, name: str, value: str) -> None:
         self.r.hset(P + "checkpoints", name, value)
@@ -225,7 +230,8 @@ class Timers:
         pipe.execute()
 
     def due(self, now: datetime, limit: int = 500) -> list[tuple[str, float]]:
-        return self.r.zrangebyscore(P + "timers", "-inf", now.timestamp(), start=0, num=limit, withscores=True)
+        found = self.r.zrangebyscore(P + "timers", "-inf", now.timestamp(), start=0, num=limit, withscores=True)
+        return cast("list[tuple[str, float]]", found)
 
     def claim(self, member: str, now: datetime) -> bool:
         """Exactly one caller wins a due timer, however many beat runs race."""
@@ -241,7 +247,7 @@ class Timers:
         return int(self.r.zcount(P + "timers", "-inf", now.timestamp()))
 
     def all(self) -> list[tuple[str, float]]:
-        return self.r.zrange(P + "timers", 0, -1, withscores=True)
+        return cast("list[tuple[str, float]]", self.r.zrange(P + "timers", 0, -1, withscores=True))
 
 
 class Heartbeat:
@@ -279,7 +285,7 @@ class Sweep:
         self.r = client
 
     def referrals(self) -> set[str]:
-        return set(self.r.smembers(P + "swept"))
+        return set(cast("set[str]", self.r.smembers(P + "swept")))
 
     def set_referrals(self, referral_ids: set[str]) -> None:
         pipe = self.r.pipeline()
@@ -327,11 +333,13 @@ class Metrics:
         self.r.hincrby(P + "metrics:delivered", outcome, 1)
 
     def delivered_outcomes(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.r.hgetall(P + "metrics:delivered").items()}
+        counts = cast("dict[str, str]", self.r.hgetall(P + "metrics:delivered"))
+        return {k: int(v) for k, v in counts.items()}
 
     def events_and_latency(self) -> tuple[dict[str, str], dict[str, str]]:
         """The events counted by ``outcome|kind``, and the latency histogram."""
-        return self.r.hgetall(P + "metrics:events"), self.r.hgetall(P + "metrics:latency")
+        events = cast("dict[str, str]", self.r.hgetall(P + "metrics:events"))
+        return events, cast("dict[str, str]", self.r.hgetall(P + "metrics:latency"))
 
     def count_workflow(self, names: tuple[str, ...]) -> None:
         """Workflow events a written plan reports (``Plan.counts``), e.g. an overdue review flagged."""
@@ -342,7 +350,7 @@ class Metrics:
             pipe.execute()
 
     def workflow_counts(self) -> dict[str, str]:
-        return self.r.hgetall(P + "metrics:workflow")
+        return cast("dict[str, str]", self.r.hgetall(P + "metrics:workflow"))
 
 
 class Clock:
@@ -357,7 +365,7 @@ class Clock:
 
     def frozen(self) -> datetime | None:
         """The test clock's time, if one is set (``mmr-adapter clock set``)."""
-        frozen = self.r.get(P + "clock")
+        frozen = cast("str | None", self.r.get(P + "clock"))
         return datetime.fromisoformat(frozen) if frozen else None
 
     def set(self, when: datetime | None) -> None:

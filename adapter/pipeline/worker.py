@@ -269,7 +269,7 @@ def backoff(attempt: int) -> float:
 
 
 @app.task(bind=True, name=PROCESS, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def process(self: Task, envelope: dict[str, Any], failures: int = 0) -> str:
+def process(self: Task[Any, Any], envelope: dict[str, Any], failures: int = 0) -> str:
     """Process one event; ``failures`` counts failed attempts (waiting for a lock is not one).
 
     The message leaves the queue only with an effect, a dead letter or a published retry. When
@@ -307,7 +307,7 @@ def _came_in(env: Envelope) -> bool:
     return env.shape not in INTERNAL_SHAPES
 
 
-def _attempt(task: Task, env: Envelope, failures: int) -> str:
+def _attempt(task: Task[Any, Any], env: Envelope, failures: int) -> str:
     attempts = failures + 1
     kind = env.resource_type or env.kind
     kind = kind if kind in KNOWN_KINDS else "other"
@@ -350,7 +350,7 @@ def _reason(exc: BaseException) -> str:
 
 
 @app.task(bind=True, name=RECONCILE, acks_late=True, ignore_result=True, max_retries=None)
-def reconcile_task(self: Task, requested_at: float | None = None, tick: bool = False) -> int:
+def reconcile_task(self: Task[Any, Any], requested_at: float | None = None, tick: bool = False) -> int:
     """Reconcile, unless one started after this was requested and completed (``tick``, beat's: unless
     the last completed one is not yet due for its successor, :func:`tick_due`).
 
@@ -432,6 +432,7 @@ def enqueue_notification(envelopes: tuple[Envelope, ...], *, queue: str | None =
     """
     if not envelopes:
         return
+    args: list[Any]  # one envelope, or the list of them
     if len(envelopes) == 1:
         name, args, shown = PROCESS, [envelopes[0].to_dict()], f"[{envelopes[0].label!r}]"
     else:

@@ -160,6 +160,10 @@ def confirm(
     lang = language(ctx)
     category = codes().concept("confirmation-type", confirmation_type, lang)
     for kind in recipients_of(confirmation_type):
+
+        def words(k: str = kind) -> str:
+            return text("confirmations", confirmation_type, k, lang, {**base_values(referral), **values})
+
         plan += send_once(
             referral,
             ctx,
@@ -168,7 +172,7 @@ def confirm(
             occasion=occasion,
             category=category,
             extra=extra,
-            words=lambda k=kind: text("confirmations", confirmation_type, k, lang, {**base_values(referral), **values}),
+            words=words,
         )
     return plan
 

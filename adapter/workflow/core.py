@@ -80,11 +80,13 @@ class Referral:
         """
         if key not in self._derived:
             self._derived[key] = (compute(), reads)
-        return self._derived[key][0]
+        value: T = self._derived[key][0]  # stored as Any: one cache holds every key's type
+        return value
 
     @property
     def id(self) -> str:
-        return self.service_request["id"]
+        ident: str = self.service_request["id"]
+        return ident
 
     @property
     def reference(self) -> str:

@@ -129,7 +129,9 @@ def open_review(referral: Referral) -> Resource | None:
 
 
 def is_open(task: Resource | None) -> bool:
-    return bool(task) and task.get("status") in OPEN  # type: ignore[union-attr]
+    if not task:
+        return False
+    return task.get("status") in OPEN
 
 
 def business_status(task: Resource) -> str | None:

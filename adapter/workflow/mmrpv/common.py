@@ -195,7 +195,8 @@ def open_booking_task(referral: Referral) -> Resource | None:
 
 def carries_out(plan: Resource, referral_reference: str) -> bool:
     """A CarePlan's activity references the referral: R4's link from a plan to its ServiceRequest."""
-    activities = plan.get("activity") if isinstance(plan.get("activity"), list) else []
+    activity = plan.get("activity")
+    activities = activity if isinstance(activity, list) else []
     return any(isinstance(a, dict) and points_to(a.get("reference"), referral_reference) for a in activities)
 
 

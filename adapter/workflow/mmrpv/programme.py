@@ -76,7 +76,7 @@ def _body(referral: Referral, found: Booking, ctx: Context) -> dict[str, Any]:
     care = care_commitment(referral)
     activities = [_activity(a, start, ctx) for a in template["activities"]]
     last_day = max(a["detail"]["scheduledTiming"]["repeat"]["boundsPeriod"]["end"] for a in activities)
-    body = {
+    body: dict[str, Any] = {
         "resourceType": "CarePlan",
         "status": "active",
         "intent": "plan",

@@ -138,7 +138,9 @@ def matches(spec: Any, value: Any) -> bool:
     if "at-least" in spec and number is not None and number >= float(spec["at-least"]):
         return True
     code = str(value).replace(".", "").upper() if isinstance(value, str) else None
-    return bool(code) and any(code.startswith(str(p).replace(".", "").upper()) for p in as_list(spec.get("prefix")))
+    if not code:
+        return False
+    return any(code.startswith(str(p).replace(".", "").upper()) for p in as_list(spec.get("prefix")))
 
 
 def verdict_of(rule: dict[str, Any], value: Any) -> str | None:
@@ -267,7 +269,8 @@ def latest_response(referral: Referral) -> Resource | None:
 def evaluate(referral: Referral, now: datetime, lang: str = "sv") -> Assessment:
     """Every criterion from the referral and the newest completed answers of the patient."""
     response = latest_response(referral)
-    findings, notes = [], []
+    findings: list[Finding] = []
+    notes: list[str] = []
     for criterion, (in_referral, rule_notes) in zip(CRITERIA, _from_referral(referral, now, lang), strict=True):
         evidence = list(in_referral)
         notes += rule_notes
