@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -80,7 +81,9 @@ def _redis_url() -> str:
 
 REDIS_URL = os.environ["MMR_TEST_REDIS_URL"] = _redis_url()
 QUEUE = os.environ.setdefault("MMR_TEST_QUEUE", f"mmr-test-{uuid.uuid4().hex[:8]}")
-LOGS = Path(os.environ.get("MMR_TEST_LOGS", "/tmp/mmr-test-logs"))
+# The processes' logs, which tests read (and check for personal data): a folder of this session's own
+# unless MMR_TEST_LOGS names one, so two test sessions on one machine never read or wipe each other's.
+LOGS = Path(os.environ.setdefault("MMR_TEST_LOGS", tempfile.mkdtemp(prefix="mmr-test-logs-")))
 # MMR_TEST_FHIR=hapi: run against the real HAPI FHIR fixture (adapter/dev/hapi.py) instead of the sekmet sandbox.
 FHIR_SERVER = os.environ.get("MMR_TEST_FHIR", "sandbox")
 # In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.
