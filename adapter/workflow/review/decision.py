@@ -59,7 +59,7 @@ def _auto_decide(referral: Referral, review: Resource, ctx: Context) -> Plan:
         not options.flag(ctx, "auto_decide")
         or level is None
         or not is_open(review)
-        or business_status(review) != "recommended"
+        or business_status(review) not in ("recommended", "awaiting-assignment")
         or not determinate(review)
     ):
         return NOTHING
