@@ -132,9 +132,12 @@ def test_other_referrals_are_ignored_with_a_note() -> None:
     )
     plan = ROUTINE.decide(referral(not_mmr), sr_event(referral(not_mmr)), ctx())
     assert not plan.writes and any("not an MMR referral" in n for n in plan.notes)
+    # An MMR referral to no clinic of ours is not ignored: the referral coordinator holds it
+    # (tests/test_review_routing.py), and no review starts anywhere.
     elsewhere = service_request(performer=[{"reference": "Organization/SE-OTHER"}])
     plan = ROUTINE.decide(referral(elsewhere), sr_event(referral(elsewhere)), ctx())
-    assert not plan.writes and any("not a specialist clinic" in n for n in plan.notes)
+    kinds = {code(w.resource.get("code")) for w in plan.writes if w.resource["resourceType"] == "Task"}
+    assert kinds == {"referral-routing"} and any("not one specialist clinic" in n for n in plan.notes)
     draft = service_request(status="draft")
     assert not ROUTINE.decide(referral(draft), sr_event(referral(draft)), ctx()).writes
 

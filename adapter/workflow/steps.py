@@ -3,7 +3,9 @@
 Read :data:`ROUTINE` as the routine's table of contents, one row ``(step, event keys)`` per step in
 the order the steps run for one event (each sees the state the earlier ones planned):
 
-* [3]-[4] arrival at the specialist clinic and assignment to a reviewer: ``arrival``
+* [3]-[4] an MMR referral that names no specialist clinic of the routine is held by the referral
+  coordinator, the referrer told why: ``holding``; arrival at the specialist clinic and
+  assignment to a reviewer: ``arrival``
 * [5] review within three working days, overdue reviews flagged: ``review.deadline``
 * [6] completeness and supplement requests ``review.completeness``, patient questionnaires
   ``review.questionnaire``, the level recommendation ``review.recommendation``, the reviewer's
@@ -23,7 +25,7 @@ never loads them.
 
 from __future__ import annotations
 
-from adapter.workflow import arrival, forwarding, questionnaires, task_states
+from adapter.workflow import arrival, forwarding, holding, questionnaires, task_states
 from adapter.workflow.core import Routine
 from adapter.workflow.mmrpv import steps as mmrpv
 from adapter.workflow.mmrpv.common import EVENTS as MMRPV_EVENTS
@@ -34,7 +36,9 @@ from adapter.workflow.tasks import REVIEW_EVENTS
 RESOURCE_EVENTS = tuple(dict.fromkeys((*REVIEW_EVENTS, *MMRPV_EVENTS)))
 
 ROUTINE = Routine.of(
-    # [3]-[4] arrival and assignment
+    # [3]-[4] arrival and assignment: first an MMR referral no clinic can own is held by the
+    # region's referral coordinator (and released when corrected), never dropped
+    (holding.hold_unroutable, ("ServiceRequest", "Task")),
     (arrival.register_arrival, ("ServiceRequest", "Task", "deleted:Task")),
     (arrival.assign_reviewer, ("ServiceRequest", "Task")),
     (arrival.record_start, ("Task",)),
