@@ -9,7 +9,8 @@ the order the steps run for one event (each sees the state the earlier ones plan
 * [5] review within three working days, overdue reviews flagged: ``review.deadline``
 * [6] completeness and supplement requests ``review.completeness``, patient questionnaires
   ``review.questionnaire``, the level recommendation ``review.recommendation``, the reviewer's
-  decision ``review.decision``
+  decision ``review.decision`` (refused, visibly, when the routine cannot act on it:
+  ``review.refusal``)
 * [7]-[8] MMRsv booked at the clinic, or the referral forwarded to the MMRpv unit: ``forwarding``
 * [9]-[15] the MMRpv unit: arrival, care commitment, booking at one of three sites, BEK, the
   programme, the discharge summary with the PAL offer, the 12-month follow-up, in the order
@@ -29,7 +30,15 @@ from adapter.workflow import arrival, forwarding, holding, questionnaires, task_
 from adapter.workflow.core import Routine
 from adapter.workflow.mmrpv import steps as mmrpv
 from adapter.workflow.mmrpv.common import EVENTS as MMRPV_EVENTS
-from adapter.workflow.review import completeness, deadline, decision, questionnaire, recommendation, revocation
+from adapter.workflow.review import (
+    completeness,
+    deadline,
+    decision,
+    questionnaire,
+    recommendation,
+    refusal,
+    revocation,
+)
 from adapter.workflow.tasks import REVIEW_EVENTS
 
 # Every event about a resource the routine looks at (timers have their own steps).
@@ -44,7 +53,8 @@ ROUTINE = Routine.of(
     (arrival.record_start, ("Task",)),
     # [5] the review's deadline
     (deadline.flag_overdue, (f"timer:{deadline.OVERDUE_TIMER}",)),
-    # [6] the review
+    # [6] the review: first, a reviewer's input the routine cannot act on is refused, visibly
+    (refusal.refuse_invalid, ("Task",)),
     (completeness.check_completeness, REVIEW_EVENTS),
     (completeness.remind_referrer, (f"timer:{completeness.REMINDER_TIMER}",)),
     (questionnaire.manage_questionnaire, REVIEW_EVENTS),
