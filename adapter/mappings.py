@@ -137,6 +137,7 @@ class Directory:
     mmrpv: Unit
     mmrpv_admin: Unit
     sites: tuple[Unit, ...]
+    coordinator: Unit  # owns a referral nobody in the directory can own (it cannot be routed)
 
     def clinic_by_hsa(self, hsa_id: str | None) -> Clinic | None:
         return next((c for c in self.clinics if c.hsa_id == hsa_id), None)
@@ -146,6 +147,12 @@ class Directory:
 
     def site_by_hsa(self, hsa_id: str | None) -> Unit | None:
         return next((s for s in self.sites if s.hsa_id == hsa_id), None)
+
+    def known(self, hsa_id: str | None) -> bool:
+        """Any unit, site or reviewer of the directory (a referral addressed to one that is no clinic)."""
+        units = [*self.clinics, self.mmrpv, self.mmrpv_admin, *self.sites, self.coordinator]
+        units += [r for c in self.clinics for r in c.reviewers]
+        return any(u.hsa_id == hsa_id for u in units)
 
 
 @cache
@@ -170,6 +177,9 @@ def directory() -> Directory:
         mmrpv=Unit(key=unit["key"], hsa_id=unit["hsa_id"], name=unit["name"]),
         mmrpv_admin=Unit(key="mmrpv-admin", hsa_id=admin["hsa_id"], name=admin["name"]),
         sites=tuple(Unit(key=s["key"], hsa_id=s["hsa_id"], name=s["name"], ort=s["ort"]) for s in unit["sites"]),
+        coordinator=Unit(
+            key="coordinator", hsa_id=raw["referral_coordinator"]["hsa_id"], name=raw["referral_coordinator"]["name"]
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from tests.support.workflow import (
     assert_replay_plans_nothing,
     clinic_org,
     code,
+    consent,
     ctx,
     messages,
     referral,
@@ -131,9 +132,12 @@ def test_other_referrals_are_ignored_with_a_note() -> None:
     )
     plan = ROUTINE.decide(referral(not_mmr), sr_event(referral(not_mmr)), ctx())
     assert not plan.writes and any("not an MMR referral" in n for n in plan.notes)
+    # An MMR referral to no clinic of ours is not ignored: the referral coordinator holds it
+    # (tests/test_review_routing.py), and no review starts anywhere.
     elsewhere = service_request(performer=[{"reference": "Organization/SE-OTHER"}])
     plan = ROUTINE.decide(referral(elsewhere), sr_event(referral(elsewhere)), ctx())
-    assert not plan.writes and any("not a specialist clinic" in n for n in plan.notes)
+    kinds = {code(w.resource.get("code")) for w in plan.writes if w.resource["resourceType"] == "Task"}
+    assert kinds == {"referral-routing"} and any("not one specialist clinic" in n for n in plan.notes)
     draft = service_request(status="draft")
     assert not ROUTINE.decide(referral(draft), sr_event(referral(draft)), ctx()).writes
 
@@ -173,3 +177,20 @@ def test_overdue_timer_early_re_arms_and_closed_review_is_not_flagged() -> None:
     closed = update_resource(after, review(after), status="completed")
     late = ctx(datetime(2026, 3, 9, 8, tzinfo=STHLM))
     assert ROUTINE.decide(closed, timer_event(closed, "review-overdue"), late).empty
+
+
+def test_without_a_pool_the_assessed_review_stays_awaiting_assignment_until_someone_owns_it() -> None:
+    """The state table and the README promise `awaiting-assignment` to a clinic without a pool: a
+    worklist filtered on it must find the referral, assessed or not, until the clinic sets an owner."""
+    state = referral(
+        service_request(clinic=ANGELHOLM, extension=ALL_MET), clinic_org(ANGELHOLM), consent(clinic=ANGELHOLM)
+    )
+    plan, after = run(state, sr_event(state), ctx(questionnaire="never"))
+    task = review(after)
+    assert task["owner"]["reference"] == f"Organization/{ANGELHOLM}"
+    assert (task["status"], code(task["businessStatus"])) == ("received", "awaiting-assignment")
+    assert any(code(o["type"]) == "recommendation" for o in task.get("output") or ())  # the assessment is there
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx(questionnaire="never"))
+    by_hand = update_resource(after, task, owner={"reference": "PractitionerRole/someone"})
+    _, assigned = run(by_hand, resource_event(review(by_hand)), ctx(questionnaire="never"))
+    assert code(review(assigned)["businessStatus"]) == "recommended"

@@ -200,4 +200,9 @@ def test_a_decision_with_an_unknown_level_is_not_acted_on() -> None:
         },
     ]
     odd = update_resource(after, review(after), output=bad)
-    assert not ROUTINE.decide(odd, resource_event(review(odd)), ctx()).writes
+    plan = ROUTINE.decide(odd, resource_event(review(odd)), ctx())
+    # Not acted on (nothing forwarded, nothing confirmed), but refused visibly on the Task itself
+    # (tests/test_review_refusal.py): the only write is the review, back at recommended, saying why.
+    assert [w.resource["resourceType"] for w in plan.writes] == ["Task"]
+    assert code(plan.writes[0].resource["businessStatus"]) == "recommended"
+    assert plan.counts == ("decision-refused",)

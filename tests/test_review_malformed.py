@@ -67,10 +67,12 @@ def test_odd_referrals_do_not_raise_and_settle(case: str) -> None:
         assert not ROUTINE.decide(after, event, ctx()).writes, (case, event)
 
 
-def test_unknown_performer_is_ignored_with_a_note() -> None:
+def test_unknown_performer_is_held_not_ignored() -> None:
     state = referral(service_request(performer=[{"reference": "Organization/SE-NOBODY"}]))
     plan = ROUTINE.decide(state, sr_event(state), ctx())
-    assert not plan.writes and any("not a specialist clinic" in n for n in plan.notes)
+    tasks = [w.resource for w in plan.writes if w.resource["resourceType"] == "Task"]
+    assert [t["businessStatus"]["coding"][0]["code"] for t in tasks] == ["awaiting-correction"]
+    assert any("not one specialist clinic" in n for n in plan.notes)
 
 
 def test_broken_requester_gets_no_kom_and_a_note() -> None:

@@ -105,6 +105,7 @@ def directory_resources() -> list[dict[str, Any]]:
             )
     out.append(_org(d.mmrpv))
     out.append(_org(d.mmrpv_admin, part_of=d.mmrpv))
+    out.append(_org(d.coordinator))
     for site in d.sites:
         out.append(
             {

@@ -29,7 +29,7 @@ SWEEP = "sweep"  # the shape of the events the periodic sweep of open referrals 
 
 @dataclass
 class Outcome:
-    status: Literal["applied", "nothing", "ignored", "duplicate", "reconciled", "heartbeat"]
+    status: Literal["applied", "held", "nothing", "ignored", "duplicate", "reconciled", "heartbeat"]
     referrals: list[str] = field(default_factory=list)
     writes: int = 0
     notes: list[str] = field(default_factory=list)
@@ -92,8 +92,8 @@ class Runner:
             read = loaded.get(f"{env.resource_type}/{env.resource_id}", read) if loaded else read
             total.writes += result.writes
             total.notes += result.notes
-            if result.status == "applied":
-                total.status = "applied"
+            if result.status in ("applied", "held"):
+                total.status = result.status
             elif result.status == "ignored" and total.status == "nothing":
                 total.status = "ignored"
         total.done = self._done(env, read)
@@ -128,7 +128,10 @@ class Runner:
             ctx = core.Context(now=self.now(), options=self.options)
             plan, after = self.routine.planned(referral, event, ctx)
             for text in plan.notes:
-                (log.debug if text.endswith(core.IGNORED) else log.info)("step", referral=referral_id, note=text)
+                level = (
+                    log.debug if text.endswith(core.IGNORED) else log.warning if text.endswith(core.HELD) else log.info
+                )
+                level("step", referral=referral_id, note=text)
             # Timers are derived state: what the referral's state (as it will be) requires. Cheap: the
             # timers' steps find every rule the event's steps evaluated (``Routine.planned``).
             required = self.routine.due_later(after, ctx)
@@ -146,7 +149,11 @@ class Runner:
                 continue
             self.state.timers.set(plan.timers, keep=required)
             self.state.metrics.count_workflow(plan.counts)
-            return Outcome("applied", [referral_id], len(plan.writes), list(plan.notes)), referral.resources
+            # An MMR referral no clinic can own, now held by the referral coordinator: its own outcome.
+            held = any(n.endswith(core.HELD) for n in plan.notes)
+            return Outcome(
+                "held" if held else "applied", [referral_id], len(plan.writes), list(plan.notes)
+            ), referral.resources
         raise VersionConflict(412, f"ServiceRequest/{referral_id} kept changing; {MAX_REPLANS} plans conflicted")
 
     @staticmethod

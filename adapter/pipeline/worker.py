@@ -334,7 +334,7 @@ def _attempt(task: Task[Any, Any], env: Envelope, failures: int) -> str:
         raise task.retry(
             countdown=backoff(attempts - 1), kwargs={"failures": attempts}, **_publish_options(env)
         ) from None
-    latency = max(time.time() - env.received_at, 0.0) if outcome.status in ("applied", "nothing") else None
+    latency = max(time.time() - env.received_at, 0.0) if outcome.status in ("applied", "held", "nothing") else None
     st.finish_event(outcome.done, outcome.status, kind, delivered=_came_in(env), latency=latency)
     (log.debug if outcome.status == "ignored" else log.info)(
         "event processed", outcome=outcome.status, writes=outcome.writes

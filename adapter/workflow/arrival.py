@@ -67,8 +67,8 @@ def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
     if sr.get("status") != ACTIVE:
         return NOTHING
     clinic = performer_clinic(referral)
-    if clinic is None:
-        return note(f"performer is not a specialist clinic of the directory{IGNORED}")
+    if clinic is None:  # held by the referral coordinator (``holding``): an MMR referral is never ignored
+        return note("performer is not one specialist clinic of the directory: no review")
     if review_task(referral) is not None:
         return NOTHING
     deadline = review_deadline(ctx.now, ctx)

@@ -207,6 +207,12 @@ def closing_text(code: str, lang: str, values: Mapping[str, Any]) -> str:
     return str(template.get(lang) or template["sv"]).format_map(_Blank(values))
 
 
+def template(section: str, key: str, lang: str, values: Mapping[str, Any]) -> str:
+    """A text of ``section`` (no recipient level, as ``held``) in ``lang``, its placeholders filled."""
+    entry = texts()[section][key]
+    return str(entry.get(lang) or entry["sv"]).format_map(_Blank(values))
+
+
 def reason(key: str, lang: str) -> str:
     """A statusReason text the adapter writes (``reasons`` in confirmations.yaml)."""
     entry = texts()["reasons"][key]

@@ -260,6 +260,9 @@ class Plan:
 
 NOTHING = Plan()
 IGNORED = ": ignored"  # a note ending so says the event is none of the routine's business (logged at debug)
+# A note ending so says an MMR referral could not be routed and is held by the region's referral
+# coordinator: the event's own outcome ("held"), logged at WARNING, never "ignored".
+HELD = ": held"
 
 
 def note(text: str) -> Plan:

@@ -96,15 +96,49 @@ def _hsa_ids(referral: Referral, performer: dict[str, Any]) -> Iterable[str | No
 
 
 def performer_clinic(referral: Referral) -> Clinic | None:
-    """The directory clinic the referral is addressed to: by HSA-id, on the reference or its target."""
+    """The directory clinic the referral is addressed to: by HSA-id, on the reference or its target.
+
+    ``None`` unless exactly one clinic is named: a referral to two clinics is no clinic's to review
+    (``routing_problem`` says why, and the referral coordinator holds it)."""
+    return referral.derived("performer clinic", lambda: _performer_clinic(referral))
+
+
+def _performer_clinic(referral: Referral) -> Clinic | None:
+    clinics = _performer_clinics(referral)
+    return clinics[0] if len(clinics) == 1 else None
+
+
+def _performer_clinics(referral: Referral) -> list[Clinic]:
     d = directory()
+    found: list[Clinic] = []
     for performer in as_list(referral.service_request.get("performer")):
         if not isinstance(performer, dict):
             continue
         for hsa_id in _hsa_ids(referral, performer):
-            if clinic := d.clinic_by_hsa(hsa_id):
-                return clinic
-    return None
+            if (clinic := d.clinic_by_hsa(hsa_id)) and clinic not in found:
+                found.append(clinic)
+    return found
+
+
+def routing_problem(referral: Referral) -> str | None:
+    """Why an MMR referral cannot be routed to a specialist clinic of the routine, or ``None``.
+
+    ``missing`` (no performer), ``ambiguous`` (several clinics), ``not-a-clinic`` (a unit of the
+    directory that is no specialist clinic: the MMRpv unit, a site, a reviewer), ``unknown``: the
+    keys of the ``held`` texts in ``mappings/confirmations.yaml``.
+    """
+    performers = [p for p in as_list(referral.service_request.get("performer")) if isinstance(p, dict)]
+    if not performers:
+        return "missing"
+    clinics = _performer_clinics(referral)
+    if len(clinics) == 1:
+        return None
+    if clinics:
+        return "ambiguous"
+    d = directory()
+    if any(d.known(hsa_id) for p in performers for hsa_id in _hsa_ids(referral, p)):
+        return "not-a-clinic"
+    return "unknown"
 
 
 def referral_key(sr: Resource) -> str:

@@ -3,11 +3,14 @@
 Read :data:`ROUTINE` as the routine's table of contents, one row ``(step, event keys)`` per step in
 the order the steps run for one event (each sees the state the earlier ones planned):
 
-* [3]-[4] arrival at the specialist clinic and assignment to a reviewer: ``arrival``
+* [3]-[4] an MMR referral that names no specialist clinic of the routine is held by the referral
+  coordinator, the referrer told why: ``holding``; arrival at the specialist clinic and
+  assignment to a reviewer: ``arrival``
 * [5] review within three working days, overdue reviews flagged: ``review.deadline``
 * [6] completeness and supplement requests ``review.completeness``, patient questionnaires
   ``review.questionnaire``, the level recommendation ``review.recommendation``, the reviewer's
-  decision ``review.decision``
+  decision ``review.decision`` (refused, visibly, when the routine cannot act on it:
+  ``review.refusal``)
 * [7]-[8] MMRsv booked at the clinic, or the referral forwarded to the MMRpv unit: ``forwarding``
 * [9]-[15] the MMRpv unit: arrival, care commitment, booking at one of three sites, BEK, the
   programme, the discharge summary with the PAL offer, the 12-month follow-up, in the order
@@ -23,24 +26,35 @@ never loads them.
 
 from __future__ import annotations
 
-from adapter.workflow import arrival, forwarding, questionnaires, task_states
+from adapter.workflow import arrival, forwarding, holding, questionnaires, task_states
 from adapter.workflow.core import Routine
 from adapter.workflow.mmrpv import steps as mmrpv
 from adapter.workflow.mmrpv.common import EVENTS as MMRPV_EVENTS
-from adapter.workflow.review import completeness, deadline, decision, questionnaire, recommendation, revocation
+from adapter.workflow.review import (
+    completeness,
+    deadline,
+    decision,
+    questionnaire,
+    recommendation,
+    refusal,
+    revocation,
+)
 from adapter.workflow.tasks import REVIEW_EVENTS
 
 # Every event about a resource the routine looks at (timers have their own steps).
 RESOURCE_EVENTS = tuple(dict.fromkeys((*REVIEW_EVENTS, *MMRPV_EVENTS)))
 
 ROUTINE = Routine.of(
-    # [3]-[4] arrival and assignment
+    # [3]-[4] arrival and assignment: first an MMR referral no clinic can own is held by the
+    # region's referral coordinator (and released when corrected), never dropped
+    (holding.hold_unroutable, ("ServiceRequest", "Task")),
     (arrival.register_arrival, ("ServiceRequest", "Task", "deleted:Task")),
     (arrival.assign_reviewer, ("ServiceRequest", "Task")),
     (arrival.record_start, ("Task",)),
     # [5] the review's deadline
     (deadline.flag_overdue, (f"timer:{deadline.OVERDUE_TIMER}",)),
-    # [6] the review
+    # [6] the review: first, a reviewer's input the routine cannot act on is refused, visibly
+    (refusal.refuse_invalid, ("Task",)),
     (completeness.check_completeness, REVIEW_EVENTS),
     (completeness.remind_referrer, (f"timer:{completeness.REMINDER_TIMER}",)),
     (questionnaire.manage_questionnaire, REVIEW_EVENTS),

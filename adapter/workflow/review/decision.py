@@ -21,6 +21,7 @@ from adapter.workflow import confirmations as conf
 from adapter.workflow import options, questionnaires
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
 from adapter.workflow.referral import ACTIVE, as_list, code_in, codings, dig, has_code
+from adapter.workflow.review import refusal
 from adapter.workflow.review.criteria import CRITERIA, MET, NOT_MET
 from adapter.workflow.tasks import (
     business_status,
@@ -59,7 +60,7 @@ def _auto_decide(referral: Referral, review: Resource, ctx: Context) -> Plan:
         not options.flag(ctx, "auto_decide")
         or level is None
         or not is_open(review)
-        or business_status(review) != "recommended"
+        or business_status(review) not in ("recommended", "awaiting-assignment")
         or not determinate(review)
     ):
         return NOTHING
@@ -93,6 +94,8 @@ def _record(referral: Referral, review: Resource, level: str, ctx: Context) -> P
         changes["businessStatus"] = concept("business-status", "decided", ctx)
     if is_open(review) and not dig(review, "executionPeriod", "end"):
         changes["executionPeriod"] = decided_at(review, ctx)
+    if is_open(review) and refusal.clears_refusal(review):
+        changes["statusReason"] = None  # the reviewer corrected what the adapter refused: no longer true
     if not changes:
         return NOTHING
     notes = (f"decision {level} against the recommendation {recommended}: recorded",) if "output" in changes else ()

@@ -5,7 +5,10 @@ being waited for, the four criteria are evaluated (``criteria``) and written as 
 one output per criterion (type = the criterion, value = met / not-met / unknown with the
 evidence as text), and a ``recommendation`` output with the level when the criteria determine
 one (all met: MMRpv; any not met: MMRsv). The Task's business status becomes ``recommended`` (its
-status stays: only a reviewer makes a review ``in-progress``); when
+status stays: only a reviewer makes a review ``in-progress``), except while nobody owns it: a
+clinic without a reviewer pool keeps ``awaiting-assignment`` (its worklist filters on that) with
+the assessment already in the outputs, and ``recommended`` follows once the clinic sets an owner;
+when
 no level follows, ``recommended`` still means "the adapter's assessment is ready", and the
 missing recommendation output tells the reviewer the judgement is theirs.
 
@@ -25,8 +28,10 @@ from adapter.workflow.review.criteria import Assessment, evaluate
 from adapter.workflow.review.questionnaire import REMINDER_TIMER, ready
 from adapter.workflow.tasks import (
     REVIEW_EVENTS,
+    base_status,
     business_status,
     is_open,
+    owner_is_reviewer,
     questionnaire_task,
     revise,
     stage,
@@ -74,8 +79,11 @@ def recommend_level(referral: Referral, event: Event, ctx: Context) -> Plan:
     mine = outputs(assessment, lang)
     others = [o for o in as_list(review.get("output")) if not is_adapter_output(o)]
     current = [o for o in as_list(review.get("output")) if is_adapter_output(o)]
-    if current == mine and business_status(review) == "recommended":
+    business = (
+        "recommended" if owner_is_reviewer(review) or review.get("status") == "in-progress" else base_status(review)
+    )
+    if current == mine and business_status(review) == business:
         return Plan(notes=assessment.notes)
-    write = revise(referral, review, "task", output=others + mine, **stage(working_status(review), "recommended", ctx))
+    write = revise(referral, review, "task", output=others + mine, **stage(working_status(review), business, ctx))
     level = assessment.level or "none (reviewer judges: " + ", ".join(assessment.unknown) + " unknown)"
     return Plan(writes=(write,), notes=(*assessment.notes, f"recommendation: {level}"))

@@ -175,6 +175,28 @@ def intake_task() -> Resource:
     }
 
 
+def routing_task() -> Resource:
+    """A referral that named an unknown receiving unit, held by the referral coordinator."""
+    coordinator = directory().coordinator
+    return {
+        "resourceType": "Task",
+        "id": "mmr-example-routing",
+        "meta": _profile("mmr-routing-task"),
+        "identifier": _ident("task", "referral-routing"),
+        "status": "on-hold",
+        "businessStatus": _concept("business-status", "awaiting-correction"),
+        "statusReason": {
+            "text": "Den angivna mottagaren finns inte bland regionens mottagningar för multimodal smärtrehabilitering."
+        },
+        "intent": "order",
+        "code": _concept("task-type", "referral-routing"),
+        "focus": REFERRAL,
+        "for": PATIENT,
+        "authoredOn": "2026-11-23T09:15:00+01:00",
+        "owner": _org(coordinator.hsa_id, coordinator.name),
+    }
+
+
 def booking_task() -> Resource:
     return {
         "resourceType": "Task",
@@ -459,6 +481,7 @@ def referral_bundle() -> Resource:
 def build() -> list[Resource]:
     return [
         referral(),
+        routing_task(),
         review_task(),
         intake_task(),
         booking_task(),

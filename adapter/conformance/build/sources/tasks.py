@@ -129,6 +129,22 @@ def review_task() -> Resource:
     )
 
 
+def routing_task() -> Resource:
+    return task_profile(
+        "mmr-routing-task",
+        "MmrRoutingTask",
+        "MMR held referral Task",
+        system_code("task-type", "referral-routing"),
+        "An MMR referral that cannot be routed to a specialist clinic of the routine (no receiving clinic, an "
+        "unknown or ambiguous one, or a unit that is no specialist clinic), held by the region's referral "
+        "coordinator until the referrer corrects it (issue 23: no referral falls silent on a human mistake).",
+        "Gives a referral nobody in the directory can own a named owner, and says why in statusReason.",
+        ["Organization", "PractitionerRole"],
+        [el("Task.statusReason", min=1, short="Why the referral cannot be routed, in clinical words")],
+        owner_short="The region's referral coordinator",
+    )
+
+
 def intake_task() -> Resource:
     return task_profile(
         "mmr-intake-task",
@@ -225,4 +241,4 @@ def follow_up_task() -> Resource:
 
 
 def build() -> list[Resource]:
-    return [review_task(), intake_task(), booking_task(), questionnaire_task(), follow_up_task()]
+    return [routing_task(), review_task(), intake_task(), booking_task(), questionnaire_task(), follow_up_task()]

@@ -1,0 +1,128 @@
+"""Recognise, then route or answer: an MMR referral that cannot be routed is held, never dropped.
+
+An MMR referral (category or code, ``referral.is_mmr_referral``) names its specialist clinic as
+``performer``. When it names none, an unknown unit, several clinics, or a unit of the directory
+that is no specialist clinic (``referral.routing_problem``), nobody in the directory can own its
+next step: the region's referral coordinator (``mappings/organisations.yaml``) does. The adapter
+writes one ``referral-routing`` Task (identifier ``<referral key>-referral-routing``) owned by
+the coordinator, ``on-hold`` / ``awaiting-correction``, with ``statusReason.text`` saying why in
+the words of ``held`` in ``mappings/confirmations.yaml`` (never a value from the referral), and a
+``referral-held`` notice to the referrer saying the same and where the referral can go. The event
+is counted as its own outcome (``held``) and logged at WARNING (the :data:`core.HELD` note), with
+the reason's key only.
+
+When a new version names one clinic, the review starts there (``arrival``) and this Task is
+completed ``routed`` in the same transaction; a revoked or otherwise ended referral closes it.
+A referral already under review is the clinic's: this step leaves it alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapter.mappings import codes, directory
+from adapter.workflow import confirmations as conf
+from adapter.workflow.core import HELD, NOTHING, Context, Event, Plan, Referral, create
+from adapter.workflow.options import language
+from adapter.workflow.referral import (
+    ACTIVE,
+    REVOKED,
+    is_mmr_referral,
+    performer_clinic,
+    referral_key,
+    referrer_reference,
+    routing_problem,
+    subject_reference,
+    unit_reference,
+)
+from adapter.workflow.tasks import cancel, concept, find_own, is_open, review_task, revise
+
+NOTICE = "referral-held"
+ENDED = frozenset({REVOKED, "completed", "entered-in-error"})
+
+
+def held_key(referral: Referral) -> str:
+    return f"{referral_key(referral.service_request)}-referral-routing"
+
+
+def held_task(referral: Referral) -> dict[str, Any] | None:
+    return find_own(referral, "task", held_key(referral))
+
+
+def why(problem: str, lang: str, **values: Any) -> str:
+    """The ``held`` text of ``mappings/confirmations.yaml`` for a routing problem (or ``routed``)."""
+    return conf.template("held", problem, lang, values)
+
+
+def hold_unroutable(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """Hold an MMR referral nobody in the directory can own, tell the referrer; release it when corrected."""
+    sr = referral.service_request
+    if not is_mmr_referral(sr):
+        return NOTHING
+    held = held_task(referral)
+    problem = routing_problem(referral)
+    lang = language(ctx)
+    if sr.get("status") in ENDED:
+        if not is_open(held):
+            return NOTHING
+        assert held is not None
+        if sr.get("status") == REVOKED:
+            return Plan(writes=(cancel(referral, held, conf.reason("revoked", lang), ctx, "revoked"),))
+        return Plan(writes=(cancel(referral, held, conf.reason("referral-ended", lang), ctx),))
+    if sr.get("status") != ACTIVE:
+        return NOTHING  # a draft or a referral the referrer paused: held as it is until it is active
+    if problem is None:
+        if not is_open(held):
+            return NOTHING
+        assert held is not None
+        clinic = performer_clinic(referral)
+        routed = revise(
+            referral,
+            held,
+            "task",
+            status="completed",
+            businessStatus=concept("business-status", "routed", ctx),
+            statusReason={"text": why("routed", lang, clinic=clinic.name if clinic else "")},
+            lastModified=ctx.now.isoformat(),
+        )
+        return Plan(writes=(routed,), notes=("held referral corrected: routed",))
+    if review_task(referral) is not None or (held is not None and not is_open(held)):
+        return NOTHING  # already under review at a clinic, or the coordinator closed it by hand
+    text = why(problem, lang)
+    coordinator = directory().coordinator
+    plan = conf.notify(
+        referral,
+        ctx,
+        NOTICE,
+        "referrer",
+        problem,
+        extra={"sender": unit_reference(coordinator, "Organization")},
+        coordinator=coordinator.name,
+        reason=text,
+        clinics=", ".join(c.name for c in directory().clinics),
+    )
+    if held is None:
+        body: dict[str, Any] = {
+            "resourceType": "Task",
+            "status": "on-hold",
+            "intent": "order",
+            "code": concept("task-type", "referral-routing"),
+            "businessStatus": concept("business-status", "awaiting-correction"),
+            "statusReason": {"text": text},
+            "focus": {"reference": referral.reference},
+            "for": subject_reference(referral),
+            "requester": referrer_reference(referral),
+            "owner": unit_reference(coordinator, "Organization"),
+            "authoredOn": ctx.now.isoformat(),
+            "lastModified": ctx.now.isoformat(),
+        }
+        write = create(
+            {k: v for k, v in body.items() if v is not None}, codes().identifier_system("task"), held_key(referral)
+        )
+    elif (held.get("statusReason") or {}).get("text") != text:
+        write = revise(referral, held, "task", statusReason={"text": text}, lastModified=ctx.now.isoformat())
+    else:
+        return plan
+    return (
+        Plan(writes=(write,), counts=("referral-held",), notes=(f"referral cannot be routed ({problem}){HELD}",)) + plan
+    )

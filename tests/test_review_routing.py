@@ -1,0 +1,118 @@
+"""Recognise, then route or answer: an MMR referral that cannot be routed to a clinic of the routine is
+held by the region's referral coordinator, the referrer is told why, and a corrected version proceeds.
+
+Issue 23: a referral with a mistyped receiving clinic used to disappear without a word.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from adapter.mappings import HSA_SYSTEM, codes, directory
+from adapter.workflow.core import HELD
+from adapter.workflow.steps import ROUTINE
+from tests.support.workflow import (
+    LUND,
+    PERSONNUMMER,
+    assert_replay_plans_nothing,
+    code,
+    ctx,
+    messages,
+    of_type,
+    referral,
+    review,
+    run,
+    service_request,
+    sr_event,
+    task,
+    update_resource,
+)
+
+HELD_TASK = "R-1-referral-routing"
+
+
+def _performer(hsa: str) -> dict:
+    return {"reference": f"Organization/{hsa}", "identifier": {"system": HSA_SYSTEM, "value": hsa}}
+
+
+UNROUTABLE = {
+    "missing": {"performer": None},
+    "unknown": {"performer": [_performer("SE2321000255-XXX9")]},
+    "ambiguous": {"performer": [_performer(LUND), _performer("SE2321000255-SMH1")]},
+    "not-a-clinic": {"performer": [_performer("SE2321000255-MMRPV")]},
+}
+
+
+@pytest.mark.parametrize("case", list(UNROUTABLE))
+def test_an_unroutable_referral_is_held_by_the_coordinator_and_the_referrer_is_told(case: str) -> None:
+    state = referral(service_request(**UNROUTABLE[case]))
+    plan, after = run(state, sr_event(state), ctx())
+    held = task(after, HELD_TASK)
+    coordinator = directory().coordinator
+    assert held["owner"]["identifier"]["value"] == coordinator.hsa_id
+    assert (held["status"], code(held["businessStatus"])) == ("on-hold", "awaiting-correction")
+    assert held["focus"] == {"reference": "ServiceRequest/sr1"}
+    why = held["statusReason"]["text"]
+    assert why and "191212121212" not in why and "performer" not in why  # clinical words, no patient data
+    note = messages(after)[f"R-1-referral-held-referrer-{case}"]
+    assert note["recipient"] == [{"reference": "PractitionerRole/ref1"}]
+    assert why in note["payload"][0]["contentString"]
+    assert code(note["category"][0]) == "referral-held"
+    assert not of_type(after, "Task", "R-1-referral-review")  # nobody reviews it at a wrong clinic
+    # Counted as its own outcome, logged at WARNING (the shell reads the marker), never "ignored".
+    assert any(n.endswith(HELD) for n in plan.notes) and "referral-held" in plan.counts
+    assert not any(PERSONNUMMER in n or "191212121212" in n for n in plan.notes)
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
+
+
+def test_a_corrected_referral_proceeds_and_the_held_task_is_closed() -> None:
+    state = referral(service_request(**UNROUTABLE["unknown"]))
+    _, held = run(state, sr_event(state), ctx())
+    corrected = update_resource(held, held.service_request, performer=[_performer(LUND)])
+    plan, after = run(corrected, sr_event(corrected), ctx())
+    closed = task(after, HELD_TASK)
+    assert (closed["status"], code(closed["businessStatus"])) == ("completed", "routed")
+    assert review(after)["owner"]["reference"].startswith("PractitionerRole/")
+    assert not any(n.endswith(HELD) for n in plan.notes)
+    assert_replay_plans_nothing(corrected, plan, after, sr_event(corrected), ctx(), timers_allowed=True)
+
+
+def test_a_held_referral_that_is_revoked_closes_its_held_task() -> None:
+    state = referral(service_request(**UNROUTABLE["missing"]))
+    _, held = run(state, sr_event(state), ctx())
+    revoked = update_resource(held, held.service_request, status="revoked")
+    _, after = run(revoked, sr_event(revoked), ctx())
+    closed = task(after, HELD_TASK)
+    assert (closed["status"], code(closed["businessStatus"])) == ("cancelled", "revoked")
+
+
+def test_a_second_mistake_is_told_again_on_the_same_task() -> None:
+    state = referral(service_request(**UNROUTABLE["unknown"]))
+    _, held = run(state, sr_event(state), ctx())
+    wrong_again = update_resource(held, held.service_request, performer=None)
+    _, after = run(wrong_again, sr_event(wrong_again), ctx())
+    assert len(of_type(after, "Task", HELD_TASK)) == 1
+    assert task(after, HELD_TASK)["statusReason"]["text"] != task(held, HELD_TASK)["statusReason"]["text"]
+    assert {"R-1-referral-held-referrer-unknown", "R-1-referral-held-referrer-missing"} <= set(messages(after))
+
+
+def test_a_referral_that_is_not_mmr_is_still_ignored_cheaply() -> None:
+    other = service_request(category=[{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}], code=None)
+    other.pop("performer")
+    state = referral(other)
+    plan = ROUTINE.decide(state, sr_event(state), ctx())
+    assert not plan.writes and not any(n.endswith(HELD) for n in plan.notes)
+
+
+def test_recognised_by_code_alone_so_subscribed_on_code_too() -> None:
+    """The classic Subscriptions filter on one criteria each: one on category, one on code."""
+    from adapter.mappings import load
+
+    c = codes()
+    criteria = [c.fill(s["criteria"]) for s in load("subscriptions")["subscriptions"]]
+    assert f"ServiceRequest?category={c.referral_category['system']}|{c.referral_category['code']}" in criteria
+    assert f"ServiceRequest?code={c.referral_code['system']}|{c.referral_code['code']}" in criteria
+    by_code = service_request(category=None)
+    state = referral(by_code)
+    _, after = run(state, sr_event(state), ctx())
+    assert review(after)
