@@ -304,7 +304,11 @@ def _say_alive(sender: Any = None, **_: Any) -> None:
     _alive_stop.clear()
 
     def beat() -> None:
-        store = State.from_url(settings().redis_url)
+        try:
+            store = State.from_url(settings().redis_url)
+        except Exception as exc:  # never stop a worker for it: only mmr_workers_alive misses this one
+            log.warning("worker liveness not reported", reason=type(exc).__name__)
+            return
         while True:
             with contextlib.suppress(Exception):
                 store.workers.alive(name, time.time(), forget_after=10 * ALIVE_WITHIN)
