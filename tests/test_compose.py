@@ -6,6 +6,7 @@ service's retry loop is run under /bin/sh with stand-ins for ``mmr-adapter`` and
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -302,6 +303,97 @@ def test_setup_runs_in_a_shell_loop_with_escaped_dollars() -> None:
 )
 def test_setup_retries_until_hapi_answers(tmp_path: Path, codes: list[int], exit_code: int, calls: int) -> None:
     assert run_setup_loop(tmp_path, codes) == (exit_code, calls)
+
+
+# ------------------------------------------------------------------ monitoring: prometheus and grafana
+
+
+def mounts(service: str) -> dict[str, str]:
+    """A service's bind mounts of repository folders, as {container path: repository path}."""
+    found = {}
+    for volume in SERVICES[service].get("volumes") or ():
+        source, target, *_ = str(volume).split(":")
+        if source.startswith("./"):
+            found[target] = source[2:]
+    return found
+
+
+def in_repository(service: str, container_path: str) -> Path:
+    """The repository file a service sees at ``container_path`` through its bind mounts."""
+    for target, source in mounts(service).items():
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return ROOT / source / container_path[len(target) :].lstrip("/")
+    raise AssertionError(f"{service}: nothing of the repository is mounted at {container_path}")
+
+
+def test_monitoring_images_are_pinned() -> None:
+    for service in ("prometheus", "grafana"):
+        _name, tag = image_tag(service)
+        assert tag and tag != "latest" and re.match(r"v?\d+\.\d+\.\d+$", tag), SERVICES[service]["image"]
+
+
+def test_every_repository_folder_mounted_exists() -> None:
+    for service in SERVICES:
+        for source in mounts(service).values():
+            assert (ROOT / source).is_dir(), f"{service} mounts ./{source}, which is not in the repository"
+
+
+def test_prometheus_scrapes_the_api_with_the_operator_token_and_loads_the_rules() -> None:
+    script = command("prometheus")[-1]
+    assert SERVICES["prometheus"]["entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert not re.search(r"(?<!\$)\$(?!\$)", script.replace("$$", "")), "unescaped $ in prometheus' start script"
+    config_file = re.search(r"--config\.file=(\S+)", script)
+    assert config_file, script
+    config = yaml.safe_load(in_repository("prometheus", config_file[1]).read_text(encoding="utf-8"))
+    rules = [in_repository("prometheus", str(Path(config_file[1]).parent / r)) for r in config["rule_files"]]
+    assert ROOT / "ops" / "prometheus" / "alerts.yml" in rules
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "mmr-adapter"]  # MmrApiDown's up{job=...}
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    api_port = command("api")[command("api").index("--port") + 1]
+    assert [t for c in job["static_configs"] for t in c["targets"]] == [f"api:{api_port}"]
+    # The token: passed through from the environment to both, written where the scrape reads it.
+    assert "MMR_OPERATOR_TOKEN" in COMPOSE["x-adapter-env"] and COMPOSE["x-adapter-env"]["MMR_OPERATOR_TOKEN"] is None
+    assert "MMR_OPERATOR_TOKEN" in env("prometheus") and env("prometheus")["MMR_OPERATOR_TOKEN"] is None
+    token_file = job["authorization"]["credentials_file"]
+    assert re.search(rf"MMR_OPERATOR_TOKEN[^\n]*> {re.escape(token_file)}\n", script), script
+    assert condition("prometheus", "api") is not None
+
+
+def test_prometheus_start_script_writes_the_token_then_runs_prometheus(tmp_path: Path) -> None:
+    """The script as compose hands it to the shell, with the paths moved into ``tmp_path`` and a
+    stand-in for /bin/prometheus that records its arguments."""
+    script = command("prometheus")[-1].replace("$$", "$")
+    token_file, ran = tmp_path / "token", tmp_path / "ran"
+    fake = tmp_path / "prometheus"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {ran}\n')
+    fake.chmod(0o755)
+    script = script.replace("/tmp/mmr-operator-token", str(token_file)).replace("/bin/prometheus", str(fake))
+    for value, expected in (("s3cret-operator-token", "s3cret-operator-token"), (None, "none")):
+        extra = {"MMR_OPERATOR_TOKEN": value} if value else {}
+        base = {k: v for k, v in os.environ.items() if k != "MMR_OPERATOR_TOKEN"}
+        result = subprocess.run(["/bin/sh", "-c", script], env={**base, **extra}, capture_output=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert token_file.read_text() == expected
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert "--config.file=/etc/prometheus/mmr/prometheus.yml" in ran.read_text()
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    provisioning = in_repository("grafana", "/etc/grafana/provisioning")
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    assert any(str(p).endswith(":9090") for p in SERVICES["prometheus"]["ports"])
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "mmr-adapter.yml").read_text())["providers"]
+    dashboards = in_repository("grafana", provider["options"]["path"])
+    assert dashboards == ROOT / "ops" / "grafana" / "dashboards"
+    (dashboard,) = [json.loads(p.read_text(encoding="utf-8")) for p in dashboards.glob("*.json")]
+    assert dashboard["panels"]
+    for panel in dashboard["panels"]:
+        uids = {panel["datasource"]["uid"], *(t["datasource"]["uid"] for t in panel["targets"])}
+        assert uids == {source["uid"]}, panel["title"]
+    home = env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert in_repository("grafana", home).is_file()
+    assert condition("grafana", "prometheus") is not None
 
 
 # ------------------------------------------------------------------ image

@@ -25,7 +25,7 @@ HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"", re.I)
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # A path named in code, from the repository's root: `adapter/fhir/search.py`, `profiles/`.
-ROOTS = ("adapter", "tests", "bench", "mappings", "profiles", "docs", "hapi")
+ROOTS = ("adapter", "tests", "bench", "mappings", "profiles", "docs", "hapi", "ops")
 ROOT_PATH = re.compile(rf"^(?:{'|'.join(ROOTS)})/[\w./-]*$")
 MODULE = re.compile(r"(?<![\w./-])adapter(?:\.[A-Za-z_]\w*)+")
 

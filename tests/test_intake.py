@@ -371,3 +371,27 @@ def test_the_docs_page_loads_nothing_from_elsewhere(lone: Intake) -> None:
     assert page.status_code == 200 and "/notify" in page.text
     assert "<script" not in page.text and "<link" not in page.text
     assert not re.search(r"(src|href)=['\"](https?:)?//", page.text)
+
+
+def test_metrics_say_redis_answered(lone: Intake) -> None:
+    assert re.search(r"^mmr_redis_up 1\.0$", httpx.get(f"{lone.url}/metrics", timeout=10).text, re.M)
+
+
+def test_metrics_answer_with_redis_gone_and_say_so() -> None:
+    """Redis unreachable: /metrics still answers (the API's own series), with ``mmr_redis_up 0`` for an
+    alert to fire on, instead of the pipeline's series silently vanishing."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    gone = redis.Redis(port=closed.getsockname()[1], socket_connect_timeout=0.5, decode_responses=True)
+    api = create_app(
+        token=TOKEN, enqueue=lambda _: None, state=State(gone), queue_depth=lambda: 0, checks={"redis": always(False)}
+    )
+    url, server = serve(api)
+    try:
+        reply = httpx.get(f"{url}/metrics", timeout=10)
+        assert reply.status_code == 200
+        assert re.search(r"^mmr_redis_up 0\.0$", reply.text, re.M), reply.text
+        assert "mmr_notify_seconds_bucket" in reply.text and "mmr_queue_depth" not in reply.text
+    finally:
+        server.should_exit = True
+        closed.close()

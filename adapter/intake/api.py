@@ -96,6 +96,7 @@ def app_from_settings() -> FastAPI:
         enqueue=enqueue,
         state=state,
         queue_depth=lambda: worker.queue_depth(state.r, settings.queue),
+        queue_view=lambda: worker.queue_view(state.r, settings.queue),
         checks=readiness_checks(settings),
         details=health_details(settings),
         limits=limits,

@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect
 
 from adapter import __version__
 from adapter.fhir.outcome import operation_outcome
-from adapter.intake.metrics import IntakeMetrics, PipelineCollector
+from adapter.intake.metrics import IntakeMetrics, PipelineCollector, QueueView
 from adapter.intake.notifications import MAX_EVENTS, BadNotification, Parsed, parse_delete, parse_post, parse_put
 from adapter.logs import bind_correlation, log, new_correlation_id
 from adapter.pipeline.envelope import Envelope
@@ -161,6 +161,7 @@ def create_app(
     state: State,
     queue_depth: Callable[[], int],
     checks: Mapping[str, Check],
+    queue_view: QueueView | None = None,
     details: Mapping[str, Detail] | None = None,
     limits: Limits | None = None,
     operator_token: str | None = None,
@@ -168,7 +169,8 @@ def create_app(
     """Build the API. Every dependency is passed in, so tests and the demo wire real parts their way.
 
     ``checks`` are /health's readiness checks (async: /health never waits in /notify's thread
-    pool); ``details`` are reported beside them without deciding readiness (the Subscriptions).
+    pool); ``queue_view`` adds the oldest queued event's age and the events in progress to /metrics;
+    ``details`` are reported beside them without deciding readiness (the Subscriptions).
     With ``operator_token``, /metrics, /docs and /openapi.json need it as a bearer token.
     """
     limits = limits or Limits()
@@ -177,7 +179,7 @@ def create_app(
     )
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
-    registry.register(PipelineCollector(state, queue_depth))
+    registry.register(PipelineCollector(state, queue_depth, queue_view))
     readiness = Readiness({**(details or {}), **checks}, limits.health_cache, limits.health_timeout)
     expected = f"Bearer {token}".encode()
     operator = f"Bearer {operator_token}".encode() if operator_token else None

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from adapter.pipeline.state import LATENCY_BUCKETS, State
+from adapter.pipeline.state import ALIVE_WITHIN, LATENCY_BUCKETS, State
 
 
 class IntakeMetrics:
@@ -28,22 +28,48 @@ class IntakeMetrics:
         )
 
 
-class PipelineCollector(Collector):
-    """Reads the worker's counters, queue depth and dead letters from Redis at scrape time."""
+# (when the oldest queued event was received, messages taken by workers and not yet acknowledged)
+QueueView = Callable[[], tuple[float | None, int]]
 
-    def __init__(self, state: State, queue_depth: Callable[[], int]) -> None:
+
+class PipelineCollector(Collector):
+    """Reads the worker's counters, queue depth and dead letters from Redis at scrape time.
+
+    Everything about the workers is read here rather than pushed by them: a scrape costs a few Redis
+    commands, an event none (its counters ride on :meth:`State.finish_event`'s round trip).
+    ``mmr_redis_up`` is always there, 0 when Redis did not answer this scrape, so an alert can say
+    "Redis unreachable" instead of every other series just vanishing.
+    """
+
+    def __init__(
+        self,
+        state: State,
+        queue_depth: Callable[[], int],
+        queue_view: QueueView | None = None,
+        *,
+        workers_within: float = ALIVE_WITHIN,
+    ) -> None:
         self.state = state
         self.queue_depth = queue_depth
+        self.queue_view = queue_view
+        self.workers_within = workers_within
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         try:
+            now = datetime.now(UTC)
             events, latency = self.state.metrics.events_and_latency()
             workflow = self.state.metrics.workflow_counts()
+            fhir_failures = self.state.metrics.fhir_failures()
             depth, dlq = self.queue_depth(), self.state.dlq.size()
-            due, reconciled = self.state.timers.due_count(datetime.now(UTC)), self.state.reconciliation.last()
-            heartbeat_age = self.state.heartbeat.age(datetime.now(UTC).timestamp())
-        except Exception:  # Redis down: /health says so; the scrape still answers
+            oldest, taken = self.queue_view() if self.queue_view else (None, None)
+            due, reconciled = self.state.timers.due_count(now), self.state.reconciliation.last()
+            due_age = self.state.timers.oldest_due_age(now)
+            heartbeat_age = self.state.heartbeat.age(now.timestamp())
+            workers = self.state.workers.count(now.timestamp(), self.workers_within)
+        except Exception:  # Redis down: /health says so; the scrape still answers, and says so too
+            yield GaugeMetricFamily("mmr_redis_up", "1 if Redis answered this scrape, else 0", value=0)
             return
+        yield GaugeMetricFamily("mmr_redis_up", "1 if Redis answered this scrape, else 0", value=1)
         family = CounterMetricFamily("mmr_events", "Events by outcome and kind", labels=["outcome", "kind"])
         for field, value in sorted(events.items()):
             outcome, _, kind = field.partition("|")
@@ -55,10 +81,37 @@ class PipelineCollector(Collector):
         for name, value in sorted(workflow.items()):
             counted.add_metric([name], float(value))
         yield counted
+        failed = CounterMetricFamily(
+            "mmr_fhir_failures",
+            "Event attempts the FHIR server failed, by its answer: none (unreachable, timed out), 4xx, 5xx",
+            labels=["answer"],
+        )
+        for answer in ("none", "4xx", "5xx"):  # always all three: rate() needs the series before the first failure
+            failed.add_metric([answer], float(fhir_failures.get(answer, 0)))
+        yield failed
         yield GaugeMetricFamily("mmr_queue_depth", "Events waiting on the queue", value=depth)
+        if taken is not None:
+            yield GaugeMetricFamily(
+                "mmr_events_in_progress",
+                "Messages workers have taken and not yet finished (processing, or a retry held until its countdown)",
+                value=taken,
+            )
+            yield GaugeMetricFamily(
+                "mmr_queue_oldest_age_seconds",
+                "Seconds since the oldest event still on the queue was received (0: the queue is empty)",
+                value=max(now.timestamp() - oldest, 0.0) if oldest is not None else 0.0,
+            )
+        yield GaugeMetricFamily(
+            "mmr_workers_alive", f"Worker processes heard from in the last {self.workers_within:g} s", value=workers
+        )
         yield GaugeMetricFamily("mmr_dead_letters", "Events parked in the dead-letter store", value=dlq)
         # Both say whether beat (and a worker) run: due timers pile up and reconciliation grows old.
         yield GaugeMetricFamily("mmr_timers_due", "Timers already due and not yet fired", value=due)
+        yield GaugeMetricFamily(
+            "mmr_timers_oldest_due_age_seconds",
+            "Seconds the longest-waiting due timer has been due (0: none due); what check-scheduler checks",
+            value=due_age,
+        )
         if reconciled is not None:
             yield GaugeMetricFamily(
                 "mmr_last_reconciliation_timestamp_seconds",

@@ -2,7 +2,8 @@
 ``state.events`` (processed-event keys, topic event numbers), ``state.locks`` (one referral at a time),
 ``state.reconciliation`` (its runs and checkpoints), ``state.dlq`` (dead letters), ``state.timers``,
 ``state.heartbeat``, ``state.sweep``, ``state.guesses`` (what a referral's load needed last time),
-``state.metrics`` (shared by every process) and ``state.clock`` (the test clock).
+``state.workers`` (which worker processes are alive), ``state.metrics`` (shared by every process)
+and ``state.clock`` (the test clock).
 
 One module, not one per concern: every Redis key the adapter writes is in this file, where its
 whole key space can be read at once, and :meth:`State.finish_event` writes keys of two concerns in
@@ -29,6 +30,9 @@ from adapter.workflow.core import Timer
 
 P = "mmr:"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# A worker says it is alive this often (:class:`Workers`); one heard from in the last three periods counts.
+ALIVE_EVERY = 10.0
+ALIVE_WITHIN = 3 * ALIVE_EVERY
 
 
 # Every client here is made with ``decode_responses=True``, so Redis answers with ``str``; redis-py's
@@ -246,6 +250,12 @@ class Timers:
         """Timers already due: near zero while beat runs; growing, the scheduler is down."""
         return int(self.r.zcount(P + "timers", "-inf", now.timestamp()))
 
+    def oldest_due_age(self, now: datetime) -> float:
+        """Seconds the longest-waiting due timer has been due (0 when none is): what ``check-scheduler``
+        checks, as a number to alert on (a count of due timers is never zero under steady load)."""
+        first = cast("list[tuple[str, float]]", self.r.zrange(P + "timers", 0, 0, withscores=True))
+        return max(now.timestamp() - first[0][1], 0.0) if first else 0.0
+
     def all(self) -> list[tuple[str, float]]:
         return cast("list[tuple[str, float]]", self.r.zrange(P + "timers", 0, -1, withscores=True))
 
@@ -318,6 +328,30 @@ class LoadGuesses:
             self.r.delete(f"{P}phase2:{referral_id}")
 
 
+class Workers:
+    """Which worker processes are alive: each says so every few seconds (by name, when), so ``/metrics``
+    counts them with one Redis command instead of a Celery broadcast that waits for answers."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def alive(self, name: str, at: float, forget_after: float) -> None:
+        """``name`` is alive at ``at``; names silent for ``forget_after`` seconds are dropped, so the
+        set stays as small as the workers of the last minutes (a name carries a process id)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zadd(P + "workers", {name: at})
+        pipe.zremrangebyscore(P + "workers", "-inf", at - forget_after)
+        pipe.execute()
+
+    def gone(self, name: str) -> None:
+        """A worker shutting down: no longer counted, without waiting for it to fall silent."""
+        self.r.zrem(P + "workers", name)
+
+    def count(self, now: float, within: float) -> int:
+        """Workers that said they were alive in the last ``within`` seconds."""
+        return int(self.r.zcount(P + "workers", now - within, "+inf"))
+
+
 class Metrics:
     """Counters shared by every process (the API's ``/metrics`` reads them)."""
 
@@ -326,6 +360,21 @@ class Metrics:
 
     def count(self, what: str, kind: str, n: int = 1) -> None:
         self.r.hincrby(P + "metrics:events", f"{what}|{kind}", n)
+
+    def count_failure(self, outcome: str, kind: str, *, delivered: bool, fhir_answer: str | None) -> None:
+        """A failed attempt (``retried`` or ``dead_lettered``) in one round trip: its outcome, the
+        delivered count for an event that came in through the API, and, when the FHIR server failed
+        it, ``fhir_answer`` (``none``: no answer at all, ``4xx``, ``5xx``)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hincrby(P + "metrics:events", f"{outcome}|{kind}", 1)
+        if delivered:
+            pipe.hincrby(P + "metrics:delivered", outcome, 1)
+        if fhir_answer:
+            pipe.hincrby(P + "metrics:fhir-failures", fhir_answer, 1)
+        pipe.execute()
+
+    def fhir_failures(self) -> dict[str, str]:
+        return cast("dict[str, str]", self.r.hgetall(P + "metrics:fhir-failures"))
 
     def count_delivered(self, outcome: str) -> None:
         """The outcome of an event that came in through the API (not a timer's, the sweep's or a
@@ -390,6 +439,7 @@ class State:
         self.heartbeat = Heartbeat(client)
         self.sweep = Sweep(client)
         self.guesses = LoadGuesses(client, dedup_ttl)
+        self.workers = Workers(client)
         self.metrics = Metrics(client)
         self.clock = Clock(client)
 

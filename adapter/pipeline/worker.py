@@ -8,9 +8,12 @@ with exponential backoff; an event that keeps failing is parked in the dead-lett
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gc
+import json
 import random
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -18,7 +21,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Reject, Retry
-from celery.signals import setup_logging, worker_init
+from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
 
 from adapter.config import REQUIRED_FOR_FHIR, Settings, load_settings
 from adapter.fhir.client import FhirClient, FhirError
@@ -29,7 +32,7 @@ from adapter.pipeline import sweep as sweeping
 from adapter.pipeline.envelope import Envelope
 from adapter.pipeline.runner import SWEEP as SWEEP_SHAPE
 from adapter.pipeline.runner import Runner
-from adapter.pipeline.state import LockBusy, State
+from adapter.pipeline.state import ALIVE_EVERY, ALIVE_WITHIN, LockBusy, State
 
 PROCESS = "mmr.process"
 RECONCILE = "mmr.reconcile"
@@ -173,6 +176,42 @@ def queue_depth(client: Any, queue: str) -> int:
     return sum(int(n) for n in pipe.execute())
 
 
+def queue_view(client: Any, queue: str, unacked_key: str = "unacked") -> tuple[float | None, int]:
+    """When the oldest queued event was received (Unix time; ``None``: none queued), and how many
+    messages workers have taken and not yet acknowledged, in one round trip, for ``/metrics``.
+
+    kombu pushes on the left and workers pop on the right, so each priority's next message is its
+    last, the oldest but for a fan-out (published after the events it carries were received) or a
+    message handed back; the events' own ``received_at`` is read from the message body (Celery's
+    headers carry no time). The sweep's priority is left out: its events wait behind all others.
+
+    Taken messages are kombu's ``unacked`` hash: with ``acks_late`` and a prefetch of one, those
+    being processed, plus retries a worker holds until their countdown ends.
+    """
+    pipe = client.pipeline(transaction=False)
+    for key in queue_keys(queue)[:-1]:  # not the sweep's: its look at every open referral waits by design
+        pipe.lindex(key, -1)
+    pipe.hlen(unacked_key)
+    *tails, taken = pipe.execute()
+    received = [t for raw in tails if raw is not None for t in _received_at(raw)]
+    return (min(received) if received else None), int(taken)
+
+
+def _received_at(raw: str | bytes) -> list[float]:
+    """The ``received_at`` of the events in one queued message (a fan-out carries several); none if
+    the message is not one of ours or cannot be read."""
+    try:
+        message = json.loads(raw)
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        envelopes = args[0] if args and isinstance(args[0], list) else args[:1]
+        return [float(e["received_at"]) for e in envelopes if isinstance(e, dict) and "received_at" in e]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return []
+
+
 def enqueue(env: Envelope) -> None:
     # argsrepr: otherwise Celery reprs the whole envelope, resource included, into the message
     # headers on every publish (a third of the publish's CPU) where monitoring tools show it.
@@ -252,6 +291,46 @@ def _warm_before_the_pool_forks(**_: Any) -> None:
     gc.freeze()
 
 
+_alive_stop = threading.Event()
+_alive_threads: list[threading.Thread] = []
+
+
+@worker_ready.connect
+def _say_alive(sender: Any = None, **_: Any) -> None:
+    """In the worker's main process once it consumes: a thread says every ``ALIVE_EVERY`` seconds that
+    this worker lives (``mmr_workers_alive``), off the events' path. Its own Redis connection, never
+    one the pool's processes share; a failed write is only a missed beat."""
+    name = str(getattr(sender, "hostname", None) or f"worker-{id(sender)}")
+    _alive_stop.clear()
+
+    def beat() -> None:
+        try:
+            store = State.from_url(settings().redis_url)
+        except Exception as exc:  # never stop a worker for it: only mmr_workers_alive misses this one
+            log.warning("worker liveness not reported", reason=type(exc).__name__)
+            return
+        while True:
+            with contextlib.suppress(Exception):
+                store.workers.alive(name, time.time(), forget_after=10 * ALIVE_WITHIN)
+            if _alive_stop.wait(ALIVE_EVERY):
+                with contextlib.suppress(Exception):
+                    store.workers.gone(name)
+                return
+
+    thread = threading.Thread(target=beat, name="mmr-alive", daemon=True)
+    _alive_threads.append(thread)
+    thread.start()
+
+
+@worker_shutdown.connect
+def _say_gone(**_: Any) -> None:
+    """A worker shutting down stops being counted at once (a killed one after ``ALIVE_WITHIN``)."""
+    _alive_stop.set()
+    for thread in _alive_threads:
+        thread.join(timeout=3)
+    _alive_threads.clear()
+
+
 @setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     """Our structured, redacting logs for the worker too, instead of Celery's own set-up."""
@@ -324,12 +403,10 @@ def _attempt(task: Task[Any, Any], env: Envelope, failures: int) -> str:
         reason = _reason(exc)
         if permanent or attempts >= settings().max_attempts:
             entry = st.dlq.park(env, reason, attempts)
-            st.metrics.count("dead_lettered", kind)
-            if _came_in(env):
-                st.metrics.count_delivered("dead_lettered")
+            st.metrics.count_failure("dead_lettered", kind, delivered=_came_in(env), fhir_answer=_fhir_answer(exc))
             log.error("event dead-lettered", reason=reason, attempts=attempts, dlq_id=entry)
             return "dead-lettered"
-        st.metrics.count("retried", kind)
+        st.metrics.count_failure("retried", kind, delivered=False, fhir_answer=_fhir_answer(exc))
         log.warning("event failed, will retry", reason=reason, attempts=attempts)
         raise task.retry(
             countdown=backoff(attempts - 1), kwargs={"failures": attempts}, **_publish_options(env)
@@ -340,6 +417,14 @@ def _attempt(task: Task[Any, Any], env: Envelope, failures: int) -> str:
         "event processed", outcome=outcome.status, writes=outcome.writes
     )
     return outcome.status
+
+
+def _fhir_answer(exc: BaseException) -> str | None:
+    """How the FHIR server failed an attempt, as a metric label of three values: ``none`` (no answer:
+    refused, timed out, unreachable), ``5xx`` or ``4xx``; ``None`` when the failure was not the server's."""
+    if not isinstance(exc, FhirError):
+        return None
+    return "none" if exc.status == 0 else f"{exc.status // 100}xx" if 400 <= exc.status < 600 else None
 
 
 def _reason(exc: BaseException) -> str:
