@@ -46,5 +46,7 @@ EXPOSE 8000
 
 # No HEALTHCHECK here: the same image runs the worker and beat, which serve no HTTP. The compose
 # file gives the api service its healthcheck (GET /health).
+# Every interface of the container: serve then needs MMR_OPERATOR_TOKEN (it guards /metrics, /docs
+# and /openapi.json) and refuses to start without it.
 ENTRYPOINT ["mmr-adapter"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
