@@ -7,7 +7,9 @@ stack trace: see :func:`load_settings`.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
@@ -16,6 +18,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
+
+
+def default_state_dir() -> Path:
+    """Where a process keeps what it must find again after a restart (beat's schedule): per user,
+    as the XDG base directories put state, never a fixed path in /tmp that another user can claim."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mmr-adapter"
 
 
 class Settings(BaseSettings):
@@ -70,6 +79,10 @@ class Settings(BaseSettings):
     reconcile_lookback: float = Field(86400.0, gt=0, description="First reconciliation looks this far back (s)")
     dedup_ttl: int = Field(30 * 86400, gt=0, description="Seconds a processed-event key is remembered")
     queue: str = Field("mmr-events", description="Celery queue name")
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="Directory for files a process keeps across restarts (beat's schedule)",
+    )
     language: Literal["sv", "en"] = Field("sv", description="Language of texts sent to people")
     log_level: str = Field("INFO", description="Log level")
     log_json: bool = Field(True, description="JSON log lines (false: human-readable)")

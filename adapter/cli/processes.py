@@ -130,11 +130,19 @@ def check_scheduler(lag: float | None) -> None:
 
 @click.command()
 @click.option(
-    "--schedule-file", default="/tmp/mmr-beat-schedule", show_default=True, help="Where beat keeps its last-run times."
+    "--schedule-file",
+    default=None,
+    help="Where beat keeps its last-run times [default: beat-schedule in MMR_STATE_DIR].",
 )
-def beat(schedule_file: str) -> None:
+def beat(schedule_file: str | None) -> None:
     """Run the scheduler: reconciliation, due timers and the sweep of open referrals, periodically."""
     s = load_settings(require=REQUIRED_FOR_FHIR)
     from adapter.pipeline.worker import app
 
+    if schedule_file is None:
+        try:
+            s.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"MMR_STATE_DIR: cannot create {s.state_dir} ({exc.strerror})") from None
+        schedule_file = str(s.state_dir / "beat-schedule")
     app.start(["beat", "--loglevel", s.log_level, "-s", schedule_file])
