@@ -20,7 +20,11 @@ from adapter.cli.context import exit_with
     "on first use, so it needs java and mvn.",
 )
 def sandbox(port: int, hapi: bool) -> None:
-    """Run a sandbox FHIR server (sekmet-fhir, or HAPI FHIR with --hapi) on loopback until Ctrl-C. Development only."""
+    """Run a sandbox FHIR server (sekmet-fhir, or HAPI FHIR with --hapi) on loopback until Ctrl-C or SIGTERM.
+
+    Either ends the server and removes its files (the sandbox's database lives in a temporary
+    directory). Development only.
+    """
     if hapi:
         from adapter.dev.hapi import HapiError, run_hapi
 
@@ -29,16 +33,12 @@ def sandbox(port: int, hapi: bool) -> None:
         except HapiError as exc:
             raise click.ClickException(str(exc)) from exc
         return
-    from adapter.dev.sandbox import start_sandbox
+    from adapter.dev.sandbox import serve_until_signalled, start_sandbox
 
-    server = start_sandbox(port, quiet=False)
-    click.echo(f"sandbox FHIR server at {server.base_url} (Ctrl-C to stop)")
-    try:
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_signalled(
+        lambda: start_sandbox(port, quiet=False),
+        lambda server: click.echo(f"sandbox FHIR server at {server.base_url} (Ctrl-C or SIGTERM to stop)"),
+    )
 
 
 @click.command()
