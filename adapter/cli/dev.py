@@ -42,7 +42,13 @@ def sandbox(port: int, hapi: bool) -> None:
 
 
 @click.command()
-@click.option("--redis-url", default=None, help="Redis to use (default: MMR_REDIS_URL or the local one).")
+@click.option(
+    "--redis-url",
+    default=None,
+    help="A Redis to use on purpose (memory://: the in-process store). Default: a redis-server of the "
+    "demo's own on a free loopback port, removed when it ends (the in-process store without "
+    "redis-server); never MMR_REDIS_URL nor whatever answers on 6379.",
+)
 def demo(redis_url: str | None) -> None:
     """Run sandbox, API and worker in this process and walk one example referral through them."""
     from adapter.dev.demo import run_demo
