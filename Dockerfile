@@ -37,7 +37,8 @@ RUN pip install --no-cache-dir --no-deps -e . \
     && test -f "$MMR_PROFILES_DIR/package.json"
 
 # Unprivileged user, numeric in USER so a runtime can check it is not root. It owns nothing under
-# /app (code and data are read-only to it); beat keeps its schedule file in /tmp.
+# /app (code and data are read-only to it); beat keeps its schedule in MMR_STATE_DIR, by default
+# under its home (~/.local/state/mmr-adapter).
 RUN groupadd --system --gid 10001 mmr \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/mmr mmr
 USER 10001:10001
@@ -46,5 +47,7 @@ EXPOSE 8000
 
 # No HEALTHCHECK here: the same image runs the worker and beat, which serve no HTTP. The compose
 # file gives the api service its healthcheck (GET /health).
+# Every interface of the container: serve then needs MMR_OPERATOR_TOKEN (it guards /metrics, /docs
+# and /openapi.json) and refuses to start without it.
 ENTRYPOINT ["mmr-adapter"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -7,7 +7,9 @@ stack trace: see :func:`load_settings`.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
@@ -16,6 +18,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
+
+
+def default_state_dir() -> Path:
+    """Where a process keeps what it must find again after a restart (beat's schedule): per user,
+    as the XDG base directories put state, never a fixed path in /tmp that another user can claim."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mmr-adapter"
 
 
 class Settings(BaseSettings):
@@ -49,7 +58,10 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(100, gt=0, description="Connections and requests served at once (503 above)")
     health_cache: float = Field(5.0, ge=0, description="Seconds a /health answer is reused")
     health_timeout: float = Field(2.0, gt=0, description="Seconds each /health check may take")
-    operator_token: SecretStr | None = Field(None, description="Bearer token for /metrics and /docs (unset: open)")
+    operator_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for /metrics, /docs and /openapi.json (unset: open, so serve stays on loopback)",
+    )
     max_attempts: int = Field(8, ge=1, description="Attempts per event before it is dead-lettered")
     retry_backoff: float = Field(2.0, gt=0, description="Base seconds of the retry backoff (doubles per attempt)")
     retry_backoff_max: float = Field(120.0, gt=0, description="Longest wait between two attempts")
@@ -67,6 +79,10 @@ class Settings(BaseSettings):
     reconcile_lookback: float = Field(86400.0, gt=0, description="First reconciliation looks this far back (s)")
     dedup_ttl: int = Field(30 * 86400, gt=0, description="Seconds a processed-event key is remembered")
     queue: str = Field("mmr-events", description="Celery queue name")
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="Directory for files a process keeps across restarts (beat's schedule)",
+    )
     language: Literal["sv", "en"] = Field("sv", description="Language of texts sent to people")
     log_level: str = Field("INFO", description="Log level")
     log_json: bool = Field(True, description="JSON log lines (false: human-readable)")
@@ -89,7 +105,8 @@ class Settings(BaseSettings):
         return str(self.public_url).rstrip("/") + "/notify"
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ``::1``, ``localhost``: reachable from this machine only. Any other name counts as not."""
     host = (host or "").strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -106,7 +123,7 @@ def _insecure_credentials(settings: Settings) -> str | None:
     names = ["fhir_base_url"] + (["oauth_token_url"] if settings.fhir_auth == "client-credentials" else [])
     for name in names:
         url = getattr(settings, name)
-        if url is not None and url.scheme == "http" and not _is_loopback(url.host):
+        if url is not None and url.scheme == "http" and not is_loopback(url.host):
             return (
                 f"{_env_name((name,))}: MMR_FHIR_AUTH={settings.fhir_auth} would send credentials over plain "
                 f"http to {url.host}; use https (or MMR_ALLOW_INSECURE_HTTP=true)"

@@ -220,6 +220,17 @@ def test_webhook_token_comes_from_the_environment() -> None:
     assert match and match["name"] == "MMR_WEBHOOK_TOKEN" and match["op"] == ":?", value
 
 
+def test_the_api_serves_beyond_loopback_only_with_an_operator_token_from_the_environment() -> None:
+    """`serve` refuses a non-loopback --host without MMR_OPERATOR_TOKEN; HAPI needs the api on the network."""
+    from adapter.config import is_loopback
+
+    api = command("api")
+    host = api[api.index("--host") + 1] if "--host" in api else "127.0.0.1"
+    assert not is_loopback(host), "HAPI reaches the api over the compose network: it must not serve on loopback"
+    match = INTERPOLATION.fullmatch(str(env("api").get("MMR_OPERATOR_TOKEN")))
+    assert match and match["name"] == "MMR_OPERATOR_TOKEN" and match["op"] == ":?", env("api")
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_no_secret_is_written_into_the_file(service: str) -> None:
     for key, value in env(service).items():

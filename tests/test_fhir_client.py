@@ -204,6 +204,6 @@ def test_a_failure_is_summed_up_without_the_servers_words() -> None:
         "http://fhir.example/fhir/Patient/p1?_format=json",
     )
     assert exc.summary == (
-        "PUT http://fhir.example/fhir/Patient/p1 answered 422 (HAPI-0450; processing at Patient.name[0])"
+        "PUT http://fhir.example/fhir/Patient/p1: answered 422 (HAPI-0450; processing at Patient.name[0])"
     )
     assert "Tolvan" not in exc.summary and "1912" not in exc.summary

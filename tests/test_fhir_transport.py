@@ -79,6 +79,7 @@ def test_a_server_that_never_answers_is_a_transient_error_after_the_timeout() ->
         with FhirClient(base, retries=1, timeout=0.2, sleep=waits.append) as client, pytest.raises(FhirError) as info:
             client.read("Patient", "p1")
         assert info.value.status == 0 and info.value.transient and "ReadTimeout" in info.value.message
+        assert info.value.summary == f"GET {base}/Patient/p1 (read): no answer within the timeout"
         assert len(waits) == 1  # a read: retried
     finally:
         silent.close()

@@ -6,6 +6,7 @@ deadlines shortened so that each test ends within seconds; every wait has a dead
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from adapter.config import load_settings
+from adapter.dev.sandbox import free_port
 from adapter.intake.app import Limits
 from adapter.intake.server import GuardedH11Protocol, uvicorn_options
 from tests.support.stack import REDIS_URL, TOKEN, wait_for
@@ -169,3 +171,86 @@ def test_beyond_the_concurrency_limit_the_answer_is_503() -> None:
         for sock in held:
             sock.close()
         server.should_exit = True  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ the OpenAPI document
+
+
+def status_of(
+    it: Intake,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    token: bool = True,
+    content_type: str = "application/fhir+json",
+    declared: int | None = None,
+    padding: int = 0,
+) -> int:
+    """The status the API answers a request (``declared``: a Content-Length other than the body's,
+    ``padding``: header bytes added), read off a real socket."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close", f"Content-Type: {content_type}"]
+    lines += [f"Authorization: Bearer {TOKEN}"] if token else []
+    lines += [f"Content-Length: {len(body) if declared is None else declared}"]
+    lines += [f"X-Padding: {'p' * padding}"] if padding else []
+    with connect(it) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        reply = read_until_closed(sock)
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_the_openapi_document_lists_every_answer_notify_gives(api: Intake) -> None:
+    """Each answer elicited from a real server, per operation, is in the served document, and each
+    documented answer was elicited (but 500, a bug's: no request makes it on purpose)."""
+    from tests.support.shapes import r4_backport
+    from tests.test_intake import SR
+
+    sr = json.dumps(SR).encode()
+    put = delete = "/notify/ServiceRequest/sr1"
+    common = {
+        401: lambda m, p: status_of(api, m, p, token=False),
+        408: lambda m, p: status_of(api, m, p, b'{"resourceType"', declared=100),
+        413: lambda m, p: status_of(api, m, p, declared=LIMIT + 1),
+        431: lambda m, p: status_of(api, m, p, padding=5000),
+    }
+    observed: dict[tuple[str, str], set[int]] = {
+        ("post", "/notify"): {
+            status_of(api, "POST", "/notify"),  # a ping: queued
+            status_of(api, "POST", "/notify", r4_backport("s1", 0, None, kind="handshake")),
+            status_of(api, "POST", "/notify", b"{this is not json"),
+            status_of(api, "POST", "/notify", b"<Bundle/>", content_type="application/fhir+xml"),
+            *(elicit("POST", "/notify") for elicit in common.values()),
+        },
+        ("put", "/notify/{resource_type}/{resource_id}"): {
+            status_of(api, "PUT", put, sr),
+            status_of(api, "PUT", "/notify/Task/sr1", sr),  # the body's type differs from the path's
+            status_of(api, "PUT", put, b"<ServiceRequest/>", content_type="application/fhir+xml"),
+            *(elicit("PUT", put) for elicit in common.values()),
+        },
+        ("delete", "/notify/{resource_type}/{resource_id}"): {
+            status_of(api, "DELETE", delete),
+            status_of(api, "DELETE", "/notify/lowercase/sr1"),
+            *(elicit("DELETE", delete) for elicit in common.values()),
+        },
+    }
+    dead, server = intake(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there: the queue is down
+    try:
+        observed[("post", "/notify")].add(status_of(dead, "POST", "/notify"))
+        observed[("put", "/notify/{resource_type}/{resource_id}")].add(status_of(dead, "PUT", put))
+        observed[("delete", "/notify/{resource_type}/{resource_id}")].add(status_of(dead, "DELETE", delete))
+    finally:
+        server.should_exit = True  # type: ignore[attr-defined]
+    api.r.delete(api.queue)
+
+    document = httpx.get(f"{api.url}/openapi.json", timeout=WAIT).json()
+    for (method, path), statuses in observed.items():
+        responses = document["paths"][path][method]["responses"]
+        assert statuses == {int(code) for code in responses} - {500}, (method, path)
+        for code, response in responses.items():
+            schemas = json.dumps(response["content"]["application/fhir+json"]["schema"])
+            assert "#/components/schemas/OperationOutcome" in schemas, (method, path, code)
+    assert set(document["components"]["schemas"]) >= {"OperationOutcome", "TransactionResponse"}
+    assert "422" not in json.dumps(document["paths"])  # FastAPI's default; this API answers 400
+    # A path or method no operation has: 404 and 405, said in the document's description.
+    assert status_of(api, "POST", "/notify/a/b/c") == 404 and status_of(api, "GET", "/notify") == 405
+    assert "404" in document["info"]["description"] and "405" in document["info"]["description"]

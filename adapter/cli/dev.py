@@ -20,7 +20,11 @@ from adapter.cli.context import exit_with
     "on first use, so it needs java and mvn.",
 )
 def sandbox(port: int, hapi: bool) -> None:
-    """Run a sandbox FHIR server (sekmet-fhir, or HAPI FHIR with --hapi) on loopback until Ctrl-C. Development only."""
+    """Run a sandbox FHIR server (sekmet-fhir, or HAPI FHIR with --hapi) on loopback until Ctrl-C or SIGTERM.
+
+    Either ends the server and removes its files (the sandbox's database lives in a temporary
+    directory). Development only.
+    """
     if hapi:
         from adapter.dev.hapi import HapiError, run_hapi
 
@@ -29,20 +33,22 @@ def sandbox(port: int, hapi: bool) -> None:
         except HapiError as exc:
             raise click.ClickException(str(exc)) from exc
         return
-    from adapter.dev.sandbox import start_sandbox
+    from adapter.dev.sandbox import serve_until_signalled, start_sandbox
 
-    server = start_sandbox(port, quiet=False)
-    click.echo(f"sandbox FHIR server at {server.base_url} (Ctrl-C to stop)")
-    try:
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_signalled(
+        lambda: start_sandbox(port, quiet=False),
+        lambda server: click.echo(f"sandbox FHIR server at {server.base_url} (Ctrl-C or SIGTERM to stop)"),
+    )
 
 
 @click.command()
-@click.option("--redis-url", default=None, help="Redis to use (default: MMR_REDIS_URL or the local one).")
+@click.option(
+    "--redis-url",
+    default=None,
+    help="A Redis to use on purpose (memory://: the in-process store). Default: a redis-server of the "
+    "demo's own on a free loopback port, removed when it ends (the in-process store without "
+    "redis-server); never MMR_REDIS_URL nor whatever answers on 6379.",
+)
 def demo(redis_url: str | None) -> None:
     """Run sandbox, API and worker in this process and walk one example referral through them."""
     from adapter.dev.demo import run_demo

@@ -9,11 +9,17 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from adapter.cli.context import ExitCode, exit_with
-from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, load_settings
+from adapter.config import REQUIRED_FOR_FHIR, REQUIRED_FOR_INTAKE, ConfigError, is_loopback, load_settings
 
 
 @click.command()
-@click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on. Beyond loopback (e.g. 0.0.0.0 in a container) only with "
+    "MMR_OPERATOR_TOKEN set, which /metrics, /docs and /openapi.json then require.",
+)
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, help="Uvicorn worker processes.")
 def serve(host: str, port: int, workers: int) -> None:
@@ -28,6 +34,13 @@ def serve(host: str, port: int, workers: int) -> None:
     from adapter.logs import configure
 
     settings = load_settings(require=REQUIRED_FOR_FHIR + REQUIRED_FOR_INTAKE)
+    if settings.operator_token is None and not is_loopback(host):
+        # Refused at start rather than judged per client: behind a proxy on this machine every
+        # client looks like loopback, and a refusal at start is seen before anything is exposed.
+        raise ConfigError(
+            f"MMR_OPERATOR_TOKEN is required to serve on {host}: without it /metrics, /docs and "
+            "/openapi.json would be open beyond this machine (or serve on 127.0.0.1)"
+        )
     configure(settings.log_level, settings.log_json)  # uvicorn's own lines too, in every process
     uvicorn.run(
         "adapter.intake.api:app_from_settings",
@@ -117,11 +130,19 @@ def check_scheduler(lag: float | None) -> None:
 
 @click.command()
 @click.option(
-    "--schedule-file", default="/tmp/mmr-beat-schedule", show_default=True, help="Where beat keeps its last-run times."
+    "--schedule-file",
+    default=None,
+    help="Where beat keeps its last-run times [default: beat-schedule in MMR_STATE_DIR].",
 )
-def beat(schedule_file: str) -> None:
+def beat(schedule_file: str | None) -> None:
     """Run the scheduler: reconciliation, due timers and the sweep of open referrals, periodically."""
     s = load_settings(require=REQUIRED_FOR_FHIR)
     from adapter.pipeline.worker import app
 
+    if schedule_file is None:
+        try:
+            s.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"MMR_STATE_DIR: cannot create {s.state_dir} ({exc.strerror})") from None
+        schedule_file = str(s.state_dir / "beat-schedule")
     app.start(["beat", "--loglevel", s.log_level, "-s", schedule_file])

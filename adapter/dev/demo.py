@@ -4,8 +4,14 @@ It starts the sandbox FHIR server, the API and a Celery worker in this process, 
 directory, the profiles and the Subscriptions, posts the published example referral Bundle as an
 EHR would, and then plays each other party in turn (the reviewer, the MMRpv unit, the patient
 app) while narrating what the adapter does, up to the discharge summary and the scheduled
-follow-up. With Redis reachable it takes the real path (Redis broker and state); without, it falls back
-to Celery's in-process broker and an in-memory store, and says so.
+follow-up.
+
+Redis: it never writes into one it did not start or was not told to use (a Redis answering on
+the usual port may be someone else's, and ``MMR_REDIS_URL`` may be a production adapter's). With
+``redis-server`` on the PATH it starts its own on a free loopback port, without persistence, and
+removes it when it ends: the real path (Redis broker, locks and state). Without, Celery's
+in-process broker and an in-memory store. ``--redis-url`` names another on purpose. It says
+which.
 """
 
 from __future__ import annotations
@@ -13,10 +19,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +40,7 @@ from adapter.polling import poll_or_raise
 from adapter.workflow.calendar import STOCKHOLM
 from adapter.workflow.mmrpv.common import carries_out, unit_ref
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+IN_PROCESS = "memory://"
 
 
 def redis_reachable(url: str) -> bool:
@@ -38,6 +48,69 @@ def redis_reachable(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
     except (redis.exceptions.RedisError, OSError):
         return False
+
+
+@contextmanager
+def private_redis(server: str) -> Iterator[str]:
+    """A redis-server of the demo's own on a free loopback port, nothing persisted; stopped and its
+    folder removed on exit."""
+    from adapter.dev.sandbox import free_port
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    with tempfile.TemporaryDirectory(prefix="mmr-demo-redis-") as folder:
+        process = subprocess.Popen(
+            [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", folder],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+
+            def up() -> bool:
+                if process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with code {process.returncode} on port {port}")
+                return redis_reachable(url)
+
+            poll_or_raise(up, 10.0, what=f"redis-server on 127.0.0.1:{port}")
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def choose_redis(console: Console, stack: ExitStack, redis_url: str | None) -> str | None:
+    """The Redis the demo will use, said aloud; ``None`` (after one line) when the one named does not answer."""
+    if redis_url is None:
+        server = shutil.which("redis-server")
+        if server is None:
+            console.print(
+                "[yellow]redis-server is not installed: an in-process broker (memory://) and an in-memory "
+                "store. Install Redis for the real path.[/]"
+            )
+            return IN_PROCESS
+        url = stack.enter_context(private_redis(server))
+        console.print(
+            f"Started a redis-server of its own at {url}, removed when the demo ends: the real path "
+            "(Redis broker, locks and state). --redis-url uses another."
+        )
+        return url
+    if redis_url.startswith(IN_PROCESS):
+        console.print("An in-process broker (memory://) and an in-memory store, as asked.")
+        return IN_PROCESS
+    if not redis_reachable(redis_url):
+        console.print(f"No Redis answers at {redis_url} (--redis-url).", style="red", markup=False)
+        return None
+    console.print(f"Redis at {redis_url}, as asked (--redis-url): the real path; the demo's keys stay there.")
+    return redis_url
 
 
 @contextmanager
@@ -251,27 +324,35 @@ def walk(j: Journey) -> None:
 
 
 def run_demo(console: Console | None = None, redis_url: str | None = None) -> int:
-    from adapter.config import load_settings
-    from adapter.operations.setup import run_setup
+    """The demo; 0 when the journey completed, 2 when the Redis named (``redis_url``) does not answer."""
     from adapter.pipeline.state import State
-    from adapter.wiring import fhir_client
 
     console = console or Console()
-    redis_url = redis_url or os.environ.get("MMR_REDIS_URL") or DEFAULT_REDIS
     console.rule("[bold]MMR adapter demo")
-    if redis_reachable(redis_url):
-        console.print(f"Redis at {redis_url} answers: the real path (Redis broker, locks and state).")
-    else:
-        console.print(
-            f"[yellow]No Redis at {redis_url}: falling back to an in-process broker (memory://) "
-            "and an in-memory store. Start Redis for the real path.[/]"
-        )
-        redis_url = "memory://"
-        try:
-            State.from_url(redis_url)  # before anything starts: one line if fakeredis is not installed
-        except RuntimeError as exc:
-            console.print(str(exc), style="red", markup=False)
-            return 1
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up as Ctrl-C does: no redis-server left
+    try:
+        with ExitStack() as resources:
+            chosen = choose_redis(console, resources, redis_url)
+            if chosen is None:
+                return 2
+            if chosen == IN_PROCESS:
+                try:
+                    State.from_url(chosen)  # before anything starts: one line if fakeredis is not installed
+                except RuntimeError as exc:
+                    console.print(str(exc), style="red", markup=False)
+                    return 1
+            _walk_through(console, chosen)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.rule("[bold green]demo done")
+    return 0
+
+
+def _walk_through(console: Console, redis_url: str) -> None:
+    from adapter.config import load_settings
+    from adapter.operations.setup import run_setup
+    from adapter.wiring import fhir_client
+
     steps = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
     with steps:
         t = steps.add_task("starting the sandbox FHIR server, the API and a worker", total=None)
@@ -300,5 +381,3 @@ def run_demo(console: Console | None = None, redis_url: str | None = None) -> in
             for line in journey_lines(fhir, journey.sr["id"]):
                 console.print(f"  {line}")
             fhir.close()
-    console.rule("[bold green]demo done")
-    return 0

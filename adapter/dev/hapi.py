@@ -22,7 +22,7 @@ from typing import IO
 
 import httpx
 
-from adapter.dev.sandbox import free_port
+from adapter.dev.sandbox import free_port, serve_until_signalled
 from adapter.polling import TimedOut, poll_or_raise
 
 SOURCES = Path(__file__).resolve().parents[2] / "hapi"
@@ -184,19 +184,12 @@ def run_hapi(port: int, echo: Callable[[str], None]) -> None:
     if not (cache_root() / source_hash() / JAR).is_file():
         _require("mvn", "Maven 3.8+")
         echo("building the HAPI FHIR fixture with Maven (first use only; a few minutes) ...")
-    server = start_hapi(port)
-    echo(f"HAPI FHIR server at {server.base_url} (log: {server.log.name if server.log else '-'}; Ctrl-C to stop)")
-
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.stop()
-    if server.process.returncode not in (0, 143, -signal.SIGTERM):
+    server = serve_until_signalled(
+        lambda: start_hapi(port),
+        lambda server: echo(
+            f"HAPI FHIR server at {server.base_url} (log: {server.log.name if server.log else '-'}; "
+            "Ctrl-C or SIGTERM to stop)"
+        ),
+    )
+    if server is not None and server.process.returncode not in (0, 143, -signal.SIGTERM):
         raise HapiError(f"the HAPI fixture exited with code {server.process.returncode}")

@@ -7,12 +7,15 @@ logging off (it would store every request, patient data included).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -60,6 +63,7 @@ class Sandbox:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
         self.workdir.cleanup()
 
 
@@ -100,4 +104,52 @@ def start_sandbox(port: int = 0, timeout: float = 30.0, quiet: bool = True, extr
     except TimedOut:
         sandbox.stop()
         raise RuntimeError(f"the sandbox did not answer within {timeout:.0f} s") from None
+    except BaseException:  # Ctrl-C or SIGTERM while it boots: no child, no files left
+        sandbox.stop()
+        raise
     return sandbox
+
+
+class Server(Protocol):
+    """A development server child: the sandbox or the HAPI fixture."""
+
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Server)
+
+
+def serve_until_signalled(start: Callable[[], S], announce: Callable[[S], None]) -> S | None:
+    """Start a server, announce it, and wait until it ends or SIGINT or SIGTERM comes; then stop it,
+    leaving nothing behind. ``None`` when a signal came before it was up (``start`` cleans up then).
+
+    Python's default SIGTERM ends the interpreter at once, skipping every ``finally``: the server
+    child was orphaned (still answering on its port) and its database left in /tmp. Both signals
+    now end the wait the same way, from before the start (a signal while it boots stops it too)
+    to the end, and are ignored while ``stop`` runs, so a second Ctrl-C cannot cut it short.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    caught = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, interrupt) for sig in caught}
+    server: S | None = None
+    try:
+        server = start()
+        announce(server)
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sig in caught:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            if server is not None:
+                server.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return server

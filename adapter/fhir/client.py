@@ -12,8 +12,10 @@ answer is an error, never a success.
 
 from __future__ import annotations
 
+import errno
 import random
 import re
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,13 +39,25 @@ class FhirError(Exception):
     """The FHIR server refused or failed a request; ``message`` is its own explanation."""
 
     def __init__(
-        self, status: int, message: str, outcome: dict[str, Any] | None = None, method: str = "", url: str = ""
+        self,
+        status: int,
+        message: str,
+        outcome: dict[str, Any] | None = None,
+        method: str = "",
+        url: str = "",
+        *,
+        failure: str = "",
+        interaction: str = "",
     ) -> None:
         self.status = status
         self.message = message
         self.outcome = outcome
         self.method = method
         self.url = url
+        # status 0: what went wrong on the way, in our words ("connection refused"), never the exception's text
+        self.failure = failure
+        # what was asked ("transaction", "search", "read", ...): a POST to the base says nothing by itself
+        self.interaction = interaction
         super().__init__(f"{method} {url} -> {status}: {message}".strip())
 
     @property
@@ -68,9 +82,10 @@ class FhirError(Exception):
             if isinstance(i, dict)
         ]
         detail = [*sorted(self.hapi_codes), *issues[:5]]
-        return f"{self.method} {self.url.split('?')[0]} answered {self.status}" + (
-            f" ({'; '.join(detail)})" if detail else ""
-        )
+        request = f"{self.method} {self.url.split('?')[0]}" + (f" ({self.interaction})" if self.interaction else "")
+        if self.status == 0:
+            return f"{request}: {self.failure or 'no answer'}"
+        return f"{request}: answered {self.status}" + (f" ({'; '.join(detail)})" if detail else "")
 
 
 class VersionConflict(FhirError):
@@ -116,12 +131,79 @@ class Refused(FhirError):
 
     @property
     def summary(self) -> str:
-        return f"{self.method} {self.url.split('?')[0]}: not sent: {self.message}"  # our own words
+        request = f"{self.method} {self.url.split('?')[0]}" + (f" ({self.interaction})" if self.interaction else "")
+        return f"{request}: not sent: {self.message}"  # our own words
 
 
 HAPI_CODE = re.compile(r"\bHAPI-\d{4}\b")
 EXISTING = re.compile(r"HAPI-2840:[^;]*?\b([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})\b")
 SUBSETTED = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED")
+
+
+def _where(url: httpx.URL) -> str:
+    """A request's address for an operator: scheme, host, port and path; never a query (it may hold
+    identifiers) nor credentials."""
+    path = url.raw_path.decode().split("?")[0].rstrip("/")
+    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "") + path
+
+
+def _interaction(method: str, url: httpx.URL, base: httpx.URL, body: Any) -> str:
+    """What a request asks of the server, in FHIR's words: the address alone does not tell a
+    transaction from a batch, nor a search from a read."""
+    path = url.path[len(base.path) :].strip("/") if url.path.startswith(base.path) else url.path.strip("/")
+    parts = [p for p in path.split("/") if p]
+    if method == "POST" and not parts:
+        kind = body.get("type") if isinstance(body, dict) else None
+        return kind if kind in ("transaction", "batch") else "bundle"
+    if method == "GET":
+        if parts == ["metadata"]:
+            return "capabilities"
+        if url.query or len(parts) <= 1:
+            return "search"
+        return "vread" if "_history" in parts else "read"
+    if method == "POST":
+        return "create"
+    if method == "PUT":
+        return "conditional update" if url.query else "update"
+    return method.lower()
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def transport_failure(exc: BaseException) -> str:
+    """What went wrong on the way to the server, in a few words an operator can act on.
+
+    Read from the exception's type and causes (our transport keeps the socket's error as the cause;
+    httpx's own names it in its text), never copied from its text.
+    """
+    chain = _chain(exc)
+    text = " ".join(str(e) for e in chain).lower()
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
+        return "connection refused"
+    if any(isinstance(e, socket.gaierror) for e in chain) or "name or service not known" in text:
+        return "host name not found"
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "certificate" in text or "ssl" in text:
+        return "TLS handshake failed (is the server's certificate trusted? see SSL_CERT_FILE)"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "no connection within the timeout"
+    if isinstance(exc, httpx.PoolTimeout):
+        return "no free connection within the timeout"
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer within the timeout"
+    if any(isinstance(e, ConnectionResetError) for e in chain):
+        return "connection reset by the server"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection or answered malformed HTTP"
+    if any(isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for e in chain):
+        return "host unreachable"
+    return f"transport error ({type(exc).__name__})"
 
 
 def _error_for(response: httpx.Response) -> FhirError:
@@ -140,7 +222,7 @@ def _error_for(response: httpx.Response) -> FhirError:
     if cls is VersionConflict and "HAPI-2840" in HAPI_CODE.findall(text):
         cls = AlreadyExists
     outcome = body if isinstance(body, dict) else None
-    return cls(response.status_code, text, outcome, response.request.method, str(response.request.url))
+    return cls(response.status_code, text, outcome, response.request.method, _where(response.request.url))
 
 
 def _redirect_error(response: httpx.Response) -> FhirError:
@@ -148,9 +230,7 @@ def _redirect_error(response: httpx.Response) -> FhirError:
     where = response.headers.get("Location")
     target = httpx.URL(where).copy_with(query=None, fragment=None) if where else None
     text = f"unexpected redirect ({response.status_code}) to {target or 'nowhere given'}; not followed"
-    return FhirError(
-        response.status_code, text, None, response.request.method, str(response.request.url.copy_with(query=None))
-    )
+    return FhirError(response.status_code, text, None, response.request.method, _where(response.request.url))
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -291,7 +371,14 @@ class FhirClient:
         # (a relative one it parses, then merges with the base and parses again: 50 µs per search).
         absolute = url if url.startswith(("http://", "https://")) else f"{self.base_url}/{url.lstrip('/')}"
         request = self._http.build_request(method, absolute, json=json, headers=hdrs)
-        self._check_target(method, request.url)
+        try:
+            return self._send(request, idempotent)
+        except FhirError as exc:
+            exc.interaction = exc.interaction or _interaction(method, request.url, self._base, json)
+            raise
+
+    def _send(self, request: httpx.Request, idempotent: bool) -> httpx.Response:
+        self._check_target(request.method, request.url)
         attempt = 0
         while True:
             response = None
@@ -301,7 +388,7 @@ class FhirClient:
                 failure: Exception = exc
             except httpx.TransportError as exc:
                 if not idempotent:
-                    raise FhirError(0, f"transport error: {exc!r}", method=method, url=url) from exc
+                    raise self._transport_error(request, exc) from exc
                 failure = exc
             else:
                 if response.status_code < 300:
@@ -314,9 +401,20 @@ class FhirClient:
             if attempt >= self.retries:
                 if isinstance(failure, FhirError):
                     raise failure
-                raise FhirError(0, f"transport error: {failure!r}", method=method, url=url) from failure
+                raise self._transport_error(request, failure) from failure
             self.sleep(self._delay(attempt, response))
             attempt += 1
+
+    @staticmethod
+    def _transport_error(request: httpx.Request, exc: Exception) -> FhirError:
+        failure = transport_failure(exc)
+        return FhirError(
+            0,
+            f"transport error: {failure} ({type(exc).__name__})",
+            method=request.method,
+            url=_where(request.url),
+            failure=failure,
+        )
 
     # ------------------------------------------------------------ interactions
 

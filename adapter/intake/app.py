@@ -138,18 +138,113 @@ def _origin(exc: BaseException) -> str:
     return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
 
 
+# Every answer /notify gives, per method, as the OpenAPI document lists them (a test elicits each).
+_NOTIFY_REFUSALS = {
+    400: "Bad input: the OperationOutcome names the element (issue.expression) and the problem, never a "
+    "value from the request. Nothing is queued.",
+    401: "Missing or wrong bearer token (MMR_WEBHOOK_TOKEN).",
+    408: "The body did not arrive within MMR_BODY_TIMEOUT seconds.",
+    413: "The body is larger than MMR_MAX_BODY_BYTES, or carries more than MMR_MAX_EVENTS events.",
+    415: "The body is not JSON (application/fhir+json or application/json).",
+    431: "The request head is larger than MMR_MAX_HEADER_BYTES; the connection is closed.",
+    500: "The adapter failed on this notification (a bug, logged); the server delivers again.",
+    503: "The queue (Redis) did not take the events (Retry-After), or more than MMR_MAX_CONCURRENCY requests "
+    "were being served (then uvicorn's plain-text answer): deliver again.",
+}
+QUEUED = "Every event of the notification is queued (a topic notification gets a transaction-response Bundle)."
+NOTIFY_ANSWERS: dict[str, dict[int, str]] = {
+    "post": {
+        200: "A handshake or heartbeat, acknowledged; nothing is queued.",
+        202: QUEUED,
+        **_NOTIFY_REFUSALS,
+    },
+    "put": {202: QUEUED, **_NOTIFY_REFUSALS},
+    "delete": {
+        202: QUEUED,
+        **{k: v for k, v in _NOTIFY_REFUSALS.items() if k != 415},
+    },  # a DELETE's body is not read as FHIR
+}
+_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A FHIR R4 OperationOutcome",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+        "issue": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {
+                    "severity": {"type": "string", "enum": ["fatal", "error", "warning", "information"]},
+                    "code": {"type": "string"},
+                    "diagnostics": {"type": "string"},
+                    "expression": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+_BUNDLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An empty FHIR R4 transaction-response Bundle (what HAPI parses a topic notification's reply as)",
+    "required": ["resourceType", "type"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["Bundle"]},
+        "type": {"type": "string", "enum": ["transaction-response"]},
+    },
+}
+_OUTCOME_REF = {"$ref": "#/components/schemas/OperationOutcome"}
+
+
+def _notify_response(status: int, description: str) -> dict[str, Any]:
+    schema = (
+        {"oneOf": [_OUTCOME_REF, {"$ref": "#/components/schemas/TransactionResponse"}]}
+        if status < 300
+        else _OUTCOME_REF
+    )
+    return {"description": description, "content": {FHIR_JSON: {"schema": schema}}}
+
+
+def _openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with /notify's real answers: FastAPI knows only a default 200 and a 422 that
+    this API never gives (a request that does not fit a route is answered 400)."""
+    from fastapi.openapi.utils import get_openapi
+
+    spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            operation["responses"].pop("422", None)
+            if path.startswith("/notify") and method in NOTIFY_ANSWERS:
+                operation["responses"] = {
+                    str(status): _notify_response(status, text) for status, text in NOTIFY_ANSWERS[method].items()
+                }
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas.update({"OperationOutcome": _OUTCOME_SCHEMA, "TransactionResponse": _BUNDLE_SCHEMA})
+    return spec
+
+
 def _docs_page(spec: dict[str, Any]) -> str:
-    """A plain page listing the endpoints: no script, nothing loaded from elsewhere."""
+    """A plain page listing the endpoints and their answers: no script, nothing loaded from elsewhere."""
+
+    def answers(op: dict[str, Any]) -> str:
+        return "<br>".join(
+            f"{html.escape(code)}: {html.escape(r.get('description', ''))}"
+            for code, r in op.get("responses", {}).items()
+        )
+
     rows = "".join(
         f"<tr><td>{html.escape(method.upper())}</td><td><code>{html.escape(path)}</code></td>"
-        f"<td>{html.escape(op.get('summary', ''))}</td></tr>"
+        f"<td>{html.escape(op.get('summary', ''))}</td><td>{answers(op)}</td></tr>"
         for path, ops in spec.get("paths", {}).items()
         for method, op in ops.items()
     )
     title = html.escape(spec.get("info", {}).get("title", "API"))
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title></head><body>"
-        f"<h1>{title}</h1><table><tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table>"
+        f"<h1>{title}</h1><table><tr><th>method</th><th>path</th><th>what</th><th>answers</th></tr>{rows}</table>"
         f"<p>The OpenAPI document: <a href='openapi.json'>openapi.json</a>.</p></body></html>"
     )
 
@@ -175,7 +270,14 @@ def create_app(
     """
     limits = limits or Limits()
     app = FastAPI(
-        title="MMR adapter", version=__version__, docs_url=None, redoc_url=None, openapi_url=None, lifespan=frozen_heap
+        title="MMR adapter",
+        version=__version__,
+        description="A path under /notify that is none of these answers 404, a method it does not take 405, "
+        "both with an OperationOutcome.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=frozen_heap,
     )
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
@@ -279,13 +381,20 @@ def create_app(
     def prometheus(request: Request) -> Response:
         return operator_refused(request) or Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    document: dict[str, Any] = {}
+
+    def openapi_document() -> dict[str, Any]:
+        if not document:  # after every route is in place
+            document.update(_openapi_document(app))
+        return document
+
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> Response:
-        return operator_refused(request) or JSONResponse(app.openapi())
+        return operator_refused(request) or JSONResponse(openapi_document())
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> Response:
-        return operator_refused(request) or HTMLResponse(_docs_page(app.openapi()))
+        return operator_refused(request) or HTMLResponse(_docs_page(openapi_document()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:

@@ -24,7 +24,7 @@ from celery.exceptions import Reject, Retry
 from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
 
 from adapter.config import REQUIRED_FOR_FHIR, Settings, load_settings
-from adapter.fhir.client import FhirClient, FhirError
+from adapter.fhir.client import FhirClient, FhirError, Refused
 from adapter.logs import bind_correlation, configure, log, new_correlation_id
 from adapter.pipeline import heartbeat as heartbeats
 from adapter.pipeline import reconcile as reconciliation
@@ -428,10 +428,22 @@ def _fhir_answer(exc: BaseException) -> str | None:
 
 
 def _reason(exc: BaseException) -> str:
-    """Why an attempt failed, for logs and dead letters: never an exception's text, which may quote data."""
+    """Why an attempt failed, for logs and dead letters: never an exception's text, which may quote data.
+
+    One line an operator can act on: the request (method, address without its query, what it
+    asked), the failure, and where the failure points at the adapter's own settings, which one.
+    """
     if isinstance(exc, FhirError):
-        return f"FHIR {exc.summary}"
+        return f"FHIR {exc.summary}{_hint(exc)}"
     return type(exc).__name__
+
+
+def _hint(exc: FhirError) -> str:
+    if exc.status == 0 and not isinstance(exc, Refused):
+        return "; is the FHIR server up and MMR_FHIR_BASE_URL right?"
+    if exc.status in (401, 403):
+        return "; check MMR_FHIR_AUTH and its credentials"
+    return ""
 
 
 @app.task(bind=True, name=RECONCILE, acks_late=True, ignore_result=True, max_retries=None)
