@@ -362,9 +362,10 @@ def test_prometheus_scrapes_the_api_with_the_operator_token_and_loads_the_rules(
     assert job.get("metrics_path", "/metrics") == "/metrics"
     api_port = command("api")[command("api").index("--port") + 1]
     assert [t for c in job["static_configs"] for t in c["targets"]] == [f"api:{api_port}"]
-    # The token: passed through from the environment to both, written where the scrape reads it.
-    assert "MMR_OPERATOR_TOKEN" in COMPOSE["x-adapter-env"] and COMPOSE["x-adapter-env"]["MMR_OPERATOR_TOKEN"] is None
-    assert "MMR_OPERATOR_TOKEN" in env("prometheus") and env("prometheus")["MMR_OPERATOR_TOKEN"] is None
+    # The token: the same required one for the api and prometheus, written where the scrape reads it.
+    assert env("prometheus")["MMR_OPERATOR_TOKEN"] == COMPOSE["x-adapter-env"]["MMR_OPERATOR_TOKEN"]
+    required = INTERPOLATION.fullmatch(str(env("prometheus")["MMR_OPERATOR_TOKEN"]))
+    assert required and required["name"] == "MMR_OPERATOR_TOKEN" and required["op"] == ":?"
     token_file = job["authorization"]["credentials_file"]
     assert re.search(rf"MMR_OPERATOR_TOKEN[^\n]*> {re.escape(token_file)}\n", script), script
     assert condition("prometheus", "api") is not None
@@ -446,3 +447,25 @@ def test_dockerignore_keeps_secrets_out_and_the_code_in() -> None:
     assert ".env" in patterns and ".git" in patterns
     for needed in ("adapter", "mappings", "profiles", "pyproject.toml", "README.md"):
         assert needed not in patterns and f"{needed}/" not in patterns, f"{needed} would be left out of the image"
+
+
+MERGE = "tag:yaml.org,2002:merge"  # `<<: *anchor`
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """A YAML loader that refuses a key written twice in one mapping (PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.tag != MERGE]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise yaml.constructor.ConstructorError(None, None, f"written twice: {twice}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_no_key_is_written_twice_in_one_mapping() -> None:
+    """PyYAML, like compose's own parser in some versions, silently keeps the last of two equal keys:
+    a setting written twice would lose its first, argued value without a word."""
+    yaml.load(COMPOSE_TEXT, Loader=_UniqueKeys)
+    with pytest.raises(yaml.constructor.ConstructorError, match="MMR_X"):
+        yaml.load("a: &x\n  MMR_X: 1\n  MMR_X:\n", Loader=_UniqueKeys)
