@@ -155,7 +155,8 @@ def nodes(expression: str) -> Nodes:
     def evaluate(node: Item, variables: Mapping[str, Any]) -> list[Item]:
         if step is not None:
             try:
-                return step([node], {"context": node[0], "ucum": "http://unitsofmeasure.org", **variables})
+                env = {"context": node[0], "ucum": "http://unitsofmeasure.org", THIS_AT_TOP: True, **variables}
+                return step([node], env)
             except _Subtle:
                 pass
         result = interpreted(ResourceNode.create_node(node[0], node[1]), dict(variables))
@@ -206,7 +207,7 @@ def _compile(node: dict[str, Any]) -> Step:
     if kind == "MemberInvocation":
         return _member(_name(children[0]))
     if kind == "ThisInvocation":
-        return lambda focus, env: focus
+        return _this
     if kind == "NumberLiteral" and node["terminalNodeText"][0].isdigit():
         return _constant([int(node["terminalNodeText"][0])])
     if kind == "IndexerExpression" and _literal(children[1]) == "NumberLiteral":
@@ -228,6 +229,18 @@ def _compile(node: dict[str, Any]) -> Step:
     if kind == "InequalityExpression":
         return _order(ORDER[node["terminalNodeText"][0]], _compile(children[0]), _compile(children[1]))
     raise _Unsupported(kind)
+
+
+THIS_AT_TOP = "\x00$this"  # in the variables of nodes(): no %name can spell it
+
+
+def _this(focus: list[Item], env: Env) -> list[Item]:
+    """``$this``: in a function's criteria its item; at the top of an expression the input, as FHIRPath
+    has it and a view's column ``$this`` under a ``forEach`` needs, where fhirpathpy raises a KeyError
+    (so :func:`compiled`, held to fhirpathpy's answers, hands that case to it)."""
+    if len(focus) == 1 and focus[0][0] is env.get("context") and not env.get(THIS_AT_TOP):
+        raise _Subtle
+    return focus
 
 
 def _name(node: dict[str, Any]) -> str:
@@ -452,7 +465,7 @@ def _extension(url: str) -> Step:
         for data, _ in focus:
             if not isinstance(data, dict):
                 raise _Subtle  # a primitive's extensions are in its ``_element``: fhirpathpy pairs them
-            extensions = data.get("extension") or []
+            extensions = data.get("extension", [])  # a falsy non-list ("", 0) is fhirpathpy's to judge
             if not isinstance(extensions, list) or not all(isinstance(e, dict) for e in extensions):
                 raise _Subtle
             out += [(e, "Extension") for e in extensions if e.get("url") == url]
