@@ -34,6 +34,8 @@ COMMANDS = [
     "clock set",
     "clock show",
     "clock clear",
+    "view",
+    "view run",
 ]
 
 

@@ -62,6 +62,14 @@ RULES = (
         ),
     ),
     Rule(
+        "views-generic",
+        "the ViewDefinition runner knows FHIR, not MMR: no workflow, mappings, conformance, shell or dev",
+        lambda m: within(m, "adapter.flow.viewdef"),
+        lambda i: within(
+            i.target, "adapter.workflow", "adapter.mappings", "adapter.conformance", *SHELL, "adapter.dev"
+        ),
+    ),
+    Rule(
         "runtime-not-build",
         "conformance at run time does not import conformance.build",
         lambda m: within(m, "adapter.conformance") and not within(m, "adapter.conformance.build"),
@@ -163,6 +171,8 @@ BROKEN = [
     ("adapter/fhir/client.py", "from ..workflow import core\n", "fhir-alone"),
     ("adapter/fhir/search.py", "from adapter import conformance\n", "fhir-alone"),
     ("adapter/fhir/auth.py", "def f():\n    import adapter.dev.sandbox\n", "fhir-alone"),
+    ("adapter/flow/viewdef.py", "from adapter.mappings import codes\n", "views-generic"),
+    ("adapter/flow/viewdef.py", "def f():\n    from ..workflow import calendar\n", "views-generic"),
     ("adapter/conformance/validate.py", "from .build import docs\n", "runtime-not-build"),
     ("adapter/conformance/build/docs.py", "from adapter.workflow import task_states\n", "conformance-not-workflow"),
     ("adapter/conformance/package.py", "import adapter.workflow.core\n", "conformance-not-workflow"),

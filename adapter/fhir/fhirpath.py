@@ -7,7 +7,15 @@ the part of FHIRPath those expressions use: navigation (choice types resolved by
 model), ``%variables``, string and boolean literals, ``=``, ``!=``, ``<``, ``>``, ``<=``, ``>=``,
 ``and``, ``or``, ``xor``, ``implies``, and ``exists()``, ``empty()``, ``not()``, ``where()``,
 ``all()``, ``isDistinct()``, ``startsWith()``, ``toDateTime()`` (the last and the comparisons are
-fhirpathpy's own functions, called without its interpreter).
+fhirpathpy's own functions, called without its interpreter); and, for the SQL on FHIR views
+(``adapter/flow/``), ``$this``, integer literals and ``[n]``, ``first()``, ``ofType()``,
+``extension(url)``, ``join()`` and the two functions SQL on FHIR v2 adds to FHIRPath,
+``getResourceKey()`` and ``getReferenceKey([type])`` (known to fhirpathpy through its
+``userInvocationTable``, so both engines answer them alike).
+
+:func:`compiled` answers with values, as ``fhirpathpy.evaluate``; :func:`nodes` answers with
+nodes (a value and its element type), as a view runner needs to go on from a ``forEach``: a
+choice element (``value.ofType(Quantity)``) is only resolvable knowing where the node came from.
 
 fhirpathpy stays the definition. An expression using anything else is handed to it whole, and so
 is an evaluation meeting data whose meaning is subtler than the compiled part models (a primitive's
@@ -25,10 +33,15 @@ from functools import cache
 from typing import Any
 
 import fhirpathpy
+from antlr4 import CommonTokenStream, InputStream, Token
+from antlr4.error.ErrorListener import ErrorListener
 from fhirpathpy.engine.evaluators import boolean_literal, identifier, string_literal
 from fhirpathpy.engine.invocations import equality, logic, misc
+from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 from fhirpathpy.parser import parse
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 R4 = models["r4"]
 CHOICES: dict[str, list[str]] = R4["choiceTypePaths"]
@@ -39,6 +52,7 @@ Item = tuple[Any, str | None]  # a node's data and its element path (fhirpathpy'
 Env = Mapping[str, Any]
 Step = Callable[[list[Item], Env], list[Item]]
 Evaluate = Callable[[Any, Mapping[str, Any] | None], list[Any]]
+Nodes = Callable[[Item, Mapping[str, Any]], list[Item]]
 
 LOGIC = {"and": logic.and_op, "or": logic.or_op, "xor": logic.xor_op, "implies": logic.implies_op}
 ORDER = {"<": equality.lt, ">": equality.gt, "<=": equality.lte, ">=": equality.gte}
@@ -53,10 +67,108 @@ class _Unsupported(Exception):
     """The expression uses FHIRPath the compiler does not know: fhirpathpy evaluates it."""
 
 
+def resource_key(data: Any) -> str | None:
+    """SQL on FHIR's ``getResourceKey()``: the resource's id (a key a view's rows join on)."""
+    if isinstance(data, dict) and isinstance(data.get("resourceType"), str) and isinstance(data.get("id"), str):
+        return str(data["id"])
+    return None
+
+
+def reference_key(data: Any, resource_type: str | None = None) -> str | None:
+    """SQL on FHIR's ``getReferenceKey([type])``: the id a Reference points to, as ``getResourceKey()`` of
+    that resource gives it (relative or absolute, a version dropped); none when ``resource_type`` is given
+    and the reference is to another type, or the reference names no type and id."""
+    reference = data.get("reference") if isinstance(data, dict) else None
+    if not isinstance(reference, str):
+        return None
+    parts = reference.split("/_history/")[0].split("/")
+    if len(parts) < 2 or not parts[-1] or not parts[-2]:
+        return None
+    if resource_type is not None and parts[-2] != resource_type:
+        return None
+    return parts[-1]
+
+
+def _user_resource_key(inputs: list[Any]) -> list[str]:
+    return [key for key in map(resource_key, inputs) if key is not None]
+
+
+def _user_reference_key(inputs: list[Any], type_info: Any = None) -> list[str]:
+    name = getattr(type_info, "name", None)
+    return [key for data in inputs if (key := reference_key(data, name)) is not None]
+
+
+def join(inputs: list[Any], separator: str = "") -> str:
+    """``join([separator])`` as SQL on FHIR's conformance cases hold it: the empty collection joins to ''
+    (fhirpathpy's own gives the empty collection); anything but strings is an error."""
+    if not all(isinstance(data, str) for data in inputs):
+        raise TypeError("join() needs a collection of strings")
+    return separator.join(inputs)
+
+
+OPTIONS: dict[str, Any] = {
+    "userInvocationTable": {
+        "getResourceKey": {"fn": _user_resource_key, "arity": {0: []}},
+        "getReferenceKey": {"fn": _user_reference_key, "arity": {0: [], 1: ["TypeSpecifier"]}},
+        "join": {"fn": join, "arity": {0: [], 1: ["String"]}},
+    }
+}
+
+
+class _Strict(ErrorListener):  # type: ignore[misc]  # antlr4 ships no types
+    """Raise at the first syntax error: fhirpathpy's parser recovers from them silently."""
+
+    def syntaxError(self, recognizer: Any, offending: Any, line: int, column: int, msg: str, e: Any) -> None:
+        raise ValueError(f"at character {column + 1}: {msg.split(' expecting ')[0]}")
+
+
+def parse_error(expression: str) -> str | None:
+    """Why ``expression`` is not FHIRPath, in a few words; None if it is. fhirpathpy's grammar, read
+    strictly: every syntax error counts and the whole text must be one expression."""
+    lexer = FHIRPathLexer(InputStream(expression))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(_Strict())
+    tokens = CommonTokenStream(lexer)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(_Strict())
+    try:
+        parser.expression()
+        if tokens.LA(1) != Token.EOF:
+            return f"at character {tokens.LT(1).start + 1}: unexpected {tokens.LT(1).text!r}"
+    except Exception as exc:
+        return str(exc)[:160] or type(exc).__name__
+    return None
+
+
+@cache
+def nodes(expression: str) -> Nodes:
+    """A function of (node, variables) giving the nodes ``expression`` selects from ``node``, a node being
+    (data, element type or path, None for a value without one). Parsed once; compiled where the compiled
+    part models the expression and the data, else fhirpathpy's answer on the same node."""
+    interpreted = fhirpathpy.compile(expression, R4, {**OPTIONS, "returnRawData": True})
+    try:
+        step: Step | None = _compile(parse(expression)["children"][0])
+    except _Unsupported:
+        step = None
+
+    def evaluate(node: Item, variables: Mapping[str, Any]) -> list[Item]:
+        if step is not None:
+            try:
+                env = {"context": node[0], "ucum": "http://unitsofmeasure.org", THIS_AT_TOP: True, **variables}
+                return step([node], env)
+            except _Subtle:
+                pass
+        result = interpreted(ResourceNode.create_node(node[0], node[1]), dict(variables))
+        return [(r.data, r.path) if isinstance(r, ResourceNode) else (r, None) for r in result]
+
+    return evaluate
+
+
 @cache
 def compiled(expression: str) -> Evaluate:
     """A function of (resource, variables) giving what ``fhirpathpy.evaluate`` gives, parsed once."""
-    interpreted = fhirpathpy.compile(expression, R4)
+    interpreted = fhirpathpy.compile(expression, R4, OPTIONS)
     try:
         step = _compile(parse(expression)["children"][0])
     except _Unsupported:
@@ -94,6 +206,14 @@ def _compile(node: dict[str, Any]) -> Step:
         return lambda focus, env: then(first(focus, env), env)
     if kind == "MemberInvocation":
         return _member(_name(children[0]))
+    if kind == "ThisInvocation":
+        return _this
+    if kind == "NumberLiteral" and node["terminalNodeText"][0].isdigit():
+        return _constant([int(node["terminalNodeText"][0])])
+    if kind == "IndexerExpression" and _literal(children[1]) == "NumberLiteral":
+        index = _literal_node(children[1])["terminalNodeText"][0]
+        if index.isdigit():
+            return _indexer(_compile(children[0]), int(index))
     if kind == "FunctionInvocation":
         return _function(children[0])
     if kind == "StringLiteral":
@@ -109,6 +229,18 @@ def _compile(node: dict[str, Any]) -> Step:
     if kind == "InequalityExpression":
         return _order(ORDER[node["terminalNodeText"][0]], _compile(children[0]), _compile(children[1]))
     raise _Unsupported(kind)
+
+
+THIS_AT_TOP = "\x00$this"  # in the variables of nodes(): no %name can spell it
+
+
+def _this(focus: list[Item], env: Env) -> list[Item]:
+    """``$this``: in a function's criteria its item; at the top of an expression the input, as FHIRPath
+    has it and a view's column ``$this`` under a ``forEach`` needs, where fhirpathpy raises a KeyError
+    (so :func:`compiled`, held to fhirpathpy's answers, hands that case to it)."""
+    if len(focus) == 1 and focus[0][0] is env.get("context") and not env.get(THIS_AT_TOP):
+        raise _Subtle
+    return focus
 
 
 def _name(node: dict[str, Any]) -> str:
@@ -264,7 +396,82 @@ def _function(functn: dict[str, Any]) -> Step:
         return {"where": _where, "all": _all, "exists": _exists_where}[name](criteria)
     if name == "startsWith" and len(params) == 1 and _literal(params[0]) == "StringLiteral":
         return _starts_with(str(string_literal(None, None, _literal_node(params[0]))[0]))
+    if name == "first" and not params:
+        return lambda focus, env: focus[:1]
+    if name == "getResourceKey" and not params:
+        return _keys(resource_key)
+    if name == "getReferenceKey" and len(params) <= 1:
+        wanted = _type_name(params[0]) if params else None
+        return _keys(lambda data: reference_key(data, wanted))
+    if name == "ofType" and len(params) == 1:
+        return _of_type(_type_name(params[0]))
+    if name == "extension" and len(params) == 1 and _literal(params[0]) == "StringLiteral":
+        return _extension(str(string_literal(None, None, _literal_node(params[0]))[0]))
+    if name == "join" and len(params) <= 1 and all(_literal(p) == "StringLiteral" for p in params):
+        separator = [str(string_literal(None, None, _literal_node(p))[0]) for p in params]
+        return lambda focus, env: [(_joined([data for data, _ in focus], separator), None)]
     raise _Unsupported(name)
+
+
+def _joined(inputs: list[Any], separator: list[str]) -> str:
+    try:
+        return join(inputs, *separator)
+    except TypeError as exc:
+        raise _Subtle from exc  # fhirpathpy raises it as its own error
+
+
+def _type_name(node: dict[str, Any]) -> str:
+    """A type specifier given as a bare name (``Patient``, ``string``); a qualified one is not compiled."""
+    while node.get("type") in ("TermExpression", "InvocationTerm") and node.get("children"):
+        node = node["children"][0]
+    if node.get("type") != "MemberInvocation":
+        raise _Unsupported("a qualified type specifier")
+    return _name(node["children"][0])
+
+
+def _indexer(collection: Step, index: int) -> Step:
+    return lambda focus, env: collection(focus, env)[index : index + 1]
+
+
+def _keys(key: Callable[[Any], str | None]) -> Step:
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        return [(k, "string") for data, _ in focus if (k := key(data)) is not None]
+
+    return step
+
+
+def _of_type(name: str) -> Step:
+    """``ofType(T)`` where each node's type is known: a resource's own, or an element's from the model."""
+
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        out: list[Item] = []
+        for data, path in focus:
+            if isinstance(data, dict) and isinstance(data.get("resourceType"), str):
+                kind = data["resourceType"]
+            elif path is None or "." in path:
+                raise _Subtle  # a literal, or an element whose type the model maps elsewhere
+            else:
+                kind = path
+            if kind == name:
+                out.append((data, path))
+        return out
+
+    return step
+
+
+def _extension(url: str) -> Step:
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        out: list[Item] = []
+        for data, _ in focus:
+            if not isinstance(data, dict):
+                raise _Subtle  # a primitive's extensions are in its ``_element``: fhirpathpy pairs them
+            extensions = data.get("extension", [])  # a falsy non-list ("", 0) is fhirpathpy's to judge
+            if not isinstance(extensions, list) or not all(isinstance(e, dict) for e in extensions):
+                raise _Subtle
+            out += [(e, "Extension") for e in extensions if e.get("url") == url]
+        return out
+
+    return step
 
 
 def _literal_node(node: dict[str, Any]) -> dict[str, Any]:
