@@ -157,7 +157,7 @@ def _noise(request: pytest.FixtureRequest) -> Iterator[None]:
     if "stack" not in request.fixturenames:
         yield
         return
-    from tests.noise import Noise, unrelated
+    from tests.support.noise import Noise, unrelated
 
     request.getfixturevalue("stack")  # subscribed first, so the noise is notified like everything else
     fhir: FhirClient = request.getfixturevalue("fhir")
