@@ -197,6 +197,8 @@ class TaskStateRow:
     next: str
     records: str
     final: bool
+    waits_for: str | None = None  # open, and the next step is the open Task of this kind's, if any
+    ends: bool = False  # final, and nothing follows it: the referral's journey is over
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ def task_state_tables() -> tuple[TaskStateTable, ...]:
                     str(r.get("next", "")),
                     str(r.get("records", "")),
                     bool(r.get("final", False)),
+                    str(r["waits_for"]) if r.get("waits_for") else None,
+                    bool(r.get("ends", False)),
                 )
                 for r in t["rows"]
             ),

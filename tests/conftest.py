@@ -32,6 +32,7 @@ from tests.support.stack import (
     PrivateRedis,
     Stack,
     adapter_env,
+    nobody_responsible,
     off_the_tables,
     spawn,
     start_worker,
@@ -150,6 +151,32 @@ def stack(sandbox: Sandbox, proxy: FaultProxy, redis_client: redis.Redis) -> Ite
     assert left == [], f"the suite ended with dead letters: {left}"
 
 
+SINCE = pytest.StashKey[datetime]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After every end-to-end test that passed: each referral it wrote has exactly one party
+    responsible for its next step (``adapter.workflow.responsibility``). Part of the test's own
+    outcome, not of its teardown, so a case the workflow still leaves without one is marked on the
+    test, ``xfail(strict=True)`` with the reason, and fails as soon as it is fixed."""
+    result = yield
+    since = item.stash.get(SINCE, None)
+    if since is not None:
+        fhir: FhirClient = item._request.getfixturevalue("fhir")  # type: ignore[attr-defined]
+        left: list[str] = []
+
+        def everyone_held() -> bool:
+            left[:] = nobody_responsible(fhir, since)
+            return not left
+
+        try:
+            wait_for(everyone_held, what="every referral of the test to have one responsible party")
+        except pytest.fail.Exception:
+            raise AssertionError(f"referrals without exactly one responsible party: {left}") from None
+    return result
+
+
 @pytest.fixture(autouse=True)
 def _noise(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every end-to-end scenario runs with unrelated traffic beside it: none of it may be
@@ -163,6 +190,7 @@ def _noise(request: pytest.FixtureRequest) -> Iterator[None]:
     fhir: FhirClient = request.getfixturevalue("fhir")
     state: State = request.getfixturevalue("state")
     since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    request.node.stash[SINCE] = since
     # A round of noise a second; on HAPI, which spends some 60 ms of CPU on each write, one every two
     # seconds, so that the noise does not starve the two cores the suite and HAPI share.
     with Noise(fhir, every=2.0 if FHIR_SERVER == "hapi" else 1.0) as noise:

@@ -1,10 +1,16 @@
 """docs/integration.md runs: every request in it is sent, every answer it shows is waited for.
 
 The cookbook is literate: each ``http`` block is a request to the FHIR server (``<!-- as NAME -->``
-before it keeps the answer as ``$NAME``), each ``json`` block after ``<!-- expect: GET URL [as
+before it keeps the answer as ``$NAME``; ``<!-- mistake -->`` or ``<!-- mistake as NAME -->`` marks
+a request the page shows as a participant's mistake), each ``json`` block after ``<!-- expect: GET URL [as
 NAME] -->`` is what the server must come to hold (a subset of the first resource the search
 finds), each ``bash`` block after ``<!-- run -->`` is run line by line through the CLI. Each
 ``##`` section is one scenario with fresh ``$key``, ``$patient`` and ``$referrer``.
+
+Every body a request sends is first checked with the project's validator (``mmr-adapter
+validate``, :func:`adapter.conformance.validate.validate_resource`): a resource as sent, a JSON
+Patch as the resource it makes of the one the server holds. A body must be valid, and one marked
+as a mistake must be invalid, so the page cannot drift from the profiles either way.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonpatch
 import pytest
 
+from adapter.conformance.validate import validate_resource
 from adapter.fhir.client import FhirClient
 from adapter.pipeline.state import State
 from tests.support.stack import Stack, unique, wait_for
@@ -28,6 +36,7 @@ from tests.support.stack import Stack, unique, wait_for
 DOC = Path(__file__).resolve().parent.parent / "docs" / "integration.md"
 DIRECTIVE = re.compile(r"^<!--\s*(.*?)\s*-->$")
 VARIABLE = re.compile(r"\$([a-z]+)(?:\.(version))?")
+MISTAKE = "mistake"
 
 
 @dataclass
@@ -42,6 +51,12 @@ class Block:
 class Section:
     title: str
     blocks: list[Block] = field(default_factory=list)
+
+
+def _named(directive: str) -> str:
+    """``NAME`` of ``as NAME`` or ``mistake as NAME``; empty without one."""
+    rest = directive.removeprefix(MISTAKE).strip()
+    return rest[3:].strip() if rest.startswith("as ") else ""
 
 
 def sections(text: str) -> list[Section]:
@@ -62,7 +77,7 @@ def sections(text: str) -> list[Section]:
                 body.append(lines[i])
                 i += 1
             ok = (
-                (kind == "http" and (not directive or directive.startswith("as ")))
+                (kind == "http" and (directive.removeprefix(MISTAKE).strip() == "" or _named(directive)))
                 or (kind == "json" and directive.startswith("expect: "))
                 or (kind == "bash" and directive == "run")
             )
@@ -126,12 +141,32 @@ class Cookbook:
         else:
             self.expect(block, where)
 
+    def validated(self, method: str, url: str, headers: dict[str, str], body: str, block: Block, where: str) -> None:
+        """The body is what the profiles allow (or, marked a mistake, what they refuse)."""
+        if not body.strip():
+            return
+        if headers.get("Content-Type", "").startswith("application/json-patch+json"):
+            current = self.http.get(url, headers={"Cache-Control": "no-cache"}).json()
+            resource = jsonpatch.apply_patch(current, json.loads(body))
+        else:
+            resource = json.loads(body)
+        found = [
+            f"{'/'.join(i.get('expression') or ())}: {i.get('diagnostics')}"
+            for i in validate_resource(resource)["issue"]
+            if i["severity"] in ("error", "fatal")
+        ]
+        if block.directive.startswith(MISTAKE):
+            assert found, f"{where}: {method} is shown as a mistake, yet mmr-adapter validate accepts it"
+        else:
+            assert not found, f"{where}: {method} sends what mmr-adapter validate refuses: {found}"
+
     def send(self, block: Block, where: str) -> None:
         for _ in range(5):
             head, _, body = self.fill(block.text).partition("\n\n")
             request, *header_lines = head.splitlines()
             method, url = request.split()
             headers = dict(h.split(": ", 1) for h in header_lines)
+            self.validated(method, url, headers, body, block, where)
             reply = self.http.request(method, url, headers=headers, content=body.encode())
             if reply.status_code != 412:
                 break
@@ -139,8 +174,8 @@ class Cookbook:
             name = next(n for n, v in self.values.items() if isinstance(v, dict) and url.endswith("/" + v["id"]))
             self.values[name] = self.http.get(url).json()
         assert reply.is_success, f"{where}: {method} answered {reply.status_code}: {reply.text[:500]}"
-        if block.directive.startswith("as "):
-            self.values[block.directive[3:]] = reply.json()
+        if name := _named(block.directive):
+            self.values[name] = reply.json()
         elif method in ("PATCH", "PUT"):  # keep a resource we hold current
             for name, held in self.values.items():
                 if isinstance(held, dict) and held.get("id") == reply.json().get("id"):
@@ -186,3 +221,5 @@ def test_every_block_of_the_cookbook_is_run() -> None:
     assert sum(len(s.blocks) for s in SECTIONS) == text.count("\n```") // 2
     with pytest.raises(AssertionError, match="cannot run"):
         sections("## x\n\n```json\n{}\n```\n")  # an answer with no request for it
+    [shown] = sections("## x\n\n<!-- mistake as bad -->\n```http\nPOST [base]/Task\n```\n")
+    assert shown.blocks[0].directive.startswith(MISTAKE) and _named(shown.blocks[0].directive) == "bad"

@@ -74,5 +74,22 @@ def test_health_reads_the_servers_subscriptions_and_names_one_switched_off(fhir:
             fhir.delete("Subscription", created["id"])
 
     before, after, sub_id = asyncio.run(before_and_after())
-    assert before is None
-    assert after == f"Subscription/{sub_id} is off"
+    # The suite's own Subscriptions, if set up, deliver to another endpoint than this one's: named too.
+    assert f"Subscription/{sub_id}" not in (before or "")
+    assert after is not None and f"Subscription/{sub_id} is off" in after.split("; ")
+
+
+def test_ours_are_known_by_the_mark_and_those_delivering_elsewhere_are_named_by_endpoint() -> None:
+    mine = {**sub("active", endpoint="http://old-adapter/notify", id_="old"), "meta": {"tag": [delivery.mark()]}}
+    legacy = {**sub("active", endpoint="http://old-adapter/notify", id_="legacy"), "reason": delivery.HEARTBEAT_REASON}
+    foreign = {**sub("active", endpoint="http://old-adapter/notify", id_="foreign"), "reason": "someone else's"}
+    here = {**sub("active", id_="here"), "meta": {"tag": [delivery.mark()]}}
+    found = delivery.ours([mine, legacy, foreign, here], NOTIFY)
+    assert [s["id"] for s in found] == ["old", "legacy", "here"]
+    assert [s["id"] for s in delivery.elsewhere(found, NOTIFY)] == ["old", "legacy"]
+    text = delivery.problems(found, NOW, notify_url=NOTIFY)
+    assert text == (
+        "Subscription/old, Subscription/legacy of ours deliver to http://old-adapter/notify, "
+        f"not to {NOTIFY} (run mmr-adapter setup)"
+    )
+    assert delivery.problems([here], NOW, notify_url=NOTIFY) is None

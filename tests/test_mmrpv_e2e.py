@@ -217,6 +217,13 @@ def test_the_whole_journey_from_referral_to_finished_follow_up(
         "care commitment finished",
     ):
         assert step in lines, lines
+    # One time base, the test clock's: the unit's summary (no date of its own) after the review and the booking.
+    order = [line.split("  ", 1)[1] for line in lines.splitlines()]
+    first = {
+        what: next(i for i, o in enumerate(order) if what in o) for what in ("referral-review", "discharge summary")
+    }
+    assert first["referral-review"] < first["discharge summary"], lines
+    assert [line[:16] for line in lines.splitlines()] == sorted(line[:16] for line in lines.splitlines()), lines
 
 
 def test_a_moved_appointment_is_confirmed_once_more_and_a_duplicate_notification_sends_nothing(

@@ -347,7 +347,14 @@ def test_revocation_cancels_open_tasks_and_sends_avb(stack: Stack, fhir: FhirCli
     "broken",
     [
         "no subject",
-        "unknown performer",
+        pytest.param(
+            "unknown performer",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 23, item 1: an unroutable referral gets no Task, so nobody is responsible for it "
+                "(conftest's responsibility check); the held Task for the fallback owner will make this pass",
+            ),
+        ),
         pytest.param(
             "broken references",
             marks=(

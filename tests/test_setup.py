@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from adapter.conformance.install import conformance_resources
@@ -22,7 +23,7 @@ from adapter.operations.setup import (
     wanted_subscriptions,
 )
 from tests.support.faults import FaultProxy, Rule
-from tests.support.stack import Stack
+from tests.support.stack import PrivateRedis, Stack, adapter_env, spawn, start_worker, stop, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -249,3 +250,87 @@ def test_the_first_setup_proved_delivery_through_the_heartbeat(stack: Stack, fhi
     delivered = State.from_url(REDIS_URL).heartbeat.last_delivered()
     written = fhir.read("Basic", HEARTBEAT_ID)["meta"]["lastUpdated"]
     assert delivered is not None and delivered <= datetime.fromisoformat(written).timestamp()
+
+
+def test_setup_moves_its_own_subscriptions_to_a_new_endpoint_and_proves_delivery_through_it(
+    private_redis: PrivateRedis,
+) -> None:
+    """The adapter moves (a new MMR_PUBLIC_URL) on a server it already set up. setup knows its old
+    Subscriptions by their mark, moves them to the new endpoint and proves delivery through it; the
+    new API's /health names the old ones until then. Then an endpoint where nothing listens, while
+    the API before it still runs: the proof must fail in one line, not come back through the old one.
+
+    A server, Redis and queue of the test's own: Subscriptions to a dead endpoint would hold up the
+    suite's server (the sandbox retries failed deliveries in line), and the worker must record the
+    heartbeat where this setup looks for it."""
+    from celery import Celery
+
+    from adapter.dev.sandbox import free_port, start_sandbox
+    from adapter.pipeline.delivery import tagged
+
+    server = start_sandbox(0)
+    old_url, new_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    env = adapter_env(server.base_url, unique("mmr-move"), old_url, MMR_REDIS_URL=private_redis.url)
+    processes = [start_worker(env, "move-worker", concurrency=1, broker=Celery("move", broker=private_redis.url))]
+    fhir = FhirClient(server.base_url, retries=0, headers={"Cache-Control": "no-cache"})
+
+    def api(url: str, name: str) -> subprocess.Popen[bytes]:
+        process = spawn(
+            name, ["serve", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]], {**env, "MMR_PUBLIC_URL": url}
+        )
+        processes.append(process)
+        wait_for(lambda: _answers(f"{url}/health"), timeout=30, what=f"{name} to become ready")
+        return process
+
+    def setup(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "adapter.cli", "setup", "--no-conformance", "--delivery-timeout", "10"],
+            env={**env, "MMR_PUBLIC_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def endpoints() -> Counter[str]:
+        subs = [s for s in fhir.search("Subscription", {"_count": "200"}) if s["resourceType"] == "Subscription"]
+        assert all(tagged(s) for s in subs), "every Subscription setup writes carries the adapter's mark"
+        return Counter(s["channel"]["endpoint"] for s in subs)
+
+    try:
+        old_api = api(old_url, "move-api-old")
+        first = setup(old_url)
+        assert first.returncode == 0, first.stdout + first.stderr
+        count = endpoints()[f"{old_url}/notify"]
+        assert count and set(endpoints()) == {f"{old_url}/notify"}
+        stop(old_api)
+
+        api(new_url, "move-api-new")
+        named = httpx.get(f"{new_url}/health", timeout=10).json()["details"]["subscriptions"]
+        assert named and f"of ours deliver to {old_url}/notify, not to {new_url}/notify" in named, named
+
+        moved = setup(new_url)
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        assert endpoints() == Counter({f"{new_url}/notify": count}), "the old endpoint's Subscriptions stayed"
+        assert moved.stdout.count("removed") + moved.stdout.count("replaced") >= count, moved.stdout
+        wait_for(
+            lambda: httpx.get(f"{new_url}/health", timeout=10).json()["details"]["subscriptions"] == "ok",
+            what="/health to find nothing wrong with the Subscriptions",
+        )
+
+        fooled = setup(nowhere)  # the new API still runs: a heartbeat through it proves nothing about `nowhere`
+        assert fooled.returncode == 1, fooled.stdout + fooled.stderr
+        lines = [line for line in fooled.stdout.splitlines() if "delivery:" in line]
+        assert len(lines) == 1 and "no notification came back within 10 s" in lines[0], fooled.stdout
+    finally:
+        for process in processes:
+            stop(process)
+        fhir.close()
+        server.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapter.mappings import codes
 from adapter.operations.status import journey, local_text
 
 
@@ -68,3 +69,45 @@ def test_lines_follow_the_workflow_clock_in_one_time_zone_and_the_server_time_on
         "2027-02-02T08:00:00+01:00",
     ]
     assert local_text("2027-02-01T09:30:00Z") == "2027-02-01 10:30" and local_text("2027-07-01") == "2027-07-01 00:00"
+
+
+def test_the_participants_writes_are_placed_on_the_workflow_clock_through_the_adapters_messages() -> None:
+    """A test-clock run: the adapter's moments are in 2027, the server stamps (and the unit's own
+    clock) in 2026. The discharge summary came after the review; listed by its writer's clock, or
+    the server's, it sorted above it. Carried over through the adapter's messages, it follows it."""
+
+    def message(key: str, sent: str, stamp: str) -> dict:
+        return {
+            "resourceType": "Communication",
+            "identifier": [{"system": codes().identifier_system("communication"), "value": key}],
+            "meta": {"lastUpdated": stamp},
+            "sent": sent,
+            "category": [{"text": key}],
+        }
+
+    referral = {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "meta": {"lastUpdated": "2026-12-03T07:00:00Z"},
+        "authoredOn": "2026-12-03T08:00:00+01:00",
+        "identifier": [{"value": "R1"}],
+    }
+    vid = message("VID", "2027-03-01T10:00:00+01:00", "2026-12-03T07:00:02Z")
+    review = {
+        "resourceType": "Task",
+        "status": "completed",
+        "code": {"coding": [{"code": "referral-review"}]},
+        "meta": {"lastUpdated": "2026-12-03T07:00:02Z"},
+        "lastModified": "2027-03-01T10:00:00+01:00",
+    }
+    summary = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "meta": {"lastUpdated": "2026-12-03T07:05:00Z"},
+        "date": "2026-12-03T08:05:00+01:00",  # the unit's wall clock
+    }
+    letter = message("discharge-summary", "2027-07-01T08:00:00+02:00", "2026-12-03T07:05:01Z")
+    steps = journey([summary, letter, review, vid, referral])
+    assert [s.what.split()[0] for s in steps] == ["referral", "Task", "message", "discharge", "message"]
+    assert local_text(steps[3].when) == "2027-07-01 07:59"  # a second before the adapter's answer to it
+    assert local_text(steps[0].when) == "2027-03-01 09:59"  # two seconds before the first message

@@ -50,7 +50,8 @@ def readiness_checks(settings: Settings) -> dict[str, Check]:
 
 
 def health_details(settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, Detail]:
-    """``/health``'s details: the adapter's Subscriptions the server has not taken up or has given up
+    """``/health``'s details: the adapter's Subscriptions the server has not taken up or has given up,
+    and those of its own (by their mark) that deliver to another endpoint than this adapter's
     (``adapter.pipeline.delivery``). Not with client-credentials auth, where reading them needs a token."""
     if auth_mode(settings) == "client-credentials":
         return {}
@@ -60,11 +61,11 @@ def health_details(settings: Settings, now: Callable[[], datetime] = lambda: dat
         reply = await fhir.get(
             f"{settings.fhir_base}/Subscription",
             headers={"Cache-Control": "no-cache"},
-            params={"url": settings.notify_url, "_count": "100"},
+            params={"_count": "200"},  # all of them: ours are known by their mark, not by where they deliver
         )
         reply.raise_for_status()
         found = [e.get("resource") or {} for e in reply.json().get("entry") or () if isinstance(e, dict)]
-        return delivery.problems(delivery.ours(found, settings.notify_url), now())
+        return delivery.problems(delivery.ours(found, settings.notify_url), now(), notify_url=settings.notify_url)
 
     return {"subscriptions": subscriptions}
 

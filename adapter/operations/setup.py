@@ -153,6 +153,7 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
         }
         sub: dict[str, Any] = {
             "resourceType": "Subscription",
+            "meta": {"tag": [delivery.mark()]},
             "status": "requested",
             "reason": entry["reason"],
             "criteria": criteria,
@@ -162,7 +163,7 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
             topic = codes().fill(entry.get("topic", ""))
             if not topic or any(s["criteria"] == topic for s in subs):
                 continue
-            sub["meta"] = {"profile": [f"{BACKPORT}/backport-subscription"]}
+            sub["meta"]["profile"] = [f"{BACKPORT}/backport-subscription"]
             sub["criteria"] = topic
             # The topic says what triggers; HAPI still refuses a topic subscription without a filter
             # (HAPI-0011), so this one lets through every resource of the topic's type.
@@ -183,9 +184,10 @@ def wanted_subscriptions(notify_url: str, token: str, topic_based: bool) -> list
     subs.append(
         {
             "resourceType": "Subscription",
+            "meta": {"tag": [delivery.mark()]},
             "status": "requested",
             "criteria": heartbeat.criteria(),
-            "reason": "The MMR adapter's own heartbeat: proves that notifications arrive",
+            "reason": delivery.HEARTBEAT_REASON,
             "channel": {
                 "type": "rest-hook",
                 "endpoint": notify_url,
@@ -213,8 +215,9 @@ def prove_delivery(client: FhirClient, state: State, notify_url: str, timeout: f
             0.2,
         ):
             return None
-    ours = delivery.ours(client.search("Subscription", {"_count": "200"}), notify_url)
-    return delivery.silence(ours, notify_url, timeout)
+    found = client.search("Subscription", {"_count": "200"})
+    here = [s for s in delivery.ours(found, notify_url) if delivery.endpoint(s) == notify_url]
+    return delivery.silence(here, notify_url, timeout)
 
 
 def _create(client: FhirClient, sub: dict[str, Any]) -> dict[str, Any]:
@@ -235,30 +238,31 @@ def _create(client: FhirClient, sub: dict[str, Any]) -> dict[str, Any]:
     return created
 
 
-def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Create what is missing, replace what drifted (or went to error/off), leave the rest."""
+def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]], notify_url: str) -> list[tuple[str, str]]:
+    """Create what is missing, replace what drifted (went to error/off, lost its mark, or delivers
+    to another endpoint), remove the adapter's own that deliver elsewhere, leave the rest.
+
+    The adapter's own are known by their mark (``delivery.marked``), never by their endpoint: with a
+    new ``MMR_PUBLIC_URL`` the old ones would otherwise stay, delivering to nobody (and a dead
+    endpoint holds up a server's deliveries) or to an old API that proves nothing about this one.
+    """
     out = []
-    existing = [s for s in client.search("Subscription", {"_count": "200"}) if s.get("resourceType") == "Subscription"]
+    found = [s for s in client.search("Subscription", {"_count": "200"}) if s.get("resourceType") == "Subscription"]
+    # Candidates: ours by the mark, or delivering here; those delivering here first, so they are kept.
+    candidates = sorted(delivery.ours(found, notify_url), key=lambda s: delivery.endpoint(s) != notify_url)
     for sub in wanted:
-        endpoint = sub["channel"]["endpoint"]
         accepted = (sub["criteria"], sub.get("_fallback"))
-        match = next(
-            (
-                s
-                for s in existing
-                if s.get("criteria") in accepted and (s.get("channel") or {}).get("endpoint") == endpoint
-            ),
-            None,
-        )
+        match = next((s for s in candidates if s.get("criteria") in accepted), None)
         if match is None:
             created = _create(client, sub)
             out.append((f"Subscription/{created.get('id')}", "created"))
             continue
+        candidates.remove(match)
         fallback = sub.pop("_fallback", None)
         criteria = fallback if fallback and match.get("status") == "error" else match["criteria"]
         healthy = delivery.healthy(match)
         same = all((match.get("channel") or {}).get(k) == v for k, v in sub["channel"].items())
-        if healthy and same and match.get("reason") == sub["reason"]:
+        if healthy and same and match.get("reason") == sub["reason"] and delivery.tagged(match):
             out.append((f"Subscription/{match['id']}", "unchanged"))
             continue
         # A new Subscription, then the old one away, never the old one changed: HAPI 8.2 re-registering
@@ -268,6 +272,9 @@ def ensure_subscriptions(client: FhirClient, wanted: list[dict[str, Any]]) -> li
         created = client.create({**sub, "criteria": criteria})
         client.delete("Subscription", match["id"])
         out.append((f"Subscription/{created.get('id')}", "replaced"))
+    for stale in delivery.elsewhere(candidates, notify_url):  # ours, delivering elsewhere, wanted by nothing
+        client.delete("Subscription", stale["id"])
+        out.append((f"Subscription/{stale['id']}", "removed"))
     return out
 
 
@@ -301,7 +308,11 @@ def run_setup(
     delivery_timeout: float = 60.0,
 ) -> Report:
     """Check, install, subscribe; with ``state`` (the adapter's Redis), then prove that a change
-    comes back as a notification within ``delivery_timeout`` seconds (a failure is fatal)."""
+    comes back as a notification within ``delivery_timeout`` seconds (a failure is fatal).
+
+    The proof is a heartbeat written after the Subscriptions are settled, when the only ones of
+    ours that deliver it go to ``notify_url``: one that comes back came through this endpoint, not
+    through an old one whose API still runs."""
     report = Report()
     try:
         statement = client.capabilities()
@@ -320,9 +331,9 @@ def run_setup(
             report.written += install_package(client)
     for resource in directory_resources():
         report.written.append((f"{resource['resourceType']}/{resource['id']}", upsert(client, resource)))
-    subscriptions = ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based))
+    subscriptions = ensure_subscriptions(client, wanted_subscriptions(notify_url, token, topic_based), notify_url)
     report.written += subscriptions
-    for ref in await_activation(client, [ref for ref, _ in subscriptions]):
+    for ref in await_activation(client, [ref for ref, what in subscriptions if what != "removed"]):
         report.warnings.append(
             f"{ref} is still 'requested' after {ACTIVATION_TIMEOUT:.0f} s: the server has not "
             "taken it up, so nothing is notified (HAPI: hapi.fhir.subscription.resthook_enabled)"

@@ -4,11 +4,17 @@ What happened (arrival, review, supplement requests, questionnaires, decision, f
 confirmations, booking, programme, discharge, follow-up), who holds it now, when, and what is
 due by when. The formatting is pure (:func:`journey`); only :func:`load_referral` does I/O.
 
-One time base: the workflow's own clock, as the adapter and the participants record it in the
-resources (``authoredOn``, ``lastModified``, ``sent``, ``created``, ``date``, the care
-commitment's period), so a run under the test clock reads in test-clock time. The server's
-``meta.lastUpdated`` stands in only where a resource records no time of its own. Lines are ordered
-by the moment, not by its text, and shown in Stockholm time, as are the due dates.
+One time base: the workflow's own clock, the one the adapter reads when it acts (the test clock in
+a test run) and gives its deadlines in. The adapter's resources record it (Task ``lastModified``,
+Communication ``sent``, CommunicationRequest ``authoredOn``, CarePlan ``created``, the care
+commitment's period). The participants' resources (the referral, the booking, the discharge
+summary) carry their writers' clocks, which under the test clock are another time base: a discharge
+summary dated by the wall clock sorted above the review that preceded it. So they are placed by
+the one clock that stamps every write, the server's ``meta.lastUpdated``, carried over to the
+workflow's clock through the adapter's own messages, each of which records both (``sent`` and the
+server's stamp): the message written next after it, else the last one before. Without a test clock
+the two clocks agree and this changes nothing. Lines are ordered by the moment and shown in
+Stockholm time, as are the due dates.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 from adapter.fhir.client import FhirClient
 from adapter.fhir.resource import Resource, ref
+from adapter.mappings import codes
 from adapter.workflow.calendar import parse_moment
 from adapter.workflow.load import referral_query
 from adapter.workflow.mmrpv.loading import journey_queries
@@ -103,16 +110,51 @@ def _participation(careplan: Resource) -> str:
     return f" ({len(statuses)} activities: {counts})"
 
 
+Anchor = tuple[datetime, datetime]  # (the server's stamp, the workflow's moment) of one of our messages
+
+
+def anchors(resources: list[Resource]) -> list[Anchor]:
+    """The adapter's messages as pairs of clocks, by the server's stamp."""
+    system = codes().identifier_system("communication")
+    pairs = []
+    for r in resources:
+        if r.get("resourceType") != "Communication" or not any(
+            isinstance(i, dict) and i.get("system") == system for i in r.get("identifier") or ()
+        ):
+            continue
+        stamp, sent = parse_moment((r.get("meta") or {}).get("lastUpdated")), parse_moment(r.get("sent"))
+        if stamp and sent:
+            pairs.append((stamp, sent))
+    return sorted(pairs)
+
+
+def on_workflow_clock(stamp: str, pairs: list[Anchor]) -> str:
+    """A server stamp as the workflow's moment: from the adapter's message written next after it
+    (the adapter's answer, written at the clock the participant lived in), else the last before."""
+    moment = parse_moment(stamp)
+    if moment is None or not pairs:
+        return stamp
+    server, workflow = next(((s, w) for s, w in pairs if s >= moment), pairs[-1])
+    return (workflow + (moment - server)).isoformat()
+
+
 def journey(resources: list[Resource]) -> list[Step]:
-    """Every step so far, oldest first."""
+    """Every step so far, oldest first, on the workflow's clock."""
     steps: list[Step] = []
+    pairs = anchors(resources)
     for r in resources:
         rtype = r.get("resourceType")
         when = (r.get("meta") or {}).get("lastUpdated", "")
+        if rtype in ("ServiceRequest", "Appointment", "DocumentReference"):  # the participants' writes
+            when = on_workflow_clock(when, pairs) if pairs else ""
         if rtype == "ServiceRequest":
             ident = (r.get("identifier") or [{}])[0].get("value", r.get("id"))
             steps.append(
-                Step(r.get("authoredOn") or when, f"referral {ident} ({r.get('status')})", _who(r.get("requester")))
+                Step(
+                    when or r.get("authoredOn") or (r.get("meta") or {}).get("lastUpdated", ""),
+                    f"referral {ident} ({r.get('status')})",
+                    _who(r.get("requester")),
+                )
             )
         elif rtype == "Task":
             status = r.get("status", "")
@@ -135,7 +177,7 @@ def journey(resources: list[Resource]) -> list[Step]:
         elif rtype == "Appointment":
             steps.append(
                 Step(
-                    r.get("created") or when,
+                    when or r.get("created") or (r.get("meta") or {}).get("lastUpdated", ""),
                     f"appointment {r.get('status')} {r.get('start', '')}".strip(),
                     ", ".join(
                         _who(p.get("actor"))
@@ -164,7 +206,7 @@ def journey(resources: list[Resource]) -> list[Step]:
         elif rtype == "DocumentReference":
             steps.append(
                 Step(
-                    r.get("date") or when,
+                    when or r.get("date") or (r.get("meta") or {}).get("lastUpdated", ""),
                     f"discharge summary {r.get('status')}",
                     ", ".join(_who(a) for a in r.get("author") or ()),
                 )

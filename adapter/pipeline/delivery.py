@@ -4,8 +4,14 @@ HAPI never sets a Subscription to ``error`` after failed deliveries, and leaves 
 for ever when rest-hook delivery is off, without an error anywhere. ``setup`` waits for
 activation (:func:`waiting`) and, when its heartbeat does not come back, says why (:func:`silence`);
 at run time ``/health`` reports (in its details, without turning unready: the API
-itself is fine) the Subscriptions still ``requested`` minutes after they were written, and any in
-``error`` or ``off``. Pure over the Subscriptions read from the server.
+itself is fine) the Subscriptions still ``requested`` minutes after they were written, any in
+``error`` or ``off``, and any of the adapter's own that deliver to another endpoint (an old
+``MMR_PUBLIC_URL``). Pure over the Subscriptions read from the server.
+
+The adapter's own Subscriptions are known by a mark of their own (``mark`` in
+``mappings/subscriptions.yaml``, a ``meta.tag``), never by their endpoint: an endpoint is exactly
+what changes when the adapter moves. Subscriptions written before the mark existed are known by
+the ``reason`` setup gave them.
 """
 
 from __future__ import annotations
@@ -14,21 +20,59 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from adapter.mappings import codes, load
 from adapter.workflow.calendar import parse_moment
 
 # Longer than HAPI takes to activate a Subscription (its matcher polls for new ones every few seconds).
 REQUESTED_TOO_LONG = 300.0
 
 
+HEARTBEAT_REASON = "The MMR adapter's own heartbeat: proves that notifications arrive"
+
+
+def mark() -> dict[str, str]:
+    """The ``meta.tag`` on every Subscription setup writes."""
+    tag = load("subscriptions")["mark"]
+    return {"system": codes().fill(str(tag["system"])), "code": str(tag["code"])}
+
+
+def _reasons() -> frozenset[str]:
+    return frozenset({*(str(e["reason"]) for e in load("subscriptions")["subscriptions"]), HEARTBEAT_REASON})
+
+
+def endpoint(subscription: dict[str, Any]) -> str | None:
+    channel = subscription.get("channel")
+    return channel.get("endpoint") if isinstance(channel, dict) else None
+
+
+def tagged(subscription: dict[str, Any]) -> bool:
+    """Carries the adapter's mark."""
+    wanted = mark()
+    return any(
+        isinstance(t, dict) and t.get("system") == wanted["system"] and t.get("code") == wanted["code"]
+        for t in (subscription.get("meta") or {}).get("tag") or ()
+    )
+
+
+def marked(subscription: dict[str, Any]) -> bool:
+    """One of the adapter's own, wherever it delivers: the mark, or (written before the mark) a reason of ours."""
+    if subscription.get("resourceType") != "Subscription":
+        return False
+    return tagged(subscription) or (
+        not (subscription.get("meta") or {}).get("tag") and subscription.get("reason") in _reasons()
+    )
+
+
 def ours(resources: Iterable[dict[str, Any]], notify_url: str) -> list[dict[str, Any]]:
-    """The Subscriptions that deliver to this adapter's ``/notify``."""
+    """The Subscriptions that deliver to this adapter's ``/notify``, or carry its mark."""
     return [
-        r
-        for r in resources
-        if r.get("resourceType") == "Subscription"
-        and isinstance(r.get("channel"), dict)
-        and r["channel"].get("endpoint") == notify_url
+        r for r in resources if r.get("resourceType") == "Subscription" and (endpoint(r) == notify_url or marked(r))
     ]
+
+
+def elsewhere(subscriptions: Iterable[dict[str, Any]], notify_url: str) -> list[dict[str, Any]]:
+    """The adapter's own Subscriptions that deliver to another endpoint than ``notify_url``."""
+    return [s for s in subscriptions if marked(s) and endpoint(s) != notify_url]
 
 
 def waiting(subscription: dict[str, Any]) -> bool:
@@ -47,10 +91,25 @@ def healthy(subscription: dict[str, Any]) -> bool:
 
 
 def problems(
-    subscriptions: Iterable[dict[str, Any]], now: datetime, requested_too_long: float = REQUESTED_TOO_LONG
+    subscriptions: Iterable[dict[str, Any]],
+    now: datetime,
+    requested_too_long: float = REQUESTED_TOO_LONG,
+    notify_url: str | None = None,
 ) -> str | None:
-    """One line naming what keeps notifications from arriving, or None when nothing seems to."""
+    """One line naming what keeps notifications from arriving, or None when nothing seems to; with
+    ``notify_url``, also the adapter's own Subscriptions that deliver elsewhere."""
+    subscriptions = list(subscriptions)
     stuck, broken = [], []
+    if notify_url is not None:
+        away = elsewhere(subscriptions, notify_url)
+        by_endpoint: dict[str, list[str]] = {}
+        for sub in away:
+            by_endpoint.setdefault(str(endpoint(sub)), []).append(f"Subscription/{sub.get('id')}")
+        broken += [
+            f"{', '.join(refs)} of ours deliver to {where}, not to {notify_url} (run mmr-adapter setup)"
+            for where, refs in sorted(by_endpoint.items())
+        ]
+        subscriptions = [s for s in subscriptions if s not in away]
     for sub in subscriptions:
         ref = f"Subscription/{sub.get('id')}"
         if given_up(sub):

@@ -81,7 +81,13 @@ def subscriptions_paused(fhir: FhirClient) -> Iterator[None]:
         yield
     finally:
         again = [
-            fhir.create({**{k: v for k, v in sub.items() if k not in ("id", "meta", "error")}, "status": "requested"})
+            fhir.create(
+                {
+                    **{k: v for k, v in sub.items() if k not in ("id", "meta", "error")},
+                    **({"meta": {"tag": sub["meta"]["tag"]}} if (sub.get("meta") or {}).get("tag") else {}),
+                    "status": "requested",
+                }
+            )
             for sub in saved
         ]
         _activated(fhir, [sub["id"] for sub in again])

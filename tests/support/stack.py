@@ -225,6 +225,36 @@ def off_the_tables(fhir: FhirClient, since: datetime) -> list[str]:
     return found
 
 
+def nobody_responsible(fhir: FhirClient, since: datetime) -> list[str]:
+    """Every MMR referral (by category or code) written since ``since`` that breaks the rule of
+    :func:`adapter.workflow.responsibility.responsible` (exactly one responsible party), as
+    ``ServiceRequest/id: problem``; each loaded as the ``status`` command loads it."""
+    from adapter.fhir.resource import ref
+    from adapter.mappings import codes
+    from adapter.operations.status import load_referral
+    from adapter.workflow.core import Referral
+    from adapter.workflow.referral import is_mmr_referral
+    from adapter.workflow.responsibility import responsible
+
+    c = codes()
+    found: dict[str, dict[str, Any]] = {}
+    for param, coding in (("category", c.referral_category), ("code", c.referral_code)):
+        query = {param: f"{coding['system']}|{coding['code']}", "_lastUpdated": f"ge{since.isoformat()}"}
+        for sr in fhir.search("ServiceRequest", query):
+            if sr.get("resourceType") == "ServiceRequest" and is_mmr_referral(sr):
+                found[sr["id"]] = sr
+    problems = []
+    for referral_id in sorted(found):
+        resources = {ref(r): r for r in load_referral(fhir, referral_id)}
+        service_request = resources.get(f"ServiceRequest/{referral_id}")
+        if service_request is None:  # deleted since
+            continue
+        answer = responsible(Referral(service_request, resources))
+        if answer.problem:
+            problems.append(f"ServiceRequest/{referral_id}: {answer.problem}")
+    return problems
+
+
 class PrivateRedis:
     """A redis-server of the test's own, persisting to an append-only file so a restart keeps the queue."""
 
