@@ -347,14 +347,7 @@ def test_revocation_cancels_open_tasks_and_sends_avb(stack: Stack, fhir: FhirCli
     "broken",
     [
         "no subject",
-        pytest.param(
-            "unknown performer",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 23, item 1: an unroutable referral gets no Task, so nobody is responsible for it "
-                "(conftest's responsibility check); the held Task for the fallback owner will make this pass",
-            ),
-        ),
+        "unknown performer",
         pytest.param(
             "broken references",
             marks=(
