@@ -56,6 +56,15 @@ def test_a_review_waiting_for_the_patient_hands_the_next_step_to_the_questionnai
     assert alone.ok and alone.holders == (review,)
 
 
+def test_a_follow_up_planned_before_the_discharge_summary_leaves_the_referral_with_the_unit() -> None:
+    intake = task("mmrpv-intake", "in-progress", "awaiting-discharge-summary", UNIT)
+    planned = task("follow-up", "draft", "follow-up-scheduled", PATIENT)
+    answer = held(intake, planned)
+    assert answer.ok and answer.holders == (intake,), answer.problem
+    after = held(task("mmrpv-intake", "completed", "discharged", UNIT, at="09"), planned)  # the summary went back
+    assert after.ok and after.holders == (planned,), after.problem
+
+
 def test_two_open_tasks_or_an_open_task_without_owner_or_none_at_all_break_the_rule() -> None:
     review = task("referral-review", "received", "assigned", REVIEWER)
     booking = task("booking", "requested", "awaiting-booking", UNIT)

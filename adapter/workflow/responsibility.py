@@ -61,6 +61,11 @@ def _changed(task: Resource) -> str:
     return str((task.get("meta") or {}).get("lastUpdated") or "")
 
 
+def _named(task: Resource) -> str:
+    """``Task/id (kind status/business status)``: which Task, and where it stands, without its content."""
+    return f"{ref(task)} ({_kind(task)} {task.get('status')}/{task_states.business_of(task)})"
+
+
 def responsible(referral: Referral) -> Responsibility:
     """Exactly one party responsible for the referral's next step, or the problem in one line."""
     if referral.service_request.get("status") in NOT_A_REFERRAL_YET:
@@ -72,19 +77,17 @@ def responsible(referral: Referral) -> Responsibility:
     if holders:
         if len(holders) > 1:
             return Responsibility(
-                holders, problem=f"{len(holders)} open Tasks hold the next step: {', '.join(map(ref, holders))}"
+                holders, problem=f"{len(holders)} open Tasks hold the next step: {', '.join(map(_named, holders))}"
             )
         if not (holders[0].get("owner") or {}).get("reference"):
-            return Responsibility(holders, problem=f"{ref(holders[0])} is open without an owner")
+            return Responsibility(holders, problem=f"{_named(holders[0])} is open without an owner")
         return Responsibility(holders)
     if not ours:
         return Responsibility(problem="no Task of ours: nobody holds the referral")
     last = max(ours, key=_changed)
     if (row := _row(last)) and row.ends:
         return Responsibility(ended_by=last)
-    return Responsibility(
-        problem=f"no open Task, and the last one, {ref(last)} ({last.get('status')}), does not end the journey"
-    )
+    return Responsibility(problem=f"no open Task, and the last one, {_named(last)}, does not end the journey")
 
 
 __all__ = ["Responsibility", "responsible"]
