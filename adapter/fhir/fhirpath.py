@@ -468,7 +468,10 @@ def _extension(url: str) -> Step:
             extensions = data.get("extension", [])  # a falsy non-list ("", 0) is fhirpathpy's to judge
             if not isinstance(extensions, list) or not all(isinstance(e, dict) for e in extensions):
                 raise _Subtle
-            out += [(e, "Extension") for e in extensions if e.get("url") == url]
+            found = [(e, "Extension") for e in extensions if e.get("url") == url]
+            if len(found) > 1:
+                raise _Subtle  # fhirpathpy (the definition) answers only the first of several: its call
+            out += found
         return out
 
     return step
