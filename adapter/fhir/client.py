@@ -189,6 +189,8 @@ def transport_failure(exc: BaseException) -> str:
         return "connection refused"
     if any(isinstance(e, socket.gaierror) for e in chain) or "name or service not known" in text:
         return "host name not found"
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "certificate_verify_failed" in text:
+        return "the server's certificate is not trusted (certificate verify failed; a private CA goes in SSL_CERT_FILE)"
     if any(isinstance(e, ssl.SSLError) for e in chain) or "certificate" in text or "ssl" in text:
         return "TLS handshake failed (is the server's certificate trusted? see SSL_CERT_FILE)"
     if isinstance(exc, httpx.ConnectTimeout):
