@@ -25,6 +25,7 @@ from adapter.workflow.mmrpv.common import carries_out, unit_ref
 from tests.support.e2e_referrals import code, decide, key, messages, referral_on_server, review_in, tasks
 from tests.support.faults import FaultProxy, request_kinds
 from tests.support.stack import FHIR_SERVER, Stack, wait_for
+from tests.support.workflow import FOLLOW_UP_ITEMS
 
 pytestmark = pytest.mark.e2e
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -193,7 +194,7 @@ def test_the_whole_journey_from_referral_to_finished_follow_up(
             "basedOn": [follow["focus"]],
             "subject": sr["subject"],
             "authored": due.isoformat(),
-            "item": [{"linkId": "atervant-arbete", "answer": [{"valueCoding": {"code": "ja"}}]}],
+            "item": FOLLOW_UP_ITEMS,  # the cookbook's answer: a follow-up answer is checked against its form
         }
     )
     wait_for(

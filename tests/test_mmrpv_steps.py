@@ -20,6 +20,7 @@ from adapter.workflow.core import Context, Event, Referral
 from adapter.workflow.mmrpv.loading import follow_up_queries
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
+    FOLLOW_UP_ITEMS,
     NOW,
     STHLM,
     add,
@@ -146,6 +147,7 @@ def follow_up_answer(task_id: str) -> Resource:
         "basedOn": [{"reference": f"Task/{task_id}"}],
         "subject": {"reference": "Patient/p1"},
         "authored": "2027-07-01T12:00:00+02:00",
+        "item": FOLLOW_UP_ITEMS,
     }
 
 

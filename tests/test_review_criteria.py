@@ -63,10 +63,11 @@ def test_evidence_names_the_answers_and_the_response() -> None:
     assert "Not met" in finding.text("en")
 
 
-def test_answers_in_nested_groups_are_found() -> None:
-    flat = response(MMRPV_ANSWERS)
-    nested = {**flat, "item": [{"linkId": "grupp", "item": flat["item"]}]}
-    assert evaluate(add(referral(), nested), NOW).level == "MMRpv"
+def test_answers_count_only_as_the_form_groups_them() -> None:
+    grouped = response(MMRPV_ANSWERS)
+    assert evaluate(add(referral(), grouped), NOW).level == "MMRpv"
+    flat = {**grouped, "item": [i for g in grouped["item"] for i in g["item"]]}  # no longer the form's items
+    assert evaluate(add(referral(), flat), NOW).response is None
 
 
 def test_other_questionnaires_and_other_patients_do_not_count() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from adapter.mappings import codes
@@ -17,6 +18,7 @@ from tests.support.workflow import (
     assessment,
     code,
     ctx,
+    intake_questionnaire,
     messages,
     output_codes,
     referral,
@@ -157,3 +159,101 @@ def test_no_questionnaire_without_a_usable_patient() -> None:
     assert not [r for r in resumed.all("Task") if "complete-questionnaire" in str(r.get("code"))]
     assert code(review(resumed)["businessStatus"]) == "recommended"
     assert "for" not in review(resumed)
+
+
+# ---------------------------------------------------------------- answers that do not answer the form
+
+PNR = "19121212-1212"
+
+
+def issue_answer(qtask_id: str) -> dict[str, object]:
+    """The issue's answer: ``kanske`` is no option, free text (a personnummer) under a choice item,
+    seven required items missing."""
+    base = response({}, based_on=f"Task/{qtask_id}")
+    return {
+        **base,
+        "item": [
+            {
+                "linkId": "utredning",
+                "item": [
+                    {"linkId": "diagnos-besked", "answer": [{"valueCoding": {"code": "kanske"}}]},
+                    {"linkId": "utredning-pagar", "answer": [{"valueString": f"vet inte, ring mig {PNR}"}]},
+                    {"linkId": "behandling-planerad", "answer": [{"valueCoding": {"code": "nej"}}]},
+                ],
+            },
+            {
+                "linkId": "maende",
+                "item": [{"linkId": "psykiatri-kontakt", "answer": [{"valueCoding": {"code": "nej"}}]}],
+            },
+        ],
+    }
+
+
+def item_text(link_id: str) -> str:
+    return next(
+        str(i["text"]) for g in intake_questionnaire()["item"] for i in g.get("item") or () if i["linkId"] == link_id
+    )
+
+
+def test_invalid_answers_go_back_to_the_patient_and_the_review_keeps_waiting() -> None:
+    _, after = asked()
+    qtask = task(after, QTASK)
+    answer = issue_answer(qtask["id"])
+    answered = add(after, answer)
+    event = resource_event(answer)
+    plan, refused = run(answered, event, ctx())
+    qtask = task(refused, QTASK)
+    assert qtask["status"] == "requested" and code(qtask["businessStatus"]) == "awaiting-patient"
+    assert qtask["owner"] == {"reference": "Patient/p1"} and not qtask.get("output")
+    reason = qtask["statusReason"]["text"]
+    wrong = ["diagnos-besked", "utredning-pagar"]
+    missing = ["smarta-duration", "smarta-hinder", "psykisk-paverkan", "beroende", "sysselsattning"]
+    for link_id in [*wrong, *missing, "grupp-delta", "grupp-narvaro"]:
+        assert item_text(link_id) in reason, link_id
+        assert link_id not in reason.replace(item_text(link_id), "")  # "beroende" is a word of its text
+    assert item_text("behandling-planerad") not in reason and item_text("psykiatri-kontakt") not in reason
+    assert "kanske" not in reason
+    rev = review(refused)
+    assert rev["status"] == "on-hold" and code(rev["businessStatus"]) == "awaiting-patient"
+    assert "recommendation" not in output_codes(rev)
+    assert plan.counts.count("answers-refused") == 1
+    assert any("diagnos-besked" in n for n in plan.notes)  # the technical detail: linkIds for the log
+    assert_replay_plans_nothing(answered, plan, refused, event, ctx())
+
+    # the reminders go on
+    remind_at = ctx(datetime(2026, 3, 6, 9, 30, tzinfo=STHLM))
+    _, reminded = run(refused, timer_event(refused, "questionnaire-reminder"), remind_at)
+    assert "R-1-questionnaire-reminder-patient-1" in messages(reminded)
+
+    # a corrected answer (a new version) counts and clears the reason
+    corrected = {**response(MMRPV_ANSWERS, based_on=f"Task/{qtask['id']}"), "meta": {"versionId": "2"}}
+    again = add(reminded, corrected)
+    plan, done = run(again, resource_event(corrected), remind_at)
+    qtask = task(done, QTASK)
+    assert qtask["status"] == "completed" and code(qtask["businessStatus"]) == "answered"
+    assert "statusReason" not in qtask
+    assert output_codes(review(done))["recommendation"] == "MMRpv"
+    assert "answers-refused" not in plan.counts
+
+
+def test_free_text_a_patient_types_reaches_no_write_and_no_note() -> None:
+    _, after = asked()
+    qtask = task(after, QTASK)
+    for answer in (issue_answer(qtask["id"]), with_free_text(qtask["id"])):
+        answered = add(after, answer)
+        plan, _ = run(answered, resource_event(answer), ctx())
+        assert plan.writes
+        for w in plan.writes:
+            assert PNR not in json.dumps(w.resource, ensure_ascii=False), w.resource.get("resourceType")
+        assert not [n for n in plan.notes if PNR in n]
+
+
+def with_free_text(qtask_id: str) -> dict[str, object]:
+    """A valid answer with free text in the form's text items and a personnummer in it."""
+    valid = response(MMRPV_ANSWERS, based_on=f"Task/{qtask_id}")
+    items = [dict(g) for g in valid["item"]]
+    items[0] = {
+        **items[0],
+        "item": [*items[0]["item"], {"linkId": "smarta-lokalisation", "answer": [{"valueString": f"ryggen {PNR}"}]}],
+    }
+    return {**valid, "item": items}

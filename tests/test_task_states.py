@@ -17,6 +17,7 @@ from adapter.workflow import task_states
 from adapter.workflow.core import Referral
 from tests.support.workflow import (
     ALL_MET,
+    MMRPV_ANSWERS,
     NOW,
     add,
     code,
@@ -76,7 +77,7 @@ def test_only_a_reviewer_makes_a_review_in_progress_and_its_moment_is_recorded()
 def test_a_review_on_hold_comes_back_at_the_status_it_had() -> None:
     _, waiting = asked()  # received, then on-hold for the patient
     qtask = task(waiting, QTASK)
-    answer = response({"diagnos-besked": "ja"}, based_on=f"Task/{qtask['id']}")
+    answer = response(MMRPV_ANSWERS, based_on=f"Task/{qtask['id']}")
     _, back = run(add(waiting, answer), resource_event(answer), ctx())
     assert review(back)["status"] == "received"
     taken = update_resource(waiting, review(waiting), status="in-progress", executionPeriod={"start": NOW.isoformat()})
@@ -119,7 +120,7 @@ def test_a_revoked_referral_ends_its_open_tasks_revoked() -> None:
 def test_a_questionnaire_the_patient_app_completes_itself_is_answered() -> None:
     _, waiting = asked()
     qtask = task(waiting, QTASK)
-    answer = response({"diagnos-besked": "ja"}, based_on="ServiceRequest/other")  # not linked to us
+    answer = response(MMRPV_ANSWERS, based_on="ServiceRequest/other")  # not linked to us
     done_by_app = update_resource(
         add(waiting, answer),
         qtask,

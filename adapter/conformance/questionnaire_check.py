@@ -79,9 +79,13 @@ class ResponseCheck:
         self.answers = _answers_by_link(response.get("item") or [], {})
         self.done = response.get("status") in DONE
         self.issues: list[Issue] = []
+        # The linkId of each issue, in order (a linkId the form lacks included): what the workflow
+        # names to the patient by the item's text, and logs, without the messages' answer values.
+        self.link_ids: list[str] = []
 
-    def fail(self, code: str, path: str, message: str) -> None:
+    def fail(self, code: str, path: str, message: str, link_id: Any) -> None:
         self.issues.append(error(code, path, message, self.url))
+        self.link_ids.append(str(link_id))
 
     def run(self) -> list[Issue]:
         self.items(self.questionnaire.get("item") or [], self.response.get("item") or [], self.root_path)
@@ -91,37 +95,48 @@ class ResponseCheck:
         known = {d["linkId"]: d for d in defs}
         for i, item in enumerate(given):
             if item.get("linkId") not in known:
-                self.fail("structure", f"{path}.item[{i}]", f"linkId {item.get('linkId')!r} is not in {self.url}")
+                self.fail(
+                    "structure",
+                    f"{path}.item[{i}]",
+                    f"linkId {item.get('linkId')!r} is not in {self.url}",
+                    item.get("linkId"),
+                )
         for d in defs:
             found = [(i, item) for i, item in enumerate(given) if item.get("linkId") == d["linkId"]]
             on = enabled(d, self.answers)
             answered = any(item.get("answer") or item.get("item") for _, item in found)
             if not on and answered:
-                self.fail("business-rule", f"{path}.item", f"{d['linkId']} is answered but not enabled")
+                self.fail("business-rule", f"{path}.item", f"{d['linkId']} is answered but not enabled", d["linkId"])
             if on and self.done and d.get("required") and not answered:
-                self.fail("required", f"{path}.item", f"required item {d['linkId']} is not answered")
+                self.fail("required", f"{path}.item", f"required item {d['linkId']} is not answered", d["linkId"])
             if len(found) > 1 and not d.get("repeats") and d["type"] != "group":
-                self.fail("structure", f"{path}.item", f"{d['linkId']} appears {len(found)} times")
+                self.fail("structure", f"{path}.item", f"{d['linkId']} appears {len(found)} times", d["linkId"])
             for i, item in found:
                 self.item(d, item, f"{path}.item[{i}]")
 
     def item(self, d: Item, item: Item, path: str) -> None:
         answers = item.get("answer") or []
         if d["type"] in ("group", "display") and answers:
-            self.fail("structure", path, f"{d['linkId']} is a {d['type']} and takes no answer")
+            self.fail("structure", path, f"{d['linkId']} is a {d['type']} and takes no answer", d["linkId"])
         if len(answers) > 1 and not d.get("repeats"):
-            self.fail("structure", path, f"{d['linkId']} takes one answer, found {len(answers)}")
+            self.fail("structure", path, f"{d['linkId']} takes one answer, found {len(answers)}", d["linkId"])
         options = {(o.get("valueCoding") or {}).get("code") for o in d.get("answerOption") or ()}
         for j, answer in enumerate(answers):
             keys = {k for k in answer if k.startswith("value")}
             allowed = VALUE_KEYS.get(d["type"], keys)
             if not keys or not keys <= allowed:
-                self.fail("structure", f"{path}.answer[{j}]", f"{d['linkId']} needs {' or '.join(sorted(allowed))}")
+                self.fail(
+                    "structure",
+                    f"{path}.answer[{j}]",
+                    f"{d['linkId']} needs {' or '.join(sorted(allowed))}",
+                    d["linkId"],
+                )
             elif "valueCoding" in keys and options and answer["valueCoding"].get("code") not in options:
                 self.fail(
                     "code-invalid",
                     f"{path}.answer[{j}]",
                     f"{answer['valueCoding'].get('code')!r} is not an answer option of {d['linkId']}",
+                    d["linkId"],
                 )
             self.items(d.get("item") or [], answer.get("item") or [], f"{path}.answer[{j}]")
         if d["type"] == "group":

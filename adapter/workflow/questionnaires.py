@@ -23,6 +23,7 @@ from typing import Any
 from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow import options
+from adapter.workflow.answers import counts
 from adapter.workflow.calendar import parse_day_end, parse_moment, working_day_deadline
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, Write, create
 from adapter.workflow.referral import as_list, dig, patient_reference, points_to, referral_key
@@ -39,7 +40,8 @@ def sdc_type(code: str) -> dict[str, Any]:
 
 
 def answered(referral: Referral, task: Resource, answer: Resource, ctx: Context) -> Write:
-    """The questionnaire Task completed by the patient's answer, linked as its output."""
+    """The questionnaire Task completed by the patient's answer, linked as its output; a reason given
+    for answers that did not count (``answers.refuse``) goes."""
     output = {
         "type": sdc_type("questionnaire-response"),
         "valueReference": {"reference": f"QuestionnaireResponse/{answer['id']}"},
@@ -51,6 +53,7 @@ def answered(referral: Referral, task: Resource, answer: Resource, ctx: Context)
         status="completed",
         output=[*as_list(task.get("output")), output],
         businessStatus=concept("business-status", "answered", ctx),
+        statusReason=None,
         lastModified=ctx.now.isoformat(),
     )
 
@@ -166,7 +169,8 @@ def companions(referral: Referral, part_of: str | None = None) -> list[Resource]
 
 def answer_to(referral: Referral, task: Resource, canonical: str | None = None) -> Resource | None:
     """The first completed QuestionnaireResponse of the referral's patient to the Task's canonical
-    (``canonical`` if the Task names none), basedOn the referral or the Task or linked as its output."""
+    (``canonical`` if the Task names none), basedOn the referral or the Task or linked as its output;
+    if none of them counts (``answers.counts``), the newest, for ``answers.refuse`` to send back."""
     url = url_of(canonical_of(task) or canonical)
     keys = [referral.reference] + ([f"Task/{task['id']}"] if task.get("id") else [])
     outputs = {dig(p, "valueReference", "reference") for p in as_list(task.get("output")) if isinstance(p, dict)}
@@ -179,7 +183,9 @@ def answer_to(referral: Referral, task: Resource, canonical: str | None = None) 
         and (any(points_to(qr.get("basedOn"), k) for k in keys) or f"QuestionnaireResponse/{qr.get('id')}" in outputs)
         and (not patient or not dig(qr, "subject", "reference") or points_to(qr.get("subject"), patient))
     ]
-    return min(found, key=lambda r: (str(r.get("authored") or ""), str(r.get("id")))) if found else None
+    valid = [qr for qr in found if counts(qr)]
+    order = lambda r: (str(r.get("authored") or ""), str(r.get("id")))  # noqa: E731
+    return min(valid, key=order) if valid else max(found, key=order, default=None)
 
 
 def track_companions(referral: Referral, event: Event, ctx: Context) -> Plan:

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adapter.conformance.package import package
+from adapter.conformance.questionnaire_check import enabled
 from adapter.fhir.resource import Resource
 from adapter.mappings import HSA_SYSTEM, codes
 from adapter.workflow import task_states
@@ -146,7 +148,19 @@ def referral(sr: Resource | None = None, *extra: Resource, defaults: bool = True
 def response(
     answers: dict[str, str], based_on: str = "ServiceRequest/sr1", qid: str = "qr1", pid: str = "p1"
 ) -> Resource:
-    """A completed intake QuestionnaireResponse with Coding answers (flat; nesting is not needed)."""
+    """A completed intake QuestionnaireResponse with Coding answers, grouped as the Questionnaire groups
+    them; an item the form would not show (its enableWhen does not hold) is left out, as a patient app
+    does. A linkId the form does not have stays at the top level."""
+    given = {k: [{"valueCoding": {"code": v}}] for k, v in answers.items()}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for group in intake_questionnaire()["item"]:
+        for item in group.get("item") or ():
+            if item["linkId"] in answers and enabled(item, given):
+                groups.setdefault(group["linkId"], []).append(
+                    {"linkId": item["linkId"], "answer": given[item["linkId"]]}
+                )
+    known = {i["linkId"] for g in intake_questionnaire()["item"] for i in g.get("item") or ()}
+    strays = [{"linkId": k, "answer": v} for k, v in given.items() if k not in known]
     return {
         "resourceType": "QuestionnaireResponse",
         "id": qid,
@@ -156,11 +170,19 @@ def response(
         "basedOn": [{"reference": based_on}],
         "subject": {"reference": f"Patient/{pid}"},
         "authored": "2026-03-03T18:00:00+01:00",
-        "item": [{"linkId": k, "answer": [{"valueCoding": {"code": v}}]} for k, v in answers.items()],
+        "item": [{"linkId": g, "item": items} for g, items in groups.items()] + strays,
     }
 
 
+def intake_questionnaire() -> Resource:
+    found = package().get(CANONICAL)
+    assert found is not None, "the intake Questionnaire is in profiles/"
+    return found
+
+
 MMRPV_ANSWERS = {
+    "smarta-duration": "over-5-ar",
+    "smarta-hinder": "ganska-mycket",
     "diagnos-besked": "ja",
     "utredning-pagar": "nej",
     "behandling-planerad": "nej",
@@ -168,10 +190,21 @@ MMRPV_ANSWERS = {
     "psykisk-paverkan": "lite",
     "beroende": "nej",
     "sysselsattning": "sjukskriven-deltid",
+    "sjukskrivning-langd": "3-12-man",
     "grupp-delta": "ja",
     "grupp-narvaro": "ja",
 }
 
+
+# The cookbook's answer to the 12-month follow-up: every required item.
+
+FOLLOW_UP_ITEMS = [
+    {"linkId": "sysselsattning", "answer": [{"valueCoding": {"code": "arbetar"}}]},
+    {"linkId": "smarta-jamfort", "answer": [{"valueCoding": {"code": "battre"}}]},
+    {"linkId": "vardag-jamfort", "answer": [{"valueCoding": {"code": "battre"}}]},
+    {"linkId": "strategier", "answer": [{"valueCoding": {"code": "ja-ofta"}}]},
+    {"linkId": "vardkontakter", "answer": [{"valueCoding": {"code": "nej"}}]},
+]
 
 # ---------------------------------------------------------------- events
 

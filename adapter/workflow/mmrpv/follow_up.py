@@ -15,8 +15,10 @@ only re-arms it), the Task becomes ``requested`` / ``awaiting-patient`` and the 
 Task's status under the referral's lock, and the notice carries a deterministic identifier.
 
 The patient's QuestionnaireResponse (our follow-up Questionnaire, basedOn the Task or the
-ServiceRequest) completes the Task (``answered``) with it as output; unanswered at the end of the
-window the Task fails (``not-answered``). Either way the care commitment is then finished (``episode.end_episode``).
+ServiceRequest) completes the Task (``answered``) with it as output; one that does not answer the
+form goes back to the patient as the intake's does (``adapter.workflow.answers``), the reminders go
+on; unanswered at the end of the window the Task fails (``not-answered``). Either way the care
+commitment is then finished (``episode.end_episode``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from adapter.fhir.resource import Resource
 from adapter.mappings import codes
-from adapter.workflow import questionnaires
+from adapter.workflow import answers, questionnaires
 from adapter.workflow.calendar import STOCKHOLM, add_working_days, local, parse_moment
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create
 from adapter.workflow.mmrpv import messages
@@ -126,8 +128,11 @@ def run_follow_up(referral: Referral, event: Event, ctx: Context) -> Plan:
         return Plan(timers=(Timer(FOLLOW_UP_DUE, referral.id, due),)) if fired(event, FOLLOW_UP_DUE) else NOTHING
     if status not in ("requested", "received", "accepted", "ready", "in-progress"):
         return NOTHING
+    refusal = NOTHING
     if (answer := questionnaires.answer_to(referral, task, follow_up_canonical())) and answer.get("id"):
-        return Plan(writes=(questionnaires.answered(referral, task, answer, ctx),), notes=("follow-up answered",))
+        if answers.counts(answer):
+            return Plan(writes=(questionnaires.answered(referral, task, answer, ctx),), notes=("follow-up answered",))
+        refusal = answers.refuse(referral, task, answer, ctx)
     if ctx.now >= until:
         reason = {"text": text(data()["reasons"]["follow-up-no-answer"], ctx)}
         failed = revise(
@@ -140,7 +145,7 @@ def run_follow_up(referral: Referral, event: Event, ctx: Context) -> Plan:
             businessStatus=concept("business-status", "not-answered", ctx),
         )
         return Plan(writes=(failed,), notes=("follow-up unanswered at the end of its window",))
-    return _chase(referral, due, until, ctx) if fired(event, FOLLOW_UP_REMINDER) else NOTHING
+    return refusal + (_chase(referral, due, until, ctx) if fired(event, FOLLOW_UP_REMINDER) else NOTHING)
 
 
 def _activate(referral: Referral, task: Resource, due: datetime, until: datetime, ctx: Context) -> Plan:

@@ -19,6 +19,7 @@ from adapter.conformance.criteria_map import load_criteria_map
 from adapter.conformance.package import CRITERIA_FILE, profiles_dir
 from adapter.fhir.resource import Resource
 from adapter.mappings import codes, load
+from adapter.workflow.answers import counts
 from adapter.workflow.core import Referral
 from adapter.workflow.referral import as_list, performer_clinic
 from adapter.workflow.review.sources import RECORD, RuleError, answers, fhirpath, record, responses, variables
@@ -261,13 +262,23 @@ def answerable(criterion: str) -> bool:
 
 
 def latest_response(referral: Referral) -> Resource | None:
-    task = questionnaire_task(referral)
-    found = responses(referral, task, key_of(referral, task) if task else None)
+    """The newest of the patient's answers that counts (``adapter.workflow.answers``: it answers the form)."""
+    return next((r for r in _responses(referral) if counts(r)), None)
+
+
+def newest_response(referral: Referral) -> Resource | None:
+    """The newest of the patient's answers, whether it counts or not."""
+    found = _responses(referral)
     return found[0] if found else None
 
 
+def _responses(referral: Referral) -> list[Resource]:
+    task = questionnaire_task(referral)
+    return responses(referral, task, key_of(referral, task) if task else None)
+
+
 def evaluate(referral: Referral, now: datetime, lang: str = "sv") -> Assessment:
-    """Every criterion from the referral and the newest completed answers of the patient."""
+    """Every criterion from the referral and the patient's newest completed answers that count."""
     response = latest_response(referral)
     findings: list[Finding] = []
     notes: list[str] = []

@@ -14,9 +14,11 @@ The patient app answers with a QuestionnaireResponse for our canonical, ``basedO
 ServiceRequest (the Task's focus: R4 lets an answer be basedOn a CarePlan or ServiceRequest only,
 and HAPI refuses a Task there), or sets it as the Task's output; an answer basedOn the Task, which
 servers that do not check reference types let through, is taken too. It is linked as the Task's
-output, the Task completes and the review resumes. Without an answer: reminders every N working
-days, at most M; past the due date the Task fails ("no answer") and the review goes on with the
-criteria unknown, for the reviewer to judge.
+output, the Task completes and the review resumes. An answer that does not answer the form
+(``adapter.workflow.answers``) goes back to the patient: the Task stays open and says in
+``statusReason`` which questions to answer again; reminders go on and the review waits. Without an
+answer: reminders every N working days, at most M; past the due date the Task fails ("no answer")
+and the review goes on with the criteria unknown, for the reviewer to judge.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from typing import Any
 
 from adapter.fhir.resource import Resource
 from adapter.mappings import codes
+from adapter.workflow import answers, options, questionnaires
 from adapter.workflow import confirmations as conf
-from adapter.workflow import options, questionnaires
 from adapter.workflow.calendar import add_working_days, local, parse_day_end, working_day_deadline
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create
 from adapter.workflow.referral import clinic_reference, patient_reference, performer_clinic
 from adapter.workflow.review import completeness
-from adapter.workflow.review.criteria import Assessment, answerable, evaluate, latest_response
+from adapter.workflow.review.criteria import Assessment, answerable, evaluate, latest_response, newest_response
 from adapter.workflow.review.deadline import deadline_of
 from adapter.workflow.review.sources import questionnaire_canonical
 from adapter.workflow.tasks import (
@@ -176,9 +178,9 @@ def manage_questionnaire(referral: Referral, event: Event, ctx: Context) -> Plan
         return _ask(referral, review, ctx)
     if is_open(task) and response is not None and response.get("id"):
         return _link(referral, review, task, response, ctx)
-    if not is_open(task):
-        return _resume(referral, review, ctx)
-    return NOTHING
+    if is_open(task):
+        return _refuse(referral, task, ctx)
+    return _resume(referral, review, ctx)
 
 
 def chase_patient(referral: Referral, event: Event, ctx: Context) -> Plan:
@@ -189,6 +191,18 @@ def chase_patient(referral: Referral, event: Event, ctx: Context) -> Plan:
     response = latest_response(referral)
     if response is not None and response.get("id"):
         return _link(referral, review, task, response, ctx)
+    return _refuse(referral, task, ctx) + _remind_or_give_up(referral, review, task, ctx)
+
+
+def _refuse(referral: Referral, task: Resource, ctx: Context) -> Plan:
+    """Answers that do not count go back to the patient (``adapter.workflow.answers``); the Task waits on."""
+    newest = newest_response(referral)
+    if newest is None or not newest.get("id"):
+        return NOTHING
+    return answers.refuse(referral, task, newest, ctx)
+
+
+def _remind_or_give_up(referral: Referral, review: Resource, task: Resource, ctx: Context) -> Plan:
     due = deadline_of(task) or ctx.now
     if ctx.now >= due:
         failed = revise(

@@ -69,7 +69,11 @@ def free(
 
 
 def group(link_id: str, text: str, items: list[Item]) -> Item:
-    return {"linkId": link_id, "text": text, "type": "group", "item": items}
+    """A section; required when a question in it is (unconditionally): in FHIR a group that is not
+    required may be left out with all its questions, required or not, which would let an answer
+    without the questions the criteria read count as complete."""
+    required = any(i.get("required") and not i.get("enableWhen") for i in items)
+    return {"linkId": link_id, "text": text, "type": "group", "required": required, "item": items}
 
 
 def display(link_id: str, text: str) -> Item:
