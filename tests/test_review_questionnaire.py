@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adapter.mappings import codes
 from adapter.workflow.core import Referral
 from adapter.workflow.steps import ROUTINE
@@ -257,3 +260,51 @@ def with_free_text(qtask_id: str) -> dict[str, object]:
         "item": [*items[0]["item"], {"linkId": "smarta-lokalisation", "answer": [{"valueString": f"ryggen {PNR}"}]}],
     }
     return {**valid, "item": items}
+
+
+REQUIRED = [k for k in MMRPV_ANSWERS]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["drop", "code", "type"]),
+            st.sampled_from(REQUIRED),
+            st.sampled_from(["ja", "nej", "kanske", "over-5-ar", "lite", "MMRpv", ""]),
+        ),
+        max_size=3,
+    )
+)
+def test_a_mutated_answer_either_counts_or_is_refused_once(mutations: list[tuple[str, str, str]]) -> None:
+    _, after = asked()
+    qtask_id = task(after, QTASK)["id"]
+    answers: dict[str, str] = dict(MMRPV_ANSWERS)
+    typed: set[str] = set()
+    for kind, link_id, value in mutations:
+        if kind == "drop":
+            answers.pop(link_id, None)
+        elif kind == "code" and link_id in answers:
+            answers[link_id] = value
+        elif kind == "type":
+            typed.add(link_id)
+    answer = response(answers, based_on=f"Task/{qtask_id}")
+    for group in answer["item"]:
+        for item in group.get("item") or ():
+            if item["linkId"] in typed:
+                item["answer"] = [{"valueString": item["answer"][0]["valueCoding"]["code"]}]
+    plan = ROUTINE.decide(add(after, answer), resource_event(answer), ctx())
+    mine = [w.resource for w in plan.writes if w.resource.get("id") == qtask_id]
+    completed = [t for t in mine if t["status"] == "completed"]
+    refused = [t for t in mine if t["status"] == "requested" and t.get("statusReason")]
+    assert len(completed) + len(refused) == 1, mutations
+    # an oracle of its own: every question the form shows answered with one of its options, as a Coding
+    defs = {i["linkId"]: i for g in intake_questionnaire()["item"] for i in g.get("item") or ()}
+    sick = answers.get("sysselsattning", "").startswith("sjukskriven")
+    shown = [k for k, d in defs.items() if d.get("required") and (k != "sjukskrivning-langd" or sick)]
+    valid = all(
+        k not in typed and answers.get(k) in {o["valueCoding"]["code"] for o in defs[k]["answerOption"]} for k in shown
+    )
+    assert bool(completed) == valid, mutations
+    assert plan.counts.count("answers-refused") == len(refused)
+    assert not any(t.get("statusReason") for t in completed)
