@@ -38,6 +38,7 @@ from tests.support.e2e_referrals import (
 from tests.support.faults import FaultProxy, request_kinds
 from tests.support.referrals import LUND
 from tests.support.stack import FHIR_SERVER, Stack, wait_for
+from tests.support.workflow import MMRPV_ANSWERS, response
 
 pytestmark = pytest.mark.e2e
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -115,17 +116,7 @@ def test_questionnaire_path_task_for_the_patient_then_answer_then_recommendation
     assert qtask["owner"] == qtask["for"] == sr["subject"]
     canonical = qtask["input"][0]["valueCanonical"]
     assert canonical.startswith("https://mmr-adapter.se/fhir/Questionnaire/mmr-intake")
-    answers = {
-        "diagnos-besked": "ja",
-        "utredning-pagar": "nej",
-        "behandling-planerad": "nej",
-        "psykiatri-kontakt": "nej",
-        "psykisk-paverkan": "lite",
-        "beroende": "nej",
-        "sysselsattning": "sjukskriven-deltid",
-        "grupp-delta": "ja",
-        "grupp-narvaro": "ja",
-    }
+    answers = MMRPV_ANSWERS  # grouped as the form groups them, every required question answered
     fhir.create(
         {
             "resourceType": "QuestionnaireResponse",
@@ -134,7 +125,7 @@ def test_questionnaire_path_task_for_the_patient_then_answer_then_recommendation
             "basedOn": [qtask["focus"]],
             "subject": sr["subject"],
             "authored": datetime.now(STHLM).isoformat(),
-            "item": [{"linkId": k, "answer": [{"valueCoding": {"code": v}}]} for k, v in answers.items()],
+            "item": response(answers)["item"],
         }
     )
     review = review_in(fhir, sr, "recommended")
@@ -189,7 +180,7 @@ def test_every_review_event_costs_one_read_and_at_most_one_transaction(
             "basedOn": [qtask["focus"]],
             "subject": sr["subject"],
             "authored": datetime.now(STHLM).isoformat(),
-            "item": [{"linkId": "diagnos-besked", "answer": [{"valueCoding": {"code": "ja"}}]}],
+            "item": response(MMRPV_ANSWERS)["item"],
         }
     )
     wait_for(lambda: tasks(fhir, sr)["complete-questionnaire"]["status"] == "completed", what="the answer linked")
