@@ -308,3 +308,14 @@ def test_a_mutated_answer_either_counts_or_is_refused_once(mutations: list[tuple
     assert bool(completed) == valid, mutations
     assert plan.counts.count("answers-refused") == len(refused)
     assert not any(t.get("statusReason") for t in completed)
+
+
+def test_an_answer_shaped_against_r4_is_refused_not_read() -> None:
+    """A server that checks no structure (the sandbox) may hold items that are no objects: the check
+    reads none of it, and the answer does not count."""
+    from adapter.workflow.answers import MALFORMED, problems
+
+    for items in ("x", ["x"], [{"linkId": "a", "answer": "yes"}], [{"linkId": "g", "item": [{"answer": [1]}]}]):
+        assert problems({"resourceType": "QuestionnaireResponse", "questionnaire": CANONICAL, "item": items}) == (
+            MALFORMED,
+        ), items

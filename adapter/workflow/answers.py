@@ -33,11 +33,32 @@ from adapter.workflow.tasks import revise
 COUNTER = "answers-refused"
 
 
+MALFORMED = "item"  # the linkId-like name a malformed answer is refused under (a server that checks no structure)
+
+
+def _well_formed(items: Any) -> bool:
+    """Items as R4 shapes them (lists of objects, answers too), all the way down: what the check reads."""
+    if items is None:
+        return True
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return False
+    for item in items:
+        answers = item.get("answer")
+        if answers is not None and (not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers)):
+            return False
+        if not _well_formed(item.get("item")) or not all(_well_formed(a.get("item")) for a in answers or ()):
+            return False
+    return True
+
+
 def problems(answer: Resource) -> tuple[str, ...]:
     """The linkIds (in the order found, once each) that keep this answer from counting; ``()`` if it counts."""
-    questionnaire = package().get(answer.get("questionnaire"))
+    url = answer.get("questionnaire")
+    questionnaire = package().get(url) if isinstance(url, str) else None
     if questionnaire is None:
         return ()
+    if not _well_formed(answer.get("item")):
+        return (MALFORMED,)
     check = ResponseCheck(answer, questionnaire, "QuestionnaireResponse")
     check.run()
     return tuple(dict.fromkeys(check.link_ids))
