@@ -9,13 +9,13 @@ the session's environment (``MMR_*`` from the test settings only), once per proc
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,14 +69,18 @@ def _redis_url() -> str:
     )
     url = f"redis://127.0.0.1:{port}/9"
     atexit.register(lambda: redis.Redis.from_url(url).shutdown(nosave=True))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-            return url
-        except redis.exceptions.RedisError:
-            time.sleep(0.1)
-    raise RuntimeError("could not start a private redis-server for the tests")
+    try:
+        poll_or_raise(lambda: _answers(url), 10, what="a private redis-server for the tests")
+    except TimedOut as exc:
+        raise RuntimeError(str(exc)) from None
+    return url
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.exceptions.RedisError:
+        return False
 
 
 REDIS_URL = os.environ["MMR_TEST_REDIS_URL"] = _redis_url()
@@ -84,6 +88,15 @@ QUEUE = os.environ.setdefault("MMR_TEST_QUEUE", f"mmr-test-{uuid.uuid4().hex[:8]
 # The processes' logs, which tests read (and check for personal data): a folder of this session's own
 # unless MMR_TEST_LOGS names one, so two test sessions on one machine never read or wipe each other's.
 LOGS = Path(os.environ.setdefault("MMR_TEST_LOGS", tempfile.mkdtemp(prefix="mmr-test-logs-")))
+
+
+def _drop_empty_logs() -> None:
+    """A session that started no process leaves no folder behind; one with logs keeps them to read."""
+    with contextlib.suppress(OSError):
+        LOGS.rmdir()  # only an empty folder goes
+
+
+atexit.register(_drop_empty_logs)
 # MMR_TEST_FHIR=hapi: run against the real HAPI FHIR fixture (adapter/dev/hapi.py) instead of the sekmet sandbox.
 FHIR_SERVER = os.environ.get("MMR_TEST_FHIR", "sandbox")
 # In-process helpers (enqueue, control.ping) read the same settings as the processes they talk to.
@@ -292,10 +305,7 @@ class PrivateRedis:
         wait_for(lambda: not self.answers(), timeout=10, what="the private redis-server to stop")
 
     def answers(self) -> bool:
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
-        except redis.exceptions.RedisError:
-            return False
+        return _answers(self.url)
 
 
 def unique(prefix: str = "R") -> str:
