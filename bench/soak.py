@@ -59,6 +59,7 @@ from adapter.fhir.client import FhirClient
 from adapter.mappings import codes
 from adapter.pipeline.state import State
 from adapter.polling import poll
+from tests.support.redis_server import PrivateRedis
 from tests.support.shapes import r4_backport
 
 RECONCILE_INTERVAL = 10.0
@@ -103,56 +104,6 @@ class Report:
     faults: list[str] = field(default_factory=list)
     shapes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-class PrivateRedis:
-    """Its own redis-server with an append-only file, so a restart keeps the queue, as compose runs it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port, self.folder = free_port(), folder
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        subprocess.run(
-            [
-                "redis-server",
-                "--daemonize",
-                "yes",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.folder),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        # PING answers while the append-only file still loads; a GET does not (LOADING) until it is usable.
-        wait_until(self.usable, 120, "the soak's redis-server to load its append-only file")
-
-    def stop(self) -> None:
-        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True, timeout=10)
-        wait_until(lambda: not self.answers(), 10, "the soak's redis-server to stop")
-
-    def answers(self) -> bool:
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
-        except redis.exceptions.RedisError:
-            return False
-
-    def usable(self) -> bool:
-        try:
-            redis.Redis.from_url(self.url, socket_connect_timeout=0.5).get("mmr:reconciled-at")
-            return True
-        except redis.exceptions.RedisError:
-            return False
 
 
 class Proxy:
@@ -299,7 +250,7 @@ def soak(referrals: int, noise_per_referral: int, minutes: float, load_seconds: 
     rng = random.Random(20261202)
     folder = Path(tempfile.mkdtemp(prefix="mmr-soak-"))
     sandbox = start_sandbox(0)
-    store = PrivateRedis(folder)
+    store = PrivateRedis(folder, fsync="everysec", load_timeout=120)
     proxy = Proxy(sandbox.base_url)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:

@@ -27,9 +27,10 @@ import httpx
 import pytest
 import redis
 
-from adapter.dev.sandbox import free_port
 from adapter.fhir.client import FhirClient
 from adapter.polling import TimedOut, poll_or_raise
+from tests.support.redis_server import PrivateRedis as RedisServer
+from tests.support.redis_server import answers
 
 # Left in the environment, so every process the tests start (and a second session in it) sees one
 # token, queue and log folder.
@@ -39,48 +40,20 @@ TOKEN = os.environ.setdefault("MMR_TEST_TOKEN", "test-token-" + uuid.uuid4().hex
 def _redis_url() -> str:
     """The test Redis: MMR_TEST_REDIS_URL, the local one, or a private redis-server we start."""
     url = os.environ.get("MMR_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    if answers(url):
         return url
-    except redis.exceptions.RedisError:
-        pass
     if shutil.which("redis-server") is None:
         raise RuntimeError(
             f"no Redis answers at {url} and redis-server is not installed; "
             "see the README (apt-get install -y redis-server)"
         )
-    port = free_port()
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    url = f"redis://127.0.0.1:{port}/9"
-    atexit.register(lambda: redis.Redis.from_url(url).shutdown(nosave=True))
+    server = RedisServer(db=9)
     try:
-        poll_or_raise(lambda: _answers(url), 10, what="a private redis-server for the tests")
+        server.start()
     except TimedOut as exc:
         raise RuntimeError(str(exc)) from None
-    return url
-
-
-def _answers(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except redis.exceptions.RedisError:
-        return False
+    atexit.register(lambda: redis.Redis.from_url(server.url).shutdown(nosave=True))
+    return server.url
 
 
 REDIS_URL = os.environ["MMR_TEST_REDIS_URL"] = _redis_url()
@@ -268,44 +241,12 @@ def nobody_responsible(fhir: FhirClient, since: datetime) -> list[str]:
     return problems
 
 
-class PrivateRedis:
+class PrivateRedis(RedisServer):
     """A redis-server of the test's own, persisting to an append-only file so a restart keeps the queue."""
 
     def __init__(self, folder: Path) -> None:
-        self.port, self.folder = free_port(), folder
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        super().__init__(folder)
         self.start()
-
-    def start(self) -> None:
-        subprocess.run(
-            [
-                "redis-server",
-                "--daemonize",
-                "yes",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.folder),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        wait_for(self.answers, timeout=10, what="the private redis-server")
-
-    def stop(self) -> None:
-        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True, timeout=10)
-        wait_for(lambda: not self.answers(), timeout=10, what="the private redis-server to stop")
-
-    def answers(self) -> bool:
-        return _answers(self.url)
 
 
 def unique(prefix: str = "R") -> str:
