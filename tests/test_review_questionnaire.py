@@ -319,4 +319,3 @@ def test_an_answer_shaped_against_r4_is_refused_not_read() -> None:
         assert problems({"resourceType": "QuestionnaireResponse", "questionnaire": CANONICAL, "item": items}) == (
             MALFORMED,
         ), items
-
