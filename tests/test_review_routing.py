@@ -7,6 +7,8 @@ Issue 23: a referral with a mistyped receiving clinic used to disappear without 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapter.mappings import HSA_SYSTEM, codes, directory
 from adapter.workflow.core import HELD
@@ -15,6 +17,7 @@ from tests.support.workflow import (
     LUND,
     PERSONNUMMER,
     assert_replay_plans_nothing,
+    assessment,
     code,
     ctx,
     messages,
@@ -116,3 +119,68 @@ def test_recognised_by_code_alone_so_subscribed_on_code_too() -> None:
     state = referral(by_code)
     _, after = run(state, sr_event(state), ctx())
     assert review(after)
+
+
+# ---------------------------------------------------------------- property: proceed, or one visible refusal
+
+PERFORMERS = {
+    "lund": [_performer(LUND)],  # as the valid referral has it
+    "missing": None,
+    "unknown": [_performer("SE2321000255-XXX9")],
+    "two clinics": [_performer(LUND), _performer("SE2321000255-SMH1")],
+    "mmrpv unit": [_performer("SE2321000255-MMRPV")],
+    "hassleholm": [_performer("SE2321000255-SMH1")],  # a clinic, but the patient's consent is for Lund
+}
+RESULTS = ("met", "not-met", "unknown", "yes", "MET", "", "uppfyllt")
+DROPS = ("code", "category", "identifier", "note", "reasonCode")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    performer=st.sampled_from(sorted(PERFORMERS)),
+    results=st.lists(st.sampled_from(RESULTS), min_size=4, max_size=4),
+    twice=st.booleans(),
+    drops=st.sets(st.sampled_from(DROPS), max_size=2),
+)
+def test_a_mutated_referral_either_proceeds_or_gets_exactly_one_visible_refusal(
+    performer: str, results: list[str], twice: bool, drops: set[str]
+) -> None:
+    """Issue 23: for random mutations of a valid referral, the review proceeds, or the referrer is told
+    once, by one refusal (held for a clinic, or a supplement request): never neither, never both.
+    The oracle is independent of the routine: which mutations make a referral unroutable, or incomplete."""
+    if {"code", "category"} <= drops:
+        return  # neither code nor category: no MMR referral at all, none of the routine's business
+    criteria = ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")
+    extension = [assessment(c, r) for c, r in zip(criteria, results, strict=True)]
+    if twice:
+        extension.append(assessment(criteria[0], results[0]))
+    sr = service_request(extension=extension, performer=PERFORMERS[performer], **{d: None for d in drops})
+    state = referral(sr)
+    plan, after = run(state, sr_event(state), ctx())
+
+    key = "R-1" if "identifier" not in drops else "sr-sr1"
+    held = of_type(after, "Task", f"{key}-referral-routing")
+    held_notices = [k for k in messages(after) if "-referral-held-" in k]
+    koms = [k for k in messages(after) if "-KOM-" in k]
+    reviews = of_type(after, "Task", f"{key}-referral-review")
+    refusals = len(held) + len(koms)
+
+    unroutable = performer in ("missing", "unknown", "two clinics", "mmrpv unit")
+    incomplete = (
+        performer == "hassleholm"
+        or bool(drops)
+        or twice
+        or any(r not in ("met", "not-met", "unknown") for r in results)
+    )
+    if unroutable:
+        assert held and len(held_notices) == 1 and not reviews and not koms, (held, koms, reviews)
+    elif incomplete:
+        assert koms == [f"{key}-KOM-referrer-1"] and not held, (koms, held, plan.notes)
+        assert reviews[0]["status"] == "on-hold"
+    else:
+        assert (refusals == 0 and reviews and reviews[0]["status"] != "on-hold") or (
+            code(reviews[0]["businessStatus"]) == "awaiting-patient"  # the patient is asked: it proceeds
+        ), plan.notes
+    assert refusals <= 1  # never both
+    assert refusals == 1 or (reviews and not held)  # never neither
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
