@@ -14,15 +14,18 @@ from adapter.mappings import HSA_SYSTEM, codes, directory
 from adapter.workflow.core import HELD
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
+    ALL_MET,
     LUND,
     PERSONNUMMER,
     assert_replay_plans_nothing,
     assessment,
     code,
     ctx,
+    decide_as_reviewer,
     messages,
     of_type,
     referral,
+    resource_event,
     review,
     run,
     service_request,
@@ -97,6 +100,53 @@ def test_a_second_mistake_is_told_again_on_the_same_task() -> None:
     assert len(of_type(after, "Task", HELD_TASK)) == 1
     assert task(after, HELD_TASK)["statusReason"]["text"] != task(held, HELD_TASK)["statusReason"]["text"]
     assert {"R-1-referral-held-referrer-unknown", "R-1-referral-held-referrer-missing"} <= set(messages(after))
+
+
+@pytest.mark.parametrize("reason", ["Patienten har flyttat till annan region", None])
+def test_the_coordinator_closing_a_held_referral_tells_the_referrer_it_reached_no_clinic(reason: str | None) -> None:
+    """Issue 23, a case that fell silent: the coordinator closes the held Task by hand."""
+    state = referral(service_request(**UNROUTABLE["unknown"]))
+    _, held = run(state, sr_event(state), ctx())
+    task_ = task(held, HELD_TASK)
+    closed = update_resource(held, task_, status="cancelled", statusReason={"text": reason} if reason else None)
+    event = resource_event(task(closed, HELD_TASK))
+    plan, after = run(closed, event, ctx())
+    notice = messages(after)["R-1-referral-closed-referrer-coordinator"]
+    assert notice["recipient"] == [{"reference": "PractitionerRole/ref1"}]
+    assert code(notice["category"][0]) == "referral-closed"
+    text = notice["payload"][0]["contentString"]
+    assert "utan att ha skickats till någon mottagning" in text and directory().coordinator.name in text
+    assert (reason or "ingen orsak angiven") in text
+    assert task_["statusReason"]["text"] not in text  # our own held text is no reason the coordinator gave
+    assert code(task(after, HELD_TASK)["businessStatus"]) == "closed"
+    assert_replay_plans_nothing(closed, plan, after, event, ctx())
+
+
+def test_a_new_version_naming_no_clinic_leaves_the_review_where_it_is_and_tells_the_referrer() -> None:
+    """Issue 23, a case that fell silent: a referral under review gets a version with an unknown clinic.
+    The review stays at the clinic that has it; the referrer is told, once per version, that the change
+    was not applied; no supplement request is made up for it (the consent still covers that clinic)."""
+    state = referral(service_request(extension=ALL_MET))
+    _, reviewed = run(state, sr_event(state), ctx())
+    before = review(reviewed)
+    changed = update_resource(reviewed, reviewed.service_request, **UNROUTABLE["unknown"])
+    plan, after = run(changed, sr_event(changed), ctx())
+    assert review(after) == before  # same owner, same state: nothing reverted, nothing moved
+    notice = messages(after)["R-1-performer-unchanged-referrer-v2"]
+    text = notice["payload"][0]["contentString"]
+    assert "granskas redan av Smärtrehabilitering SUS Lund" in text and "har inte genomförts" in text
+    assert "XXX9" not in text
+    assert not [k for k in messages(after) if "-KOM-" in k] and not of_type(after, "Task", HELD_TASK)
+    assert plan.counts == ("performer-unchanged",)
+    assert_replay_plans_nothing(changed, plan, after, sr_event(changed), ctx())
+    again = update_resource(after, after.service_request, performer=None)  # version 3, wrong again
+    _, later = run(again, sr_event(again), ctx())
+    assert "R-1-performer-unchanged-referrer-v3" in messages(later)
+    assert not [k for k in messages(later) if "-KOM-" in k]  # one mistake, one answer: not also a KOM
+    # and the reviewer decides as ever, at that clinic
+    decided = decide_as_reviewer(later, "MMRsv")
+    _, done = run(decided, resource_event(review(decided)), ctx())
+    assert code(review(done)["businessStatus"]) == "decided"
 
 
 def test_a_referral_that_is_not_mmr_is_still_ignored_cheaply() -> None:

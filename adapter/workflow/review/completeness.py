@@ -38,7 +38,15 @@ from adapter.workflow import confirmations as conf
 from adapter.workflow import options
 from adapter.workflow.calendar import add_working_days
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, per_state
-from adapter.workflow.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
+from adapter.workflow.referral import (
+    as_list,
+    dig,
+    performer_clinic,
+    points_to,
+    referral_key,
+    referrer_reference,
+    routing_problem,
+)
 from adapter.workflow.review.sources import RECORD, RuleError, holds
 from adapter.workflow.tasks import (
     at_stage,
@@ -163,7 +171,14 @@ def _missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[
             notes.append(f"completeness rule {rule.id} could not be evaluated ({exc}): counted as missing")
         if not ok:
             failed.append(rule)
-    return (*failed, *profile_errors(referral.service_request)), tuple(notes)
+    profile = profile_errors(referral.service_request)
+    if routing_problem(referral) is not None:  # the receiver is refused on its own (holding): one answer
+        profile = tuple(r for r in profile if not _about_performer(r))
+    return (*failed, *profile), tuple(notes)
+
+
+def _about_performer(rule: Rule) -> bool:
+    return rule.expression.startswith("ServiceRequest.performer") or "invariant mmr-sr-2 " in rule.detail
 
 
 # ---------------------------------------------------------------- supplement rounds
