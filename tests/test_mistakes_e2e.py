@@ -12,7 +12,7 @@ import pytest
 
 from adapter.fhir.client import FhirClient
 from adapter.mappings import HSA_SYSTEM, directory
-from tests.support.e2e_referrals import code, key, messages, referral_on_server, review_in, tasks
+from tests.support.e2e_referrals import assessments, code, key, messages, referral_on_server, review_in, tasks
 from tests.support.referrals import LUND, TEST_PERSONNUMMER
 from tests.support.stack import Stack, wait_for
 
@@ -64,3 +64,58 @@ def test_a_referral_with_the_mmr_code_and_no_category_is_recognised(stack: Stack
     sr = referral_on_server(fhir, category=None)
     assert "category" not in fhir.read("ServiceRequest", sr["id"])
     review_in(fhir, sr, "recommended", "awaiting-patient", "awaiting-supplement", "assigned")
+
+
+def test_a_review_handed_outside_the_pool_goes_back_to_the_clinic_visibly(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, extension=assessments())
+    review = review_in(fhir, sr, "recommended")
+    other = "SE2321000255-SMH1R1"  # Hässleholm's reviewer, not Lund's
+    handed = {**review, "owner": {"reference": f"PractitionerRole/{other}"}}
+    fhir.update(handed, if_match=review["meta"]["versionId"])
+    back = review_in(fhir, sr, "awaiting-assignment")
+    assert back["owner"]["reference"] == f"Organization/{LUND}"
+    assert (
+        "inte granskare vid mottagningen" in back["statusReason"]["text"] and other not in back["statusReason"]["text"]
+    )
+    # the clinic assigns one of its reviewers: the refusal is cleared
+    mine = f"{LUND}R2"
+    fhir.update({**back, "owner": {"reference": f"PractitionerRole/{mine}"}}, if_match=back["meta"]["versionId"])
+    cleared = wait_for(
+        lambda: (t := tasks(fhir, sr)["referral-review"]) and "statusReason" not in t and t, what="refusal cleared"
+    )
+    assert cleared["owner"]["reference"] == f"PractitionerRole/{mine}"
+
+
+def test_a_criterion_result_yes_gets_a_kom_in_clinical_words_with_the_issue_for_the_integrator(
+    stack: Stack, fhir: FhirClient
+) -> None:
+    sr = referral_on_server(fhir, extension=assessments(stable_diagnosis="yes"))
+    kom = wait_for(lambda: messages(fhir, sr).get(f"{key(sr)}-KOM-referrer-1"), what="the KOM")
+    text = kom["payload"][0]["contentString"]
+    assert "Bedömningen av kriterierna" in text and "profil" not in text and "ValueSet" not in text
+    assert "mmr-criterion-result" in kom["note"][0]["text"]
+
+
+def test_the_coordinator_closing_a_held_referral_tells_the_referrer(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, performer=_performer("SE2321000255-XXX9"))
+    held = wait_for(lambda: tasks(fhir, sr).get("referral-routing"), what="the held Task")
+    closed = {**held, "status": "cancelled", "statusReason": {"text": "Patienten har flyttat"}}
+    fhir.update(closed, if_match=held["meta"]["versionId"])
+    told = wait_for(lambda: messages(fhir, sr).get(f"{key(sr)}-referral-closed-referrer-coordinator"), what="told")
+    assert "Patienten har flyttat" in told["payload"][0]["contentString"]
+    wait_for(lambda: code(tasks(fhir, sr)["referral-routing"]["businessStatus"]) == "closed", what="closed")
+
+
+def test_a_version_naming_no_clinic_leaves_the_review_at_its_clinic(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, extension=assessments())
+    review = review_in(fhir, sr, "recommended")
+    current = fhir.read("ServiceRequest", sr["id"])
+    fhir.update({**current, "performer": _performer("SE2321000255-XXX9")}, if_match=current["meta"]["versionId"])
+    version = fhir.read("ServiceRequest", sr["id"])["meta"]["versionId"]
+    told = wait_for(
+        lambda: messages(fhir, sr).get(f"{key(sr)}-performer-unchanged-referrer-v{version}"), what="the notice"
+    )
+    assert "har inte genomförts" in told["payload"][0]["contentString"]
+    now = tasks(fhir, sr)["referral-review"]
+    assert (now["owner"], now["status"], code(now["businessStatus"])) == (review["owner"], "received", "recommended")
+    assert "referral-routing" not in tasks(fhir, sr)

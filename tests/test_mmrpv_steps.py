@@ -362,6 +362,52 @@ def test_the_follow_up_is_held_until_due_activated_once_and_the_answer_finishes_
     assert episode["status"] == "finished" and episode["period"]["end"].startswith("2027-07-01")
 
 
+def test_a_refused_follow_up_answer_stays_with_the_patient_naming_the_questions_by_their_text() -> None:
+    """Issue 23: the 12-month follow-up's answer that does not answer the form (``kanske`` is no option,
+    a sentence with a personnummer under a choice, a required question left out) is not taken: the Task
+    stays the patient's, says which questions to answer again by their text, and the episode goes on."""
+    state = discharged(booked(forwarded()))
+    due = at(2027, 6, 30, 9, 0)
+    state = settle(state, timer_event(state, "mmrpv-follow-up-due"), due)
+    follow = task(state, "R-1-follow-up")
+    answer = follow_up_answer(follow["id"])
+    answer["item"] = [
+        {"linkId": "sysselsattning", "answer": [{"valueCoding": {"code": "arbetar"}}]},
+        {"linkId": "smarta-jamfort", "answer": [{"valueCoding": {"code": "kanske"}}]},
+        {"linkId": "vardag-jamfort", "answer": [{"valueString": "bättre, ring 19121212-1212"}]},
+        {"linkId": "strategier", "answer": [{"valueCoding": {"code": "ibland"}}]},
+    ]
+    loaded = as_loaded(add(state, answer))
+    plan = ROUTINE.decide(loaded, resource_event(answer), at(2027, 7, 1, 12, 5))
+    state = settle(add(state, answer), resource_event(answer), at(2027, 7, 1, 12, 5))
+    refused = task(state, "R-1-follow-up")
+    assert (refused["status"], code(refused["businessStatus"])) == ("requested", "awaiting-patient")
+    assert refused["owner"] == {"reference": "Patient/p1"} and not refused.get("output")
+    reason = refused["statusReason"]["text"]
+    form = {i["linkId"]: i["text"] for i in form_items(FOLLOW_UP)}
+    for wrong in ("smarta-jamfort", "vardag-jamfort", "vardkontakter"):  # two invalid, one left out
+        assert form[wrong] in reason and wrong not in reason.replace(form[wrong], ""), wrong
+    assert form["sysselsattning"] not in reason and form["strategier"] not in reason
+    assert "kanske" not in reason and "19121212" not in reason
+    assert plan.counts.count("answers-refused") == 1
+    assert not any("19121212" in n or "kanske" in n for n in plan.notes)
+    [episode] = of_type(state, "EpisodeOfCare")
+    assert episode["status"] != "finished"  # the follow-up is not done: the episode waits for it
+    # the corrected answer (a new version) completes it and clears the reason
+    corrected = {**follow_up_answer(follow["id"]), "meta": {"versionId": "2"}}
+    state = settle(add(state, corrected), resource_event(corrected), at(2027, 7, 2, 9, 0))
+    done = task(state, "R-1-follow-up")
+    assert done["status"] == "completed" and "statusReason" not in done
+
+
+def form_items(canonical: str) -> list[dict[str, Any]]:
+    from adapter.conformance.package import package
+
+    found = package().get(canonical)
+    assert found is not None
+    return [i for i in found["item"] if i.get("text")]
+
+
 def test_an_unanswered_follow_up_reminds_then_fails_and_the_episode_still_finishes() -> None:
     state = discharged(booked(forwarded()))
     state = settle(state, timer_event(state, "mmrpv-follow-up-due"), at(2027, 6, 30, 9, 0))

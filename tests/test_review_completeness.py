@@ -16,6 +16,7 @@ from tests.support.workflow import (
     STHLM,
     add,
     assert_replay_plans_nothing,
+    assessment,
     base,
     code,
     consent,
@@ -103,15 +104,45 @@ def test_profile_errors_of_the_referral_are_missing_items(case: str) -> None:
     state = referral(service_request(**overrides))
     ids = missing_ids(state)
     assert ids and all(i.startswith("profile:ServiceRequest") for i in ids)  # no other rule catches it
-    labels = [r.sv for r in missing(state, performer_clinic(state), NOW)[0]]
-    assert any(
-        diagnostics in label and label.startswith("Remissen uppfyller inte profilen mmr-referral: ") for label in labels
-    ), labels
+    rules = missing(state, performer_clinic(state), NOW)[0]
+    assert any(diagnostics in r.detail for r in rules), [r.detail for r in rules]  # for the integrator
+    assert not any("profil" in r.sv or "ServiceRequest" in r.sv for r in rules)  # the referrer's words
 
 
 def test_a_conformant_referral_has_no_profile_errors() -> None:
     assert profile_errors(service_request()) == ()
     assert profile_errors(service_request(extension=ALL_MET)) == ()
+
+
+PART = {
+    "wrong code": "Vad remissen gäller (multimodal smärtrehabilitering) (felaktigt angivet i remissen)",
+    "no category": "Remissens kategori (multimodal smärtrehabilitering)",
+}
+
+
+def test_a_criterion_result_yes_reaches_the_referrer_in_clinical_words_not_as_the_profile_error() -> None:
+    """Issue 23: "A referral whose criterion result is `yes` gets a KOM to the clinician carrying the raw
+    profile error text." The KOM names the part to correct; the profile error is the integrator's note."""
+    assessed = [assessment("stable-diagnosis", "yes"), *ALL_MET[1:]]
+    state = referral(service_request(extension=assessed))
+    plan, after = run(state, sr_event(state), ctx())
+    kom = messages(after)["R-1-KOM-referrer-1"]
+    text = kom["payload"][0]["contentString"]
+    assert "- Bedömningen av kriterierna för multimodal smärtrehabilitering" in text
+    assert "uppfyllt, ej uppfyllt eller okänt" in text and "felaktigt angivet i remissen" in text
+    for raw in ("profil", "ValueSet", "ServiceRequest", "valueCode", "mmr-criterion", "http", "yes"):
+        assert raw not in text, raw
+    assert "ServiceRequest.extension[0].extension[1].valueCode" in kom["note"][0]["text"]
+    assert "mmr-criterion-result" in kom["note"][0]["text"]
+    assert any("KOM round 1 for profile:ServiceRequest.extension[0]" in n for n in plan.notes)
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
+
+
+def test_every_part_the_profile_can_fault_has_words_for_the_referrer() -> None:
+    """A part that breaks the profile is named by a listed part, never the fallback, for the common breaks."""
+    for case, (overrides, _) in PROFILE_BREAKS.items():
+        rules = profile_errors(service_request(**overrides))
+        assert rules and not any(r.sv.startswith("Remissens uppgifter i övrigt") for r in rules), case
 
 
 @pytest.mark.parametrize("case", ["wrong code", "no category"])
@@ -127,11 +158,10 @@ def test_a_referral_breaking_the_profile_gets_a_kom_with_the_precise_issues(case
         for line in messages(after)["R-1-KOM-referrer-1"]["payload"][0]["contentString"].splitlines()
         if line.startswith("- ")
     ]
-    assert items and all(i.startswith("Remissen uppfyller inte profilen mmr-referral: ServiceRequest") for i in items)
-    assert any(
-        diagnostics in i and "(profile https://mmr-adapter.se/fhir/StructureDefinition/mmr-referral)" in i
-        for i in items
-    ), items
+    assert items == [PART[case]]  # which part, in the referrer's words
+    kom = messages(after)["R-1-KOM-referrer-1"]
+    assert diagnostics in kom["note"][0]["text"]  # the validator's issue, kept for the integrator
+    assert "(profile https://mmr-adapter.se/fhir/StructureDefinition/mmr-referral)" in kom["note"][0]["text"]
     assert "recommendation" not in output_codes(task)
     assert any("KOM round 1 for profile:ServiceRequest" in n for n in plan.notes)  # a path, never a value
     assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())
@@ -150,9 +180,10 @@ def test_profile_issues_in_english() -> None:
         if w.resource["resourceType"] == "Communication"
     )
     assert (
-        "- The referral does not conform to the mmr-referral profile: ServiceRequest.code: must match pattern"
+        "- What the referral is for (multimodal pain rehabilitation) (not given correctly in the referral)"
         in kom["payload"][0]["contentString"]
     )
+    assert "profile" not in kom["payload"][0]["contentString"]
 
 
 def test_a_conformant_referral_gets_no_kom() -> None:

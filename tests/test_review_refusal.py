@@ -13,6 +13,8 @@ from adapter.workflow.core import Referral
 from adapter.workflow.review.refusal import refused_texts
 from tests.support.workflow import (
     ALL_MET,
+    ANGELHOLM,
+    LUND,
     assert_replay_plans_nothing,
     code,
     ctx,
@@ -136,3 +138,108 @@ def test_any_mutation_of_a_valid_decision_either_proceeds_or_is_refused_once(
     assert proceeded != refused, (typed, business, task["status"], code(task["businessStatus"]))
     assert not silent
     assert plan.counts.count("decision-refused") == (1 if refused else 0)
+
+
+# ---------------------------------------------------------------- a reassignment outside the pool
+
+LUND_REVIEWERS = ("SE2321000255-SML1R1", "SE2321000255-SML1R2", "SE2321000255-SML1R3")
+
+
+def _hands_to(state: Referral, hsa_id: str, resource_type: str = "PractitionerRole") -> Referral:
+    """A reviewer sets the review's owner by hand (a literal reference by HSA-id, as setup installs them)."""
+    return update_resource(state, review(state), owner={"reference": f"{resource_type}/{hsa_id}"})
+
+
+def _back_at_clinic(before: Referral, plan: Any, after: Referral, clinic: str, business: str) -> None:
+    task = review(after)
+    assert task["owner"]["reference"] == f"Organization/{clinic}"
+    assert (task["status"], code(task["businessStatus"])) == ("received", business)
+    assert "inte granskare vid mottagningen" in task["statusReason"]["text"]
+    assert task["note"][-1]["text"] == task["statusReason"]["text"]
+    assert plan.counts.count("reassignment-refused") == 1 and "decision-refused" not in plan.counts
+    # the recommendation the adapter made stays for whoever the clinic gives it to
+    assert [o for o in task["output"] if code(o["type"]) == "recommendation"]
+    assert_replay_plans_nothing(before, plan, after, resource_event(review(before)), ctx())
+
+
+def test_another_clinics_reviewer_as_owner_sends_the_review_back_to_the_clinic_visibly() -> None:
+    before = _hands_to(recommended(), "SE2321000255-SMH1R1")  # Hässleholm's reviewer, not Lund's
+    plan, after = run(before, resource_event(review(before)), ctx())
+    _back_at_clinic(before, plan, after, LUND, "awaiting-assignment")
+    assert "SMH1R1" not in review(after)["statusReason"]["text"]  # the technical detail is for the log
+    assert any("SE2321000255-SMH1R1" in n and "not-in-pool" in n for n in plan.notes)
+
+
+def test_a_practitioner_role_outside_the_directory_is_refused_at_a_clinic_with_a_pool() -> None:
+    before = _hands_to(recommended(), "SE2321000255-XXX9R1")
+    plan, after = run(before, resource_event(review(before)), ctx())
+    _back_at_clinic(before, plan, after, LUND, "awaiting-assignment")
+
+
+def test_the_clinic_given_it_back_is_not_overridden_by_the_pools_automatic_assignment() -> None:
+    before = _hands_to(recommended(), "SE2321000255-SMH1R1")
+    _, refused = run(before, resource_event(review(before)), ctx())
+    # its own write comes back as a Task event, and the referrer's next version as a ServiceRequest one
+    for event in (resource_event(review(refused)), sr_event(refused)):
+        plan, again = run(refused, event, ctx())
+        assert not plan.writes, plan.notes
+        assert review(again)["owner"]["reference"] == f"Organization/{LUND}"
+
+
+def test_the_clinic_assigning_a_reviewer_of_its_pool_clears_the_refusal() -> None:
+    before = _hands_to(recommended(), "SE2321000255-SMH1R1")
+    _, refused = run(before, resource_event(review(before)), ctx())
+    assigned = _hands_to(refused, LUND_REVIEWERS[2])
+    plan, after = run(assigned, resource_event(review(assigned)), ctx())
+    task = review(after)
+    assert task["owner"]["reference"] == f"PractitionerRole/{LUND_REVIEWERS[2]}"
+    assert code(task["businessStatus"]) in ("assigned", "recommended")
+    assert "statusReason" not in task
+    assert not [c for c in plan.counts if c.endswith("-refused")]
+    assert_replay_plans_nothing(assigned, plan, after, resource_event(review(assigned)), ctx())
+
+
+def test_a_reassignment_within_the_pool_or_to_the_clinic_is_not_refused() -> None:
+    for hsa_id, kind in ((LUND_REVIEWERS[1], "PractitionerRole"), (LUND, "Organization")):
+        before = _hands_to(recommended(), hsa_id, kind)
+        plan, after = run(before, resource_event(review(before)), ctx())
+        assert not [c for c in plan.counts if c.endswith("-refused")]
+        assert review(after)["owner"]["reference"] == f"{kind}/{hsa_id}"
+        assert "statusReason" not in review(after)
+
+
+def test_a_clinic_without_a_pool_may_assign_its_own_staff_but_not_another_clinics_reviewer() -> None:
+    start = recommended_at(ANGELHOLM)
+    own = _hands_to(start, "SE2321000255-SMA1P7")  # Ängelholm's own staff: the directory lists none
+    plan, after = run(own, resource_event(review(own)), ctx())
+    assert "reassignment-refused" not in plan.counts
+    assert review(after)["owner"]["reference"] == "PractitionerRole/SE2321000255-SMA1P7"
+    other = _hands_to(start, LUND_REVIEWERS[0])
+    plan, after = run(other, resource_event(review(other)), ctx())
+    task = review(after)
+    assert task["owner"]["reference"] == f"Organization/{ANGELHOLM}"
+    assert (task["status"], code(task["businessStatus"])) == (
+        review(start)["status"],
+        code(review(start)["businessStatus"]),
+    )
+    assert "inte granskare vid mottagningen" in task["statusReason"]["text"]
+    assert plan.counts.count("reassignment-refused") == 1
+    assert_replay_plans_nothing(other, plan, after, resource_event(review(other)), ctx())
+
+
+def test_a_review_waiting_for_the_supplement_keeps_waiting_when_sent_back_to_the_clinic() -> None:
+    state = referral(service_request(extension=ALL_MET, note=None))
+    _, waiting = run(state, sr_event(state), ctx())
+    assert code(review(waiting)["businessStatus"]) == "awaiting-supplement"
+    before = _hands_to(waiting, "SE2321000255-SMH1R2")
+    plan, after = run(before, resource_event(review(before)), ctx())
+    task = review(after)
+    assert (task["status"], code(task["businessStatus"])) == ("on-hold", "awaiting-supplement")
+    assert task["owner"]["reference"] == f"Organization/{LUND}"
+    assert plan.counts.count("reassignment-refused") == 1
+
+
+def recommended_at(clinic: str) -> Referral:
+    state = referral(service_request(extension=ALL_MET, clinic=clinic))
+    _, after = run(state, sr_event(state), ctx())
+    return after

@@ -7,19 +7,25 @@ Issue 23: a referral with a mistyped receiving clinic used to disappear without 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapter.mappings import HSA_SYSTEM, codes, directory
 from adapter.workflow.core import HELD
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
+    ALL_MET,
     LUND,
     PERSONNUMMER,
     assert_replay_plans_nothing,
+    assessment,
     code,
     ctx,
+    decide_as_reviewer,
     messages,
     of_type,
     referral,
+    resource_event,
     review,
     run,
     service_request,
@@ -96,6 +102,53 @@ def test_a_second_mistake_is_told_again_on_the_same_task() -> None:
     assert {"R-1-referral-held-referrer-unknown", "R-1-referral-held-referrer-missing"} <= set(messages(after))
 
 
+@pytest.mark.parametrize("reason", ["Patienten har flyttat till annan region", None])
+def test_the_coordinator_closing_a_held_referral_tells_the_referrer_it_reached_no_clinic(reason: str | None) -> None:
+    """Issue 23, a case that fell silent: the coordinator closes the held Task by hand."""
+    state = referral(service_request(**UNROUTABLE["unknown"]))
+    _, held = run(state, sr_event(state), ctx())
+    task_ = task(held, HELD_TASK)
+    closed = update_resource(held, task_, status="cancelled", statusReason={"text": reason} if reason else None)
+    event = resource_event(task(closed, HELD_TASK))
+    plan, after = run(closed, event, ctx())
+    notice = messages(after)["R-1-referral-closed-referrer-coordinator"]
+    assert notice["recipient"] == [{"reference": "PractitionerRole/ref1"}]
+    assert code(notice["category"][0]) == "referral-closed"
+    text = notice["payload"][0]["contentString"]
+    assert "utan att ha skickats till någon mottagning" in text and directory().coordinator.name in text
+    assert (reason or "ingen orsak angiven") in text
+    assert task_["statusReason"]["text"] not in text  # our own held text is no reason the coordinator gave
+    assert code(task(after, HELD_TASK)["businessStatus"]) == "closed"
+    assert_replay_plans_nothing(closed, plan, after, event, ctx())
+
+
+def test_a_new_version_naming_no_clinic_leaves_the_review_where_it_is_and_tells_the_referrer() -> None:
+    """Issue 23, a case that fell silent: a referral under review gets a version with an unknown clinic.
+    The review stays at the clinic that has it; the referrer is told, once per version, that the change
+    was not applied; no supplement request is made up for it (the consent still covers that clinic)."""
+    state = referral(service_request(extension=ALL_MET))
+    _, reviewed = run(state, sr_event(state), ctx())
+    before = review(reviewed)
+    changed = update_resource(reviewed, reviewed.service_request, **UNROUTABLE["unknown"])
+    plan, after = run(changed, sr_event(changed), ctx())
+    assert review(after) == before  # same owner, same state: nothing reverted, nothing moved
+    notice = messages(after)["R-1-performer-unchanged-referrer-v2"]
+    text = notice["payload"][0]["contentString"]
+    assert "granskas redan av Smärtrehabilitering SUS Lund" in text and "har inte genomförts" in text
+    assert "XXX9" not in text
+    assert not [k for k in messages(after) if "-KOM-" in k] and not of_type(after, "Task", HELD_TASK)
+    assert plan.counts == ("performer-unchanged",)
+    assert_replay_plans_nothing(changed, plan, after, sr_event(changed), ctx())
+    again = update_resource(after, after.service_request, performer=None)  # version 3, wrong again
+    _, later = run(again, sr_event(again), ctx())
+    assert "R-1-performer-unchanged-referrer-v3" in messages(later)
+    assert not [k for k in messages(later) if "-KOM-" in k]  # one mistake, one answer: not also a KOM
+    # and the reviewer decides as ever, at that clinic
+    decided = decide_as_reviewer(later, "MMRsv")
+    _, done = run(decided, resource_event(review(decided)), ctx())
+    assert code(review(done)["businessStatus"]) == "decided"
+
+
 def test_a_referral_that_is_not_mmr_is_still_ignored_cheaply() -> None:
     other = service_request(category=[{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}], code=None)
     other.pop("performer")
@@ -116,3 +169,68 @@ def test_recognised_by_code_alone_so_subscribed_on_code_too() -> None:
     state = referral(by_code)
     _, after = run(state, sr_event(state), ctx())
     assert review(after)
+
+
+# ---------------------------------------------------------------- property: proceed, or one visible refusal
+
+PERFORMERS = {
+    "lund": [_performer(LUND)],  # as the valid referral has it
+    "missing": None,
+    "unknown": [_performer("SE2321000255-XXX9")],
+    "two clinics": [_performer(LUND), _performer("SE2321000255-SMH1")],
+    "mmrpv unit": [_performer("SE2321000255-MMRPV")],
+    "hassleholm": [_performer("SE2321000255-SMH1")],  # a clinic, but the patient's consent is for Lund
+}
+RESULTS = ("met", "not-met", "unknown", "yes", "MET", "", "uppfyllt")
+DROPS = ("code", "category", "identifier", "note", "reasonCode")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    performer=st.sampled_from(sorted(PERFORMERS)),
+    results=st.lists(st.sampled_from(RESULTS), min_size=4, max_size=4),
+    twice=st.booleans(),
+    drops=st.sets(st.sampled_from(DROPS), max_size=2),
+)
+def test_a_mutated_referral_either_proceeds_or_gets_exactly_one_visible_refusal(
+    performer: str, results: list[str], twice: bool, drops: set[str]
+) -> None:
+    """Issue 23: for random mutations of a valid referral, the review proceeds, or the referrer is told
+    once, by one refusal (held for a clinic, or a supplement request): never neither, never both.
+    The oracle is independent of the routine: which mutations make a referral unroutable, or incomplete."""
+    if {"code", "category"} <= drops:
+        return  # neither code nor category: no MMR referral at all, none of the routine's business
+    criteria = ("stable-diagnosis", "limited-psychiatric-comorbidity", "work-status", "group-treatment")
+    extension = [assessment(c, r) for c, r in zip(criteria, results, strict=True)]
+    if twice:
+        extension.append(assessment(criteria[0], results[0]))
+    sr = service_request(extension=extension, performer=PERFORMERS[performer], **{d: None for d in drops})
+    state = referral(sr)
+    plan, after = run(state, sr_event(state), ctx())
+
+    key = "R-1" if "identifier" not in drops else "sr-sr1"
+    held = of_type(after, "Task", f"{key}-referral-routing")
+    held_notices = [k for k in messages(after) if "-referral-held-" in k]
+    koms = [k for k in messages(after) if "-KOM-" in k]
+    reviews = of_type(after, "Task", f"{key}-referral-review")
+    refusals = len(held) + len(koms)
+
+    unroutable = performer in ("missing", "unknown", "two clinics", "mmrpv unit")
+    incomplete = (
+        performer == "hassleholm"
+        or bool(drops)
+        or twice
+        or any(r not in ("met", "not-met", "unknown") for r in results)
+    )
+    if unroutable:
+        assert held and len(held_notices) == 1 and not reviews and not koms, (held, koms, reviews)
+    elif incomplete:
+        assert koms == [f"{key}-KOM-referrer-1"] and not held, (koms, held, plan.notes)
+        assert reviews[0]["status"] == "on-hold"
+    else:
+        assert refusals == 0 and reviews, plan.notes
+        waiting = code(reviews[0]["businessStatus"])
+        assert reviews[0]["status"] != "on-hold" or waiting == "awaiting-patient", waiting  # asking the patient
+    assert refusals <= 1  # never both
+    assert refusals == 1 or (reviews and not held)  # never neither
+    assert_replay_plans_nothing(state, plan, after, sr_event(state), ctx())

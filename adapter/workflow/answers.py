@@ -26,7 +26,7 @@ from adapter.conformance.questionnaire_check import ResponseCheck
 from adapter.fhir.resource import Resource
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options
-from adapter.workflow.core import NOTHING, Context, Plan, Referral
+from adapter.workflow.core import NOTHING, Context, Plan, Referral, per_state
 from adapter.workflow.referral import dig
 from adapter.workflow.tasks import revise
 
@@ -64,8 +64,26 @@ def problems(answer: Resource) -> tuple[str, ...]:
     return tuple(dict.fromkeys(check.link_ids))
 
 
-def counts(answer: Resource) -> bool:
-    return not problems(answer)
+@per_state(frozenset({"QuestionnaireResponse"}))
+def _checked(referral: Referral) -> dict[str, tuple[str, ...]]:
+    """What each of the state's answers lacks (:func:`problems`), by ``QuestionnaireResponse/<id>``:
+    checked once per state, however many steps of an event (and the timers derived after it) ask,
+    and kept by the next state unless its plan writes an answer. Per state, never by id and
+    version: a test's mutated answer (same id, same version) is another state's."""
+    return {f"QuestionnaireResponse/{qr.get('id')}": problems(qr) for qr in referral.all("QuestionnaireResponse")}
+
+
+def found(referral: Referral, answer: Resource) -> tuple[str, ...]:
+    """:func:`problems` of an answer, looked up in its state's check when it is the state's own."""
+    key = f"QuestionnaireResponse/{answer.get('id')}"
+    if referral.resources.get(key) is not answer:  # not this state's (the event's body): check it as given
+        return problems(answer)
+    return _checked(referral)[key]
+
+
+def counts(referral: Referral, answer: Resource) -> bool:
+    """The answer answers the form (linkIds, required items, options, types, enableWhen)."""
+    return not found(referral, answer)
 
 
 @cache
@@ -90,10 +108,10 @@ def _form(url: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
     return texts, sections
 
 
-def to_correct(answer: Resource, found: tuple[str, ...], lang: str) -> str:
+def to_correct(answer: Resource, link_ids: tuple[str, ...], lang: str) -> str:
     """What the patient is told: the questions to answer again by their text; the form's order."""
     texts, sections = _form(str(answer.get("questionnaire") or "").split("|")[0])
-    wanted = {kid for link_id in found for kid in sections.get(link_id, (link_id,))}
+    wanted = {kid for link_id in link_ids for kid in sections.get(link_id, (link_id,))}
     named = [text for link_id, text in texts.items() if link_id in wanted]
     strays = [link_id for link_id in wanted if link_id not in texts]
     parts = []
@@ -106,15 +124,15 @@ def to_correct(answer: Resource, found: tuple[str, ...], lang: str) -> str:
 
 def refuse(referral: Referral, task: Resource, answer: Resource, ctx: Context) -> Plan:
     """The Task stays with the patient and says what to answer again; nothing if it says so already."""
-    found = problems(answer)
-    if not found:
+    lacking = found(referral, answer)
+    if not lacking:
         return NOTHING
-    text = to_correct(answer, found, options.language(ctx))
+    text = to_correct(answer, lacking, options.language(ctx))
     if dig(task, "statusReason", "text") == text:
         return NOTHING
     write = revise(referral, task, "task", statusReason={"text": text}, lastModified=ctx.now.isoformat())
     return Plan(
         writes=(write,),
         counts=(COUNTER,),
-        notes=(f"patient's answers to {answer.get('questionnaire')} refused: items {', '.join(found)}",),
+        notes=(f"patient's answers to {answer.get('questionnaire')} refused: items {', '.join(lacking)}",),
     )

@@ -17,7 +17,8 @@ Assignment gives the Task to a reviewer PractitionerRole of the clinic's pool
 (pure: no counter to keep, the same referral always gets the same reviewer, the pool is used
 evenly); ``least-open`` picks the reviewer with the fewest open review Tasks among those the
 shell loaded (ties and an empty workload fall back to the hash). Without a pool the clinic
-keeps it: ``awaiting-assignment``. Someone setting the owner by hand makes it ``assigned``.
+keeps it: ``awaiting-assignment``; so does a review the clinic got back because someone handed it
+to a person outside the pool (``review.refusal``). Someone setting the owner by hand makes it ``assigned``.
 
 Only a reviewer makes the review ``in-progress``; the first time the adapter sees it so, it
 records the moment in ``executionPeriod.start``.
@@ -46,6 +47,7 @@ from adapter.workflow.referral import (
     unit_reference,
 )
 from adapter.workflow.review.deadline import OVERDUE_TIMER, review_deadline
+from adapter.workflow.review.refusal import reassignment_refused
 from adapter.workflow.tasks import (
     business_status,
     concept,
@@ -121,6 +123,8 @@ def assign_reviewer(referral: Referral, event: Event, ctx: Context) -> Plan:
             ),
             notes=(f"{clinic.key} has no reviewer pool: awaiting assignment by the clinic",),
         )
+    if reassignment_refused(task):  # handed outside the pool and refused: the clinic assigns it again
+        return NOTHING
     reviewer = choose_reviewer(referral, clinic, str(options.option(ctx, "assignment")))
     owner = unit_reference(reviewer, "PractitionerRole")
     return Plan(

@@ -13,7 +13,12 @@ the reason's key only.
 
 When a new version names one clinic, the review starts there (``arrival``) and this Task is
 completed ``routed`` in the same transaction; a revoked or otherwise ended referral closes it.
-A referral already under review is the clinic's: this step leaves it alone.
+When the coordinator closes the held Task by hand, the referrer is told the referral was closed
+without reaching a clinic (a ``referral-closed`` notice), never left to wonder.
+
+A referral already under review is the clinic's: a new version that names no clinic of the routine
+does not move it (the review goes on at its clinic, ``referral.reviewing_clinic``), and the referrer
+is told the change was not applied (a ``performer-unchanged`` notice, once per version).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from adapter.mappings import codes, directory
 from adapter.workflow import confirmations as conf
-from adapter.workflow.core import HELD, NOTHING, Context, Event, Plan, Referral, create
+from adapter.workflow.core import HELD, NOTHING, Context, Event, Plan, Referral, create, note
 from adapter.workflow.options import language
 from adapter.workflow.referral import (
     ACTIVE,
@@ -31,6 +36,7 @@ from adapter.workflow.referral import (
     performer_clinic,
     referral_key,
     referrer_reference,
+    reviewing_clinic,
     routing_problem,
     subject_reference,
     unit_reference,
@@ -38,6 +44,10 @@ from adapter.workflow.referral import (
 from adapter.workflow.tasks import cancel, concept, find_own, is_open, review_task, revise
 
 NOTICE = "referral-held"
+CLOSED_NOTICE = "referral-closed"  # the coordinator closed the held referral by hand
+UNCHANGED_NOTICE = "performer-unchanged"  # a referral under review stays at its clinic
+CLOSED_BY_HAND = frozenset({"cancelled", "failed", "rejected"})
+PROBLEMS = ("missing", "unknown", "ambiguous", "not-a-clinic")
 ENDED = frozenset({REVOKED, "completed", "entered-in-error"})
 
 
@@ -86,10 +96,12 @@ def hold_unroutable(referral: Referral, event: Event, ctx: Context) -> Plan:
             lastModified=ctx.now.isoformat(),
         )
         return Plan(writes=(routed,), notes=("held referral corrected: routed",))
-    if review_task(referral) is not None or (held is not None and not is_open(held)):
-        return NOTHING  # already under review at a clinic, or the coordinator closed it by hand
+    if review_task(referral) is not None:
+        return _refuse_new_performer(referral, problem, ctx)
     text = why(problem, lang)
     coordinator = directory().coordinator
+    if held is not None and not is_open(held):
+        return _closed_by_hand(referral, held, ctx)
     plan = conf.notify(
         referral,
         ctx,
@@ -125,4 +137,51 @@ def hold_unroutable(referral: Referral, event: Event, ctx: Context) -> Plan:
         return plan
     return (
         Plan(writes=(write,), counts=("referral-held",), notes=(f"referral cannot be routed ({problem}){HELD}",)) + plan
+    )
+
+
+def _closed_by_hand(referral: Referral, held: dict[str, Any], ctx: Context) -> Plan:
+    """The coordinator closed the held referral by hand: the referrer learns it never reached a clinic
+    (once), with the coordinator's reason when they gave one (never our own held text)."""
+    if held.get("status") not in CLOSED_BY_HAND:
+        return NOTHING
+    lang = language(ctx)
+    given = (held.get("statusReason") or {}).get("text")
+    ours = {why(p, lg) for p in PROBLEMS for lg in ("sv", "en")}
+    reason = given if isinstance(given, str) and given.strip() and given not in ours else conf.reason("no-reason", lang)
+    coordinator = directory().coordinator
+    return conf.notify(
+        referral,
+        ctx,
+        CLOSED_NOTICE,
+        "referrer",
+        "coordinator",
+        extra={"sender": unit_reference(coordinator, "Organization")},
+        coordinator=coordinator.name,
+        reason=reason.rstrip("."),
+    ) + note("held referral closed by the coordinator: referrer told")
+
+
+def _refuse_new_performer(referral: Referral, problem: str, ctx: Context) -> Plan:
+    """A referral under review got a version naming no clinic of the routine: the review stays at the
+    clinic that has it (taking it away mid-review would leave the patient's review with nobody who
+    knows it, and the clinic may already have asked the patient), and the referrer is told, once per
+    version, that the change was not applied and how to move the referral instead."""
+    review = review_task(referral)
+    if review is None or not is_open(review) or reviewing_clinic(referral) is None:
+        return NOTHING
+    version = str((referral.service_request.get("meta") or {}).get("versionId") or "1")
+    plan = conf.notify(
+        referral,
+        ctx,
+        UNCHANGED_NOTICE,
+        "referrer",
+        f"v{version}",
+        reason=why(problem, language(ctx)).rstrip("."),
+    )
+    if not plan.writes:
+        return NOTHING
+    return plan + Plan(
+        counts=("performer-unchanged",),
+        notes=(f"new version names no clinic of the routine ({problem}): review stays at its clinic",),
     )

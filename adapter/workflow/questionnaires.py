@@ -183,7 +183,7 @@ def answer_to(referral: Referral, task: Resource, canonical: str | None = None) 
         and (any(points_to(qr.get("basedOn"), k) for k in keys) or f"QuestionnaireResponse/{qr.get('id')}" in outputs)
         and (not patient or not dig(qr, "subject", "reference") or points_to(qr.get("subject"), patient))
     ]
-    valid = [qr for qr in found if counts(qr)]
+    valid = [qr for qr in found if counts(referral, qr)]
     order = lambda r: (str(r.get("authored") or ""), str(r.get("id")))  # noqa: E731
     return min(valid, key=order) if valid else max(found, key=order, default=None)
 

@@ -99,13 +99,36 @@ def performer_clinic(referral: Referral) -> Clinic | None:
     """The directory clinic the referral is addressed to: by HSA-id, on the reference or its target.
 
     ``None`` unless exactly one clinic is named: a referral to two clinics is no clinic's to review
-    (``routing_problem`` says why, and the referral coordinator holds it)."""
+    (``routing_problem`` says why, and the referral coordinator holds it); but a referral already
+    under review stays the reviewing clinic's (:func:`reviewing_clinic`)."""
     return referral.derived("performer clinic", lambda: _performer_clinic(referral))
 
 
 def _performer_clinic(referral: Referral) -> Clinic | None:
     clinics = _performer_clinics(referral)
-    return clinics[0] if len(clinics) == 1 else None
+    if len(clinics) == 1:
+        return clinics[0]
+    return reviewing_clinic(referral)
+
+
+def reviewing_clinic(referral: Referral) -> Clinic | None:
+    """The clinic whose review the referral is under, by the review Task's owner (the clinic, or a
+    reviewer of its pool); ``None`` without a review or when its owner is no unit of the directory.
+
+    A version that names no clinic of the routine does not take a referral away from the clinic
+    reviewing it (``holding`` tells the referrer): the review goes on there."""
+    task = referral.by_identifier(
+        codes().identifier_system("task"), f"{referral_key(referral.service_request)}-referral-review"
+    )
+    owner = task.get("owner") if task else None
+    if not isinstance(owner, dict):
+        return None
+    ids = {dig(owner, "identifier", "value"), str(owner.get("reference") or "").rsplit("/", 1)[-1]}
+    d = directory()
+    return next(
+        (c for c in d.clinics if c.hsa_id in ids or any(r.hsa_id in ids for r in c.reviewers)),
+        None,
+    )
 
 
 def _performer_clinics(referral: Referral) -> list[Clinic]:

@@ -130,7 +130,7 @@ def run_follow_up(referral: Referral, event: Event, ctx: Context) -> Plan:
         return NOTHING
     refusal = NOTHING
     if (answer := questionnaires.answer_to(referral, task, follow_up_canonical())) and answer.get("id"):
-        if answers.counts(answer):
+        if answers.counts(referral, answer):
             return Plan(writes=(questionnaires.answered(referral, task, answer, ctx),), notes=("follow-up answered",))
         refusal = answers.refuse(referral, task, answer, ctx)
     if ctx.now >= until:

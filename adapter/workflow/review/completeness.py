@@ -11,9 +11,11 @@ The review resumes (``in-progress``) when the round is answered, which is either
 The answer is recorded on the review Task as an input ``supplement-reply`` (the reply, or the
 ServiceRequest version), so that later events, which may not load the reply, still see it.
 
-A referral that breaks the ``mmr-referral`` profile (profiles/) is incomplete too: each error
-the validator finds is one missing item, its diagnostics quoted in the KOM, so the referrer learns
-precisely what to fix.
+A referral that breaks the ``mmr-referral`` profile (profiles/) is incomplete too: each part of it
+the validator finds wrong is one missing item, named in the referrer's words (which part, missing
+or wrong: ``profile_parts`` in ``mappings/completeness.yaml``), so a clinician is never handed a
+profile error. The validator's own issues (paths, ValueSets, the profile) go to the KOM's ``note``
+for the integrator who must fix the referring system.
 
 A referral whose referrer cannot be reached (no usable requester) gets no KOM: the adapter
 stops there with a note and the clinic takes it by hand (the overdue flag still comes).
@@ -22,6 +24,7 @@ stops there with a note and the clinic takes it by hand (the overdue flag still 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -35,7 +38,15 @@ from adapter.workflow import confirmations as conf
 from adapter.workflow import options
 from adapter.workflow.calendar import add_working_days
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, per_state
-from adapter.workflow.referral import as_list, dig, performer_clinic, points_to, referral_key, referrer_reference
+from adapter.workflow.referral import (
+    as_list,
+    dig,
+    performer_clinic,
+    points_to,
+    referral_key,
+    referrer_reference,
+    routing_problem,
+)
 from adapter.workflow.review.sources import RECORD, RuleError, holds
 from adapter.workflow.tasks import (
     at_stage,
@@ -51,6 +62,8 @@ from adapter.workflow.tasks import (
 )
 
 REMINDER_TIMER = "supplement-reminder"
+# What the KOM's note starts with: the technical issues behind its items, for the integrator.
+PROFILE_NOTE = "For the integrator: the referral does not conform to the mmr-referral profile: "
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class Rule:
     sv: str
     en: str
     expression: str
+    detail: str = ""  # the technical issue, for the integrator (a profile error's diagnostics)
 
     def label(self, lang: str) -> str:
         return self.en if lang == "en" else self.sv
@@ -68,17 +82,15 @@ def rules() -> list[Rule]:
     return [Rule(r["id"], r["sv"], r.get("en") or r["sv"], r["expression"]) for r in load("completeness")["rules"]]
 
 
-# A profile error as a missing item: the validator's diagnostics (path, what is wrong, the profile).
-PROFILE_SV = "Remissen uppfyller inte profilen mmr-referral: {issue}"
-PROFILE_EN = "The referral does not conform to the mmr-referral profile: {issue}"
-
-
 def profile_errors(service_request: Resource) -> tuple[Rule, ...]:
-    """One missing item per error of the ServiceRequest against the mmr-referral profile.
+    """One missing item per part of the referral that breaks the mmr-referral profile.
 
-    The referral itself is judged: contained resources (a Consent) are judged by the rules that read
-    them. The id is ``profile:<path>`` (a path, never a value, so notes stay free of patient data).
-    Validation is pure and memoised on the resource's content: the steps of one event ask again.
+    The referrer reads the part in clinical words (``profile_parts`` in
+    ``mappings/completeness.yaml``); the validator's own text, which names paths, ValueSets and
+    profiles, is the item's ``detail``, for the integrator (the KOM's ``note``). The referral itself
+    is judged: contained resources (a Consent) are judged by the rules that read them. The id is
+    ``profile:<path>`` (a path, never a value, so notes stay free of patient data). Validation is
+    pure and memoised on the resource's content: the steps of one event ask again.
     """
     own = {k: v for k, v in service_request.items() if k != "contained"}
     return _profile_errors(json.dumps(own, sort_keys=True, default=str))
@@ -86,14 +98,61 @@ def profile_errors(service_request: Resource) -> tuple[Rule, ...]:
 
 @lru_cache(maxsize=256)
 def _profile_errors(body: str) -> tuple[Rule, ...]:
-    result = validate_against(json.loads(body), f"{codes().base}/StructureDefinition/mmr-referral")
-    out = []
+    sr = json.loads(body)
+    result = validate_against(sr, f"{codes().base}/StructureDefinition/mmr-referral")
+    out: dict[str, tuple[Rule, bool]] = {}  # by part: the item, and whether the part is missing
     for issue in result["issue"]:
-        if issue.get("severity") in ERRORS:
-            path = (issue.get("expression") or ["ServiceRequest"])[0]
-            text = str(issue.get("diagnostics") or issue.get("code"))
-            out.append(Rule(f"profile:{path}", PROFILE_SV.format(issue=text), PROFILE_EN.format(issue=text), path))
-    return tuple(out)
+        if issue.get("severity") not in ERRORS:
+            continue
+        path = str((issue.get("expression") or ["ServiceRequest"])[0])
+        diagnostics = str(issue.get("diagnostics") or issue.get("code"))
+        missing_ = issue.get("code") == "required" or diagnostics.endswith("Field required")
+        part = _part(_element(sr, path, diagnostics))
+        earlier, was_missing = out.get(str(part["sv"]), (None, False))
+        missing_ = missing_ or was_missing  # a part missing and so also wrong is told as missing
+        sv, en = _words(part, "missing" if missing_ else "wrong")
+        detail = f"{earlier.detail}; {diagnostics}" if earlier else diagnostics
+        out[str(part["sv"])] = (Rule(earlier.id if earlier else f"profile:{path}", sv, en, path, detail), missing_)
+    return tuple(rule for rule, _ in out.values())
+
+
+def _element(sr: Resource, path: str, diagnostics: str) -> str:
+    """The part of the referral an issue is about: its path without indexes and slice names, an
+    extension by its StructureDefinition's name, an invariant by what ``profile_parts`` maps it to."""
+    invariant = re.search(r"invariant ([\w-]+) failed", diagnostics)
+    parts = load("completeness")["profile_parts"]
+    if invariant and invariant.group(1) in parts["invariants"]:
+        return str(parts["invariants"][invariant.group(1)])
+    steps = path.split(".")
+    element = [steps[0]]
+    for step in steps[1:]:
+        name = re.sub(r"\[\d+\]$", "", step.split(":")[0])
+        index = re.search(r"\[(\d+)\]$", step)
+        if len(element) == 1 and name == "extension" and index:
+            extensions = as_list(sr.get("extension"))
+            at = int(index.group(1))
+            url = extensions[at].get("url") if at < len(extensions) and isinstance(extensions[at], dict) else None
+            element.append(f"extension({str(url).rsplit('/', 1)[-1]})" if isinstance(url, str) else name)
+        else:
+            element.append(name)
+    return ".".join(element)
+
+
+def _part(element: str) -> dict[str, Any]:
+    """The part of the referral ``element`` belongs to: the longest prefix ``profile_parts`` lists."""
+    known = load("completeness")["profile_parts"]["parts"]
+    steps = element.split(".")
+    keys = (".".join(steps[:n]) for n in range(len(steps), 0, -1))
+    return dict(next((known[key] for key in keys if key in known), known["ServiceRequest"]))
+
+
+def _words(part: dict[str, Any], problem: str) -> tuple[str, str]:
+    """The part in Swedish and English, worded as ``missing`` or ``wrong``."""
+    wording = load("completeness")["profile_parts"]["wording"][problem]
+    return (
+        str(wording["sv"]).format(part=part["sv"]),
+        str(wording.get("en") or wording["sv"]).format(part=part.get("en") or part["sv"]),
+    )
 
 
 def missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[tuple[Rule, ...], tuple[str, ...]]:
@@ -112,7 +171,14 @@ def _missing(referral: Referral, clinic: Clinic | None, now: datetime) -> tuple[
             notes.append(f"completeness rule {rule.id} could not be evaluated ({exc}): counted as missing")
         if not ok:
             failed.append(rule)
-    return (*failed, *profile_errors(referral.service_request)), tuple(notes)
+    profile = profile_errors(referral.service_request)
+    if routing_problem(referral) is not None:  # the receiver is refused on its own (holding): one answer
+        profile = tuple(r for r in profile if not _about_performer(r))
+    return (*failed, *profile), tuple(notes)
+
+
+def _about_performer(rule: Rule) -> bool:
+    return rule.expression.startswith("ServiceRequest.performer") or "invariant mmr-sr-2 " in rule.detail
 
 
 # ---------------------------------------------------------------- supplement rounds
@@ -210,7 +276,9 @@ def _request_supplement(referral: Referral, task: Resource, failed: tuple[Rule, 
     lang = options.language(ctx)
     round_no = len(rounds(referral)) + 1
     listing = "\n".join(f"- {r.label(lang)}" for r in failed)
-    plan = conf.confirm(referral, ctx, "KOM", str(round_no), missing=listing)
+    details = [r.detail for r in failed if r.detail]
+    technical = {"note": [{"text": PROFILE_NOTE + " ".join(f"[{d}]" for d in details)}]} if details else None
+    plan = conf.confirm(referral, ctx, "KOM", str(round_no), extra=technical, missing=listing)
     hold = revise(referral, task, "task", **on_hold(task, "awaiting-supplement", ctx))
     due = add_working_days(ctx.now, options.number(ctx, "supplement_reminder_days"))
     return plan + Plan(

@@ -263,7 +263,7 @@ def answerable(criterion: str) -> bool:
 
 def latest_response(referral: Referral) -> Resource | None:
     """The newest of the patient's answers that counts (``adapter.workflow.answers``: it answers the form)."""
-    return next((r for r in _responses(referral) if counts(r)), None)
+    return next((r for r in _responses(referral) if counts(referral, r)), None)
 
 
 def newest_response(referral: Referral) -> Resource | None:

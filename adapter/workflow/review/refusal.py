@@ -7,6 +7,10 @@ What a reviewer writes on the review Task that the routine cannot act on:
 * ``no-decision``: business status ``decided`` without an output ``decision``;
 * ``not-complete``: a decision while the referral is incomplete and its supplement request (KOM)
   unanswered (``completeness.gate``).
+* ``not-in-pool``: ``owner`` set to someone who may not hold the review: at a clinic with a
+  reviewer pool, anyone but the clinic or a reviewer of its pool (``mappings/organisations.yaml``);
+  at a clinic without one (it assigns by hand, to staff the directory does not list), a unit or
+  reviewer of the directory that is not this clinic (another clinic's reviewer, the MMRpv unit).
 
 The Task stays with that reviewer (``owner`` untouched), at the status and business status it
 had before (derived from the state: the assessment's ``recommended``, the wait it is on hold
@@ -17,6 +21,15 @@ codes found) goes to the log note and the ``decision-refused`` workflow counter,
 clinician's text. A valid decision afterwards clears the ``statusReason``
 (``decision.record_decision``).
 
+A reassignment outside the pool is the one refusal that moves the Task: it goes back to the
+clinic (``owner`` the clinic's Organization, ``received`` / ``awaiting-assignment``, or the wait it
+is on hold for), never to a guessed "last valid owner". The core sees the Task as it is now, not
+its history, and the reviewer who handed it on is not named anywhere in it; a reviewer picked
+again by the pool's hash need not be the one who had it. The clinic is always a valid owner, its
+worklist is where an unassigned review is found, and it is the party who can assign it again: so
+the pool's automatic assignment leaves such a Task to the clinic (``arrival.assign_reviewer``),
+and the refusal's ``statusReason`` is cleared once a reviewer of the pool owns it.
+
 This runs before the other review steps of an event, so they see the Task as the routine left it.
 """
 
@@ -25,10 +38,11 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.fhir.resource import Resource
+from adapter.mappings import HSA_SYSTEM, Clinic, directory
 from adapter.workflow import confirmations as conf
 from adapter.workflow import options
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
-from adapter.workflow.referral import ACTIVE, as_list, codings, dig
+from adapter.workflow.referral import ACTIVE, as_list, clinic_reference, codings, dig, performer_clinic
 from adapter.workflow.review.completeness import gate
 from adapter.workflow.tasks import (
     base_status,
@@ -43,7 +57,8 @@ from adapter.workflow.tasks import (
     revise,
 )
 
-PROBLEMS = ("unknown-level", "no-decision", "not-complete")
+PROBLEMS = ("unknown-level", "no-decision", "not-complete", "not-in-pool")
+REASSIGNED = "not-in-pool"
 
 
 def refused_text(problem: str, lang: str) -> str:
@@ -53,6 +68,45 @@ def refused_text(problem: str, lang: str) -> str:
 def refused_texts() -> set[str]:
     """Every refusal text in every language: how a later valid decision recognises ours to clear."""
     return {str(t) for key in PROBLEMS for t in conf.texts()["refused"][key].values()}
+
+
+def owner_ids(referral: Referral, owner: Any) -> set[str]:
+    """The HSA-ids an ``owner`` Reference names: its identifier, its literal id, its target's identifiers."""
+    if not isinstance(owner, dict):
+        return set()
+    found: set[str] = set()
+    ident = owner.get("identifier")
+    if isinstance(ident, dict) and ident.get("system") == HSA_SYSTEM and isinstance(ident.get("value"), str):
+        found.add(ident["value"])
+    literal = owner.get("reference")
+    if isinstance(literal, str) and "/" in literal and not literal.startswith(("#", "urn:")):
+        found.add(literal.rsplit("/", 1)[1])
+        for i in as_list((referral.get(literal) or {}).get("identifier")):
+            if isinstance(i, dict) and i.get("system") == HSA_SYSTEM and isinstance(i.get("value"), str):
+                found.add(i["value"])
+    return found
+
+
+def owner_problem(referral: Referral, review: Resource, clinic: Clinic) -> str | None:
+    """Why the review's ``owner`` may not hold it (the technical detail, HSA-ids only), or ``None``."""
+    owner = review.get("owner")
+    if not isinstance(owner, dict):
+        return None  # no owner at all is the pool's assignment's to mend (``arrival.assign_reviewer``)
+    ids = owner_ids(referral, owner)
+    allowed = {clinic.hsa_id, *(r.hsa_id for r in clinic.reviewers)}
+    if ids & allowed:
+        return None
+    shown = sorted(ids) or ["(no HSA-id)"]
+    if clinic.reviewers:
+        return f"owner {shown} is neither {clinic.key} nor a reviewer of its pool"
+    others = sorted(i for i in ids if directory().known(i))
+    return f"owner {others} is a unit of the directory other than {clinic.key}" if others else None
+
+
+def reassignment_refused(review: Resource) -> bool:
+    """The review carries our refusal of a reassignment: the clinic assigns it again, by hand."""
+    texts = conf.texts()["refused"][REASSIGNED].values()
+    return dig(review, "statusReason", "text") in {str(t) for t in texts}
 
 
 def problem_of(referral: Referral, review: Resource, ctx: Context) -> tuple[str, str] | None:
@@ -90,6 +144,15 @@ def refuse_invalid(referral: Referral, event: Event, ctx: Context) -> Plan:
     review = review_task(referral)
     if review is None or referral.service_request.get("status") != ACTIVE or not is_open(review):
         return NOTHING
+    clinic = performer_clinic(referral)
+    wrong_owner = owner_problem(referral, review, clinic) if clinic is not None else None
+    if clinic is not None and wrong_owner is not None:
+        return _back_to_clinic(referral, review, clinic, wrong_owner, ctx)
+    if reassignment_refused(review) and owner_is_reviewer(review):
+        return Plan(  # a reviewer of the pool holds it now: the refusal is no longer true
+            writes=(revise(referral, review, "task", statusReason=None, lastModified=ctx.now.isoformat()),),
+            notes=("review reassigned within the pool: refusal cleared",),
+        )
     found = problem_of(referral, review, ctx)
     if found is None:
         return NOTHING
@@ -123,6 +186,32 @@ def refuse_invalid(referral: Referral, event: Event, ctx: Context) -> Plan:
         writes=(write,),
         counts=("decision-refused",),
         notes=(f"reviewer's input refused ({problem}): {detail}; review kept at {status} / {business}",),
+    )
+
+
+def _back_to_clinic(referral: Referral, review: Resource, clinic: Clinic, detail: str, ctx: Context) -> Plan:
+    """A reassignment outside the pool: the review goes back to the clinic, saying why (see the module)."""
+    text = refused_text(REASSIGNED, options.language(ctx))
+    waiting = review.get("status") == "on-hold"  # it keeps waiting for the patient or the referrer
+    status = "on-hold" if waiting else "received"
+    business = business_status(review) if waiting else "awaiting-assignment"
+    write = revise(
+        referral,
+        review,
+        "task",
+        owner=clinic_reference(clinic),
+        status=status,
+        businessStatus=concept("business-status", str(business), ctx),
+        statusReason={"text": text},
+        note=[*as_list(review.get("note")), {"time": ctx.now.isoformat(), "text": text}],
+        lastModified=ctx.now.isoformat(),
+    )
+    return Plan(
+        writes=(write,),
+        counts=("reassignment-refused",),
+        notes=(
+            f"reviewer's input refused ({REASSIGNED}): {detail}; review back to {clinic.key} at {status} / {business}",
+        ),
     )
 
 
