@@ -16,8 +16,15 @@ administrative function (MMRPVA) owns bookings and is no organisation of the dir
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -344,3 +351,96 @@ def test_the_owner_chain(store: Store) -> None:
         (A, "2026-10-06T10:00:00+02:00", 4)
     ]
     assert owner_chain(store.con, "no-such-referral", AT) == []
+
+
+# ---------------------------------------------------------------- the command, run for real
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state directory holding a store of the same journeys, closed so that the command can open it."""
+    state = tmp_path_factory.mktemp("state")
+    s = Store(state / "flow.duckdb")
+    journeys(s)
+    s.close()
+    return state
+
+
+def flow(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "flow", *args],
+        env={**env, "MMR_STATE_DIR": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_flow_json_is_the_figures(state_dir: Path, figures: dict[str, Any]) -> None:
+    # --at 2027-01-01 alone: the snapshot at its start, the period the month before (December).
+    result = flow(state_dir, "--at", "2027-01-01", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == figures
+    assert result.stderr.strip() == "NOBODY IS RESPONSIBLE for 1 referral(s): J8"  # loud, apart from the json
+
+
+def test_flow_csv_a_line_per_organisation_and_the_region(state_dir: Path) -> None:
+    result = flow(state_dir, "--at", "2027-01-01", "--from", "2026-12-01", "--to", "2026-12-31", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["organization"] for r in rows] == [A, B, C, UNIT, HBG, MLM, KSD, ""]
+    hassleholm, region = rows[0], rows[-1]
+    assert (hassleholm["waiting_now"], hassleholm["on_hold_median_days_patient"]) == ("3", "14.0")
+    assert (region["name"], region["first_visit_p90_days"], region["nobody_responsible"]) == ("Region", "100.4", "J8")
+    assert json.loads(region["organisations_per_referral"]) == {"1": 4, "3": 1}
+
+
+def test_flow_table_says_loudly_who_nobody_holds(state_dir: Path) -> None:
+    result = flow(state_dir, "--at", "2027-01-01", "--clinic", C)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Flow 2026-12-01..2026-12-31" in lines[0]
+    assert any(line.startswith("│ Smärtrehabilitering Ängelholm") for line in lines)
+    assert not any("Hässleholm" in line for line in lines)  # one clinic, and the region
+    assert any(line.startswith("│ Region") for line in lines)
+    assert lines[-1] == "NOBODY IS RESPONSIBLE for 1 referral(s): J8"
+    # Before the owner was cleared, everyone is held, and the table says that too.
+    calm = flow(state_dir, "--at", "2026-12-11", "--clinic", C)
+    assert calm.stdout.splitlines()[-1] == "Every referral has someone responsible for its next step."
+
+
+def test_flow_referral_prints_its_owner_chain(state_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "chain.json"
+    result = flow(state_dir, "--at", "2027-01-01", "--referral", "J2", "--format", "json", "--output", str(out))
+    assert result.returncode == 0 and result.stdout == "", result.stderr
+    assert [(link["organization"], link["days"]) for link in json.loads(out.read_text())] == [
+        (COORD, 1),
+        (A, 7),
+        (UNIT, 23),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--from", "2026-12-01"), "--from and --to go together"),
+        (("--from", "2026-12-31", "--to", "2026-12-01"), "--from is after --to"),
+        (("--refresh", "--rebuild"), "--refresh and --rebuild exclude each other"),
+        (("--clinic", COORD), "--clinic: SE2321000255-MMRK is no specialist clinic"),
+        (("--referral", "J2", "--format", "html"), "--referral prints as table, json or csv"),
+    ],
+)
+def test_flow_usage_errors_exit_2_in_one_line(state_dir: Path, args: tuple[str, ...], says: str) -> None:
+    result = flow(state_dir, "--at", "2027-01-01", *args)
+    assert result.returncode == 2
+    assert result.stdout == "" and result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(says), result.stderr
+
+
+def test_flow_without_a_store_says_to_rebuild(tmp_path: Path) -> None:
+    result = flow(tmp_path, "--at", "2027-01-01")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"no flow store at {tmp_path / 'flow.duckdb'}: run `mmr-adapter flow --rebuild` to make it from the FHIR server"
+    )
