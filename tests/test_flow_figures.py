@@ -353,6 +353,24 @@ def test_the_owner_chain(store: Store) -> None:
     assert owner_chain(store.con, "no-such-referral", AT) == []
 
 
+def test_days_are_stockholm_dates(tmp_path: Path) -> None:
+    # Issued 1 Dec 00:30 Stockholm (30 Nov 23:30 UTC), decided 1 Dec 00:40 (UTC: still November),
+    # seen 31 Dec 12:00: 30 Stockholm days (31 by UTC dates), and the decision is December's.
+    s = Store(tmp_path / "flow.duckdb")
+    sr = s.referral("S1", "2026-12-01 00:30", A)
+    s.task(sr, "review").at("2026-12-01 00:35", "received", "assigned", role(R1), deadline="2026-12-04 16:00").at(
+        "2026-12-01 00:40", "completed", "decided", decided="2026-12-01 00:40", decision="MMRsv"
+    )
+    s.task(sr, "booking").at("2026-12-01 00:40", "requested", "awaiting-booking", org(A)).at(
+        "2026-12-02 10:00", "completed", "booked"
+    )
+    s.appointment(sr, "fulfilled", "2026-12-31 12:00", organization=A)
+    o = by_org(compute(s.con, AT, *DECEMBER))
+    s.close()
+    assert (o[A]["reviews_decided"], o[A]["review_median_working_days"]) == (1, 0.0)  # decided on its arrival day
+    assert first(o[A]) == [1, 30.0, 30.0, 30, 1]
+
+
 # ---------------------------------------------------------------- the command, run for real
 
 
