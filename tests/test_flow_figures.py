@@ -437,6 +437,15 @@ def test_flow_referral_prints_its_owner_chain(state_dir: Path, tmp_path: Path) -
         (A, 7),
         (UNIT, 23),
     ]
+    table = flow(state_dir, "--at", "2027-01-01", "--referral", "J2")
+    assert table.stdout.splitlines()[1] == (
+        f"Smärtrehabilitering Hässleholm ({A}): 2026-12-02T09:00:00+01:00 -> 2026-12-09T14:00:00+01:00, 7 days"
+    )
+    unknown = flow(state_dir, "--at", "2027-01-01", "--referral", "no-such-referral")
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert (
+        unknown.stderr.strip() == "no-such-referral: no organisation of the directory has held it (not in the store?)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,7 @@ def flow(
     Referrals nobody is responsible for are printed in red under the table (in the other formats,
     on stderr); the exit status stays 0, since the figures were made: a monitor watches the gauge.
     Exit 2 for a usage error or a store not made yet (run with --rebuild), 1 when the store cannot
-    be read or refreshed.
+    be read or a --referral was held by no organisation of the directory.
     """
     if refresh and rebuild:
         _refuse("--refresh and --rebuild exclude each other: --rebuild already reads everything")
@@ -118,7 +118,11 @@ def flow(
         exit_with(ExitCode.FAILED)
     try:
         if referral:
-            _emit(_chain_text(owner_chain(con, referral, at), referral, output_format), output)
+            chain = owner_chain(con, referral, at)
+            if not chain:
+                click.echo(f"{referral}: no organisation of the directory has held it (not in the store?)", err=True)
+                exit_with(ExitCode.FAILED)
+            _emit(_chain_text(chain, output_format), output)
             exit_with(ExitCode.OK)
         try:
             figures = compute(con, at, first, last, clinic, int(getattr(settings, "care_guarantee_days", 90)))
@@ -223,7 +227,7 @@ def _table(figures: dict[str, Any]) -> str:
         console.print(_nobody_line(nobody), style="bold red", markup=False)
     else:
         console.print("Every referral has someone responsible for its next step.")
-    return buffer.getvalue()
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())  # rich pads to the width
 
 
 def _csv(figures: dict[str, Any]) -> str:
@@ -257,7 +261,7 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _chain_text(chain: list[dict[str, Any]], referral: str, output_format: str) -> str:
+def _chain_text(chain: list[dict[str, Any]], output_format: str) -> str:
     if output_format == "json":
         return json.dumps(chain, ensure_ascii=False, indent=2) + "\n"
     if output_format == "csv":
@@ -267,8 +271,6 @@ def _chain_text(chain: list[dict[str, Any]], referral: str, output_format: str) 
         for link in chain:
             writer.writerow([_cell(link[k]) for k in ("organization", "name", "from", "to", "days")])
         return buffer.getvalue()
-    if not chain:
-        return f"{referral}: no organisation has held it (not in the store, or not arrived)\n"
     return "".join(
         f"{link['name']} ({link['organization']}): {link['from']} -> {link['to'] or 'holds it'}, {link['days']} days\n"
         for link in chain
