@@ -36,6 +36,7 @@ COMMANDS = [
     "clock clear",
     "view",
     "view run",
+    "flow",
 ]
 
 

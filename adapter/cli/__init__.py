@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from adapter import __version__
-from adapter.cli import clock, conformance, dev, processes, queue, referral, server, view
+from adapter.cli import clock, conformance, dev, flow, processes, queue, referral, server, view
 from adapter.cli.context import Main
 
 COMMANDS: list[click.Command] = [
@@ -30,6 +30,7 @@ COMMANDS: list[click.Command] = [
     conformance.profiles_doc,
     conformance.profiles_build,
     view.view,
+    flow.flow,
     dev.sandbox,
     dev.demo,
 ]
