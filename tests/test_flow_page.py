@@ -206,6 +206,13 @@ def test_the_table_holds_every_figure_under_its_organisation(rendered: Rendered)
     assert len(table.xpath("./tbody/tr")) == len(page.TABLE_ROWS) + 1  # on_hold: one row per reason
 
 
+def test_the_heading_names_the_snapshot_the_period_and_the_guarantee(rendered: Rendered) -> None:
+    (h1,) = rendered.dom.xpath("//h1")
+    assert text(h1) == load("flow-page")["title"]
+    (sub,) = rendered.dom.xpath('//p[@class="sub"]')
+    assert text(sub) == "Läget 2026-12-01 00:00 · perioden 2026-11-01 – 2026-11-30 · vårdgaranti 90 dagar"
+
+
 def test_the_waiting_bars_are_drawn_to_scale_against_the_guarantee(rendered: Rendered) -> None:
     hassleholm, site = chart(rendered.dom, "waiting", HSA_H), chart(rendered.dom, "waiting", HSA_S)
     drawn = bars(hassleholm)

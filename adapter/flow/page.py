@@ -20,11 +20,14 @@ Swedish data in ``mappings/flow-page.yaml``; a region may reword them without to
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from adapter.mappings import load
 
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 BUCKETS = ("waiting_0_30", "waiting_31_60", "waiting_61_90", "waiting_over_90")
 BUCKET_DAYS = 30  # each bucket is 30 days wide on the chart's day axis; the last is open (> 90)
 PATIENT_CHOSEN = "waiting_patient_chosen"
@@ -97,7 +100,7 @@ def render(figures: Mapping[str, Any]) -> str:
     units = [region, *organisations] if region else organisations  # the region first: the whole picture
     guarantee = int(figures.get("guarantee_days") or 90)
     subtitle = words["subtitle"].format(
-        at=figures.get("at") or "", start=figures.get("from") or "", end=figures.get("to") or "", days=guarantee
+        at=_moment(figures.get("at")), start=figures.get("from") or "", end=figures.get("to") or "", days=guarantee
     )
     parts = [
         "<!DOCTYPE html>",
@@ -401,6 +404,14 @@ def _name(unit: Mapping[str, Any]) -> str:
     if unit.get("kind") == "region":
         return str(load("flow-page")["region"])
     return str(unit.get("name") or unit.get("organization") or "")
+
+
+def _moment(value: Any) -> str:
+    """The snapshot as a Swedish reader reads it: Stockholm's date and time to the minute."""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(STOCKHOLM).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(value or "")
 
 
 def _int(value: Any) -> int:
