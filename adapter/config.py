@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     timer_interval: float = Field(30.0, gt=0, description="Seconds between runs of the timer job")
     sweep_interval: float = Field(300.0, gt=0, description="Seconds between sweeps of the open referrals")
     heartbeat_interval: float = Field(60.0, gt=0, description="Seconds between the adapter's heartbeat writes")
+    flow_interval: float = Field(
+        900.0, gt=0, description="Seconds between refreshes of the flow store and the operators' mmr_flow_* gauges"
+    )
     reconcile_lookback: float = Field(86400.0, gt=0, description="First reconciliation looks this far back (s)")
     dedup_ttl: int = Field(30 * 86400, gt=0, description="Seconds a processed-event key is remembered")
     queue: str = Field("mmr-events", description="Celery queue name")

@@ -109,6 +109,8 @@ def test_every_alert_has_a_severity_and_a_runbook_entry() -> None:
         "MmrNotifyFailing",
         "MmrNotifyRefusing",
         "MmrRedisUnreachable",
+        "MmrReviewsOverdue",
+        "MmrNobodyResponsible",
     }
     entries = anchors(RUNBOOKS)
     for rule in rules:
@@ -204,9 +206,15 @@ def unknown_metrics(expressions: dict[str, str], exported: set[str]) -> dict[str
 @pytest.fixture(scope="module")
 def live_metrics(stack: Stack, fhir: FhirClient, state: State) -> str:
     """/metrics after an end-to-end referral, with what shows only once it happened: a notification
-    refused, a heartbeat that came back, a reconciliation completed."""
+    refused, a heartbeat that came back, a reconciliation completed, and the flow's now-gauges as
+    beat's flow job keeps them in Redis (``adapter/pipeline/flow_job.py``; from a figures dict built
+    here: the flow store and its figures are tested on their own)."""
+    from adapter.flow import gauges
     from adapter.pipeline import heartbeat
     from adapter.pipeline.worker import RECONCILE, app
+    from tests.support.flow_figures import figures
+
+    state.flow.set([sample.to_json() for sample in gauges.samples(figures())])
 
     sr = new_referral(fhir)  # notified by the server's Subscription, like an EHR's referral
     wait_for(lambda: review_tasks(fhir, sr["id"]), what="the review Task")

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from adapter.flow import gauges
 from adapter.pipeline.state import ALIVE_WITHIN, LATENCY_BUCKETS, State
 
 
@@ -66,6 +67,7 @@ class PipelineCollector(Collector):
             due_age = self.state.timers.oldest_due_age(now)
             heartbeat_age = self.state.heartbeat.age(now.timestamp())
             workers = self.state.workers.count(now.timestamp(), self.workers_within)
+            flow = [gauges.Sample.from_json(row) for row in self.state.flow.rows()]
         except Exception:  # Redis down: /health says so; the scrape still answers, and says so too
             yield GaugeMetricFamily("mmr_redis_up", "1 if Redis answered this scrape, else 0", value=0)
             return
@@ -124,6 +126,8 @@ class PipelineCollector(Collector):
                 "Seconds since the newest heartbeat that came back as a notification was written",
                 value=heartbeat_age,
             )
+        # The flow's now-figures, as beat last computed them from the flow store (absent before its first run).
+        yield from gauges.families(flow)
         buckets = [(str(le), float(latency.get(str(le), 0))) for le in LATENCY_BUCKETS]
         buckets.append(("+Inf", float(latency.get("+Inf", 0))))
         yield HistogramMetricFamily(

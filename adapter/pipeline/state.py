@@ -2,8 +2,9 @@
 ``state.events`` (processed-event keys, topic event numbers), ``state.locks`` (one referral at a time),
 ``state.reconciliation`` (its runs and checkpoints), ``state.dlq`` (dead letters), ``state.timers``,
 ``state.heartbeat``, ``state.sweep``, ``state.guesses`` (what a referral's load needed last time),
-``state.workers`` (which worker processes are alive), ``state.metrics`` (shared by every process)
-and ``state.clock`` (the test clock).
+``state.workers`` (which worker processes are alive), ``state.metrics`` (shared by every process),
+``state.flow`` (the operators' now-figures beat last computed from the flow store) and
+``state.clock`` (the test clock).
 
 One module, not one per concern: every Redis key the adapter writes is in this file, where its
 whole key space can be read at once, and :meth:`State.finish_event` writes keys of two concerns in
@@ -305,6 +306,22 @@ class Sweep:
         pipe.execute()
 
 
+class FlowGauges:
+    """The gauge samples beat last computed from the flow store (``adapter/flow/gauges.py``'s, as
+    JSON rows), replaced whole each time, read by the API at scrape time. A snapshot, not a count:
+    it holds organisation ids and numbers, never a referral's identifier."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def set(self, rows: list[list[Any]]) -> None:
+        self.r.set(P + "flow:gauges", json.dumps(rows))
+
+    def rows(self) -> list[list[Any]]:
+        raw = cast("str | None", self.r.get(P + "flow:gauges"))
+        return cast("list[list[Any]]", json.loads(raw)) if raw else []
+
+
 class LoadGuesses:
     """What a referral's load needed last time: a guess for its next load."""
 
@@ -441,6 +458,7 @@ class State:
         self.guesses = LoadGuesses(client, dedup_ttl)
         self.workers = Workers(client)
         self.metrics = Metrics(client)
+        self.flow = FlowGauges(client)
         self.clock = Clock(client)
 
     @classmethod

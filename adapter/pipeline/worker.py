@@ -26,6 +26,7 @@ from celery.signals import setup_logging, worker_init, worker_ready, worker_shut
 from adapter.config import REQUIRED_FOR_FHIR, Settings, load_settings
 from adapter.fhir.client import FhirClient, FhirError, Refused
 from adapter.logs import bind_correlation, configure, log, new_correlation_id
+from adapter.pipeline import flow_job
 from adapter.pipeline import heartbeat as heartbeats
 from adapter.pipeline import reconcile as reconciliation
 from adapter.pipeline import sweep as sweeping
@@ -38,6 +39,7 @@ PROCESS = "mmr.process"
 RECONCILE = "mmr.reconcile"
 SWEEP = "mmr.sweep"
 HEARTBEAT = "mmr.heartbeat"
+FLOW = "mmr.flow"
 # A reconciliation's lock outlives a killed run by RECONCILE_LOCK_TTL at most (a watchdog extends it
 # while the run lives); a run that finds it busy waits that out, then leaves the rest to the next tick.
 RECONCILE_LOCK_TTL = 3.0
@@ -116,6 +118,7 @@ def make_celery(settings: Settings) -> Celery:
                 ("fire-timers", "mmr.fire_timers", settings.timer_interval, {}),
                 ("sweep", SWEEP, settings.sweep_interval, {}),
                 ("heartbeat", HEARTBEAT, settings.heartbeat_interval, {}),
+                ("flow", FLOW, settings.flow_interval, {}),
             )
         },
     )
@@ -494,6 +497,19 @@ def heartbeat_task() -> float:
     """Write the heartbeat whose notification must come back (``mmr_heartbeat_age_seconds``)."""
     bind_correlation(new_correlation_id(), job="heartbeat")
     return heartbeats.write(fhir(), state())
+
+
+@app.task(name=FLOW, ignore_result=True)
+def flow_task() -> int:
+    """Refresh the flow store and the operators' now-gauges (``mmr_flow_*``). A run that fails
+    leaves the last gauges (their age is ``mmr_flow_figures_timestamp_seconds``), says so in the log
+    and is followed by the next one; a run is never retried: the next is one interval away."""
+    bind_correlation(new_correlation_id(), job="flow")
+    try:
+        return flow_job.run(settings(), state(), now())
+    except Exception as exc:
+        log.warning("flow figures not refreshed: the gauges keep their last values", reason=type(exc).__name__)
+        return 0
 
 
 @app.task(name="mmr.fire_timers", acks_late=True, ignore_result=True)
