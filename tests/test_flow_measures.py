@@ -126,6 +126,22 @@ def test_one_measure_per_definition_each_naming_its_scoring_populations_and_cloc
                 assert {"measure-population", "measure-observation"} <= set(codes)
 
 
+def _expressions(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, list):
+        return [e for item in node for e in _expressions(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node] if "language" in node and "description" in node else []
+    return own + [e for v in node.values() for e in _expressions(v)]
+
+
+@pytest.mark.parametrize("path", MEASURE_FILES, ids=lambda p: p.name)
+def test_every_criteria_names_its_figure(path: Path) -> None:
+    """exp-1 (an Expression has an expression or a reference), which the R4 models do not check."""
+    found = _expressions(json.loads(path.read_text(encoding="utf-8")))
+    assert found and all(e.get("expression") or e.get("reference") for e in found)
+
+
 def test_the_measures_are_installed_with_the_package() -> None:
     installed = [r["id"] for r in conformance_resources(load_package()) if r["resourceType"] == "Measure"]
     assert sorted(installed) == sorted(m.id for m in measure_definitions())
@@ -250,6 +266,12 @@ def measures_installed(fhir: FhirClient) -> None:
     for r in conformance_resources(load_package()):
         if r["resourceType"] == "Measure":
             install_resource(fhir, r)
+
+
+def test_installing_the_measures_again_changes_nothing(fhir: FhirClient, measures_installed: None) -> None:
+    again = [install_resource(fhir, r) for r in conformance_resources(load_package()) if r["resourceType"] == "Measure"]
+    assert {outcome for _, outcome in again} == {"unchanged"}
+    assert len(again) == len(measure_definitions())
 
 
 def test_the_server_accepts_every_measure_and_report(fhir: FhirClient, measures_installed: None) -> None:

@@ -294,9 +294,7 @@ def measures_section(resources: list[Resource]) -> list[str]:
         groups = "; ".join(
             f"{g['code']['text']}: "
             + ", ".join(
-                f"{p['code']['coding'][0]['code']} {code(p['criteria'].get('expression'))}"
-                for p in g["population"]
-                if p["criteria"].get("expression")
+                f"{p['code']['coding'][0]['code']} {code(p['criteria']['expression'])}" for p in g["population"]
             )
             for g in m["group"]
         )

@@ -30,11 +30,9 @@ POPULATION_WORDS = {
 }
 
 
-def _criteria(key: str | None, description: str) -> dict[str, Any]:
-    expression: dict[str, Any] = {"description": description, "language": FIGURE_LANGUAGE}
-    if key:
-        expression["expression"] = key
-    return expression
+def _criteria(key: str, description: str) -> dict[str, Any]:
+    """An Expression naming the figures key (exp-1: an Expression has an expression or a reference)."""
+    return {"description": description, "language": FIGURE_LANGUAGE, "expression": key}
 
 
 def _populations(m: MeasureDef, g: MeasureGroupDef) -> list[dict[str, Any]]:
@@ -42,7 +40,8 @@ def _populations(m: MeasureDef, g: MeasureGroupDef) -> list[dict[str, Any]]:
         {
             "code": {"coding": [{"system": POPULATION, "code": code}]},
             "description": f"{POPULATION_WORDS.get(code, code)}: {g.description}",
-            "criteria": _criteria(key, g.description),
+            # A population the figures give no count for is named by the figure observed over it.
+            "criteria": _criteria(key or g.score or g.code, g.description),
         }
         for code, key in g.populations
     ]
@@ -73,7 +72,7 @@ def _stratifiers(g: MeasureGroupDef) -> list[dict[str, Any]]:
             {
                 "code": {"text": s.code},
                 "description": f"{s.description} Strata: {keys}.",
-                "criteria": _criteria(s.strata_from, s.description),
+                "criteria": _criteria(s.strata_from or " | ".join(key for _, key in s.strata), s.description),
             }
         )
     return out
