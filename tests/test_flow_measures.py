@@ -27,7 +27,7 @@ from adapter.conformance.validate import validate_resource
 from adapter.fhir.client import FhirClient
 from adapter.flow import measures
 from adapter.mappings import HSA_SYSTEM, measure_definitions
-from adapter.operations.publish import publish
+from adapter.operations.publish import publish, transaction
 from adapter.pipeline.monthly_reports import month_to_publish, publish_if_due, published
 from tests.support.stack import FHIR_SERVER
 
@@ -239,6 +239,20 @@ def test_the_same_figures_give_the_same_reports_and_another_period_is_refused() 
     assert measures.reports(f, PERIOD) == measures.reports(copy.deepcopy(f), PERIOD)
     with pytest.raises(ValueError, match="2026-11-01"):
         measures.reports(f, (date(2026, 10, 1), date(2026, 10, 31)))
+
+
+def test_a_stored_report_that_differs_only_by_server_bookkeeping_is_left_alone() -> None:
+    """The server adds meta and may renumber contained ids: neither is a change worth a version."""
+    reports = measures.reports(figures(*PERIOD), PERIOD)
+    listed = _find(reports, SMH, "mmr-nobody-responsible", "subject-list")
+    stored = json.loads(json.dumps(listed).replace('"#subjects"', '"#1"').replace('"id": "subjects"', '"id": "1"'))
+    stored["meta"] = {"versionId": "3", "lastUpdated": "2026-12-01T00:00:00Z"}
+    bundle, done = transaction([listed], {listed["id"]: stored})
+    assert bundle["entry"] == [] and done.unchanged == [listed["identifier"][0]["value"]]
+    stored["group"][0]["population"][0]["count"] = 2
+    bundle, done = transaction([listed], {listed["id"]: stored})
+    (entry,) = bundle["entry"]
+    assert entry["request"] == {"method": "PUT", "url": f"MeasureReport/{listed['id']}", "ifMatch": 'W/"3"'}
 
 
 # ---------------------------------------------------------------- on the server

@@ -10,6 +10,7 @@ publishing the same figures twice writes nothing: no new version, no notificatio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,15 @@ def _identifier(report: Resource) -> str:
 
 
 def _content(resource: Resource) -> Resource:
-    return {k: v for k, v in resource.items() if k not in SERVER_MANAGED}
+    """What a report says, for comparison: server-managed elements dropped, and contained ids
+    numbered by position (a server may renumber them on write, as HAPI did before 8.2), the
+    local references to them following."""
+    content = {k: v for k, v in resource.items() if k not in SERVER_MANAGED}
+    text = json.dumps(content, sort_keys=True)
+    for i, contained in enumerate(content.get("contained") or ()):
+        old = str(contained.get("id", "")).lstrip("#")
+        text = text.replace(f'"#{old}"', f'"#contained-{i}"').replace(f'"id": "{old}"', f'"id": "contained-{i}"')
+    return dict(json.loads(text))
 
 
 def stored_reports(fhir: FhirClient, ids: Sequence[str]) -> dict[str, Resource]:
