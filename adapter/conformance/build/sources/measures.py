@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.conformance.build.sources.common import Resource, metadata, pascal
+from adapter.conformance.build.sources.common import metadata, pascal
+from adapter.fhir.resource import Resource
 from adapter.mappings import MeasureDef, MeasureGroupDef, measure_definitions
 
 SCORING = "http://terminology.hl7.org/CodeSystem/measure-scoring"
