@@ -154,6 +154,7 @@ def test_reports_are_valid_r4_and_one_per_identifier() -> None:
     reports = measures.reports(figures(*PERIOD), PERIOD, waiting_beyond=BEYOND)
     for r in reports:
         MeasureReport.model_validate(r)
+        assert [i for i in validate_resource(r)["issue"] if i["severity"] in ("error", "fatal")] == []
     idents = [r["identifier"][0]["value"] for r in reports]
     assert len(idents) == len(set(idents))
     summaries = sum(1 for m in measure_definitions() if "summary" in m.reports)
