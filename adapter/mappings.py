@@ -249,3 +249,88 @@ def task_state_tables() -> tuple[TaskStateTable, ...]:
         )
         for kind, t in load("task-states").items()
     )
+
+
+# ---------------------------------------------------------------- Measures (flow figures as FHIR)
+
+
+@dataclass(frozen=True)
+class StratifierDef:
+    """A stratifier beside ``organisation``: strata named by figures keys, or by a figures object's keys."""
+
+    code: str
+    description: str
+    strata: tuple[tuple[str, str], ...] = ()  # (stratum value, figures key)
+    strata_from: str | None = None  # a figures object whose keys are the strata
+
+
+@dataclass(frozen=True)
+class MeasureGroupDef:
+    code: str
+    description: str
+    populations: tuple[tuple[str, str | None], ...]  # (measure-population code, figures key or None: not counted)
+    score: str | None = None  # "ratio", a figures key (dotted into an object), or None: the count is the result
+    unit: tuple[str, str] | None = None  # (human unit, UCUM code) of a score that is not a ratio
+    stratifiers: tuple[StratifierDef, ...] = ()
+
+
+@dataclass(frozen=True)
+class MeasureDef:
+    """One figure of ``mmr-adapter flow`` as a FHIR Measure (``mappings/measures.yaml``)."""
+
+    id: str
+    title: str
+    title_sv: str
+    description: str
+    scoring: str
+    type: str
+    improvement: str
+    clock: str
+    source: str
+    reports: tuple[str, ...]
+    groups: tuple[MeasureGroupDef, ...]
+
+
+@cache
+def measure_definitions() -> tuple[MeasureDef, ...]:
+    """``mappings/measures.yaml``, in the file's order.
+
+    The profiles build makes the Measures from it and ``adapter/flow/measures.py`` fills the
+    MeasureReports from it, so what a Measure says and what its reports count are one table.
+    """
+    return tuple(
+        MeasureDef(
+            id=str(m["id"]),
+            title=str(m["title"]),
+            title_sv=str(m["title_sv"]),
+            description=str(m["description"]),
+            scoring=str(m["scoring"]),
+            type=str(m["type"]),
+            improvement=str(m["improvement"]),
+            clock=str(m["clock"]),
+            source=str(m["source"]),
+            reports=_tuple(m["reports"]),
+            groups=tuple(
+                MeasureGroupDef(
+                    code=str(g["code"]),
+                    description=str(g["description"]),
+                    populations=tuple(
+                        (str(k), str(v) if v is not None else None) for k, v in (g.get("populations") or {}).items()
+                    ),
+                    score=str(g["score"]) if g.get("score") else None,
+                    unit=(str(g["unit"]["unit"]), str(g["unit"]["code"])) if g.get("unit") else None,
+                    stratifiers=tuple(
+                        StratifierDef(
+                            code=str(s["code"]),
+                            description=str(s["description"]),
+                            strata=tuple((str(k), str(v)) for k, v in (s.get("strata") or {}).items()),
+                            strata_from=str(s["strata_from"]) if s.get("strata_from") else None,
+                        )
+                        for s in g.get("stratifiers") or ()
+                    ),
+                )
+                for g in m["groups"]
+            ),
+        )
+        for m in load("measures")["measures"]
+    )

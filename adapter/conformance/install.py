@@ -15,7 +15,7 @@ from adapter.conformance.package import Package, is_topic, package
 from adapter.fhir.client import FhirError
 from adapter.fhir.resource import Resource
 
-INSTALL_ORDER = ("CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition", "Questionnaire", "Basic")
+INSTALL_ORDER = ("CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition", "Questionnaire", "Measure", "Basic")
 NO_CONDITIONAL_UPDATE = frozenset({400, 405, 501})  # how servers say "not on this type"
 SERVER_MANAGED = ("id", "meta", "text")
 

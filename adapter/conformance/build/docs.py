@@ -287,6 +287,39 @@ def topics_section(resources: list[Resource]) -> list[str]:
     return out + table(["Topic", "Canonical", "Resource", "Event", "Triggers", "Filters"], rows)
 
 
+def measures_section(resources: list[Resource]) -> list[str]:
+    """The flow figures as Measures: what each counts, how it scores, the clock rule it follows."""
+    rows = []
+    for m in (r for r in resources if r["resourceType"] == "Measure"):
+        groups = "; ".join(
+            f"{g['code']['text']}: "
+            + ", ".join(
+                f"{p['code']['coding'][0]['code']} {code(p['criteria']['expression'])}" for p in g["population"]
+            )
+            for g in m["group"]
+        )
+        guidance = m.get("guidance", "").split("\n\n")
+        rows.append(
+            [
+                m["title"],
+                code(m["url"]),
+                m["scoring"]["coding"][0]["code"],
+                groups,
+                guidance[0].removeprefix("Clock rule: "),
+            ]
+        )
+    return [
+        "## Measures (the flow figures)",
+        "",
+        "One Measure per figure of `mmr-adapter flow`, from `mappings/measures.yaml`; `mmr-adapter flow --publish` "
+        "writes their MeasureReports per organisation and for the region, per month (`adapter/flow/measures.py`). "
+        "A population's criteria name the figures key that counts it (language `text/x-mmr-figure`); every group "
+        "is stratified by organisation.",
+        "",
+        *table(["Measure", "Canonical", "Scoring", "Groups: populations (figures keys)", "Clock rule"], rows),
+    ]
+
+
 def examples_section(directory: Path) -> list[str]:
     rows = []
     for path in resource_files(directory / EXAMPLE_DIR):
@@ -365,6 +398,7 @@ def render_readme(directory: Path) -> str:
         *terminology_section(resources),
         *questionnaires_section(resources),
         *topics_section(resources),
+        *measures_section(resources),
         *examples_section(directory),
         *index_section(index(directory)),
     ]

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from adapter.conformance.build import docs
-from adapter.conformance.build.sources import examples, profiles, questionnaires, terminology, topics
+from adapter.conformance.build.sources import examples, measures, profiles, questionnaires, terminology, topics
 from adapter.conformance.build.sources.common import (
     DATE,
     FHIR_VERSION,
@@ -29,7 +29,7 @@ def filename(resource: Resource) -> str:
 
 
 def conformance_resources() -> list[Resource]:
-    return [*terminology.build(), *profiles.build(), *questionnaires.build(), *topics.build()]
+    return [*terminology.build(), *profiles.build(), *questionnaires.build(), *measures.build(), *topics.build()]
 
 
 def manifest() -> dict[str, object]:
