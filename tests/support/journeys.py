@@ -112,8 +112,12 @@ class Builder:
             ],
         )
         sr["meta"] = {"versionId": "1"}
-        the_consent = consent()
-        the_consent.update({"id": f"{key}-c", "patient": {"reference": f"Patient/{pid}"}})
+        the_consent = consent(f"{key}-c", pid, clinic)
+        the_consent |= {  # complete, as the cookbook's referrer writes it (the sandbox requires these)
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        }
+        the_consent["provision"]["actor"][0]["role"] = {"text": "mottagare"}
         party = [
             {**patient(pid), "address": [{"use": "home", "city": "Malmö", "postalCode": "211 20"}]},
             {**referrer(f"{key}-ref")},
