@@ -61,9 +61,13 @@ def test_a_rebuild_holds_every_journey_as_the_views_give_it(fhir: FhirClient, wr
     assert result.rebuilt and result.loaded["mmr_referral"] >= len(written)
 
     sv = by_name(written, "sv")
-    referral = keyed(con, "SELECT identifier, status, performer, subject FROM mmr_referral WHERE referral = ?", [sv.referral])
+    referral = keyed(
+        con, "SELECT identifier, status, performer, subject FROM mmr_referral WHERE referral = ?", [sv.referral]
+    )
     assert referral == [(sv.key, "active", LUND, sv.patient)]
-    (authored,) = keyed(con, "SELECT strftime(authored_on, '%Y-%m-%d %H:%M') FROM mmr_referral WHERE referral = ?", [sv.referral])[0]
+    (authored,) = keyed(
+        con, "SELECT strftime(authored_on, '%Y-%m-%d %H:%M') FROM mmr_referral WHERE referral = ?", [sv.referral]
+    )[0]
     assert authored == "2026-03-02 08:00"  # Stockholm time, as issued
 
     # the review Task, every version: recommended on arrival, decided by the reviewer, completed by the adapter
@@ -86,29 +90,43 @@ def test_a_rebuild_holds_every_journey_as_the_views_give_it(fhir: FhirClient, wr
     pv = by_name(written, "pv")
     kinds = {k for (k,) in keyed(con, "SELECT DISTINCT kind FROM mmr_task_version WHERE referral = ?", [pv.referral])}
     assert kinds == {"review", "intake", "booking"}
-    assert keyed(con, "SELECT decision FROM mmr_task_version WHERE referral = ? AND kind = 'review' AND status = 'completed'",
-                 [pv.referral]) == [("MMRpv",)]
+    assert keyed(
+        con,
+        "SELECT decision FROM mmr_task_version WHERE referral = ? AND kind = 'review' AND status = 'completed'",
+        [pv.referral],
+    ) == [("MMRpv",)]
     # its appointment at a site counts for the site's unit (the Location's managing organisation); moved once
-    pv_appointment = keyed(con, "SELECT status, location, organization, strftime(start, '%Y-%m-%d') FROM mmr_appointment "
-                                "WHERE referral = ?", [pv.referral])
+    pv_appointment = keyed(
+        con,
+        "SELECT status, location, organization, strftime(start, '%Y-%m-%d') FROM mmr_appointment WHERE referral = ?",
+        [pv.referral],
+    )
     assert pv_appointment == [("booked", HBG, directory().mmrpv.hsa_id, "2026-04-14")]
-    assert keyed(con, "SELECT status, strftime(period_start, '%Y-%m-%d') FROM mmr_careplan WHERE referral = ?",
-                 [pv.referral]) == [("active", "2026-04-14")]
+    assert keyed(
+        con, "SELECT status, strftime(period_start, '%Y-%m-%d') FROM mmr_careplan WHERE referral = ?", [pv.referral]
+    ) == [("active", "2026-04-14")]
 
     # the patient's own choice, recorded as the cookbook says
     chosen = by_name(written, "chosen")
-    assert keyed(con, "SELECT status, waiting_reason, organization FROM mmr_appointment WHERE referral = ?",
-                 [chosen.referral]) == [("cancelled", "patient-chosen", LUND)]
+    assert keyed(
+        con, "SELECT status, waiting_reason, organization FROM mmr_appointment WHERE referral = ?", [chosen.referral]
+    ) == [("cancelled", "patient-chosen", LUND)]
 
     # nobody owns the review after the clinic cleared its owner
     nobody = by_name(written, "nobody")
-    last = keyed(con, "SELECT owner, owner_type FROM mmr_task_version WHERE referral = ? ORDER BY version DESC LIMIT 1",
-                 [nobody.referral])
+    last = keyed(
+        con,
+        "SELECT owner, owner_type FROM mmr_task_version WHERE referral = ? ORDER BY version DESC LIMIT 1",
+        [nobody.referral],
+    )
     assert last == [(None, None)]
 
     # the re-referral is the same patient's
-    subjects = keyed(con, "SELECT DISTINCT subject FROM mmr_referral WHERE referral IN ?",
-                     [[by_name(written, "rejected").referral, by_name(written, "again").referral]])
+    subjects = keyed(
+        con,
+        "SELECT DISTINCT subject FROM mmr_referral WHERE referral IN ?",
+        [[by_name(written, "rejected").referral, by_name(written, "again").referral]],
+    )
     assert len(subjects) == 1
 
     # the directory as setup installs it: a site's Location and its unit, a reviewer and her clinic
@@ -124,8 +142,12 @@ def test_the_adapters_own_tables_are_the_mappings(fhir: FhirClient, written: lis
     store.rebuild(con, fhir, TODAY)
     working = dict(keyed(con, "SELECT day, working FROM calendar WHERE day BETWEEN '2026-04-02' AND '2026-04-07'"))
     assert working == {  # Easter 2026: Good Friday and Easter Monday off, the weekend between
-        date(2026, 4, 2): True, date(2026, 4, 3): False, date(2026, 4, 4): False,
-        date(2026, 4, 5): False, date(2026, 4, 6): False, date(2026, 4, 7): True,
+        date(2026, 4, 2): True,
+        date(2026, 4, 3): False,
+        date(2026, 4, 4): False,
+        date(2026, 4, 5): False,
+        date(2026, 4, 6): False,
+        date(2026, 4, 7): True,
     }
     assert keyed(con, "SELECT min(day), max(day) FROM calendar") == [(date(2015, 1, 1), date(2028, 12, 7))]
     rows = keyed(con, "SELECT kind, status, business_status, final, ends, waits_for FROM task_state")
@@ -136,8 +158,10 @@ def test_the_adapters_own_tables_are_the_mappings(fhir: FhirClient, written: lis
     d = directory()
     listed = keyed(con, "SELECT hsa_id, kind FROM directory ORDER BY ord")
     assert listed == [
-        *((c.hsa_id, "clinic") for c in d.clinics), (d.mmrpv.hsa_id, "unit"),
-        *((s.hsa_id, "site") for s in d.sites), (d.coordinator.hsa_id, "coordinator"),
+        *((c.hsa_id, "clinic") for c in d.clinics),
+        (d.mmrpv.hsa_id, "unit"),
+        *((s.hsa_id, "site") for s in d.sites),
+        (d.coordinator.hsa_id, "coordinator"),
     ]
 
 
@@ -185,7 +209,9 @@ def duckdb_at(path: Path) -> duckdb.DuckDBPyConnection:
 
 def test_a_refresh_against_another_server_rebuilds(fhir: FhirClient, written: list[Journey]) -> None:
     con = store.open_store(":memory:")
-    con.execute("INSERT INTO flow_meta VALUES ('checkpoint', '2026-01-01T00:00:00+00:00'), ('server', 'http://elsewhere/fhir')")
+    con.execute(
+        "INSERT INTO flow_meta VALUES ('checkpoint', '2026-01-01T00:00:00+00:00'), ('server', 'http://elsewhere/fhir')"
+    )
     con.execute("INSERT INTO mmr_referral (referral) VALUES ('from-elsewhere')")
     result = store.refresh(con, fhir, TODAY)
     assert result.rebuilt

@@ -121,9 +121,7 @@ def rebuild(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date) -> 
     return result
 
 
-def refresh(
-    con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, overlap: timedelta = OVERLAP
-) -> Result:
+def refresh(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, overlap: timedelta = OVERLAP) -> Result:
     """What changed on the server since the checkpoint (less ``overlap``); a rebuild when there is
     none, or it was another server's."""
     known = meta(con)
@@ -142,7 +140,9 @@ def refresh(
             for entry in history(client, VIEWS[table][1], since):
                 rid, version, resource = entry
                 if rid not in latest or _newer(version, latest[rid]):
-                    latest[rid] = resource if resource is not None else {"meta": {"versionId": version}, "deleted": True}
+                    latest[rid] = (
+                        resource if resource is not None else {"meta": {"versionId": version}, "deleted": True}
+                    )
             key = VIEWS[table][2]
             gone = list(latest)
             if gone:  # every changed resource's row goes; the current version's row comes back below
@@ -193,7 +193,9 @@ def _finish(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, che
         "WHERE mmr_appointment.organization IS NULL AND l.location = mmr_appointment.location"
     )
     for table in ("mmr_task_version", "mmr_appointment", "mmr_careplan"):
-        con.execute(f"DELETE FROM {table} WHERE referral IS NULL OR referral NOT IN (SELECT referral FROM mmr_referral)")
+        con.execute(
+            f"DELETE FROM {table} WHERE referral IS NULL OR referral NOT IN (SELECT referral FROM mmr_referral)"
+        )
     write_adapter_tables(con, today)
     con.executemany(
         "INSERT OR REPLACE INTO flow_meta VALUES (?, ?)", [["checkpoint", checkpoint], ["server", client.base_url]]
@@ -268,11 +270,10 @@ def history(
         for entry in bundle.get("entry") or ():
             resource = entry.get("resource")
             request = entry.get("request") or {}
-            if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
-                if request.get("method") != "DELETE":
-                    yield str(resource.get("id")), (resource.get("meta") or {}).get("versionId"), resource
-                    continue
-            if request.get("method") == "DELETE" or resource is None:
+            deleted = request.get("method") == "DELETE"
+            if isinstance(resource, dict) and resource.get("resourceType") == resource_type and not deleted:
+                yield str(resource.get("id")), (resource.get("meta") or {}).get("versionId"), resource
+            elif deleted or resource is None:
                 rid, version = _deleted(entry, resource_type)
                 if rid:
                     yield rid, version, None

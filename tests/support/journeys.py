@@ -91,8 +91,16 @@ class Journey:
 class Builder:
     """Writes one journey: the referrer's referral, then events and the units' changes, each at a time."""
 
-    def __init__(self, name: str, prefix: str, authored: datetime, clinic: str = LUND, *, complete: bool = True,
-                 patient_id: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        prefix: str,
+        authored: datetime,
+        clinic: str = LUND,
+        *,
+        complete: bool = True,
+        patient_id: str | None = None,
+    ) -> None:
         key = f"{prefix}-{name}"
         pid = patient_id or f"{key}-p"
         self.prefix = prefix
@@ -105,7 +113,9 @@ class Builder:
             supportingInfo=[{"reference": f"Consent/{key}-c"}],
             authoredOn=authored.isoformat(),
             extension=list(ALL_MET),
-            note=None if not complete else [
+            note=None
+            if not complete
+            else [
                 section("pain-history", "Smärta sedan 2019."),
                 section("work-situation", "Arbetar 50 %."),
                 section("current-treatment", "Fysioterapi."),
@@ -114,7 +124,9 @@ class Builder:
         sr["meta"] = {"versionId": "1"}
         the_consent = consent(f"{key}-c", pid, clinic)
         the_consent |= {  # complete, as the cookbook's referrer writes it (the sandbox requires these)
-            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "scope": {
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]
+            },
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         }
         the_consent["provision"]["actor"][0]["role"] = {"text": "mottagare"}
@@ -140,9 +152,10 @@ class Builder:
             before = state
             state = self._renamed(before, apply(before, plan))
             changed = [
-                r for k, r in state.resources.items()
-                if before.resources.get(k) is None or (before.resources[k].get("meta") or {}).get("versionId")
-                != (r.get("meta") or {}).get("versionId")
+                r
+                for k, r in state.resources.items()
+                if before.resources.get(k) is None
+                or (before.resources[k].get("meta") or {}).get("versionId") != (r.get("meta") or {}).get("versionId")
             ]
             self.journey.transactions.append(Transaction(at, [_stored(r) for r in changed]))
             event = Event("changed", "Task", "self-notification")
@@ -193,7 +206,11 @@ class Builder:
         old = state.resources.get(key)
         body["meta"] = {"versionId": str(int(((old or {}).get("meta") or {}).get("versionId") or "0") + 1)}
         resources = {**state.resources, key: body}
-        sr = body if key == f"ServiceRequest/{self.journey.referral}" else resources[f"ServiceRequest/{self.journey.referral}"]
+        sr = (
+            body
+            if key == f"ServiceRequest/{self.journey.referral}"
+            else resources[f"ServiceRequest/{self.journey.referral}"]
+        )
         self.journey.state = Referral(sr, resources)
         self.journey.transactions.append(Transaction(at, [_stored(body)]))
         if notify:
@@ -213,15 +230,20 @@ class Builder:
     def reject(self, at: datetime) -> Builder:
         review = self.journey.task("referral-review")
         return self.change(
-            review, at, status="rejected", businessStatus=codes().concept("business-status", "rejected"),
+            review,
+            at,
+            status="rejected",
+            businessStatus=codes().concept("business-status", "rejected"),
             statusReason={"text": "Inte aktuellt för MMR."},
         )
 
     def appointment(self, at: datetime, start: datetime, *, site: str | None = None, clinic: str | None = None) -> str:
         """A booked Appointment based on the referral: at an MMRpv site's Location, or at a clinic."""
-        actor = {"reference": f"Location/{site}"} if site else {
-            "reference": f"Organization/{clinic}", "identifier": {"system": HSA_SYSTEM, "value": clinic}
-        }
+        actor = (
+            {"reference": f"Location/{site}"}
+            if site
+            else {"reference": f"Organization/{clinic}", "identifier": {"system": HSA_SYSTEM, "value": clinic}}
+        )
         aid = f"{self.journey.key}-a{len(self.journey.latest('Appointment')) + 1}"
         self.add(
             {
@@ -240,8 +262,9 @@ class Builder:
         )
         return aid
 
-    def appointment_status(self, aid: str, status: str, at: datetime, *, reason: str | None = None,
-                           start: datetime | None = None) -> Builder:
+    def appointment_status(
+        self, aid: str, status: str, at: datetime, *, reason: str | None = None, start: datetime | None = None
+    ) -> Builder:
         """The unit moves (``start``), fulfils or cancels an Appointment; a cancellation for a waiting the
         guarantee does not count carries ``reason`` (patient-chosen, medical) as docs/integration.md says."""
         current = self.journey.current().resources[f"Appointment/{aid}"]
@@ -281,9 +304,13 @@ def journeys(prefix: str | None = None) -> list[Journey]:
     sv = Builder("sv", prefix, day(2026, 3, 2, 8), LUND)
     sv.decide("MMRsv", day(2026, 3, 3, 14))
     aid = sv.appointment(day(2026, 3, 10), day(2026, 4, 20, 10), clinic=LUND)
-    sv.change(sv.journey.task("booking"), day(2026, 3, 10, 9, 5), status="completed",
-              businessStatus=codes().concept("business-status", "booked"),
-              output=[{"type": {"text": "Appointment"}, "valueReference": {"reference": f"Appointment/{aid}"}}])
+    sv.change(
+        sv.journey.task("booking"),
+        day(2026, 3, 10, 9, 5),
+        status="completed",
+        businessStatus=codes().concept("business-status", "booked"),
+        output=[{"type": {"text": "Appointment"}, "valueReference": {"reference": f"Appointment/{aid}"}}],
+    )
     sv.appointment_status(aid, "fulfilled", day(2026, 4, 20, 13))
     out.append(sv.journey)
 
@@ -382,7 +409,9 @@ def _as_loaded(state: Referral) -> Referral:
     """The state as the shell loads it (tests/test_mmrpv_steps.py: EpisodeOfCare only when phase two
     asks for it, never a CommunicationRequest)."""
     shown = {
-        k: r for k, r in state.resources.items() if r.get("resourceType") not in ("EpisodeOfCare", "CommunicationRequest")
+        k: r
+        for k, r in state.resources.items()
+        if r.get("resourceType") not in ("EpisodeOfCare", "CommunicationRequest")
     }
     if follow_up_queries(state.service_request, shown):
         shown.update({k: r for k, r in state.resources.items() if r.get("resourceType") == "EpisodeOfCare"})
