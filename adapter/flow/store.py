@@ -139,6 +139,7 @@ def refresh(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, ove
             latest: dict[str, Mapping[str, Any] | None] = {}
             for entry in history(client, VIEWS[table][1], since):
                 rid, version, resource = entry
+                # history lists the newest first (FHIR's http page); a higher known version wins anyway
                 if rid not in latest or _newer(version, latest[rid]):
                     latest[rid] = (
                         resource if resource is not None else {"meta": {"versionId": version}, "deleted": True}
@@ -146,7 +147,7 @@ def refresh(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, ove
             key = VIEWS[table][2]
             gone = list(latest)
             if gone:  # every changed resource's row goes; the current version's row comes back below
-                con.executemany(f"DELETE FROM {table} WHERE {key} = ?", [[g] for g in gone])
+                con.execute(f"DELETE FROM {table} WHERE list_contains(?, {key})", [gone])
             current = [r for r in latest.values() if r is not None and not r.get("deleted")]
             result.loaded[table] = upsert(con, table, view(table).rows(current))
         _finish(con, client, today, checkpoint)
@@ -158,8 +159,8 @@ def refresh(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, ove
 
 
 def _newer(version: str | None, than: Mapping[str, Any] | None) -> bool:
-    theirs = ((than or {}).get("meta") or {}).get("versionId")
-    return _version_number(version) >= _version_number(theirs)
+    theirs = _version_number(((than or {}).get("meta") or {}).get("versionId"))
+    return bool(theirs) and _version_number(version) > theirs
 
 
 def _version_number(version: Any) -> int:
@@ -210,25 +211,40 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Rows (a view's, by column name) into ``table``, replacing any with the same key."""
+    """Rows (a view's, by column name) into ``table``, replacing any with the same key (the last of
+    several with one key wins: history pages may overlap). One statement, a list per column: a row at
+    a time is a hundred times slower in DuckDB."""
     names = columns(con, table)
-    values = [[row.get(n) for n in names] for row in rows]
-    if values:
-        marks = ", ".join("?" for _ in names)
-        con.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
-    return len(values)
+    key = ("task", "version") if table == "mmr_task_version" else (VIEWS[table][2],) if table in VIEWS else None
+    kept: dict[Any, list[Any]] = {}
+    for n, row in enumerate(rows):
+        values = [row.get(name) for name in names]
+        kept[tuple(str(row.get(k)) for k in key) if key else n] = values
+    return insert(con, table, names, list(kept.values()), replace=key is not None)
+
+
+def insert(con: duckdb.DuckDBPyConnection, table: str, names: list[str], rows: list[list[Any]], replace: bool) -> int:
+    if rows:
+        lists = ", ".join(f"unnest(${i + 1}) AS {name}" for i, name in enumerate(names))
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        con.execute(
+            f"{verb} INTO {table} ({', '.join(names)}) SELECT * FROM (SELECT {lists})",
+            [[row[i] for row in rows] for i in range(len(names))],
+        )
+    return len(rows)
 
 
 def write_adapter_tables(con: duckdb.DuckDBPyConnection, today: date) -> None:
     """``calendar`` (2015 to two years ahead), ``task_state`` and ``directory`` from the adapter's data."""
     con.execute("DELETE FROM calendar")
-    end = today.replace(year=today.year + 2) if not (today.month == 2 and today.day == 29) else today + timedelta(730)
+    end = date(today.year + 2, today.month, 28 if (today.month, today.day) == (2, 29) else today.day)
     days = [CALENDAR_FROM + timedelta(n) for n in range((end - CALENDAR_FROM).days + 1)]
-    con.executemany("INSERT INTO calendar VALUES (?, ?)", [[d, is_working_day(d)] for d in days])
+    insert(con, "calendar", ["day", "working"], [[d, is_working_day(d)] for d in days], replace=False)
     con.execute("DELETE FROM task_state")
-    con.executemany("INSERT INTO task_state VALUES (?, ?, ?, ?, ?, ?)", list(task_state_rows()))
+    names = ["kind", "status", "business_status", "final", "ends", "waits_for"]
+    insert(con, "task_state", names, [list(r) for r in task_state_rows()], replace=False)
     con.execute("DELETE FROM directory")
-    con.executemany("INSERT INTO directory VALUES (?, ?, ?, ?)", [list(r) for r in directory_rows()])
+    insert(con, "directory", ["hsa_id", "name", "kind", "ord"], [list(r) for r in directory_rows()], replace=False)
 
 
 def task_state_rows() -> Iterator[tuple[str, str, str, bool, bool, str | None]]:

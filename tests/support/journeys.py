@@ -367,7 +367,7 @@ def write(fhir: FhirClient, journeys_: list[Journey], upto: int | None = None, s
                     "type": "transaction",
                     "entry": [
                         {
-                            "fullUrl": f"{r['resourceType']}/{r['id']}",
+                            "fullUrl": f"{fhir.base_url}/{r['resourceType']}/{r['id']}",
                             "resource": r,
                             "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
                         }
