@@ -142,14 +142,21 @@ def test_the_task_view_gives_every_version_of_our_tasks_only(fixed: list[Journey
     assert len(found) == len(ours)
     assert "someone-elses" not in {r["task"] for r in found}
     assert {r["kind"] for r in found} == {"review", "booking", "intake"}
-    # the supplement journey: on hold, waiting for the referrer, owned by a reviewer
+    # on hold for the referrer from arrival until the supplement; the other one still on hold
     supplement = next(j for j in fixed if j.name == "supplement")
-    held = [r for r in found if r["referral"] == supplement.referral]
-    assert [(r["status"], r["business_status"], r["owner_type"]) for r in held][-1] == (
-        "on-hold",
-        "awaiting-supplement",
-        "PractitionerRole",
-    )
+    held = [
+        (r["status"], r["business_status"], r["owner_type"], r["changed_at"])
+        for r in found
+        if r["referral"] == supplement.referral
+    ]
+    assert held == [
+        ("on-hold", "awaiting-supplement", "PractitionerRole", "2026-03-05T10:00:00+01:00"),
+        ("received", "recommended", "PractitionerRole", "2026-03-09T10:01:00+01:00"),
+    ]
+    still = next(j for j in fixed if j.name == "held")
+    assert [(r["status"], r["business_status"]) for r in found if r["referral"] == still.referral] == [
+        ("on-hold", "awaiting-supplement")
+    ]
     # the forwarded referral's intake Task is the MMRpv unit's; its booking the administrative function's
     pv = next(j for j in fixed if j.name == "pv")
     owners = {(r["kind"], r["owner"], r["owner_type"]) for r in found if r["referral"] == pv.referral}

@@ -44,6 +44,11 @@ from tests.support.workflow import (
 LUND, HASSLEHOLM, ANGELHOLM = "SE2321000255-SML1", "SE2321000255-SMH1", "SE2321000255-SMA1"
 HBG, MLM = "SE2321000255-MMRPV-HBG", "SE2321000255-MMRPV-MLM"
 TASK_TYPE = "https://mmr-adapter.se/fhir/CodeSystem/mmr-task-type"
+SECTIONS = (
+    section("pain-history", "Smärta sedan 2019."),
+    section("work-situation", "Arbetar 50 %."),
+    section("current-treatment", "Fysioterapi."),
+)
 
 
 def day(y: int, m: int, d: int, h: int = 9, minute: int = 0) -> datetime:
@@ -113,13 +118,7 @@ class Builder:
             supportingInfo=[{"reference": f"Consent/{key}-c"}],
             authoredOn=authored.isoformat(),
             extension=list(ALL_MET),
-            note=None
-            if not complete
-            else [
-                section("pain-history", "Smärta sedan 2019."),
-                section("work-situation", "Arbetar 50 %."),
-                section("current-treatment", "Fysioterapi."),
-            ],
+            note=list(SECTIONS) if complete else None,
         )
         sr["meta"] = {"versionId": "1"}
         the_consent = consent(f"{key}-c", pid, clinic)
@@ -292,10 +291,13 @@ def journeys(prefix: str | None = None) -> list[Journey]:
     * ``sv``: MMRsv at Lund, reviewed in time, booked and seen at the clinic;
     * ``pv``: MMRpv, forwarded to the MMRpv unit (its clock keeps the original date), booked at
       Helsingborg, the booking moved, the programme started;
-    * ``late``: arrives before Easter 2026, reviewed after its deadline (holidays counted);
-    * ``rejected``: rejected at Hässleholm, then the same patient re-referred and waiting;
+    * ``late``: arrives 30 March 2026 at Hässleholm (deadline 2 April 16:00), decided 9 April: late;
+    * ``easter``: arrives 2 April (Good Friday and Easter Monday off: deadline 9 April 16:00), decided
+      9 April 10:00: in time only because the holidays are not working days;
+    * ``rejected``: rejected at Hässleholm, then ``again``: the same patient re-referred and waiting;
     * ``chosen``: MMRsv, the patient cancels the offered time by choice (patient-chosen waiting);
-    * ``supplement``: incomplete, on hold for the referrer's supplement, still open;
+    * ``supplement``: incomplete, on hold for the referrer from 5 March 10:00 until the supplement
+      (a new version of the referral) on 9 March 10:00; ``held``: incomplete, still on hold;
     * ``nobody``: its review Task's owner removed by hand: nobody is responsible.
     """
     prefix = prefix or uuid.uuid4().hex[:6]
@@ -321,9 +323,13 @@ def journeys(prefix: str | None = None) -> list[Journey]:
     pv.timer("programme-start", day(2026, 4, 14, 9))
     out.append(pv.journey)
 
-    late = Builder("late", prefix, day(2026, 3, 30, 9), HASSLEHOLM)  # Easter: 3 and 6 April are holidays
+    late = Builder("late", prefix, day(2026, 3, 30, 9), HASSLEHOLM)  # deadline 2 April 16:00
     late.decide("MMRsv", day(2026, 4, 9, 10))
     out.append(late.journey)
+
+    easter = Builder("easter", prefix, day(2026, 4, 2, 8), HASSLEHOLM)  # 3 and 6 April off: deadline 9 April 16:00
+    easter.decide("MMRsv", day(2026, 4, 9, 10))
+    out.append(easter.journey)
 
     rejected = Builder("rejected", prefix, day(2026, 3, 2, 11), HASSLEHOLM)
     rejected.reject(day(2026, 3, 3, 9))
@@ -338,7 +344,11 @@ def journeys(prefix: str | None = None) -> list[Journey]:
     out.append(chosen.journey)
 
     supplement = Builder("supplement", prefix, day(2026, 3, 5, 9), LUND, complete=False)
+    supplement.change(supplement.journey.current().service_request, day(2026, 3, 9, 10), note=list(SECTIONS))
     out.append(supplement.journey)
+
+    held = Builder("held", prefix, day(2026, 3, 16, 9), LUND, complete=False)
+    out.append(held.journey)
 
     nobody = Builder("nobody", prefix, day(2026, 3, 9, 9), LUND)
     review = nobody.journey.task("referral-review")
