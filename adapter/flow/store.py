@@ -43,6 +43,7 @@ from adapter.workflow.calendar import is_working_day
 SCHEMA = Path(__file__).with_name("schema.sql")
 PAGE = 200  # resources per page asked for (HAPI may give fewer; next links are followed)
 OVERLAP = timedelta(minutes=5)
+CHUNK = 5000  # rows per insert
 CALENDAR_FROM = date(2015, 1, 1)
 
 # table -> (the view's file in profiles/views/, the resource type it reads, its key column)
@@ -171,15 +172,18 @@ def _version_number(version: Any) -> int:
 
 
 def _load_history(con: duckdb.DuckDBPyConnection, client: FhirClient, since: str | None) -> int:
-    """Every Task version in ``Task/_history`` (since ``since``); a deletion drops the versions before it."""
-    versions: list[Mapping[str, Any]] = []
+    """Every Task version in ``Task/_history`` (since ``since``); a deletion drops the versions before it.
+    Streamed: a page's Tasks become rows and go, so memory does not grow with the history."""
     deletions: list[tuple[str, int]] = []
-    for rid, version, resource in history(client, "Task", since):
-        if resource is None:
-            deletions.append((rid, _version_number(version)))
-        else:
-            versions.append(resource)
-    loaded = upsert(con, "mmr_task_version", view("mmr_task_version").rows(versions))
+
+    def versions() -> Iterator[Mapping[str, Any]]:
+        for rid, version, resource in history(client, "Task", since):
+            if resource is None:
+                deletions.append((rid, _version_number(version)))
+            else:
+                yield resource
+
+    loaded = upsert(con, "mmr_task_version", view("mmr_task_version").rows(versions()))
     for rid, number in deletions:
         con.execute("DELETE FROM mmr_task_version WHERE task = ? AND version < ?", [rid, number])
     return loaded
@@ -211,16 +215,19 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Rows (a view's, by column name) into ``table``, replacing any with the same key (the last of
-    several with one key wins: history pages may overlap). One statement, a list per column: a row at
-    a time is a hundred times slower in DuckDB."""
+    """Rows (a view's, by column name) into ``table``, replacing any with the same key, :data:`CHUNK`
+    rows a statement with a list per column (a row at a time is a hundred times slower in DuckDB);
+    of several rows with one key the last wins (history pages may overlap)."""
     names = columns(con, table)
     key = ("task", "version") if table == "mmr_task_version" else (VIEWS[table][2],) if table in VIEWS else None
     kept: dict[Any, list[Any]] = {}
+    loaded = 0
     for n, row in enumerate(rows):
-        values = [row.get(name) for name in names]
-        kept[tuple(str(row.get(k)) for k in key) if key else n] = values
-    return insert(con, table, names, list(kept.values()), replace=key is not None)
+        kept[tuple(str(row.get(k)) for k in key) if key else n] = [row.get(name) for name in names]
+        if len(kept) >= CHUNK:
+            loaded += insert(con, table, names, list(kept.values()), replace=key is not None)
+            kept.clear()
+    return loaded + insert(con, table, names, list(kept.values()), replace=key is not None)
 
 
 def insert(con: duckdb.DuckDBPyConnection, table: str, names: list[str], rows: list[list[Any]], replace: bool) -> int:

@@ -56,6 +56,9 @@ def day(y: int, m: int, d: int, h: int = 9, minute: int = 0) -> datetime:
     return datetime(y, m, d, h, minute, tzinfo=STHLM)
 
 
+_day = day
+
+
 @dataclass
 class Transaction:
     """What one transaction wrote: each resource's new version, at the journey's clock."""
@@ -285,8 +288,9 @@ class Builder:
 # ---------------------------------------------------------------- the journeys
 
 
-def journeys(prefix: str | None = None) -> list[Journey]:
-    """The fixed set: known timestamps on the test clock, every case the flow figures must count.
+def journeys(prefix: str | None = None, shift: timedelta = timedelta(0)) -> list[Journey]:
+    """The fixed set: known timestamps on the test clock, every case the flow figures must count
+    (``shift``: the same set that much later; the routine recomputes every deadline on its calendar).
 
     * ``sv``: MMRsv at Lund, reviewed in time, booked and seen at the clinic;
     * ``pv``: MMRpv, forwarded to the MMRpv unit (its clock keeps the original date), booked at
@@ -301,6 +305,10 @@ def journeys(prefix: str | None = None) -> list[Journey]:
     * ``nobody``: its review Task's owner removed by hand: nobody is responsible.
     """
     prefix = prefix or uuid.uuid4().hex[:6]
+
+    def day(*args: int) -> datetime:  # the clock of this set: the fixed moments, ``shift`` later
+        return _day(*args) + shift
+
     out: list[Journey] = []
 
     sv = Builder("sv", prefix, day(2026, 3, 2, 8), LUND)
