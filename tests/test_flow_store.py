@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from adapter.config import load_settings
+from adapter.config import ConfigError, load_settings
 from adapter.fhir.client import FhirClient
 from adapter.flow import store
 from adapter.mappings import directory, task_state_tables
@@ -217,3 +217,12 @@ def test_a_refresh_against_another_server_rebuilds(fhir: FhirClient, written: li
     assert result.rebuilt
     assert keyed(con, "SELECT count(*) FROM mmr_referral WHERE referral = 'from-elsewhere'") == [(0,)]
     assert store.meta(con)["server"] == fhir.base_url
+
+
+def test_the_store_lives_in_the_state_directory_and_the_guarantee_may_only_be_shortened(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=tmp_path)
+    assert settings.flow_path == tmp_path / "flow.duckdb" and settings.care_guarantee_days == 90
+    assert load_settings(care_guarantee_days=60).care_guarantee_days == 60
+    for wrong in (0, 91):
+        with pytest.raises(ConfigError, match=r"^MMR_CARE_GUARANTEE_DAYS: .*1 to 90 days"):
+            load_settings(care_guarantee_days=wrong)

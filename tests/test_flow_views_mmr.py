@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from adapter.conformance.package import package
 from adapter.flow import store
 from adapter.flow.viewdef import View, parse_view
-from adapter.mappings import HSA_SYSTEM, codes, directory, task_state_tables
+from adapter.mappings import HSA_SYSTEM, codes, directory, flow_rules, task_state_tables
 from tests.support.journeys import HBG, LUND, Journey, journeys
 
 VIEWS = sorted(store.views_dir().glob("ViewDefinition-*.json"))
@@ -183,3 +184,22 @@ def test_the_appointment_and_careplan_views_over_the_journeys(fixed: list[Journe
     assert [(p["referral"], p["status"], p["period_start"]) for p in plans] == [
         (pv.referral, "active", "2026-04-14T09:00:00+02:00")
     ]
+
+
+def test_every_clock_rule_has_a_one_line_source_and_the_waiting_codes_are_published() -> None:
+    rules = flow_rules()
+    assert set(rules.sources) >= {"care_guarantee", "forwarding", "review_deadline"}
+    assert all(source.strip() and "\n" not in source for source in rules.sources.values())
+    assert rules.guarantee_days == 90 and rules.forwarding_restarts_clock is False
+    published = package().get(codes().system("waiting-reason"))
+    assert published is not None
+    assert {c["code"] for c in published["concept"]} == {r.code for r in rules.waiting_reasons}
+    assert {r.system for r in rules.waiting_reasons} == {codes().system("waiting-reason")}
+    assert set(rules.hold_reasons.values()) <= {
+        b
+        for t in task_state_tables()
+        if t.kind == "review"
+        for r in t.rows
+        if "on-hold" in r.statuses
+        for b in r.business
+    }
