@@ -41,7 +41,7 @@ from adapter.mappings import directory, task_state_tables
 from adapter.workflow.calendar import is_working_day
 
 SCHEMA = Path(__file__).with_name("schema.sql")
-PAGE = 200  # resources per page asked for (HAPI may give fewer; next links are followed)
+PAGE = 1000  # resources per page asked for (HAPI may give fewer; next links are followed)
 OVERLAP = timedelta(minutes=5)
 CHUNK = 5000  # rows per insert
 CALENDAR_FROM = date(2015, 1, 1)
