@@ -142,7 +142,19 @@ def test_the_task_view_gives_every_version_of_our_tasks_only(fixed: list[Journey
     found = rows("mmr_task_version", [*versions, foreign])
     assert len(found) == len(ours)
     assert "someone-elses" not in {r["task"] for r in found}
-    assert {r["kind"] for r in found} == {"review", "booking", "intake"}
+    assert {r["kind"] for r in found} == {"review", "booking", "intake", "questionnaire"}
+    # the patient asked: the review on hold for the patient, the questionnaire Task the patient's, until answered
+    asked = next(j for j in fixed if j.name == "asked")
+    assert [
+        (r["kind"], r["status"], r["business_status"], r["owner_type"], r["changed_at"])
+        for r in found
+        if r["referral"] == asked.referral
+    ] == [
+        ("review", "on-hold", "awaiting-patient", "PractitionerRole", "2026-03-10T10:00:00+01:00"),
+        ("questionnaire", "requested", "awaiting-patient", "Patient", "2026-03-10T10:00:00+01:00"),
+        ("review", "received", "recommended", "PractitionerRole", "2026-03-14T12:01:00+01:00"),
+        ("questionnaire", "completed", "answered", "Patient", "2026-03-14T12:01:00+01:00"),
+    ]
     # on hold for the referrer from arrival until the supplement; the other one still on hold
     supplement = next(j for j in fixed if j.name == "supplement")
     held = [

@@ -31,12 +31,14 @@ from adapter.workflow.mmrpv.loading import follow_up_queries
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
     ALL_MET,
+    MMRPV_ANSWERS,
     STHLM,
     apply,
     assessment,
     consent,
     patient,
     referrer,
+    response,
     section,
     service_request,
 )
@@ -107,6 +109,7 @@ class Builder:
         clinic: str = LUND,
         *,
         complete: bool = True,
+        criteria: bool = True,
         patient_id: str | None = None,
     ) -> None:
         key = f"{prefix}-{name}"
@@ -120,7 +123,7 @@ class Builder:
             requester={"reference": f"PractitionerRole/{key}-ref"},
             supportingInfo=[{"reference": f"Consent/{key}-c"}],
             authoredOn=authored.isoformat(),
-            extension=list(ALL_MET),
+            extension=list(ALL_MET) if criteria else None,
             note=list(SECTIONS) if complete else None,
         )
         sr["meta"] = {"versionId": "1"}
@@ -302,6 +305,8 @@ def journeys(prefix: str | None = None, shift: timedelta = timedelta(0)) -> list
     * ``chosen``: MMRsv, the patient cancels the offered time by choice (patient-chosen waiting);
     * ``supplement``: incomplete, on hold for the referrer from 5 March 10:00 until the supplement
       (a new version of the referral) on 9 March 10:00; ``held``: incomplete, still on hold;
+    * ``asked``: no criteria in the referral: the patient is asked (the review on hold for the patient
+      from 10 March 10:00) and answers on 14 March 12:00;
     * ``nobody``: its review Task's owner removed by hand: nobody is responsible.
     """
     prefix = prefix or uuid.uuid4().hex[:6]
@@ -357,6 +362,13 @@ def journeys(prefix: str | None = None, shift: timedelta = timedelta(0)) -> list
 
     held = Builder("held", prefix, day(2026, 3, 16, 9), LUND, complete=False)
     out.append(held.journey)
+
+    asked = Builder("asked", prefix, day(2026, 3, 10, 9), LUND, criteria=False)  # the patient is asked
+    answer = response(MMRPV_ANSWERS, based_on=f"ServiceRequest/{asked.journey.referral}", pid=asked.journey.patient)
+    asked.add(
+        {**answer, "id": f"{asked.journey.key}-qr", "authored": day(2026, 3, 14, 12).isoformat()}, day(2026, 3, 14, 12)
+    )
+    out.append(asked.journey)
 
     nobody = Builder("nobody", prefix, day(2026, 3, 9, 9), LUND)
     review = nobody.journey.task("referral-review")
