@@ -18,6 +18,7 @@ from adapter.conformance.package import package
 from adapter.flow import store
 from adapter.flow.viewdef import View, parse_view
 from adapter.mappings import HSA_SYSTEM, codes, directory, flow_rules, task_state_tables
+from adapter.operations.setup import directory_resources
 from tests.support.journeys import HBG, LUND, Journey, journeys
 
 VIEWS = sorted(store.views_dir().glob("ViewDefinition-*.json"))
@@ -215,3 +216,20 @@ def test_every_clock_rule_has_a_one_line_source_and_the_waiting_codes_are_publis
         if "on-hold" in r.statuses
         for b in r.business
     }
+
+
+def test_the_directory_views_over_what_setup_installs() -> None:
+    installed = directory_resources()
+    d = directory()
+    organizations = {r["hsa_id"]: r for r in rows("mmr_organization", installed)}
+    assert set(organizations) == {
+        *(c.hsa_id for c in d.clinics),
+        d.mmrpv.hsa_id,
+        d.mmrpv_admin.hsa_id,
+        d.coordinator.hsa_id,
+    }
+    assert organizations[LUND] == {"organization": LUND, "hsa_id": LUND, "name": d.clinic_by_hsa(LUND).name}  # type: ignore[union-attr]
+    roles = {r["role"]: r["organization"] for r in rows("mmr_practitioner_role", installed)}
+    assert roles == {r.hsa_id: c.hsa_id for c in d.clinics for r in c.reviewers}
+    sites = rows("mmr_location", installed)
+    assert sites == [{"location": s.hsa_id, "hsa_id": s.hsa_id, "organization": d.mmrpv.hsa_id} for s in d.sites]
