@@ -228,7 +228,11 @@ def test_the_directory_views_over_what_setup_installs() -> None:
         d.mmrpv_admin.hsa_id,
         d.coordinator.hsa_id,
     }
-    assert organizations[LUND] == {"organization": LUND, "hsa_id": LUND, "name": d.clinic_by_hsa(LUND).name}  # type: ignore[union-attr]
+    assert organizations[LUND] == {
+        "organization": LUND,
+        "hsa_id": LUND,
+        "name": next(c.name for c in d.clinics if c.hsa_id == LUND),
+    }
     roles = {r["role"]: r["organization"] for r in rows("mmr_practitioner_role", installed)}
     assert roles == {r.hsa_id: c.hsa_id for c in d.clinics for r in c.reviewers}
     sites = rows("mmr_location", installed)
