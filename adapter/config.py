@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         default_factory=default_state_dir,
         description="Directory for files a process keeps across restarts (beat's schedule)",
     )
+    flow_db: Path | None = Field(
+        None, description="The flow store's DuckDB file (a cache of the FHIR record; unset: state_dir/flow.duckdb)"
+    )
+    care_guarantee_days: int = Field(
+        90,
+        description="The care guarantee's limit in days (SFS 2010:349 says 90; a region may only shorten it)",
+    )
     language: Literal["sv", "en"] = Field("sv", description="Language of texts sent to people")
     log_level: str = Field("INFO", description="Log level")
     log_json: bool = Field(True, description="JSON log lines (false: human-readable)")
@@ -99,9 +106,21 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value
 
+    @field_validator("care_guarantee_days")
+    @classmethod
+    def _guarantee(cls, value: int) -> int:
+        if not 1 <= value <= 90:
+            raise ValueError("must be 1 to 90 days: the national care guarantee is 90, a region may only shorten it")
+        return value
+
     @property
     def fhir_base(self) -> str:
         return str(self.fhir_base_url).rstrip("/")
+
+    @property
+    def flow_path(self) -> Path:
+        """The flow store's file: ``MMR_FLOW_DB``, else ``flow.duckdb`` in the state directory."""
+        return self.flow_db or self.state_dir / "flow.duckdb"
 
     @property
     def notify_url(self) -> str:

@@ -334,3 +334,53 @@ def measure_definitions() -> tuple[MeasureDef, ...]:
         )
         for m in load("measures")["measures"]
     )
+
+
+# ---------------------------------------------------------------- flow: the clock rules
+
+
+@dataclass(frozen=True)
+class WaitingReason:
+    """A waiting the care guarantee does not count, as a unit records it on a cancelled Appointment."""
+
+    key: str  # patient-chosen | medical: the store's mmr_appointment.waiting_reason
+    system: str
+    code: str
+    hl7: str  # HL7 appointment-cancellation-reason code beside it
+    source: str
+
+
+@dataclass(frozen=True)
+class FlowRules:
+    """``mappings/flow.yaml``: the clock rules the flow figures count by, each with its source."""
+
+    guarantee_days: int
+    forwarding_restarts_clock: bool
+    waiting_reasons: tuple[WaitingReason, ...]
+    hl7_cancellation_reason: str
+    hold_reasons: dict[str, str]  # reason -> the review Task's businessStatus while on hold
+    sources: dict[str, str]  # rule -> its one-line source
+
+    def waiting_reason(self, key: str) -> WaitingReason:
+        return next(r for r in self.waiting_reasons if r.key == key)
+
+
+@cache
+def flow_rules() -> FlowRules:
+    raw = load("flow")
+    c = codes()
+    reasons = tuple(
+        WaitingReason(key, c.fill(str(r["system"])), str(r["code"]), str(r["hl7"]), str(r["source"]))
+        for key, r in raw["waiting_reasons"].items()
+    )
+    sources = {k: str(v["source"]) for k, v in raw.items() if isinstance(v, dict) and "source" in v}
+    sources |= {f"waiting_reasons.{r.key}": r.source for r in reasons}
+    sources |= {f"hold_reasons.{k}": str(v["source"]) for k, v in raw["hold_reasons"].items()}
+    return FlowRules(
+        guarantee_days=int(raw["care_guarantee"]["days"]),
+        forwarding_restarts_clock=bool(raw["forwarding"]["restarts_clock"]),
+        waiting_reasons=reasons,
+        hl7_cancellation_reason=str(raw["hl7_cancellation_reason"]),
+        hold_reasons={k: str(v["business_status"]) for k, v in raw["hold_reasons"].items()},
+        sources=sources,
+    )

@@ -64,6 +64,13 @@ PROSE: dict[str, tuple[str, str]] = {
         "current treatment.",
         "Marks which ServiceRequest.note answers which completeness rule (extension mmr-referral-section).",
     ),
+    "waiting-reason": (
+        "Why a referral waits for its first visit by no fault of the care provider: the patient's own choice "
+        "(patientvald väntan) or medical reasons, as the national waiting-time database reports them apart.",
+        "A unit records one on the Appointment it cancels (Appointment.cancelationReason, beside HL7's "
+        "appointment-cancellation-reason); the flow figures report such referrals apart and leave them out of "
+        "the care guarantee's.",
+    ),
     "service": (
         "The service a referral asks for: multimodal pain rehabilitation.",
         "ServiceRequest.code of the referral, and the type/category of the care commitment and programme.",
