@@ -455,7 +455,7 @@ def test_flow_referral_prints_its_owner_chain(state_dir: Path, tmp_path: Path) -
         (("--from", "2026-12-31", "--to", "2026-12-01"), "--from is after --to"),
         (("--refresh", "--rebuild"), "--refresh and --rebuild exclude each other"),
         (("--clinic", COORD), "--clinic: SE2321000255-MMRK is no specialist clinic"),
-        (("--referral", "J2", "--format", "html"), "--referral prints as table, json or csv"),
+        (("--referral", "J2", "--format", "html"), "--referral prints a chain of owners as table, json or csv"),
     ],
 )
 def test_flow_usage_errors_exit_2_in_one_line(state_dir: Path, args: tuple[str, ...], says: str) -> None:

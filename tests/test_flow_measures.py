@@ -336,26 +336,24 @@ def test_publishing_twice_writes_once_and_a_change_updates_in_place(fhir: FhirCl
     ("today", "period"),
     [
         (date(2026, 12, 1), (date(2026, 11, 1), date(2026, 11, 30))),  # a Tuesday
-        (date(2026, 12, 2), None),
+        (date(2026, 12, 2), (date(2026, 11, 1), date(2026, 11, 30))),  # caught up after a day missed
         (date(2027, 1, 1), None),  # nyårsdagen
         (date(2027, 1, 4), (date(2026, 12, 1), date(2026, 12, 31))),  # Monday after the holiday weekend
         (date(2026, 11, 2), (date(2026, 10, 1), date(2026, 10, 31))),  # Sunday the 1st: Monday the 2nd
         (date(2026, 11, 1), None),
     ],
 )
-def test_the_month_is_published_on_its_successors_first_working_day(
-    today: date, period: tuple[date, date] | None
-) -> None:
+def test_the_month_is_due_from_its_successors_first_working_day(today: date, period: tuple[date, date] | None) -> None:
     assert month_to_publish(today) == period
 
 
 def test_beat_publishes_nothing_on_another_day_or_when_the_month_is_on_the_server(
     fhir: FhirClient, measures_installed: None
 ) -> None:
-    period = (date(2026, 8, 1), date(2026, 8, 31))
+    period = (date(2026, 2, 1), date(2026, 2, 28))
     settings = Settings(fhir_base_url=fhir.base_url)
-    assert publish_if_due(settings, date(2026, 9, 2), fhir) is None  # not the first working day
+    assert publish_if_due(settings, date(2026, 3, 1), fhir) is None  # a Sunday: not due before the 2nd
     assert not published(fhir, period)
     publish(settings, figures(*period), period, fhir=fhir)
     assert published(fhir, period)
-    assert publish_if_due(settings, date(2026, 9, 1), fhir) is None  # due, and already there
+    assert publish_if_due(settings, date(2026, 3, 2), fhir) is None  # due, and already there

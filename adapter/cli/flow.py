@@ -8,34 +8,18 @@ command picks the snapshot and the period, opens the store read-only and prints 
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from adapter.cli.context import ExitCode, exit_with
 from adapter.config import load_settings
 
-if TYPE_CHECKING:
-    from adapter.config import Settings
-
 FORMATS = ("table", "json", "csv", "html")
-
-
-def store_path(settings: Settings) -> Path:
-    """The store's file: ``MMR_FLOW_DB``, else ``flow.duckdb`` in the state directory."""
-    configured = getattr(settings, "flow_db", None)
-    return Path(configured) if configured else settings.state_dir / "flow.duckdb"
-
-
-def period_before(day: date) -> tuple[date, date]:
-    """The last whole month before ``day``: 2027-01-01 and 2027-01-15 both give December 2026."""
-    end = day.replace(day=1) - timedelta(days=1)
-    return end.replace(day=1), end
 
 
 @click.command("flow")
@@ -60,6 +44,12 @@ def period_before(day: date) -> tuple[date, date]:
 @click.option("--refresh", is_flag=True, help="Read what changed on the FHIR server since the last refresh first.")
 @click.option("--rebuild", is_flag=True, help="Make the store anew from the FHIR server first.")
 @click.option("--referral", metavar="ID", help="Instead: the referral's chain of owners (business identifier).")
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Also write the period's MeasureReports to the FHIR server (idempotent; seen from the period's end "
+    "unless --at is given), as beat does monthly.",
+)
 @click.option("--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
 def flow(
     at_day: datetime | None,
@@ -70,6 +60,7 @@ def flow(
     refresh: bool,
     rebuild: bool,
     referral: str | None,
+    publish: bool,
     output: str | None,
 ) -> None:
     """Print the flow figures per specialist clinic, the MMRpv unit and its sites, and the region.
@@ -89,58 +80,61 @@ def flow(
         _refuse("--refresh and --rebuild exclude each other: --rebuild already reads everything")
     if (start is None) != (end is None):
         _refuse("--from and --to go together")
-    if referral and output_format == "html":
-        _refuse("--referral prints as table, json or csv")
-    import duckdb
-
-    from adapter.flow.figures import compute, owner_chain
+    if referral and (output_format == "html" or publish):
+        _refuse("--referral prints a chain of owners as table, json or csv, and publishes nothing")
+    from adapter.fhir.client import FhirError
+    from adapter.flow.page import render
+    from adapter.operations import flow as operations
+    from adapter.operations.flow import StoreUnavailable
     from adapter.workflow.calendar import STOCKHOLM
 
     settings = load_settings()
-    if refresh or rebuild:
-        # Written beside this command (issue 24's store); imported by name so either lands first.
-        importlib.import_module("adapter.operations.flow").refresh(settings, rebuild=rebuild)
-    path = store_path(settings)
-    if not path.exists():
-        _refuse(f"no flow store at {path}: run `mmr-adapter flow --rebuild` to make it from the FHIR server")
-    at = (
-        datetime.combine(at_day.date(), time(0), tzinfo=STOCKHOLM)
-        if at_day
-        else datetime.now(STOCKHOLM).replace(microsecond=0)
-    )
-    first, last = (start.date(), end.date()) if start and end else period_before(at.date())
+    at = datetime.combine(at_day.date(), time(0), tzinfo=STOCKHOLM) if at_day else None
+    now = datetime.now(STOCKHOLM).replace(microsecond=0)
+    first, last = (start.date(), end.date()) if start and end else operations.month_before((at or now).date())
     if first > last:
         _refuse("--from is after --to")
+    if clinic is not None and publish:
+        _refuse("--publish reports every organisation and the region: leave out --clinic")
+    # A published month is seen from its end (--at aside), as beat publishes it: reports that do not
+    # change with the day they were made.
+    at = at or (operations.end_of((first, last)) if publish else now)
     try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        click.echo(f"cannot read the flow store {path}: {str(exc).splitlines()[0]}", err=True)
-        exit_with(ExitCode.FAILED)
-    try:
+        if refresh or rebuild:
+            done = operations.refresh(settings, rebuild=rebuild)
+            click.echo(
+                f"flow store {'rebuilt' if done.rebuilt else 'refreshed'}: {sum(done.loaded.values())} rows", err=True
+            )
         if referral:
-            chain = owner_chain(con, referral, at)
+            chain = operations.owner_chain(settings, referral, at)
             if not chain:
                 click.echo(f"{referral}: no organisation of the directory has held it (not in the store?)", err=True)
                 exit_with(ExitCode.FAILED)
             _emit(_chain_text(chain, output_format), output)
             exit_with(ExitCode.OK)
         try:
-            figures = compute(con, at, first, last, clinic, int(getattr(settings, "care_guarantee_days", 90)))
+            figures = operations.figures(settings, at, first, last, clinic)
         except ValueError as exc:
             _refuse(f"--clinic: {exc}")
-    finally:
-        con.close()
+        if publish:
+            published = operations.publish(settings, (first, last), at)
+            click.echo(
+                f"MeasureReports {first}..{last}: {len(published.created)} created, "
+                f"{len(published.updated)} updated, {len(published.unchanged)} unchanged",
+                err=True,
+            )
+    except StoreUnavailable as exc:
+        click.echo(str(exc), err=True)
+        exit_with(ExitCode.USAGE if exc.missing else ExitCode.FAILED)
+    except FhirError as exc:  # its summary: the request and the status, never the server's words
+        click.echo(f"the FHIR server: {exc.summary}", err=True)
+        exit_with(ExitCode.FAILED)
     if output_format == "json":
         _emit(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", output)
     elif output_format == "csv":
         _emit(_csv(figures), output)
     elif output_format == "html":
-        try:
-            page = importlib.import_module("adapter.flow.page")
-        except ImportError:
-            click.echo("the html page is not part of this build", err=True)
-            exit_with(ExitCode.FAILED)
-        _emit(page.render(figures), output)
+        _emit(render(figures), output)
     else:
         _emit(_table(figures), output)
     nobody = figures["nobody_responsible"]

@@ -171,6 +171,20 @@ def compute(
     }
 
 
+def waiting_beyond_guarantee(
+    con: duckdb.DuckDBPyConnection, at: datetime, guarantee_days: int = 90
+) -> dict[str, list[str]]:
+    """The business identifiers of the referrals waiting beyond the care guarantee at ``at``, per
+    organisation (HSA id) where they wait: what the subject-list MeasureReport names. The figures
+    count them only in buckets; a list of names is asked for on its own, by who publishes it."""
+    _snapshot(con, local(at))
+    found: dict[str, list[str]] = {}
+    for scope, identifier in _run(con, "waiting_beyond", {"at": local(at), "guarantee_days": guarantee_days}):
+        if scope is not None:
+            found.setdefault(str(scope), []).append(str(identifier))
+    return found
+
+
 def owner_chain(con: duckdb.DuckDBPyConnection, identifier: str, at: datetime | None = None) -> list[dict[str, Any]]:
     """Who held the referral ``identifier`` (business identifier), in turn, and for how many days.
 
@@ -191,4 +205,4 @@ def owner_chain(con: duckdb.DuckDBPyConnection, identifier: str, at: datetime | 
     ]
 
 
-__all__ = ["compute", "owner_chain", "sql"]
+__all__ = ["compute", "owner_chain", "sql", "waiting_beyond_guarantee"]

@@ -26,7 +26,6 @@ from celery.signals import setup_logging, worker_init, worker_ready, worker_shut
 from adapter.config import REQUIRED_FOR_FHIR, Settings, load_settings
 from adapter.fhir.client import FhirClient, FhirError, Refused
 from adapter.logs import bind_correlation, configure, log, new_correlation_id
-from adapter.pipeline import flow_job
 from adapter.pipeline import heartbeat as heartbeats
 from adapter.pipeline import reconcile as reconciliation
 from adapter.pipeline import sweep as sweeping
@@ -40,6 +39,8 @@ RECONCILE = "mmr.reconcile"
 SWEEP = "mmr.sweep"
 HEARTBEAT = "mmr.heartbeat"
 FLOW = "mmr.flow"
+MONTHLY_REPORTS = "mmr.monthly_reports"
+REPORTS_CHECK = 3600.0  # seconds between beat's looks at whether last month's MeasureReports are due
 # A reconciliation's lock outlives a killed run by RECONCILE_LOCK_TTL at most (a watchdog extends it
 # while the run lives); a run that finds it busy waits that out, then leaves the rest to the next tick.
 RECONCILE_LOCK_TTL = 3.0
@@ -119,6 +120,7 @@ def make_celery(settings: Settings) -> Celery:
                 ("sweep", SWEEP, settings.sweep_interval, {}),
                 ("heartbeat", HEARTBEAT, settings.heartbeat_interval, {}),
                 ("flow", FLOW, settings.flow_interval, {}),
+                ("monthly-reports", MONTHLY_REPORTS, REPORTS_CHECK, {}),
             )
         },
     )
@@ -505,11 +507,32 @@ def flow_task() -> int:
     leaves the last gauges (their age is ``mmr_flow_figures_timestamp_seconds``), says so in the log
     and is followed by the next one; a run is never retried: the next is one interval away."""
     bind_correlation(new_correlation_id(), job="flow")
+    from adapter.pipeline import flow_job  # here: only the job pays for DuckDB and the views
+
     try:
         return flow_job.run(settings(), state(), now())
     except Exception as exc:
         log.warning("flow figures not refreshed: the gauges keep their last values", reason=type(exc).__name__)
         return 0
+
+
+@app.task(name=MONTHLY_REPORTS, ignore_result=True)
+def monthly_reports_task() -> int:
+    """Publish last month's MeasureReports once they are due and not on the server yet (hourly: the
+    look is one search; the publish, once a month, refreshes the store first). A failed run is
+    caught up by the next."""
+    bind_correlation(new_correlation_id(), job="monthly-reports")
+    from adapter.pipeline import monthly_reports
+    from adapter.workflow.calendar import STOCKHOLM
+
+    try:
+        done = monthly_reports.publish_if_due(settings(), now().astimezone(STOCKHOLM).date(), fhir())
+    except Exception as exc:
+        log.warning("monthly MeasureReports not published: the next look tries again", reason=type(exc).__name__)
+        return 0
+    if done is not None:
+        log.info("monthly MeasureReports published", written=done.written, unchanged=len(done.unchanged))
+    return done.written if done else 0
 
 
 @app.task(name="mmr.fire_timers", acks_late=True, ignore_result=True)
