@@ -114,7 +114,39 @@ def rebuild(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date) -> 
             else:
                 resource_type = VIEWS[table][1]
                 result.loaded[table] = upsert(con, table, view(table).rows(search_all(client, resource_type)))
-        _finish(con, client, today, checkpoint)
+        _finish(con, client.base_url, today, checkpoint)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return result
+
+
+def load(
+    con: duckdb.DuckDBPyConnection,
+    resources: Iterable[Mapping[str, Any]],
+    task_versions: Iterable[Mapping[str, Any]],
+    today: date,
+    source: str = "memory",
+) -> Result:
+    """The store anew from resources at hand instead of a server: the current version of every
+    resource, and every version of every Task (each with its ``meta.versionId``). The same views and
+    the same finishing as :func:`rebuild`, so the figures of a store loaded from a region's bulk
+    export (or a test's own record of what it wrote) are the figures a server's store gives. No
+    checkpoint is kept: a later :func:`refresh` against a server rebuilds from it."""
+    by_type: dict[str, list[Mapping[str, Any]]] = {}
+    for resource in resources:
+        by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in TABLES:
+            con.execute(f"DELETE FROM {table}")
+        con.execute("DELETE FROM flow_meta")
+        result = Result(rebuilt=True, checkpoint="")
+        for table in TABLES:
+            rows = task_versions if table == "mmr_task_version" else by_type.get(VIEWS[table][1], [])
+            result.loaded[table] = upsert(con, table, view(table).rows(rows))
+        _finish(con, source, today, None)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -151,7 +183,7 @@ def refresh(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, ove
                 con.execute(f"DELETE FROM {table} WHERE list_contains(?, {key})", [gone])
             current = [r for r in latest.values() if r is not None and not r.get("deleted")]
             result.loaded[table] = upsert(con, table, view(table).rows(current))
-        _finish(con, client, today, checkpoint)
+        _finish(con, client.base_url, today, checkpoint)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -189,7 +221,7 @@ def _load_history(con: duckdb.DuckDBPyConnection, client: FhirClient, since: str
     return loaded
 
 
-def _finish(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, checkpoint: str) -> None:
+def _finish(con: duckdb.DuckDBPyConnection, server: str, today: date, checkpoint: str | None) -> None:
     """What every load ends with: an appointment at a Location counts for the Location's organisation;
     rows about referrals that are not MMR referrals go (the views of Task, Appointment and CarePlan
     cannot see the referral's codes); the adapter's own tables anew; the checkpoint."""
@@ -202,9 +234,8 @@ def _finish(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, che
             f"DELETE FROM {table} WHERE referral IS NULL OR referral NOT IN (SELECT referral FROM mmr_referral)"
         )
     write_adapter_tables(con, today)
-    con.executemany(
-        "INSERT OR REPLACE INTO flow_meta VALUES (?, ?)", [["checkpoint", checkpoint], ["server", client.base_url]]
-    )
+    kept = [["server", server]] + ([["checkpoint", checkpoint]] if checkpoint is not None else [])
+    con.executemany("INSERT OR REPLACE INTO flow_meta VALUES (?, ?)", kept)
 
 
 # ---------------------------------------------------------------- rows

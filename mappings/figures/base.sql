@@ -84,10 +84,12 @@ booked_site AS (  -- the site of the booking standing at the snapshot (the next 
     WHERE a.status = 'booked' AND a.start > $at
     GROUP BY a.referral
 ),
-waiting_reason AS (  -- recorded by the snapshot; patient-chosen outranks medical
+waiting_reason AS (  -- as the Appointment records it now (its status and start are read so too:
+    -- the store keeps only its current version, and meta.lastUpdated is the server's moment of the
+    -- last write, not of the cancellation, so it cannot date the reason); patient-chosen outranks medical
     SELECT referral, min(waiting_reason) FILTER (WHERE waiting_reason = 'patient-chosen') AS chosen,
            min(waiting_reason) FILTER (WHERE waiting_reason = 'medical') AS medical
-    FROM mmr_appointment WHERE waiting_reason IS NOT NULL AND last_updated <= $at GROUP BY referral
+    FROM mmr_appointment WHERE waiting_reason IS NOT NULL GROUP BY referral
 ),
 clinic AS (  -- the specialist clinic that owned the review (first owned), else the referral's performer
     SELECT v.referral, arg_min(v.owner_hsa, (v.changed_at, v.version)) AS hsa,

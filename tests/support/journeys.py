@@ -145,6 +145,14 @@ class Builder:
         self.journey.transactions.append(Transaction(authored, [_stored(r) for r in [*party, sr]]))
         self.settle(_event(sr), authored + timedelta(hours=1))
 
+    @classmethod
+    def resume(cls, journey: Journey) -> Builder:
+        """Go on writing a finished journey (a further day of it): its next transactions are appended."""
+        builder = cls.__new__(cls)
+        builder.prefix = journey.key.removesuffix(f"-{journey.name}")
+        builder.journey = journey
+        return builder
+
     # ------------------------------------------------------------ the adapter's part
 
     def settle(self, event: Event, at: datetime, rounds: int = 12) -> Builder:
@@ -407,6 +415,32 @@ def write(fhir: FhirClient, journeys_: list[Journey], upto: int | None = None, s
             )
 
 
+def record(journeys_: list[Journey]) -> tuple[list[Resource], list[Resource]]:
+    """What :func:`install_directory` and :func:`write` put on a server, without one: the current
+    version of every resource, and every version of every Task, each with the ``meta`` a server gives
+    it (``versionId`` counted per resource in the order written, ``lastUpdated`` the journey's clock).
+    The input of ``adapter.flow.store.load``, as a bulk export of the same record would be."""
+    current: dict[str, Resource] = {f"{r['resourceType']}/{r['id']}": r for r in _directory()}
+    tasks: list[Resource] = []
+    for journey in journeys_:
+        for tx in journey.transactions:
+            for r in tx.resources:
+                key = f"{r['resourceType']}/{r['id']}"
+                previous = _version(current.get(key)) if key in current else 0
+                version = {
+                    **copy.deepcopy(r),
+                    "meta": {"versionId": str(previous + 1), "lastUpdated": tx.at.isoformat()},
+                }
+                current[key] = version
+                if r["resourceType"] == "Task":
+                    tasks.append(version)
+    return list(current.values()), tasks
+
+
+def _version(resource: Resource | None) -> int:
+    return int(((resource or {}).get("meta") or {}).get("versionId") or "0")
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -448,4 +482,4 @@ def _as_loaded(state: Referral) -> Referral:
     return Referral(state.service_request, shown)
 
 
-__all__ = ["Journey", "assessment", "directory", "install_directory", "journeys", "write"]
+__all__ = ["Builder", "Journey", "assessment", "directory", "install_directory", "journeys", "record", "write"]
