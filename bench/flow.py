@@ -28,7 +28,7 @@ from typing import Any
 
 from adapter.dev.sandbox import start_sandbox
 from adapter.fhir.client import FhirClient
-from tests.support.journeys import install_directory, journeys
+from tests.support.journeys import install_directory, journeys, puts
 
 CHILD = """
 import json, sys, time
@@ -76,20 +76,7 @@ def write(fhir: FhirClient, all_journeys: list[list[list[dict[str, Any]]]], batc
         group = all_journeys[start : start + batch]
         for i in range(max(len(j) for j in group)):
             resources = [r for j in group if i < len(j) for r in j[i]]
-            fhir.transaction(
-                {
-                    "resourceType": "Bundle",
-                    "type": "transaction",
-                    "entry": [
-                        {
-                            "fullUrl": f"{fhir.base_url}/{r['resourceType']}/{r['id']}",
-                            "resource": r,
-                            "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
-                        }
-                        for r in resources
-                    ],
-                }
-            )
+            fhir.transaction(puts(fhir.base_url, resources))
             sent += len(resources)
     return sent
 

@@ -51,7 +51,9 @@ def _snapshot(con: duckdb.DuckDBPyConnection, at: datetime) -> None:
     _run(con, "base", {"at": at})
 
 
-def _empty(organization: str | None, name: str, kind: str) -> dict[str, Any]:
+def empty(organization: str | None, name: str, kind: str) -> dict[str, Any]:
+    """One organisation's figures with nothing counted: every key of the figures object, the one
+    place that names them (the page, the gauges and the Measures read these keys)."""
     return {
         "organization": organization,
         "name": name,
@@ -110,8 +112,8 @@ def compute(
     ).fetchall()
     if clinic is not None and clinic not in {hsa for hsa, _, _ in directory}:
         raise ValueError(f"{clinic} is no specialist clinic, MMRpv unit or site of the directory")
-    scopes: dict[str | None, dict[str, Any]] = {hsa: _empty(hsa, name, kind) for hsa, name, kind in directory}
-    scopes[None] = _empty(None, "Region", "region")
+    scopes: dict[str | None, dict[str, Any]] = {hsa: empty(hsa, name, kind) for hsa, name, kind in directory}
+    scopes[None] = empty(None, "Region", "region")
     values: dict[str, Any] = {"at": at, "from": start, "to": end, "guarantee_days": guarantee_days}
     _snapshot(con, at)
     _fill(
@@ -205,4 +207,4 @@ def owner_chain(con: duckdb.DuckDBPyConnection, identifier: str, at: datetime | 
     ]
 
 
-__all__ = ["compute", "owner_chain", "sql", "waiting_beyond_guarantee"]
+__all__ = ["compute", "empty", "owner_chain", "sql", "waiting_beyond_guarantee"]

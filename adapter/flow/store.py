@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -100,10 +101,22 @@ def meta(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 # ---------------------------------------------------------------- rebuild and refresh
 
 
-def rebuild(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date) -> Result:
-    """Everything anew from the server, in one transaction (a reader sees the old store or the new)."""
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All of a load or none: a reader (another process, once this one lets go) sees the old store
+    or the new, never half of each."""
     con.execute("BEGIN TRANSACTION")
     try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def rebuild(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date) -> Result:
+    """Everything anew from the server, in one transaction (a reader sees the old store or the new)."""
+    with _transaction(con):
         checkpoint = server_time(client)
         for table in TABLES:
             con.execute(f"DELETE FROM {table}")
@@ -115,10 +128,6 @@ def rebuild(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date) -> 
                 resource_type = VIEWS[table][1]
                 result.loaded[table] = upsert(con, table, view(table).rows(search_all(client, resource_type)))
         _finish(con, client.base_url, today, checkpoint)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 
@@ -137,8 +146,7 @@ def load(
     by_type: dict[str, list[Mapping[str, Any]]] = {}
     for resource in resources:
         by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with _transaction(con):
         for table in TABLES:
             con.execute(f"DELETE FROM {table}")
         con.execute("DELETE FROM flow_meta")
@@ -147,10 +155,6 @@ def load(
             rows = task_versions if table == "mmr_task_version" else by_type.get(VIEWS[table][1], [])
             result.loaded[table] = upsert(con, table, view(table).rows(rows))
         _finish(con, source, today, None)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 
@@ -161,8 +165,7 @@ def refresh(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, ove
     if "checkpoint" not in known or known.get("server") != client.base_url:
         return rebuild(con, client, today)
     since = (datetime.fromisoformat(known["checkpoint"]) - overlap).isoformat()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with _transaction(con):
         checkpoint = server_time(client)
         result = Result(rebuilt=False, checkpoint=checkpoint)
         for table in TABLES:
@@ -184,10 +187,6 @@ def refresh(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date, ove
             current = [r for r in latest.values() if r is not None and not r.get("deleted")]
             result.loaded[table] = upsert(con, table, view(table).rows(current))
         _finish(con, client.base_url, today, checkpoint)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 

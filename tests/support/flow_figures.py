@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.flow.figures import empty
+
 HSA_H, HSA_L, HSA_S = "SE2321000255-SMH1", "SE2321000255-SML1", "SE2321000255-MMRPV-HBG"
 # An organisation name with markup in it: escaped, it is text; unescaped, it would ask the proxy for a URL.
 HOSTILE = 'Lund <img src="http://flow-page.invalid/leak.png"><script>document.title="x"</script>'
@@ -12,30 +14,7 @@ HOSTILE = 'Lund <img src="http://flow-page.invalid/leak.png"><script>document.ti
 
 def organisation(hsa: str | None, name: str, kind: str, **figures: Any) -> dict[str, Any]:
     """One organisation's figures as the flow contract shapes them: every key, zero or null unless given."""
-    row: dict[str, Any] = {
-        "organization": hsa,
-        "name": name,
-        "kind": kind,
-        "reviews_decided": 0,
-        "reviews_within_deadline": 0,
-        "review_median_working_days": None,
-        "reviews_overdue_now": 0,
-        "waiting_now": 0,
-        "waiting_0_30": 0,
-        "waiting_31_60": 0,
-        "waiting_61_90": 0,
-        "waiting_over_90": 0,
-        "waiting_patient_chosen": 0,
-        "first_visits": 0,
-        "first_visit_median_days": None,
-        "first_visit_p90_days": None,
-        "first_visit_max_days": None,
-        "first_visits_within_guarantee": 0,
-        "on_hold_median_days": {"referrer": None, "patient": None},
-        "organisations_per_referral": {},
-        "re_referrals_after_rejection": 0,
-        "nobody_responsible": [],
-    }
+    row = empty(hsa, name, kind)
     row.update(figures)
     return row
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -399,20 +400,23 @@ def write(fhir: FhirClient, journeys_: list[Journey], upto: int | None = None, s
     (PUT by id), so every version is a version there too."""
     for journey in journeys_:
         for tx in journey.transactions[start:upto]:
-            fhir.transaction(
-                {
-                    "resourceType": "Bundle",
-                    "type": "transaction",
-                    "entry": [
-                        {
-                            "fullUrl": f"{fhir.base_url}/{r['resourceType']}/{r['id']}",
-                            "resource": r,
-                            "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
-                        }
-                        for r in tx.resources
-                    ],
-                }
-            )
+            fhir.transaction(puts(fhir.base_url, tx.resources))
+
+
+def puts(base_url: str, resources: Iterable[Resource]) -> Resource:
+    """One FHIR transaction that PUTs each resource by its id (absolute fullUrls: HAPI wants them)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+            }
+            for r in resources
+        ],
+    }
 
 
 def record(journeys_: list[Journey]) -> tuple[list[Resource], list[Resource]]:
