@@ -40,9 +40,10 @@ CREATE TABLE IF NOT EXISTS mmr_appointment (
     status VARCHAR,
     start TIMESTAMPTZ,
     location VARCHAR,                   -- Location key
-    organization VARCHAR,               -- Organization key: the Location's, or a participant's
+    organization VARCHAR,               -- Organization key: the Location's, the PractitionerRole's, or a participant's
     waiting_reason VARCHAR,             -- patient-chosen, medical or NULL (mappings/flow.yaml)
-    last_updated TIMESTAMPTZ
+    last_updated TIMESTAMPTZ,
+    practitioner_role VARCHAR           -- PractitionerRole key: a clinic's own visit names its clinician
 );
 
 CREATE TABLE IF NOT EXISTS mmr_careplan (

@@ -228,6 +228,10 @@ def _finish(con: duckdb.DuckDBPyConnection, server: str, today: date, checkpoint
         "UPDATE mmr_appointment SET organization = l.organization FROM mmr_location l "
         "WHERE mmr_appointment.organization IS NULL AND l.location = mmr_appointment.location"
     )
+    con.execute(
+        "UPDATE mmr_appointment SET organization = r.organization FROM mmr_practitioner_role r "
+        "WHERE mmr_appointment.organization IS NULL AND r.role = mmr_appointment.practitioner_role"
+    )
     for table in ("mmr_task_version", "mmr_appointment", "mmr_careplan"):
         con.execute(
             f"DELETE FROM {table} WHERE referral IS NULL OR referral NOT IN (SELECT referral FROM mmr_referral)"

@@ -151,7 +151,7 @@ class Store:
         """An Appointment as it stands now: at a site (a Location of the unit) or at an organisation."""
         self.tasks += 1
         self.con.execute(
-            "INSERT INTO mmr_appointment VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO mmr_appointment VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
             [
                 f"appt-{self.tasks}",
                 referral,

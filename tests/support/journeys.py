@@ -25,7 +25,7 @@ from typing import Any
 
 from adapter.fhir.client import FhirClient
 from adapter.fhir.resource import Resource
-from adapter.mappings import HSA_SYSTEM, codes, directory, flow_rules
+from adapter.mappings import codes, directory, flow_rules
 from adapter.operations.setup import directory_resources, upsert
 from adapter.workflow.core import Context, Event, Referral
 from adapter.workflow.mmrpv.loading import follow_up_queries
@@ -253,11 +253,9 @@ class Builder:
 
     def appointment(self, at: datetime, start: datetime, *, site: str | None = None, clinic: str | None = None) -> str:
         """A booked Appointment based on the referral: at an MMRpv site's Location, or at a clinic."""
-        actor = (
-            {"reference": f"Location/{site}"}
-            if site
-            else {"reference": f"Organization/{clinic}", "identifier": {"system": HSA_SYSTEM, "value": clinic}}
-        )
+        # R4 lets no Organization take part in an Appointment (HAPI refuses one): a clinic's own visit
+        # names the clinician the patient sees, a PractitionerRole of the clinic (here its first reviewer's)
+        actor = {"reference": f"Location/{site}"} if site else {"reference": f"PractitionerRole/{clinician(clinic)}"}
         aid = f"{self.journey.key}-a{len(self.journey.latest('Appointment')) + 1}"
         self.add(
             {
@@ -295,6 +293,12 @@ class Builder:
                 ]
             }
         return self.change(current, at, **changes)
+
+
+def clinician(clinic: str | None) -> str:
+    """A PractitionerRole of the clinic that setup installs (the directory's first reviewer)."""
+    found = next(c for c in directory().clinics if c.hsa_id == clinic)
+    return found.reviewers[0].hsa_id
 
 
 # ---------------------------------------------------------------- the journeys
