@@ -276,6 +276,24 @@ def test_waiting_at_the_snapshot_where_the_referral_is(figures: dict[str, Any]) 
     assert waiting(figures["region"]) == [7, 3, 2, 1, 1, 1]
 
 
+def test_waiting_by_the_step_that_holds_it(figures: dict[str, Any]) -> None:
+    steps = {(row["step"], row["age"]): row["referrals"] for row in figures["waiting_by_step"]}
+    # The seven waiting in the region (J6, the patient's choice, apart), each at the step of the Task
+    # holding its next step: J7b's review still with its reviewer; J8 nobody's; J1 and J9 in their
+    # clinic's booking round (both decided MMRsv); J11's intake waits for the unit's booking round, the
+    # holder; J10's booking round at B since September; J2 booked at Helsingborg, its intake holds it.
+    assert steps == {
+        ("review/assigned", "0-30"): 1,
+        ("nobody", "0-30"): 1,
+        ("booking/awaiting-booking", "0-30"): 1,
+        ("booking/awaiting-booking", "31-60"): 1,
+        ("booking/awaiting-booking", "61-90"): 1,
+        ("booking/awaiting-booking", "over-90"): 1,
+        ("intake/booked", "31-60"): 1,
+    }
+    assert sum(steps.values()) == figures["region"]["waiting_now"]
+
+
 def first(o: dict[str, Any]) -> list[Any]:
     keys = ("first_visits", "first_visit_median_days", "first_visit_p90_days", "first_visit_max_days")
     return [o[k] for k in (*keys, "first_visits_within_guarantee")]

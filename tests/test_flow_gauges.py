@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapter.flow import gauges
-from adapter.flow.gauges import COMPUTED, NOBODY, NOBODY_BY_ORGANISATION, OVERDUE, WAITING, Sample
+from adapter.flow.gauges import COMPUTED, NOBODY, NOBODY_BY_ORGANISATION, OVERDUE, WAITING, WAITING_BY_STEP, Sample
 from adapter.intake.metrics import PipelineCollector
 from adapter.pipeline.state import State
 from tests.support.flow_figures import HSA_H, HSA_L, HSA_S, figures
@@ -33,6 +33,12 @@ def test_the_figures_give_waiting_by_age_overdue_per_clinic_and_nobody_responsib
     assert found[(NOBODY_BY_ORGANISATION, (HSA_H, "clinic"))] == 1
     assert found[(NOBODY_BY_ORGANISATION, (HSA_L, "clinic"))] == 0
     assert found[(NOBODY, ())] == 1
+    # Where the queue stands, region-wide: the step holding each waiting referral, by age.
+    assert {labels: v for (name, labels), v in found.items() if name == WAITING_BY_STEP} == {
+        ("booking/awaiting-booking", "over-90"): 5,
+        ("nobody", "0-30"): 1,
+        ("review/awaiting-supplement", "0-30"): 9,
+    }
     assert found[(COMPUTED, ())] == 1796079600.0  # 2026-12-01T00:00:00+01:00 (date -d ... +%s)
     # The region is no organisation series (a sum() over them would count it twice).
     assert all(labels[0] for name, labels in found if name in (WAITING, OVERDUE, NOBODY_BY_ORGANISATION))

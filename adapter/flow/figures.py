@@ -160,6 +160,8 @@ def compute(
         for org, week, decided, within in _run(con, "weekly_reviews", values)
         if clinic is None or org == clinic
     ]
+    steps = _run(con, "waiting_steps", values)
+    by_step = [{"step": step, "age": age, "referrals": referrals} for step, age, referrals in steps]
     region = scopes.pop(None)
     return {
         "at": at.isoformat(),
@@ -169,6 +171,7 @@ def compute(
         "organisations": [figures for hsa, figures in scopes.items() if clinic is None or hsa == clinic],
         "region": region,
         "weekly_reviews": weekly,
+        "waiting_by_step": by_step,
         "nobody_responsible": list(region["nobody_responsible"]),
     }
 

@@ -6,7 +6,8 @@ Redis, and the API's ``/metrics`` turns them into gauge families at scrape time
 (:func:`families`), like every other worker metric. They are never counted up in Redis from
 events: a count kept beside the record drifts from it, the store is derived from the record.
 
-Labels are bounded: an organisation's HSA id (the directory's, a dozen at most), an age bucket.
+Labels are bounded: an organisation's HSA id (the directory's, a dozen at most), an age bucket, a
+step (a Task kind and business status of mappings/task-states.yaml).
 No referral identifier is ever a label; the referrals nobody holds are counted, and named only by
 ``mmr-adapter flow`` and its page.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 
 WAITING = "mmr_flow_waiting_referrals"
+WAITING_BY_STEP = "mmr_flow_waiting_referrals_by_step"
 OVERDUE = "mmr_flow_reviews_overdue"
 NOBODY = "mmr_flow_nobody_responsible"
 NOBODY_BY_ORGANISATION = "mmr_flow_nobody_responsible_by_organization"
@@ -32,6 +34,11 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Referrals waiting for their first visit now, by organisation and days waited since the referral was "
         "issued (age: 0-30, 31-60, 61-90, over-90; patient-chosen apart, outside the care guarantee)",
         ("organization", "kind", "age"),
+    ),
+    WAITING_BY_STEP: (
+        "Referrals waiting for their first visit now, region-wide, by the step they wait at (the kind and "
+        "business status of the Task holding their next step, or nobody) and by days waited (age)",
+        ("step", "age"),
     ),
     OVERDUE: ("Open reviews past their deadline now, by specialist clinic", ("organization",)),
     NOBODY: ("Referrals nobody is responsible for now, region-wide (must be 0)", ()),
@@ -77,6 +84,10 @@ def samples(figures: Mapping[str, Any]) -> list[Sample]:
         if kind == "clinic":  # reviews happen at the specialist clinics only
             found.append(Sample(OVERDUE, (hsa,), _count(org.get("reviews_overdue_now"))))
         found.append(Sample(NOBODY_BY_ORGANISATION, (hsa, kind), float(len(org.get("nobody_responsible") or ()))))
+    found += [
+        Sample(WAITING_BY_STEP, (str(row["step"]), str(row["age"])), _count(row.get("referrals")))
+        for row in figures.get("waiting_by_step") or ()
+    ]
     found.append(Sample(NOBODY, (), float(len(figures.get("nobody_responsible") or ()))))
     at = figures.get("at")
     if at:

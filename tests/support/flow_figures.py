@@ -83,5 +83,10 @@ def figures() -> dict[str, Any]:
             {"organization": HSA_H, "week": "2026-W46", "decided": 4, "within_deadline": 3},
             {"organization": HSA_L, "week": "2026-W46", "decided": 4, "within_deadline": 2},
         ],
+        "waiting_by_step": [
+            {"step": "booking/awaiting-booking", "age": "over-90", "referrals": 5},
+            {"step": "nobody", "age": "0-30", "referrals": 1},
+            {"step": "review/awaiting-supplement", "age": "0-30", "referrals": 9},
+        ],
         "nobody_responsible": ["MMR-2026-0042"],
     }
