@@ -75,6 +75,17 @@ def test_a_review_whose_owner_is_removed_goes_back_to_the_clinic_visibly() -> No
     assert "statusReason" not in review(done)
 
 
+def test_whatever_event_reads_the_state_next_mends_it_before_the_other_steps_build_on_it() -> None:
+    """Seen on the sandbox: a late notification of the referral was the first to read the ownerless
+    review, and the assessment step rewrote it ``awaiting-assignment`` with nobody holding it."""
+    start = recommended_at(LUND)
+    before = _removed(start, review(start))
+    plan, after = run(before, sr_event(before), ctx())
+    assert review(after)["owner"]["reference"] == f"Organization/{LUND}"
+    assert plan.counts.count("owner-restored") == 1
+    assert_replay_plans_nothing(before, plan, after, sr_event(before), ctx())
+
+
 def test_a_review_at_a_clinic_without_a_pool_goes_back_to_that_clinic_in_english_too() -> None:
     start = recommended_at(ANGELHOLM)
     own = update_resource(start, review(start), owner={"reference": "PractitionerRole/SE2321000255-SMA1P7"})

@@ -14,8 +14,9 @@ it and the shell can count the referrals nobody holds (issue 24's ``nobody_respo
 the same definition.
 
 The one way a person's edit of one of our Tasks breaks the rule without closing anything is a
-version without ``owner``: an open Task nobody holds. :func:`restore_owner` (a routine step, the
-first on every Task event) mends it here, for every kind at once: the Task goes back to the party
+version without ``owner``: an open Task nobody holds. :func:`restore_owner` (a routine step, early
+on every resource event, so whatever event reads the state next mends it before the other steps
+build on it) mends it here, for every kind at once: the Task goes back to the party
 the routine gives that kind (:func:`rightful_owner`: the coordinator, the clinic, the MMRpv unit
 or its administrative function, the patient), never to a guessed previous owner (the core sees
 the Task as it is, not its history), and says so in ``statusReason.text`` and a ``note``, in the

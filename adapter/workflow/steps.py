@@ -50,7 +50,7 @@ ROUTINE = Routine.of(
     # region's referral coordinator (and released when corrected), never dropped
     (holding.hold_unroutable, ("ServiceRequest", "Task")),
     # an open Task of ours someone left without owner goes back to its rightful owner, visibly
-    (responsibility.restore_owner, ("Task",)),
+    (responsibility.restore_owner, RESOURCE_EVENTS),
     (arrival.register_arrival, ("ServiceRequest", "Task", "deleted:Task")),
     (arrival.assign_reviewer, ("ServiceRequest", "Task")),
     (arrival.record_start, ("Task",)),
