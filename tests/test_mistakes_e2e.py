@@ -12,6 +12,7 @@ import pytest
 
 from adapter.fhir.client import FhirClient
 from adapter.mappings import HSA_SYSTEM, directory
+from adapter.workflow.referral import dig
 from tests.support.e2e_referrals import assessments, code, key, messages, referral_on_server, review_in, tasks
 from tests.support.referrals import LUND, TEST_PERSONNUMMER
 from tests.support.stack import Stack, wait_for
@@ -119,3 +120,62 @@ def test_a_version_naming_no_clinic_leaves_the_review_at_its_clinic(stack: Stack
     now = tasks(fhir, sr)["referral-review"]
     assert (now["owner"], now["status"], code(now["businessStatus"])) == (review["owner"], "received", "recommended")
     assert "referral-routing" not in tasks(fhir, sr)
+
+
+def test_a_version_naming_another_clinic_leaves_the_review_at_its_clinic(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, extension=assessments())
+    review = review_in(fhir, sr, "recommended")
+    current = fhir.read("ServiceRequest", sr["id"])
+    other = "SE2321000255-SMH1"  # Hässleholm, a clinic of the routine
+    fhir.update({**current, "performer": _performer(other)}, if_match=current["meta"]["versionId"])
+    version = fhir.read("ServiceRequest", sr["id"])["meta"]["versionId"]
+    told = wait_for(
+        lambda: messages(fhir, sr).get(f"{key(sr)}-performer-unchanged-referrer-v{version}"), what="the notice"
+    )
+    assert "flyttas inte till en annan mottagning" in told["payload"][0]["contentString"]
+    now = tasks(fhir, sr)["referral-review"]
+    assert (now["owner"], now["status"], code(now["businessStatus"])) == (review["owner"], "received", "recommended")
+    # the reviewer's next touch changes nothing either: Lund's reviewer is no outsider at Lund
+    fhir.update({**now, "note": [{"text": "Läst"}]}, if_match=now["meta"]["versionId"])
+    later = wait_for(
+        lambda: (t := tasks(fhir, sr)["referral-review"]) and t["meta"]["versionId"] != now["meta"]["versionId"] and t,
+        what="the reviewer's version",
+    )
+    assert later["owner"] == review["owner"] and "statusReason" not in later
+
+
+def _remove_owner(fhir: FhirClient, task: dict[str, Any]) -> None:
+    """A person's PATCH that deletes the owner (JSON Patch, as the cookbook's requests are)."""
+    response = httpx.patch(
+        f"{fhir.base_url}/Task/{task['id']}",
+        content='[{"op": "remove", "path": "/owner"}]',
+        headers={"Content-Type": "application/json-patch+json", "If-Match": f'W/"{task["meta"]["versionId"]}"'},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_review_whose_owner_is_removed_goes_back_to_the_clinic_visibly(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, extension=assessments())
+    review = review_in(fhir, sr, "recommended")
+    _remove_owner(fhir, review)
+    back = wait_for(
+        lambda: (t := tasks(fhir, sr)["referral-review"]) and dig(t, "owner", "reference") and t,
+        what="the owner given back",
+    )
+    assert back["owner"]["reference"] == f"Organization/{LUND}"
+    assert (back["status"], code(back["businessStatus"])) == ("received", "awaiting-assignment")
+    assert (
+        "saknade ansvarig" in back["statusReason"]["text"] and back["note"][-1]["text"] == back["statusReason"]["text"]
+    )
+
+
+def test_a_questionnaire_task_whose_owner_is_removed_goes_back_to_the_patient(stack: Stack, fhir: FhirClient) -> None:
+    sr = referral_on_server(fhir, extension=[])  # no criteria: the patient is asked
+    asked = wait_for(lambda: tasks(fhir, sr).get("complete-questionnaire"), what="the questionnaire Task")
+    _remove_owner(fhir, asked)
+    back = wait_for(
+        lambda: (t := tasks(fhir, sr)["complete-questionnaire"]) and t.get("owner") and t, what="the owner given back"
+    )
+    assert back["owner"] == asked["owner"] and back["status"] == "requested"
+    assert "patienten" in back["note"][-1]["text"] and TEST_PERSONNUMMER not in str(back.get("note"))

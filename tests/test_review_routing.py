@@ -149,6 +149,46 @@ def test_a_new_version_naming_no_clinic_leaves_the_review_where_it_is_and_tells_
     assert code(review(done)["businessStatus"]) == "decided"
 
 
+def test_a_new_version_naming_another_clinic_leaves_the_review_where_it_is_and_tells_the_referrer() -> None:
+    """Issue 23: a referral under review at Lund gets a version naming Hässleholm, a clinic of the routine.
+    The review stays at Lund, the clinic it records it was registered at (its work, the assessment and
+    any request to the patient, stays with who asked); the referrer is told the change was not applied
+    and how to move it; Lund's reviewer decides as ever, and a Lund reviewer is no outsider to refuse."""
+    state = referral(service_request(extension=ALL_MET))
+    _, reviewed = run(state, sr_event(state), ctx())
+    before = review(reviewed)
+    assert [i["valueReference"]["reference"] for i in before["input"]] == [f"Organization/{LUND}"]
+    changed = update_resource(reviewed, reviewed.service_request, performer=[_performer("SE2321000255-SMH1")])
+    plan, after = run(changed, sr_event(changed), ctx())
+    assert review(after) == before
+    text = messages(after)["R-1-performer-unchanged-referrer-v2"]["payload"][0]["contentString"]
+    assert "granskas redan av Smärtrehabilitering SUS Lund" in text and "flyttas inte till en annan mottagning" in text
+    assert plan.counts == ("performer-unchanged",) and not of_type(after, "Task", HELD_TASK)
+    assert_replay_plans_nothing(changed, plan, after, sr_event(changed), ctx())
+    # a later Task event sees the same conflict and keeps to it: nothing moves, nothing is refused
+    touched = update_resource(after, review(after), note=[{"text": "tittar på den"}])
+    plan, later = run(touched, resource_event(review(touched)), ctx())
+    assert review(later)["owner"] == before["owner"] and not [c for c in plan.counts if c.endswith("-refused")]
+    decided = decide_as_reviewer(later, "MMRsv")
+    _, done = run(decided, resource_event(review(decided)), ctx())
+    assert code(review(done)["businessStatus"]) == "decided"
+    booking = task(done, "R-1-booking-mmrsv")
+    assert booking["owner"]["reference"] == f"Organization/{LUND}"
+
+
+def test_a_review_handed_to_another_clinics_reviewer_is_still_refused_once_the_referral_names_that_clinic() -> None:
+    """The record keeps the two look-alike mistakes apart: after the referrer's change is not applied, a
+    reviewer handing the review to Hässleholm's reviewer is still refused, back to Lund."""
+    state = referral(service_request(extension=ALL_MET))
+    _, reviewed = run(state, sr_event(state), ctx())
+    changed = update_resource(reviewed, reviewed.service_request, performer=[_performer("SE2321000255-SMH1")])
+    _, after = run(changed, sr_event(changed), ctx())
+    handed = update_resource(after, review(after), owner={"reference": "PractitionerRole/SE2321000255-SMH1R1"})
+    plan, back = run(handed, resource_event(review(handed)), ctx())
+    assert review(back)["owner"]["reference"] == f"Organization/{LUND}"
+    assert plan.counts.count("reassignment-refused") == 1
+
+
 def test_a_referral_that_is_not_mmr_is_still_ignored_cheaply() -> None:
     other = service_request(category=[{"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}], code=None)
     other.pop("performer")

@@ -6,11 +6,13 @@ Anything else is ignored with a note ending ``: ignored`` (the shell logs those 
 
 Registration creates the review Task once (identifier ``<referral key>-referral-review``):
 ``received`` / ``registered``, focus the ServiceRequest, for the patient, requester the referrer,
-owner the clinic, ``authoredOn`` and ``restriction.period.start`` = the arrival (the adapter's
-clock when it processes the notification), ``restriction.period.end`` = the review deadline, and
-a timer at that deadline. Assignment, completeness and the assessment follow in the same
-transaction, so the Task's first version is already at the row they lead to: ``assigned`` or
-``awaiting-assignment``, waiting ``on-hold``, or ``recommended`` (``mappings/task-states.yaml``).
+owner the clinic, the clinic again as input ``reviewing-clinic`` (the review stays there, whatever
+a later version of the referral names: ``referral.recorded_clinic``), ``authoredOn`` and
+``restriction.period.start`` = the arrival (the adapter's clock when it processes the
+notification), ``restriction.period.end`` = the review deadline, and a timer at that deadline.
+Assignment, completeness and the assessment follow in the same transaction, so the Task's first
+version is already at the row they lead to: ``assigned`` or ``awaiting-assignment``, waiting
+``on-hold``, or ``recommended`` (``mappings/task-states.yaml``).
 
 Assignment gives the Task to a reviewer PractitionerRole of the clinic's pool
 (``Context.options["assignment"]``): ``round-robin`` picks by a stable hash of the referral key
@@ -87,6 +89,8 @@ def register_arrival(referral: Referral, event: Event, ctx: Context) -> Plan:
         "authoredOn": ctx.now.isoformat(),
         "lastModified": ctx.now.isoformat(),
         "restriction": {"period": {"start": ctx.now.isoformat(), "end": deadline.isoformat()}},
+        # where the review was registered: a later version naming another clinic does not move it
+        "input": [{"type": concept("task-parameter", "reviewing-clinic"), "valueReference": clinic_reference(clinic)}],
     }
     task = {k: v for k, v in task.items() if v is not None}
     write = create(task, codes().identifier_system("task"), review_key(referral))

@@ -16,9 +16,13 @@ completed ``routed`` in the same transaction; a revoked or otherwise ended refer
 When the coordinator closes the held Task by hand, the referrer is told the referral was closed
 without reaching a clinic (a ``referral-closed`` notice), never left to wonder.
 
-A referral already under review is the clinic's: a new version that names no clinic of the routine
-does not move it (the review goes on at its clinic, ``referral.reviewing_clinic``), and the referrer
-is told the change was not applied (a ``performer-unchanged`` notice, once per version).
+A referral already under review is the clinic's: a new version that names no clinic of the routine,
+or another clinic of it, does not move it (the review goes on at the clinic it was registered at,
+``referral.reviewing_clinic``), and the referrer is told the change was not applied (a
+``performer-unchanged`` notice, once per version), with how to move it instead: ask the clinic, or
+revoke and send a new referral. Moving it would leave the first clinic's work (its supplement
+request, the patient's questionnaire, the reviewer's assessment) with a clinic that never asked
+for it, and the referrer cannot know how far the review has come; the clinic can.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from adapter.workflow.referral import (
     ACTIVE,
     REVOKED,
     is_mmr_referral,
+    named_clinics,
     performer_clinic,
     referral_key,
     referrer_reference,
@@ -48,6 +53,7 @@ CLOSED_NOTICE = "referral-closed"  # the coordinator closed the held referral by
 UNCHANGED_NOTICE = "performer-unchanged"  # a referral under review stays at its clinic
 CLOSED_BY_HAND = frozenset({"cancelled", "failed", "rejected"})
 PROBLEMS = ("missing", "unknown", "ambiguous", "not-a-clinic")
+MOVED = "another-clinic"  # a referral under review names another clinic of the routine: not moved
 ENDED = frozenset({REVOKED, "completed", "entered-in-error"})
 
 
@@ -82,6 +88,8 @@ def hold_unroutable(referral: Referral, event: Event, ctx: Context) -> Plan:
     if sr.get("status") != ACTIVE:
         return NOTHING  # a draft or a referral the referrer paused: held as it is until it is active
     if problem is None:
+        if _names_another_clinic(referral):
+            return _refuse_new_performer(referral, MOVED, ctx)
         if not is_open(held):
             return NOTHING
         assert held is not None
@@ -162,9 +170,15 @@ def _closed_by_hand(referral: Referral, held: dict[str, Any], ctx: Context) -> P
     ) + note("held referral closed by the coordinator: referrer told")
 
 
+def _names_another_clinic(referral: Referral) -> bool:
+    """The referral's current version names one clinic of the routine, not the one reviewing it."""
+    named, reviewing = named_clinics(referral), reviewing_clinic(referral)
+    return len(named) == 1 and reviewing is not None and named[0] != reviewing
+
+
 def _refuse_new_performer(referral: Referral, problem: str, ctx: Context) -> Plan:
-    """A referral under review got a version naming no clinic of the routine: the review stays at the
-    clinic that has it (taking it away mid-review would leave the patient's review with nobody who
+    """A referral under review got a version naming another clinic, or none of the routine: the review
+    stays at the clinic that has it (taking it away mid-review would leave the patient's review with nobody who
     knows it, and the clinic may already have asked the patient), and the referrer is told, once per
     version, that the change was not applied and how to move the referral instead."""
     review = review_task(referral)
@@ -183,5 +197,5 @@ def _refuse_new_performer(referral: Referral, problem: str, ctx: Context) -> Pla
         return NOTHING
     return plan + Plan(
         counts=("performer-unchanged",),
-        notes=(f"new version names no clinic of the routine ({problem}): review stays at its clinic",),
+        notes=(f"new version names another clinic or none of the routine ({problem}): review stays at its clinic",),
     )

@@ -98,28 +98,64 @@ def _hsa_ids(referral: Referral, performer: dict[str, Any]) -> Iterable[str | No
 def performer_clinic(referral: Referral) -> Clinic | None:
     """The directory clinic the referral is addressed to: by HSA-id, on the reference or its target.
 
-    ``None`` unless exactly one clinic is named: a referral to two clinics is no clinic's to review
-    (``routing_problem`` says why, and the referral coordinator holds it); but a referral already
-    under review stays the reviewing clinic's (:func:`reviewing_clinic`)."""
+    Once a review is registered, the clinic it was registered at (:func:`reviewing_clinic`): a later
+    version of the referral naming another clinic, or none, does not move the review (``holding``
+    tells the referrer the change was not applied). Before that, ``None`` unless exactly one clinic
+    is named: a referral to two clinics is no clinic's to review (``routing_problem`` says why, and
+    the referral coordinator holds it)."""
     return referral.derived("performer clinic", lambda: _performer_clinic(referral))
 
 
 def _performer_clinic(referral: Referral) -> Clinic | None:
+    registered = recorded_clinic(referral)
+    if registered is not None:
+        return registered
     clinics = _performer_clinics(referral)
     if len(clinics) == 1:
         return clinics[0]
     return reviewing_clinic(referral)
 
 
-def reviewing_clinic(referral: Referral) -> Clinic | None:
-    """The clinic whose review the referral is under, by the review Task's owner (the clinic, or a
-    reviewer of its pool); ``None`` without a review or when its owner is no unit of the directory.
+def named_clinics(referral: Referral) -> list[Clinic]:
+    """The clinics of the directory the referral's current version names as ``performer``."""
+    return _performer_clinics(referral)
 
-    A version that names no clinic of the routine does not take a referral away from the clinic
-    reviewing it (``holding`` tells the referrer): the review goes on there."""
-    task = referral.by_identifier(
+
+def _review(referral: Referral) -> Resource | None:
+    return referral.by_identifier(
         codes().identifier_system("task"), f"{referral_key(referral.service_request)}-referral-review"
     )
+
+
+def recorded_clinic(referral: Referral) -> Clinic | None:
+    """The clinic the review Task records it was registered at (its input ``reviewing-clinic``).
+
+    The record, not the owner, is what keeps the two mistakes apart that look alike on the owner
+    alone: a reviewer handing the review to another clinic's reviewer (refused, back to this clinic)
+    and the referrer naming another clinic in a new version (not applied, the referrer told)."""
+    task = _review(referral)
+    system, d = codes().system("task-parameter"), directory()
+    for item in as_list(task.get("input") if task else None):
+        if isinstance(item, dict) and has_code(item.get("type"), system, "reviewing-clinic"):
+            value = item.get("valueReference")
+            if isinstance(value, dict):
+                ids = {dig(value, "identifier", "value"), str(value.get("reference") or "").rsplit("/", 1)[-1]}
+                return next((c for c in d.clinics if c.hsa_id in ids), None)
+    return None
+
+
+def reviewing_clinic(referral: Referral) -> Clinic | None:
+    """The clinic whose review the referral is under: the one the review records
+    (:func:`recorded_clinic`), else (a review registered before the record) by its owner (the
+    clinic, or a reviewer of its pool); ``None`` without a review or when its owner is no unit of
+    the directory.
+
+    A version that names another clinic, or none of the routine, does not take a referral away from
+    the clinic reviewing it (``holding`` tells the referrer): the review goes on there."""
+    registered = recorded_clinic(referral)
+    if registered is not None:
+        return registered
+    task = _review(referral)
     owner = task.get("owner") if task else None
     if not isinstance(owner, dict):
         return None

@@ -12,17 +12,41 @@ missing).
 Pure over the referral as loaded, so the end-to-end tests check every referral they made with
 it and the shell can count the referrals nobody holds (issue 24's ``nobody_responsible``) with
 the same definition.
+
+The one way a person's edit of one of our Tasks breaks the rule without closing anything is a
+version without ``owner``: an open Task nobody holds. :func:`restore_owner` (a routine step, early
+on every resource event, so whatever event reads the state next mends it before the other steps
+build on it) mends it here, for every kind at once: the Task goes back to the party
+the routine gives that kind (:func:`rightful_owner`: the coordinator, the clinic, the MMRpv unit
+or its administrative function, the patient), never to a guessed previous owner (the core sees
+the Task as it is, not its history), and says so in ``statusReason.text`` and a ``note``, in the
+words of ``refused.no-owner*`` in ``mappings/confirmations.yaml``. The review goes back to its
+clinic as a refused reassignment does (``review.refusal.back_to_clinic``: ``awaiting-assignment``,
+the clinic assigns it again); the other kinds keep their status and business status, and a
+``statusReason`` the Task already has for its reader (the patient's invalid answers) is kept, the
+``note`` telling the rest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from adapter.fhir.resource import Resource, ref
-from adapter.mappings import TaskStateRow
-from adapter.workflow import task_states
-from adapter.workflow.core import Referral
-from adapter.workflow.tasks import OPEN, own_value, referral_tasks
+from adapter.mappings import TaskStateRow, directory
+from adapter.workflow import confirmations as conf
+from adapter.workflow import options, task_states
+from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
+from adapter.workflow.referral import (
+    as_list,
+    clinic_reference,
+    dig,
+    patient_reference,
+    performer_clinic,
+    unit_reference,
+)
+from adapter.workflow.review.refusal import NO_OWNER, back_to_clinic
+from adapter.workflow.tasks import OPEN, own_value, referral_tasks, revise
 
 # The referrer's own: not yet sent (draft), or withdrawn as a mistake; nobody else has a step to take.
 NOT_A_REFERRAL_YET = frozenset({"draft", "entered-in-error"})
@@ -90,4 +114,74 @@ def responsible(referral: Referral) -> Responsibility:
     return Responsibility(problem=f"no open Task, and the last one, {_named(last)}, does not end the journey")
 
 
-__all__ = ["Responsibility", "responsible"]
+def open_tasks(referral: Referral) -> list[Resource]:
+    """Our Tasks of the referral that are open by their table (the ones someone must hold)."""
+    return [t for t in referral_tasks(referral) if own_value(t, "task") is not None and _open(t)]
+
+
+def _unowned(task: Resource) -> bool:
+    return not dig(task, "owner", "reference")
+
+
+def rightful_owner(referral: Referral, task: Resource) -> tuple[dict[str, Any], str] | None:
+    """The owner the routine gives a Task of this kind, and its name for the text (``""``: the
+    patient); ``None`` when the referral does not say (no usable patient, no clinic)."""
+    kind, d = _kind(task), directory()
+    if kind == "routing":
+        return unit_reference(d.coordinator, "Organization"), d.coordinator.name
+    if kind == "intake":
+        return unit_reference(d.mmrpv, "Organization"), d.mmrpv.name
+    if kind in ("questionnaire", "follow-up"):
+        patient = patient_reference(referral)
+        return (patient, "") if patient else None
+    # the review, and a booking: the MMRpv unit's round (it is the requester) is booked by its
+    # administrative function; an MMRsv booking is the clinic's own
+    if kind == "booking" and d.mmrpv.hsa_id in {
+        dig(task, "requester", "identifier", "value"),
+        str(dig(task, "requester", "reference") or "").rsplit("/", 1)[-1],
+    }:
+        return unit_reference(d.mmrpv_admin, "Organization"), d.mmrpv_admin.name
+    clinic = performer_clinic(referral)
+    return (clinic_reference(clinic), clinic.name) if clinic else None
+
+
+def restore_owner(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """An open Task of ours that someone left without ``owner`` goes back to its rightful owner,
+    visibly (see the module): never an open Task nobody holds."""
+    if referral.service_request.get("status") in NOT_A_REFERRAL_YET:
+        return NOTHING
+    lang = options.language(ctx)
+    plan = NOTHING
+    for task in open_tasks(referral):
+        if not _unowned(task):
+            continue
+        kind = _kind(task)
+        clinic = performer_clinic(referral)
+        if kind == "review" and clinic is not None:
+            plan += back_to_clinic(referral, task, clinic, "owner removed", ctx, NO_OWNER, "owner-restored")
+            continue
+        found = rightful_owner(referral, task)
+        if found is None:
+            plan += Plan(notes=(f"{_named(task)} is open without an owner, and the referral names none to restore",))
+            continue
+        owner, name = found
+        if name:
+            text = conf.template("refused", f"{NO_OWNER}-unit", lang, {"owner": name})
+        else:
+            text = conf.template("refused", f"{NO_OWNER}-patient", lang, {})
+        changes: dict[str, Any] = {
+            "owner": owner,
+            "note": [*as_list(task.get("note")), {"time": ctx.now.isoformat(), "text": text}],
+            "lastModified": ctx.now.isoformat(),
+        }
+        if not dig(task, "statusReason", "text"):
+            changes["statusReason"] = {"text": text}
+        plan += Plan(
+            writes=(revise(referral, task, "task", **changes),),
+            counts=("owner-restored",),
+            notes=(f"{_named(task)} was open without an owner: given back to {name or 'the patient'}",),
+        )
+    return plan
+
+
+__all__ = ["Responsibility", "open_tasks", "responsible", "restore_owner", "rightful_owner"]

@@ -4,7 +4,8 @@ Read :data:`ROUTINE` as the routine's table of contents, one row ``(step, event 
 the order the steps run for one event (each sees the state the earlier ones planned):
 
 * [3]-[4] an MMR referral that names no specialist clinic of the routine is held by the referral
-  coordinator, the referrer told why: ``holding``; arrival at the specialist clinic and
+  coordinator, the referrer told why: ``holding``; an open Task of ours someone left without an
+  owner goes back to the party the routine gives it, visibly: ``responsibility``; arrival at the specialist clinic and
   assignment to a reviewer: ``arrival``
 * [5] review within three working days, overdue reviews flagged: ``review.deadline``
 * [6] completeness and supplement requests ``review.completeness``, patient questionnaires
@@ -26,7 +27,7 @@ never loads them.
 
 from __future__ import annotations
 
-from adapter.workflow import arrival, forwarding, holding, questionnaires, task_states
+from adapter.workflow import arrival, forwarding, holding, questionnaires, responsibility, task_states
 from adapter.workflow.core import Routine
 from adapter.workflow.mmrpv import steps as mmrpv
 from adapter.workflow.mmrpv.common import EVENTS as MMRPV_EVENTS
@@ -48,6 +49,8 @@ ROUTINE = Routine.of(
     # [3]-[4] arrival and assignment: first an MMR referral no clinic can own is held by the
     # region's referral coordinator (and released when corrected), never dropped
     (holding.hold_unroutable, ("ServiceRequest", "Task")),
+    # an open Task of ours someone left without owner goes back to its rightful owner, visibly
+    (responsibility.restore_owner, RESOURCE_EVENTS),
     (arrival.register_arrival, ("ServiceRequest", "Task", "deleted:Task")),
     (arrival.assign_reviewer, ("ServiceRequest", "Task")),
     (arrival.record_start, ("Task",)),

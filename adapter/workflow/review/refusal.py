@@ -59,6 +59,8 @@ from adapter.workflow.tasks import (
 
 PROBLEMS = ("unknown-level", "no-decision", "not-complete", "not-in-pool")
 REASSIGNED = "not-in-pool"
+NO_OWNER = "no-owner"  # someone removed the owner: ``responsibility.restore_owner`` gives it back here
+BACK_TO_CLINIC = (REASSIGNED, NO_OWNER)  # the refusals after which the clinic assigns again by hand
 
 
 def refused_text(problem: str, lang: str) -> str:
@@ -67,7 +69,7 @@ def refused_text(problem: str, lang: str) -> str:
 
 def refused_texts() -> set[str]:
     """Every refusal text in every language: how a later valid decision recognises ours to clear."""
-    return {str(t) for key in PROBLEMS for t in conf.texts()["refused"][key].values()}
+    return {str(t) for key in (*PROBLEMS, NO_OWNER) for t in conf.texts()["refused"][key].values()}
 
 
 def owner_ids(referral: Referral, owner: Any) -> set[str]:
@@ -91,7 +93,7 @@ def owner_problem(referral: Referral, review: Resource, clinic: Clinic) -> str |
     """Why the review's ``owner`` may not hold it (the technical detail, HSA-ids only), or ``None``."""
     owner = review.get("owner")
     if not isinstance(owner, dict):
-        return None  # no owner at all is the pool's assignment's to mend (``arrival.assign_reviewer``)
+        return None  # no owner at all: ``responsibility.restore_owner`` gives it back to the clinic
     ids = owner_ids(referral, owner)
     allowed = {clinic.hsa_id, *(r.hsa_id for r in clinic.reviewers)}
     if ids & allowed:
@@ -104,9 +106,10 @@ def owner_problem(referral: Referral, review: Resource, clinic: Clinic) -> str |
 
 
 def reassignment_refused(review: Resource) -> bool:
-    """The review carries our refusal of a reassignment: the clinic assigns it again, by hand."""
-    texts = conf.texts()["refused"][REASSIGNED].values()
-    return dig(review, "statusReason", "text") in {str(t) for t in texts}
+    """The review went back to the clinic (a refused reassignment, a removed owner): the clinic
+    assigns it again, by hand."""
+    texts = {str(t) for key in BACK_TO_CLINIC for t in conf.texts()["refused"][key].values()}
+    return dig(review, "statusReason", "text") in texts
 
 
 def problem_of(referral: Referral, review: Resource, ctx: Context) -> tuple[str, str] | None:
@@ -147,7 +150,7 @@ def refuse_invalid(referral: Referral, event: Event, ctx: Context) -> Plan:
     clinic = performer_clinic(referral)
     wrong_owner = owner_problem(referral, review, clinic) if clinic is not None else None
     if clinic is not None and wrong_owner is not None:
-        return _back_to_clinic(referral, review, clinic, wrong_owner, ctx)
+        return back_to_clinic(referral, review, clinic, wrong_owner, ctx)
     if reassignment_refused(review) and owner_is_reviewer(review):
         return Plan(  # a reviewer of the pool holds it now: the refusal is no longer true
             writes=(revise(referral, review, "task", statusReason=None, lastModified=ctx.now.isoformat()),),
@@ -189,9 +192,18 @@ def refuse_invalid(referral: Referral, event: Event, ctx: Context) -> Plan:
     )
 
 
-def _back_to_clinic(referral: Referral, review: Resource, clinic: Clinic, detail: str, ctx: Context) -> Plan:
-    """A reassignment outside the pool: the review goes back to the clinic, saying why (see the module)."""
-    text = refused_text(REASSIGNED, options.language(ctx))
+def back_to_clinic(
+    referral: Referral,
+    review: Resource,
+    clinic: Clinic,
+    detail: str,
+    ctx: Context,
+    problem: str = REASSIGNED,
+    count: str = "reassignment-refused",
+) -> Plan:
+    """A reassignment outside the pool, or a removed owner (``problem`` :data:`NO_OWNER`): the review
+    goes back to the clinic, saying why (see the module)."""
+    text = refused_text(problem, options.language(ctx))
     waiting = review.get("status") == "on-hold"  # it keeps waiting for the patient or the referrer
     status = "on-hold" if waiting else "received"
     business = business_status(review) if waiting else "awaiting-assignment"
@@ -208,9 +220,9 @@ def _back_to_clinic(referral: Referral, review: Resource, clinic: Clinic, detail
     )
     return Plan(
         writes=(write,),
-        counts=("reassignment-refused",),
+        counts=(count,),
         notes=(
-            f"reviewer's input refused ({REASSIGNED}): {detail}; review back to {clinic.key} at {status} / {business}",
+            f"reviewer's input refused ({problem}): {detail}; review back to {clinic.key} at {status} / {business}",
         ),
     )
 

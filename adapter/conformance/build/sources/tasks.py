@@ -66,6 +66,16 @@ def review_task() -> Resource:
             "Task.input:supplement-reply.type",
             pattern=("CodeableConcept", system_code("task-parameter", "supplement-reply")),
         ),
+        el(
+            "Task.input:reviewing-clinic",
+            max="1",
+            short="The clinic the review was registered at; a later version of the referral does not move it",
+        ),
+        el(
+            "Task.input:reviewing-clinic.type",
+            pattern=("CodeableConcept", system_code("task-parameter", "reviewing-clinic")),
+        ),
+        el("Task.input:reviewing-clinic.value[x]", targets=["Organization"]),
         el("Task.output", slicing="type", short="Levels, deviation, MMRpv site and the result of each criterion"),
         el("Task.output:recommendation", max="1", short="The level the adapter recommends"),
         el(
