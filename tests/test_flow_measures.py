@@ -35,9 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MEASURE_FILES = sorted((ROOT / "profiles").glob("Measure-*.json"))
 POP = "http://terminology.hl7.org/CodeSystem/measure-population"
 PART = codes().system("measure-part")
-UNDEFINED = {
-    "_value": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "NaN"}]}
-}
+DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+UNDEFINED = {"_value": {"extension": [{"url": DATA_ABSENT, "valueCode": "not-applicable"}]}}  # no number, no score
 SMH, SML = "SE2321000255-SMH1", "SE2321000255-SML1"
 
 

@@ -109,19 +109,20 @@ def _number(value: Any) -> int | float | None:
 
 
 def _undefined() -> Resource:
-    """The extension of a score's absent value: undefined, a score of no numbers."""
-    return {"extension": [{"url": DATA_ABSENT, "valueCode": "NaN"}]}
+    """The extension of a score's absent value: a score of no numbers (see :func:`_score`)."""
+    return {"extension": [{"url": DATA_ABSENT, "valueCode": "not-applicable"}]}
 
 
 def _score(figures: Mapping[str, Any], g: MeasureGroupDef) -> dict[str, Any] | None:
     """The group's measureScore: numerator / denominator for a ratio, else the figure itself; None
     for a group that has no score (a cohort's count is its result).
 
-    When the figures have no number (no review decided, no first visit, nobody on hold) the score
-    is undefined, never a 0: its value is absent with the reason ``NaN`` (data-absent-reason, the
-    core extension for "the numeric value is undefined"). Not left out: R4 would allow that, but
-    HAPI's validator requires a measureScore of every proportion and continuous variable, and
-    the reason tells a reader the score was not forgotten.
+    When the figures have no number (no review decided, no first visit, nobody on hold) there is
+    no score, never a 0: its value is absent with the reason ``not-applicable`` (data-absent-reason,
+    R4's "there is no proper value for this element"; its ``not-a-number`` means a processing
+    error, which this is not). Not left out: R4 would allow that, but HAPI's validator requires a
+    measureScore of every proportion and continuous variable, and the reason tells a reader the
+    score was not forgotten.
     """
     if g.score is None:
         return None
