@@ -26,7 +26,7 @@ from adapter.conformance.package import load_package
 from adapter.conformance.validate import validate_resource
 from adapter.fhir.client import FhirClient
 from adapter.flow import measures
-from adapter.mappings import HSA_SYSTEM, measure_definitions
+from adapter.mappings import HSA_SYSTEM, codes, measure_definitions
 from adapter.operations.publish import publish, transaction
 from adapter.pipeline.monthly_reports import month_to_publish, publish_if_due, published
 from tests.support.stack import FHIR_SERVER
@@ -34,6 +34,9 @@ from tests.support.stack import FHIR_SERVER
 ROOT = Path(__file__).resolve().parent.parent
 MEASURE_FILES = sorted((ROOT / "profiles").glob("Measure-*.json"))
 POP = "http://terminology.hl7.org/CodeSystem/measure-population"
+PART = codes().system("measure-part")
+DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+UNDEFINED = {"_value": {"extension": [{"url": DATA_ABSENT, "valueCode": "not-applicable"}]}}  # no number, no score
 SMH, SML = "SE2321000255-SMH1", "SE2321000255-SML1"
 
 
@@ -68,7 +71,8 @@ def _org(hsa: str | None, name: str, kind: str, **changes: Any) -> dict[str, Any
 def figures(start: date, end: date) -> dict[str, Any]:
     """A figures dict in the contract's shape: two clinics and the region."""
     lund = _org(SML, "Smärtrehabilitering SUS Lund", "clinic", reviews_decided=0, reviews_within_deadline=0)
-    lund.update(review_median_working_days=None, nobody_responsible=[], first_visits=3)
+    lund.update(review_median_working_days=None, nobody_responsible=[], first_visits=3, first_visits_within_guarantee=2)
+    lund.update(organisations_per_referral={})
     region = _org(None, "Region", "region", reviews_decided=12, first_visits=11)
     return {
         "at": f"{end.isoformat()}T23:59:59+01:00",
@@ -86,6 +90,13 @@ def _find(reports: list[dict[str, Any]], org: str | None, measure: str, kind: st
     ident = measures.identifier_value(org, measure, kind, PERIOD)
     (found,) = [r for r in reports if r["identifier"][0]["value"] == ident]
     return found
+
+
+def _code(part: dict[str, Any]) -> str:
+    """A group's or stratifier's code (a stratifier's ``code`` is a list), checked to be ours."""
+    (coding,) = (part["code"][0] if isinstance(part["code"], list) else part["code"])["coding"]
+    assert coding["system"] == PART
+    return str(coding["code"])
 
 
 def _pops(group: dict[str, Any]) -> dict[str, int | None]:
@@ -119,7 +130,12 @@ def test_one_measure_per_definition_each_naming_its_scoring_populations_and_cloc
         for g, rg in zip(m.groups, r["group"], strict=True):
             codes = [p["code"]["coding"][0]["code"] for p in rg["population"]]
             assert [c for c, _ in g.populations] == codes[: len(g.populations)]
-            assert rg["stratifier"][0]["code"]["text"] == "organisation"
+            assert (rg["code"]["coding"][0]["system"], rg["code"]["coding"][0]["code"]) == (PART, g.code)
+            assert rg["stratifier"][0]["code"]["coding"][0] == {
+                "system": PART,
+                "code": "organisation",
+                "display": "Vårdenhet",
+            }
             if m.scoring == "proportion":
                 assert {"numerator", "denominator"} <= set(codes)
             if m.scoring == "continuous-variable":
@@ -168,25 +184,33 @@ def test_a_proportion_carries_the_dicts_numbers_and_their_ratio() -> None:
     assert _pops(group) == {"initial-population": 12, "denominator": 12, "numerator": 9}
     assert group["measureScore"] == {"value": 0.75}
     (lund,) = _find(reports, SML, "mmr-reviews-within-deadline")["group"]
-    assert _pops(lund)["denominator"] == 0 and "measureScore" not in lund  # no review: no score, never 0
+    assert _pops(lund)["denominator"] == 0 and lund["measureScore"] == UNDEFINED  # no review: no score, never 0
 
 
 def test_continuous_variables_carry_median_p90_and_max_in_days() -> None:
     reports = measures.reports(figures(*PERIOD), PERIOD)
-    groups = {g["code"]["text"]: g for g in _find(reports, SMH, "mmr-first-visit-waiting-days")["group"]}
+    groups = {_code(g): g for g in _find(reports, SMH, "mmr-first-visit-waiting-days")["group"]}
     assert {k: g["measureScore"]["value"] for k, g in groups.items()} == {"median": 41, "p90": 80.5, "max": 95}
     assert groups["median"]["measureScore"]["code"] == "d"
     assert _pops(groups["median"])["measure-population"] == 8
-    hold = {g["code"]["text"]: g for g in _find(reports, SMH, "mmr-on-hold-days")["group"]}
+    hold = {_code(g): g for g in _find(reports, SMH, "mmr-on-hold-days")["group"]}
     assert hold["referrer"]["measureScore"]["value"] == 4.5
-    assert "measureScore" not in hold["patient"]  # null in the figures
+    assert {k: v for k, v in hold["patient"]["measureScore"].items() if k != "unit"} == {
+        **UNDEFINED,
+        "system": "http://unitsofmeasure.org",
+        "code": "d",
+    }  # null in the figures
+    assert _pops(hold["patient"]) == {"initial-population": None, "measure-population": None}  # named, not counted
 
 
 def test_cohorts_are_stratified_by_bucket_and_the_region_by_organisation() -> None:
     reports = measures.reports(figures(*PERIOD), PERIOD)
     (waiting,) = _find(reports, SMH, "mmr-waiting")["group"]
     assert _pops(waiting) == {"initial-population": 30}
-    (buckets,) = waiting["stratifier"]
+    own, buckets = waiting["stratifier"]
+    assert [_code(own), _code(buckets)] == ["organisation", "days-waited"]
+    (itself,) = own["stratum"]  # an organisation's own report: one stratum, the whole population
+    assert itself["value"]["coding"][0]["code"] == SMH and _pops(itself) == _pops(waiting)
     assert {s["value"]["text"]: s["population"][0]["count"] for s in buckets["stratum"]} == {
         "0-30": 10,
         "31-60": 8,
@@ -196,7 +220,7 @@ def test_cohorts_are_stratified_by_bucket_and_the_region_by_organisation() -> No
     (held,) = _find(reports, SMH, "mmr-organisations-per-referral")["group"]
     assert _pops(held) == {"initial-population": 26}
     (region,) = _find(reports, None, "mmr-first-visit-within-guarantee")["group"]
-    by_org = next(s for s in region["stratifier"] if s["code"][0]["text"] == "organisation")
+    by_org = next(s for s in region["stratifier"] if _code(s) == "organisation")
     strata = {s["value"]["coding"][0]["code"]: s for s in by_org["stratum"]}
     assert set(strata) == {SMH, SML}
     assert strata[SML]["value"]["coding"][0]["system"] == HSA_SYSTEM
@@ -227,7 +251,8 @@ def test_subject_lists_name_referrals_by_business_identifier_only() -> None:
     (region,) = _find(reports, None, "mmr-waiting-beyond-guarantee", "subject-list")["group"]
     assert _pops(region) == {"initial-population": 2}
     text = json.dumps(reports, ensure_ascii=False)
-    assert "Patient" not in text and "personnummer" not in text
+    assert '"Patient/' not in text and '"Patient"' not in text  # no Patient reference nor type
+    assert "personnummer" not in text
 
 
 def test_without_the_list_of_who_waits_too_long_no_such_report_is_made() -> None:
@@ -242,13 +267,61 @@ def test_the_same_figures_give_the_same_reports_and_another_period_is_refused() 
         measures.reports(f, (date(2026, 10, 1), date(2026, 10, 31)))
 
 
+def _codings(concepts: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(c["system"], c["code"]) for cc in concepts for c in cc.get("coding") or ()]
+
+
+def test_every_report_answers_every_group_population_and_stratifier_of_its_measure_by_system_and_code() -> None:
+    """What HAPI's validator (MeasureValidator) asks of a report, checked here on any server: each
+    group, population and stratifier matched to the Measure's by system and code, none missing,
+    a measureScore in every group of a proportion or continuous variable and none in a cohort's."""
+    by_url = {m["url"]: m for m in (json.loads(p.read_text()) for p in MEASURE_FILES)}
+    checked = 0
+    for r in measures.reports(figures(*PERIOD), PERIOD, waiting_beyond=BEYOND):
+        m = by_url[r["measure"]]
+        assert _codings([g["code"] for g in r["group"]]) == _codings([g["code"] for g in m["group"]])
+        for g, mg in zip(r["group"], m["group"], strict=True):
+            pops = _codings([p["code"] for p in mg["population"]])
+            assert _codings([p["code"] for p in g["population"]]) == [p for p in pops if p[1] != "measure-observation"]
+            assert [_codings(s["code"]) for s in g["stratifier"]] == [_codings([s["code"]]) for s in mg["stratifier"]]
+            scored = m["scoring"]["coding"][0]["code"] in ("proportion", "continuous-variable")
+            assert ("measureScore" in g) == scored
+            if scored:
+                assert ("value" in g["measureScore"]) != ("_value" in g["measureScore"])
+            checked += 1
+    assert checked > 3 * len(measure_definitions())
+
+
+def _empties(node: Any, path: str = "") -> list[str]:
+    if node in ([], {}, "", None):
+        return [path]
+    if isinstance(node, dict):
+        return [e for k, v in node.items() for e in _empties(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [e for i, v in enumerate(node) for e in _empties(v, f"{path}[{i}]")]
+    return []
+
+
+def test_no_report_holds_an_empty_element() -> None:
+    """FHIR JSON has no empty array or object: a server drops one on write (HAPI did, and the
+    stored report then differed from the one sent), and its validator refuses it."""
+    reports = measures.reports(figures(*PERIOD), PERIOD, waiting_beyond=BEYOND)
+    assert [e for r in reports for e in _empties(r, r["identifier"][0]["value"])] == []
+
+
 def test_a_stored_report_that_differs_only_by_server_bookkeeping_is_left_alone() -> None:
-    """The server adds meta and may renumber contained ids: neither is a change worth a version."""
+    """The server adds meta, may renumber contained ids, drops empty elements and writes a decimal
+    its own way: none of it is a change worth a version."""
     reports = measures.reports(figures(*PERIOD), PERIOD)
     listed = _find(reports, SMH, "mmr-nobody-responsible", "subject-list")
     stored = json.loads(json.dumps(listed).replace('"#subjects"', '"#1"').replace('"id": "subjects"', '"id": "1"'))
     stored["meta"] = {"versionId": "3", "lastUpdated": "2026-12-01T00:00:00Z"}
     bundle, done = transaction([listed], {listed["id"]: stored})
+    assert bundle["entry"] == [] and done.unchanged == [listed["identifier"][0]["value"]]
+    sent = copy.deepcopy(listed)  # an empty element a server drops on write, and a decimal it shortens
+    sent["group"][0]["population"][0]["extension"] = []
+    sent["group"][0]["population"][0]["count"] = 1.0
+    bundle, done = transaction([sent], {listed["id"]: stored})
     assert bundle["entry"] == [] and done.unchanged == [listed["identifier"][0]["value"]]
     stored["group"][0]["population"][0]["count"] = 2
     bundle, done = transaction([listed], {listed["id"]: stored})
@@ -277,9 +350,10 @@ def _server_errors(fhir: FhirClient, resource: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def measures_installed(fhir: FhirClient) -> None:
-    """The Measures on the server, as setup installs them, so the reports' canonicals resolve."""
+    """The Measures and the CodeSystem of their codes on the server, as setup installs them, so the
+    reports' canonicals and codes resolve."""
     for r in conformance_resources(load_package()):
-        if r["resourceType"] == "Measure":
+        if r["resourceType"] == "Measure" or r.get("url") == PART:
             install_resource(fhir, r)
 
 

@@ -12,9 +12,12 @@ Why these shapes:
   a business identifier (organisation, Measure, report type, period), an id derived from it
   (:func:`report_id`), and its ``date`` is the figures' snapshot moment, never the time of
   publishing, so publishing twice finds the report it wrote and sees that nothing changed.
-* The region's report is stratified by organisation (one stratum per clinic, unit and site);
-  an organisation's own report carries the Measure's other stratifiers (days waited, how many
-  organisations held the referral).
+* Every report answers every group and stratifier its Measure defines, by the same code
+  (system and code of ``mmr-measure-part``), as HAPI's validator requires: the region's report is
+  stratified by organisation (one stratum per clinic, unit and site), an organisation's own report
+  by its one organisation; the Measure's other stratifiers (days waited, how many organisations
+  held the referral) follow, with no strata when the figures have none to give. A population the
+  figures do not count is still named, without a count.
 * A subject list is a ``List`` contained in its report, referring to each referral logically by
   its business identifier (``ServiceRequest`` + identifier, as the figures give it: a value, or
   ``system|value``). No resolving to server ids is needed, the report stays one resource that
@@ -40,8 +43,10 @@ POPULATION = "http://terminology.hl7.org/CodeSystem/measure-population"
 IMPROVEMENT = "http://terminology.hl7.org/CodeSystem/measure-improvement-notation"
 UCUM = "http://unitsofmeasure.org"
 LIST_EMPTY = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
+DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 SUBJECTS_ID = "subjects"
 ORGANISATION = "organisation"
+PART = "measure-part"  # the code system of the groups' and stratifiers' codes, as in the Measures
 BEYOND_KEY = "waiting_beyond_guarantee"  # the key the Measure counts; filled from ``waiting_beyond``
 SUMMARY, SUBJECT_LIST = "summary", "subject-list"
 
@@ -103,20 +108,33 @@ def _number(value: Any) -> int | float | None:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def _undefined() -> Resource:
+    """The extension of a score's absent value: a score of no numbers (see :func:`_score`)."""
+    return {"extension": [{"url": DATA_ABSENT, "valueCode": "not-applicable"}]}
+
+
 def _score(figures: Mapping[str, Any], g: MeasureGroupDef) -> dict[str, Any] | None:
     """The group's measureScore: numerator / denominator for a ratio, else the figure itself; None
-    when the figures have none (no first visit, no review decided): an absent score, never a 0."""
+    for a group that has no score (a cohort's count is its result).
+
+    When the figures have no number (no review decided, no first visit, nobody on hold) there is
+    no score, never a 0: its value is absent with the reason ``not-applicable`` (data-absent-reason,
+    R4's "there is no proper value for this element"; its ``not-a-number`` means a processing
+    error, which this is not). Not left out: R4 would allow that, but HAPI's validator requires a
+    measureScore of every proportion and continuous variable, and the reason tells a reader the
+    score was not forgotten.
+    """
     if g.score is None:
         return None
+    value: int | float | None
     if g.score == "ratio":
         pops = dict(g.populations)
         num = _count(figures, pops.get("numerator") or "")
         den = _count(figures, pops.get("denominator") or "")
-        return {"value": round(num / den, 4)} if num is not None and den else None
-    value = _number(_lookup(figures, g.score))
-    if value is None:
-        return None
-    quantity: dict[str, Any] = {"value": value}
+        value = round(num / den, 4) if num is not None and den else None
+    else:
+        value = _number(_lookup(figures, g.score))
+    quantity: dict[str, Any] = {"value": value} if value is not None else {"_value": _undefined()}
     if g.unit:
         quantity.update({"unit": g.unit[0], "system": UCUM, "code": g.unit[1]})
     return quantity
@@ -125,10 +143,8 @@ def _score(figures: Mapping[str, Any], g: MeasureGroupDef) -> dict[str, Any] | N
 def _populations(figures: Mapping[str, Any], g: MeasureGroupDef, subjects: str | None = None) -> list[Resource]:
     out = []
     for code, key in g.populations:
-        if key is None:
-            continue
         pop: Resource = {"code": {"coding": [{"system": POPULATION, "code": code}]}}
-        count = _count(figures, key)
+        count = _count(figures, key) if key is not None else None
         if count is not None:
             pop["count"] = count
         if subjects:
@@ -155,12 +171,24 @@ def _own_stratifiers(figures: Mapping[str, Any], g: MeasureGroupDef) -> list[Res
         else:
             strata = ((value, _lookup(figures, key)) for value, key in s.strata)
         stratum = [{"value": {"text": str(value)}, "population": _counted(count)} for value, count in strata]
-        if stratum:
-            out.append({"code": [{"text": s.code}], "stratum": stratum})
+        out.append(_stratifier(s.code, stratum))
     return out
 
 
-def _by_organisation(organisations: Sequence[Mapping[str, Any]], g: MeasureGroupDef) -> list[Resource]:
+def _stratifier(code: str, stratum: list[Resource]) -> Resource:
+    """A stratifier of the Measure's, present even without strata: a report answers every
+    stratifier its Measure defines (R4 allows ``stratum`` 0..*; HAPI's validator requires the
+    stratifier), and no strata says the population had none to stratify, which is then true."""
+    out: Resource = {"code": [codes().concept(PART, code)]}
+    if stratum:
+        out["stratum"] = stratum
+    return out
+
+
+def _by_organisation(organisations: Sequence[Mapping[str, Any]], g: MeasureGroupDef) -> Resource:
+    """The ``organisation`` stratifier: in the region's report one stratum per organisation; in an
+    organisation's own report its one stratum, which holds the whole population (the figures of
+    an organisation are all that organisation's), so it repeats the group's numbers."""
     stratum = []
     for org in organisations:
         s: Resource = {
@@ -171,7 +199,7 @@ def _by_organisation(organisations: Sequence[Mapping[str, Any]], g: MeasureGroup
         if score is not None:
             s["measureScore"] = score
         stratum.append(s)
-    return [{"code": [{"text": ORGANISATION}], "stratum": stratum}] if stratum else []
+    return _stratifier(ORGANISATION, stratum)
 
 
 def _group(
@@ -180,15 +208,14 @@ def _group(
     organisations: Sequence[Mapping[str, Any]] | None,
     subjects: str | None = None,
 ) -> Resource:
-    group: Resource = {"code": {"text": g.code}, "population": _populations(figures, g, subjects)}
+    group: Resource = {"code": codes().concept(PART, g.code), "population": _populations(figures, g, subjects)}
     score = _score(figures, g)
     if score is not None:
         group["measureScore"] = score
-    if subjects is None:
-        stratifiers = _by_organisation(organisations, g) if organisations is not None else []
-        stratifiers += _own_stratifiers(figures, g)
-        if stratifiers:
-            group["stratifier"] = stratifiers
+    group["stratifier"] = [
+        _by_organisation(organisations if organisations is not None else [figures], g),
+        *_own_stratifiers(figures, g),
+    ]
     return group
 
 

@@ -11,7 +11,8 @@ What it reads, and why so:
 * current versions of ServiceRequest, Appointment, CarePlan, Organization, PractitionerRole and
   Location, by search with paging (a rebuild) or by their type's history since the checkpoint (a
   refresh: history shows deletions too, which a ``_lastUpdated`` search cannot);
-* every version of every Task from ``Task/_history`` (``_since`` the checkpoint on a refresh): the
+* every version of every Task from ``Task/_history`` (``_since`` the checkpoint on a refresh, the
+  epoch on a rebuild: see :data:`HISTORY_FROM`): the
   owner chains and the time on hold are in the versions, not in the current Task. HAPI and the
   sandbox both serve type-level history with ``_since`` and ``next`` paging.
 
@@ -45,6 +46,11 @@ SCHEMA = Path(__file__).with_name("schema.sql")
 PAGE = 1000  # resources per page asked for (HAPI may give fewer; next links are followed)
 OVERLAP = timedelta(minutes=5)
 CHUNK = 5000  # rows per insert
+# A rebuild reads Task/_history "since" the epoch, never without _since: HAPI (its default history
+# count mode, CACHED_ONLY_WITHOUT_OFFSET) caches the total of a history read without _since for a
+# while and stops paging at that stale total, so a rebuild soon after another one lost the oldest
+# versions (history lists the newest first). With _since it pages to the end, as a refresh does.
+HISTORY_FROM = "1970-01-01T00:00:00Z"
 CALENDAR_FROM = date(2015, 1, 1)
 
 # table -> (the view's file in profiles/views/, the resource type it reads, its key column)
@@ -123,7 +129,7 @@ def rebuild(con: duckdb.DuckDBPyConnection, client: FhirClient, today: date) -> 
         result = Result(rebuilt=True, checkpoint=checkpoint)
         for table in TABLES:
             if table == "mmr_task_version":
-                result.loaded[table] = _load_history(con, client, None)
+                result.loaded[table] = _load_history(con, client, HISTORY_FROM)
             else:
                 resource_type = VIEWS[table][1]
                 result.loaded[table] = upsert(con, table, view(table).rows(search_all(client, resource_type)))

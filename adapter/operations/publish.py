@@ -42,11 +42,23 @@ def _identifier(report: Resource) -> str:
     return str(report["identifier"][0]["value"])
 
 
+def _pruned(value: Any) -> Any:
+    """``value`` without empty arrays, objects and strings, at any depth: FHIR JSON has no empty
+    element (HAPI drops a ``"population": []`` on write), so a stored report never shows one."""
+    if isinstance(value, dict):
+        pruned = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in ([], {}, "", None)}
+    if isinstance(value, list):
+        return [v for v in (_pruned(v) for v in value) if v not in ([], {}, "", None)]
+    return value
+
+
 def _content(resource: Resource) -> Resource:
-    """What a report says, for comparison: server-managed elements dropped, and contained ids
-    numbered by position (a server may renumber them on write, as HAPI did before 8.2), the
-    local references to them following."""
-    content = {k: v for k, v in resource.items() if k not in SERVER_MANAGED}
+    """What a report says, for comparison: server-managed elements dropped, empty elements
+    dropped (a server drops them on write), and contained ids numbered by position (a server may
+    renumber them on write, as HAPI did before 8.2), the local references to them following.
+    Numbers compare by value, so a server's ``4`` for our ``4.0`` is no change."""
+    content = _pruned({k: v for k, v in resource.items() if k not in SERVER_MANAGED})
     text = json.dumps(content, sort_keys=True)
     for i, contained in enumerate(content.get("contained") or ()):
         old = str(contained.get("id", "")).lstrip("#")

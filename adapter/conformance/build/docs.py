@@ -292,7 +292,7 @@ def measures_section(resources: list[Resource]) -> list[str]:
     rows = []
     for m in (r for r in resources if r["resourceType"] == "Measure"):
         groups = "; ".join(
-            f"{g['code']['text']}: "
+            f"{g['code']['coding'][0]['code']}: "
             + ", ".join(
                 f"{p['code']['coding'][0]['code']} {code(p['criteria']['expression'])}" for p in g["population"]
             )

@@ -4,6 +4,10 @@ The same table fills the MeasureReports (``adapter/flow/measures.py``), so a Mea
 thing while its reports count another. A population's criteria name the figures key that counts
 it (language ``text/x-mmr-figure``): the figures are SQL over the flow store, not CQL, and the
 Measure says so instead of pretending to carry an executable expression.
+
+Every group and stratifier has a code of the MMR CodeSystem ``mmr-measure-part`` (system and
+code, not text alone): a validator matches a report's groups and stratifiers to the Measure's by
+system and code, and HAPI's refuses a report whose codes have no system.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 from adapter.conformance.build.sources.common import metadata, pascal
 from adapter.fhir.resource import Resource
-from adapter.mappings import MeasureDef, MeasureGroupDef, measure_definitions
+from adapter.mappings import MeasureDef, MeasureGroupDef, codes, measure_definitions
 
 SCORING = "http://terminology.hl7.org/CodeSystem/measure-scoring"
 MEASURE_TYPE = "http://terminology.hl7.org/CodeSystem/measure-type"
@@ -22,6 +26,7 @@ RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
 TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
 FIGURE_LANGUAGE = "text/x-mmr-figure"  # a figures key of `mmr-adapter flow --format json`
 ORGANISATION = "organisation"
+PART = "measure-part"  # the code system (mappings/codes.yaml) of every group's and stratifier's code
 POPULATION_WORDS = {
     "initial-population": "Counted",
     "denominator": "Denominator",
@@ -61,7 +66,7 @@ def _populations(m: MeasureDef, g: MeasureGroupDef) -> list[dict[str, Any]]:
 def _stratifiers(g: MeasureGroupDef) -> list[dict[str, Any]]:
     out = [
         {
-            "code": {"text": ORGANISATION},
+            "code": codes().concept(PART, ORGANISATION),
             "description": "The specialist clinic, the MMRpv unit or the MMRpv site (HSA id): one stratum each "
             "in the region's report.",
             "criteria": _criteria("organization", "The organisation the figures are for (HSA id)."),
@@ -71,7 +76,7 @@ def _stratifiers(g: MeasureGroupDef) -> list[dict[str, Any]]:
         keys = ", ".join(f"{value} = {key}" for value, key in s.strata) or f"the keys of {s.strata_from}"
         out.append(
             {
-                "code": {"text": s.code},
+                "code": codes().concept(PART, s.code),
                 "description": f"{s.description} Strata: {keys}.",
                 "criteria": _criteria(s.strata_from or " | ".join(key for _, key in s.strata), s.description),
             }
@@ -101,7 +106,7 @@ def measure(m: MeasureDef) -> Resource:
         "referral (ServiceRequest), named by its business identifier, never by the patient.",
         "group": [
             {
-                "code": {"text": g.code},
+                "code": codes().concept(PART, g.code),
                 "description": g.description,
                 "population": _populations(m, g),
                 "stratifier": _stratifiers(g),

@@ -71,6 +71,12 @@ PROSE: dict[str, tuple[str, str]] = {
         "appointment-cancellation-reason); the flow figures report such referrals apart and leave them out of "
         "the care guarantee's.",
     ),
+    "measure-part": (
+        "What each group and stratifier of the MMR Measures is about (Measure.group.code, "
+        "Measure.group.stratifier.code), and the same in their MeasureReports.",
+        "A MeasureReport's group and stratifier are matched to the Measure's by system and code (HAPI's "
+        "validator requires both), so each carries a code of this system; the codes come from mappings/measures.yaml.",
+    ),
     "service": (
         "The service a referral asks for: multimodal pain rehabilitation.",
         "ServiceRequest.code of the referral, and the type/category of the care commitment and programme.",
