@@ -176,8 +176,11 @@ def test_the_whole_journey_from_referral_to_finished_follow_up(
     due = due_at
     clock.clock.set(due)
     assert fire(stack, due) + fire(stack, due) >= 1  # two beat runs: one of them takes the timer
+    # A fire at a moment this far on takes every timer of the session's referrals due by then, all
+    # queued before this one's: the deadline is the queue's, which the whole suite fills.
     follow = wait_for(
         lambda: (t := task_by_key(fhir, f"{key(sr)}-follow-up")) and t["status"] == "requested" and t,
+        timeout=90,
         what="the follow-up activated",
     )
     asked = wait_for(
