@@ -9,7 +9,8 @@ model), ``%variables``, string and boolean literals, ``=``, ``!=``, ``<``, ``>``
 ``all()``, ``isDistinct()``, ``startsWith()``, ``toDateTime()`` (the last and the comparisons are
 fhirpathpy's own functions, called without its interpreter); and, for the SQL on FHIR views
 (``adapter/flow/``), ``$this``, integer literals and ``[n]``, ``first()``, ``ofType()``,
-``extension(url)``, ``join()`` and the two functions SQL on FHIR v2 adds to FHIRPath,
+``extension(url)``, ``join()``, ``iif()``, ``+`` on two strings, ``{}`` and the two functions SQL on
+FHIR v2 adds to FHIRPath,
 ``getResourceKey()`` and ``getReferenceKey([type])`` (known to fhirpathpy through its
 ``userInvocationTable``, so both engines answer them alike).
 
@@ -218,6 +219,10 @@ def _compile(node: dict[str, Any]) -> Step:
         return _function(children[0])
     if kind == "StringLiteral":
         return _constant(string_literal(None, None, node))
+    if kind == "NullLiteral":
+        return _constant([])
+    if kind == "AdditiveExpression" and node["terminalNodeText"][0] == "+":
+        return _plus(_compile(children[0]), _compile(children[1]))
     if kind == "BooleanLiteral":
         return _constant(boolean_literal(None, None, node))
     if kind == "ExternalConstantTerm":
@@ -333,6 +338,22 @@ def _equality(equal: bool, left: Step, right: Step) -> Step:
     return step
 
 
+def _plus(left: Step, right: Step) -> Step:
+    """``+`` of two strings: their concatenation (the views build a key with it); empty if either side is.
+    Numbers, dates and quantities are fhirpathpy's (its ``plus`` converts them first)."""
+
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        a, b = left(focus, env), right(focus, env)
+        if not a or not b:
+            return []
+        x, y = _plain(a), _plain(b)
+        if not isinstance(x, str) or not isinstance(y, str):
+            raise _Subtle
+        return [(x + y, None)]
+
+    return step
+
+
 def _boolean(items: list[Item]) -> bool | list[Any]:
     """An operand of a logical operator: a boolean or the empty collection."""
     if not items:
@@ -396,6 +417,8 @@ def _function(functn: dict[str, Any]) -> Step:
         return {"where": _where, "all": _all, "exists": _exists_where}[name](criteria)
     if name == "startsWith" and len(params) == 1 and _literal(params[0]) == "StringLiteral":
         return _starts_with(str(string_literal(None, None, _literal_node(params[0]))[0]))
+    if name == "iif" and len(params) in (2, 3):
+        return _iif(*[_compile(p) for p in params])
     if name == "first" and not params:
         return lambda focus, env: focus[:1]
     if name == "getResourceKey" and not params:
@@ -532,6 +555,19 @@ def _exists_where(criteria: Step) -> Step:
 
 def _all(criteria: Step) -> Step:
     return lambda focus, env: [(all(_true(criteria([item], env)) for item in focus), None)]  # stops at a no
+
+
+def _iif(criterion: Step, then: Step, otherwise: Step | None = None) -> Step:
+    """``iif(criterion, true-result [, otherwise-result])`` as fhirpathpy's macro: each argument evaluated on
+    the function's whole input, only the branch taken; the criterion holds when it is one item equal to
+    true (its ``util.is_true``)."""
+
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        if _true(criterion(focus, env)):
+            return then(focus, env)
+        return otherwise(focus, env) if otherwise is not None else []
+
+    return step
 
 
 def _starts_with(prefix: str) -> Step:
