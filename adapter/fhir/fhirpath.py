@@ -272,8 +272,25 @@ def _variable(name: str) -> Step:
 
 
 def _member(key: str) -> Step:
+    """A path step. What the model says of ``key`` under a parent's type (its element type, or its choice
+    types) is looked up once per parent type, not once per node: a view reads the same few paths over
+    every resource."""
     if not key or key[0] == key[0].upper():
         raise _Unsupported("a type name as a path step")  # fhirpathpy's test for one
+    underscored = f"_{key}"
+    # parent's path -> (the child's type, or for a choice element each (key, _key, type) to try in turn)
+    known: dict[str | None, tuple[str, list[tuple[str, str, str]] | None]] = {}
+
+    def resolve(path: str | None) -> tuple[str, list[tuple[str, str, str]] | None]:
+        child = f"{path}.{key}" if path else f"_.{key}"
+        child = ELSEWHERE.get(child, child)
+        if types := CHOICES.get(child):
+            return child, [
+                (key + suffix, f"_{key}{suffix}", TYPES.get(child + suffix, child + suffix)) for suffix in types
+            ]
+        if key == "extension":
+            child = "Extension"
+        return TYPES.get(child, child), None
 
     def step(focus: list[Item], env: Env) -> list[Item]:
         out: list[Item] = []
@@ -286,23 +303,22 @@ def _member(key: str) -> Step:
                 if not isinstance(data["resourceType"], str):
                     raise _Subtle
                 path = data["resourceType"]
-            child = f"{path}.{key}" if path else f"_.{key}"
-            child = ELSEWHERE.get(child, child)
+            found = known.get(path)
+            if found is None:
+                found = known[path] = resolve(path)
+            child, choices = found
             value = None
-            if types := CHOICES.get(child):
-                for suffix in types:
-                    if f"_{key}{suffix}" in data:
+            if choices is not None:
+                for name, extended, typed in choices:
+                    if extended in data:
                         raise _Subtle
-                    if (value := data.get(key + suffix)) is not None:
-                        child += suffix
+                    if (value := data.get(name)) is not None:
+                        child = typed
                         break
             else:
-                if f"_{key}" in data:
+                if underscored in data:
                     raise _Subtle  # a primitive's extension: fhirpathpy pairs the two
                 value = data.get(key)
-                if key == "extension":
-                    child = "Extension"
-            child = TYPES.get(child, child)
             if isinstance(value, list):
                 if any(v is None for v in value):
                     raise _Subtle
