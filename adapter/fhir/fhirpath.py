@@ -147,7 +147,7 @@ def nodes(expression: str) -> Nodes:
     """A function of (node, variables) giving the nodes ``expression`` selects from ``node``, a node being
     (data, element type or path, None for a value without one). Parsed once; compiled where the compiled
     part models the expression and the data, else fhirpathpy's answer on the same node."""
-    interpreted = fhirpathpy.compile(expression, R4, {**OPTIONS, "returnRawData": True})
+    interpreted = _interpreter(expression, {**OPTIONS, "returnRawData": True})
     try:
         step: Step | None = _compile(parse(expression)["children"][0])
     except _Unsupported:
@@ -169,7 +169,7 @@ def nodes(expression: str) -> Nodes:
 @cache
 def compiled(expression: str) -> Evaluate:
     """A function of (resource, variables) giving what ``fhirpathpy.evaluate`` gives, parsed once."""
-    interpreted = fhirpathpy.compile(expression, R4, OPTIONS)
+    interpreted = _interpreter(expression, OPTIONS)
     try:
         step = _compile(parse(expression)["children"][0])
     except _Unsupported:
@@ -183,6 +183,21 @@ def compiled(expression: str) -> Evaluate:
             return _output(step([(resource, None)], env))  # as given: navigation reads its resourceType
         except _Subtle:
             return interpreted(resource, variables)
+
+    return evaluate
+
+
+def _interpreter(expression: str, options: dict[str, Any]) -> Callable[..., list[Any]]:
+    """fhirpathpy's own evaluation of ``expression``, parsed at its first use: a compiled expression may
+    never need it, and fhirpathpy's parser costs milliseconds an expression (the flow store's views
+    have about 150 paths, parsed anew in every process that refreshes it)."""
+    made: list[Callable[..., list[Any]]] = []
+
+    def evaluate(*args: Any) -> list[Any]:
+        if not made:
+            made.append(fhirpathpy.compile(expression, R4, options))
+        result: list[Any] = made[0](*args)
+        return result
 
     return evaluate
 
