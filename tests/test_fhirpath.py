@@ -84,6 +84,17 @@ CONSTRUCTS = [
     "performer.getReferenceKey(Organization)",
     "identifier.value.join(',')",
     "identifier.system.join()",
+    # iif, + and {} as the MMR views use them (profiles/views/), and in fhirpathpy's own shapes: a
+    # non-boolean criterion, a collection as input, a branch not taken that would fail
+    "iif(identifier.value.exists(), identifier.value.first(), 'sr-' + getResourceKey())",
+    "iif(subject.getReferenceKey(Patient).exists(), 'Patient', iif(note.exists(), note.text, {}))",
+    "iif(authoredOn.exists(), authoredOn, subject.reference)",
+    "iif(extension.value, 'yes', 'no')",
+    "iif(extension.value.first() = 1, 'one')",
+    "identifier.iif(system.exists(), value)",
+    "iif(true, {}, identifier.value + 'x')",
+    "identifier.value.first() + '-' + note.text.first()",
+    "extension.value.first() + extension.value.first()",
 ]
 
 

@@ -9,7 +9,8 @@ model), ``%variables``, string and boolean literals, ``=``, ``!=``, ``<``, ``>``
 ``all()``, ``isDistinct()``, ``startsWith()``, ``toDateTime()`` (the last and the comparisons are
 fhirpathpy's own functions, called without its interpreter); and, for the SQL on FHIR views
 (``adapter/flow/``), ``$this``, integer literals and ``[n]``, ``first()``, ``ofType()``,
-``extension(url)``, ``join()`` and the two functions SQL on FHIR v2 adds to FHIRPath,
+``extension(url)``, ``join()``, ``iif()``, ``+`` on two strings, ``{}`` and the two functions SQL on
+FHIR v2 adds to FHIRPath,
 ``getResourceKey()`` and ``getReferenceKey([type])`` (known to fhirpathpy through its
 ``userInvocationTable``, so both engines answer them alike).
 
@@ -146,7 +147,7 @@ def nodes(expression: str) -> Nodes:
     """A function of (node, variables) giving the nodes ``expression`` selects from ``node``, a node being
     (data, element type or path, None for a value without one). Parsed once; compiled where the compiled
     part models the expression and the data, else fhirpathpy's answer on the same node."""
-    interpreted = fhirpathpy.compile(expression, R4, {**OPTIONS, "returnRawData": True})
+    interpreted = _interpreter(expression, {**OPTIONS, "returnRawData": True})
     try:
         step: Step | None = _compile(parse(expression)["children"][0])
     except _Unsupported:
@@ -168,7 +169,7 @@ def nodes(expression: str) -> Nodes:
 @cache
 def compiled(expression: str) -> Evaluate:
     """A function of (resource, variables) giving what ``fhirpathpy.evaluate`` gives, parsed once."""
-    interpreted = fhirpathpy.compile(expression, R4, OPTIONS)
+    interpreted = _interpreter(expression, OPTIONS)
     try:
         step = _compile(parse(expression)["children"][0])
     except _Unsupported:
@@ -182,6 +183,21 @@ def compiled(expression: str) -> Evaluate:
             return _output(step([(resource, None)], env))  # as given: navigation reads its resourceType
         except _Subtle:
             return interpreted(resource, variables)
+
+    return evaluate
+
+
+def _interpreter(expression: str, options: dict[str, Any]) -> Callable[..., list[Any]]:
+    """fhirpathpy's own evaluation of ``expression``, parsed at its first use: a compiled expression may
+    never need it, and fhirpathpy's parser costs milliseconds an expression (the flow store's views
+    have about 150 paths, parsed anew in every process that refreshes it)."""
+    made: list[Callable[..., list[Any]]] = []
+
+    def evaluate(*args: Any) -> list[Any]:
+        if not made:
+            made.append(fhirpathpy.compile(expression, R4, options))
+        result: list[Any] = made[0](*args)
+        return result
 
     return evaluate
 
@@ -218,6 +234,10 @@ def _compile(node: dict[str, Any]) -> Step:
         return _function(children[0])
     if kind == "StringLiteral":
         return _constant(string_literal(None, None, node))
+    if kind == "NullLiteral":
+        return _constant([])
+    if kind == "AdditiveExpression" and node["terminalNodeText"][0] == "+":
+        return _plus(_compile(children[0]), _compile(children[1]))
     if kind == "BooleanLiteral":
         return _constant(boolean_literal(None, None, node))
     if kind == "ExternalConstantTerm":
@@ -267,8 +287,25 @@ def _variable(name: str) -> Step:
 
 
 def _member(key: str) -> Step:
+    """A path step. What the model says of ``key`` under a parent's type (its element type, or its choice
+    types) is looked up once per parent type, not once per node: a view reads the same few paths over
+    every resource."""
     if not key or key[0] == key[0].upper():
         raise _Unsupported("a type name as a path step")  # fhirpathpy's test for one
+    underscored = f"_{key}"
+    # parent's path -> (the child's type, or for a choice element each (key, _key, type) to try in turn)
+    known: dict[str | None, tuple[str, list[tuple[str, str, str]] | None]] = {}
+
+    def resolve(path: str | None) -> tuple[str, list[tuple[str, str, str]] | None]:
+        child = f"{path}.{key}" if path else f"_.{key}"
+        child = ELSEWHERE.get(child, child)
+        if types := CHOICES.get(child):
+            return child, [
+                (key + suffix, f"_{key}{suffix}", TYPES.get(child + suffix, child + suffix)) for suffix in types
+            ]
+        if key == "extension":
+            child = "Extension"
+        return TYPES.get(child, child), None
 
     def step(focus: list[Item], env: Env) -> list[Item]:
         out: list[Item] = []
@@ -281,23 +318,22 @@ def _member(key: str) -> Step:
                 if not isinstance(data["resourceType"], str):
                     raise _Subtle
                 path = data["resourceType"]
-            child = f"{path}.{key}" if path else f"_.{key}"
-            child = ELSEWHERE.get(child, child)
+            found = known.get(path)
+            if found is None:
+                found = known[path] = resolve(path)
+            child, choices = found
             value = None
-            if types := CHOICES.get(child):
-                for suffix in types:
-                    if f"_{key}{suffix}" in data:
+            if choices is not None:
+                for name, extended, typed in choices:
+                    if extended in data:
                         raise _Subtle
-                    if (value := data.get(key + suffix)) is not None:
-                        child += suffix
+                    if (value := data.get(name)) is not None:
+                        child = typed
                         break
             else:
-                if f"_{key}" in data:
+                if underscored in data:
                     raise _Subtle  # a primitive's extension: fhirpathpy pairs the two
                 value = data.get(key)
-                if key == "extension":
-                    child = "Extension"
-            child = TYPES.get(child, child)
             if isinstance(value, list):
                 if any(v is None for v in value):
                     raise _Subtle
@@ -329,6 +365,22 @@ def _equality(equal: bool, left: Step, right: Step) -> Step:
             return []
         same = _plain(a) == _plain(b)
         return [(same if equal else not same, None)]
+
+    return step
+
+
+def _plus(left: Step, right: Step) -> Step:
+    """``+`` of two strings: their concatenation (the views build a key with it); empty if either side is.
+    Numbers, dates and quantities are fhirpathpy's (its ``plus`` converts them first)."""
+
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        a, b = left(focus, env), right(focus, env)
+        if not a or not b:
+            return []
+        x, y = _plain(a), _plain(b)
+        if not isinstance(x, str) or not isinstance(y, str):
+            raise _Subtle
+        return [(x + y, None)]
 
     return step
 
@@ -396,6 +448,8 @@ def _function(functn: dict[str, Any]) -> Step:
         return {"where": _where, "all": _all, "exists": _exists_where}[name](criteria)
     if name == "startsWith" and len(params) == 1 and _literal(params[0]) == "StringLiteral":
         return _starts_with(str(string_literal(None, None, _literal_node(params[0]))[0]))
+    if name == "iif" and len(params) in (2, 3):
+        return _iif(*[_compile(p) for p in params])
     if name == "first" and not params:
         return lambda focus, env: focus[:1]
     if name == "getResourceKey" and not params:
@@ -532,6 +586,19 @@ def _exists_where(criteria: Step) -> Step:
 
 def _all(criteria: Step) -> Step:
     return lambda focus, env: [(all(_true(criteria([item], env)) for item in focus), None)]  # stops at a no
+
+
+def _iif(criterion: Step, then: Step, otherwise: Step | None = None) -> Step:
+    """``iif(criterion, true-result [, otherwise-result])`` as fhirpathpy's macro: each argument evaluated on
+    the function's whole input, only the branch taken; the criterion holds when it is one item equal to
+    true (its ``util.is_true``)."""
+
+    def step(focus: list[Item], env: Env) -> list[Item]:
+        if _true(criterion(focus, env)):
+            return then(focus, env)
+        return otherwise(focus, env) if otherwise is not None else []
+
+    return step
 
 
 def _starts_with(prefix: str) -> Step:
