@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 
 from adapter.workflow.core import Context, Referral, Timer
 from adapter.workflow.steps import ROUTINE
-from tests.support.workflow import NOW, referral, service_request, sr_event, timer_event
-from tests.test_mmrpv_steps import as_loaded, at, booked, completed_programme, discharged, forwarded, settle
+from tests.support.workflow import NOW, as_loaded, referral, service_request, sr_event, timer_event
+from tests.test_mmrpv_steps import at, booked, completed_programme, discharged, forwarded, settle
 
 
 def names(timers: tuple[Timer, ...]) -> set[str]:

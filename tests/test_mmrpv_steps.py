@@ -17,7 +17,6 @@ from adapter.conformance.validate import validate_resource
 from adapter.fhir.resource import Resource
 from adapter.mappings import codes
 from adapter.workflow.core import Context, Event, Referral
-from adapter.workflow.mmrpv.loading import follow_up_queries
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
     FOLLOW_UP_ITEMS,
@@ -25,6 +24,7 @@ from tests.support.workflow import (
     STHLM,
     add,
     apply,
+    as_loaded,
     assessment,
     code,
     decide_as_reviewer,
@@ -48,19 +48,6 @@ FOLLOW_UP = "https://mmr-adapter.se/fhir/Questionnaire/mmr-follow-up|0.1.0"
 
 def at(*args: int) -> Context:
     return Context(now=datetime(*args, tzinfo=STHLM))
-
-
-def as_loaded(state: Referral) -> Referral:
-    """The state as the shell loads it: the EpisodeOfCare only when phase two asks for it, and no
-    CommunicationRequest (both come by identifier, not with the referral's search)."""
-    shown = {
-        k: r
-        for k, r in state.resources.items()
-        if r.get("resourceType") not in ("EpisodeOfCare", "CommunicationRequest")
-    }
-    if follow_up_queries(state.service_request, shown):
-        shown.update({k: r for k, r in state.resources.items() if r.get("resourceType") == "EpisodeOfCare"})
-    return Referral(state.service_request, shown)
 
 
 def settle(state: Referral, event: Event, context: Context, rounds: int = 12) -> Referral:

@@ -28,13 +28,13 @@ from adapter.fhir.resource import Resource
 from adapter.mappings import codes, directory, flow_rules
 from adapter.operations.setup import directory_resources, upsert
 from adapter.workflow.core import Context, Event, Referral
-from adapter.workflow.mmrpv.loading import follow_up_queries
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
     ALL_MET,
     MMRPV_ANSWERS,
     STHLM,
     apply,
+    as_loaded,
     assessment,
     consent,
     patient,
@@ -160,7 +160,7 @@ class Builder:
         """The adapter handles ``event`` at ``at``, and the notifications of its own writes, until quiet."""
         state = self.journey.current()
         for _ in range(rounds):
-            plan = ROUTINE.decide(_as_loaded(state), event, Context(now=at))
+            plan = ROUTINE.decide(as_loaded(state), event, Context(now=at))
             if not plan.writes:
                 break
             before = state
@@ -475,19 +475,6 @@ def _renamed_refs(value: Any, names: dict[str, str]) -> Any:
 
 def _event(resource: Resource) -> Event:
     return Event("changed", resource["resourceType"], resource["id"], (resource.get("meta") or {}).get("versionId"))
-
-
-def _as_loaded(state: Referral) -> Referral:
-    """The state as the shell loads it (tests/test_mmrpv_steps.py: EpisodeOfCare only when phase two
-    asks for it, never a CommunicationRequest)."""
-    shown = {
-        k: r
-        for k, r in state.resources.items()
-        if r.get("resourceType") not in ("EpisodeOfCare", "CommunicationRequest")
-    }
-    if follow_up_queries(state.service_request, shown):
-        shown.update({k: r for k, r in state.resources.items() if r.get("resourceType") == "EpisodeOfCare"})
-    return Referral(state.service_request, shown)
 
 
 __all__ = ["Builder", "Journey", "assessment", "directory", "install_directory", "journeys", "record", "write"]

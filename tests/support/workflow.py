@@ -360,3 +360,18 @@ def decide_as_reviewer(state: Referral, level: str) -> Referral:
         {"type": c.concept("task-parameter", "decision"), "valueCodeableConcept": c.concept("level", level)},
     ]
     return update_resource(state, current, output=output, businessStatus=c.concept("business-status", "decided"))
+
+
+def as_loaded(state: Referral) -> Referral:
+    """The state as the shell loads it: the EpisodeOfCare only when phase two asks for it, and no
+    CommunicationRequest (both come by identifier, not with the referral's search)."""
+    from adapter.workflow.mmrpv.loading import follow_up_queries
+
+    shown = {
+        k: r
+        for k, r in state.resources.items()
+        if r.get("resourceType") not in ("EpisodeOfCare", "CommunicationRequest")
+    }
+    if follow_up_queries(state.service_request, shown):
+        shown.update({k: r for k, r in state.resources.items() if r.get("resourceType") == "EpisodeOfCare"})
+    return Referral(state.service_request, shown)
