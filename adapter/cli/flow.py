@@ -74,7 +74,8 @@ def flow(
     Referrals nobody is responsible for are printed in red under the table (in the other formats,
     on stderr); the exit status stays 0, since the figures were made: a monitor watches the gauge.
     Exit 2 for a usage error or a store not made yet (run with --rebuild), 1 when the store cannot
-    be read or a --referral was held by no organisation of the directory.
+    be read (another process refreshing it writes it alone), the FHIR server fails a --refresh,
+    --rebuild or --publish, or a --referral was held by no organisation of the directory.
     """
     if refresh and rebuild:
         _refuse("--refresh and --rebuild exclude each other: --rebuild already reads everything")
