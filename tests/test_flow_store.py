@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from adapter.config import ConfigError, load_settings
+from adapter.config import ConfigError, Settings, load_settings
 from adapter.fhir.client import FhirClient
 from adapter.flow import store
 from adapter.mappings import directory, task_state_tables
@@ -228,3 +228,21 @@ def test_the_store_lives_in_the_state_directory_and_the_guarantee_may_only_be_sh
     for wrong in (0, 91):
         with pytest.raises(ConfigError, match=r"^MMR_CARE_GUARANTEE_DAYS: .*1 to 90 days"):
             load_settings(care_guarantee_days=wrong)
+
+
+def test_the_commands_refresh_reads_every_page(
+    fhir: FhirClient, written: list[Journey], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``flow --rebuild`` (operations.flow.refresh) pages through every search as a rebuild with the
+    session's client does: on HAPI a ``no-store`` search is answered synchronously, one page and no
+    ``next`` link, which kept 100 of 10 000 referrals in the benchmark. Pages of 5 make it show here."""
+    monkeypatch.setattr(store, "PAGE", 5)
+    settings = Settings(fhir_base_url=fhir.base_url, state_dir=tmp_path)
+    by_command = flow.refresh(settings, rebuild=True)
+    con = store.open_store(tmp_path / "direct.duckdb")
+    try:
+        direct = store.rebuild(con, fhir, date(2026, 12, 7))
+    finally:
+        con.close()
+    assert by_command.loaded["mmr_referral"] >= len(written) > store.PAGE
+    assert by_command.loaded == direct.loaded

@@ -46,8 +46,10 @@ def refresh(settings: Settings, rebuild: bool = False, today: date | None = None
     except duckdb.Error as exc:
         raise StoreUnavailable(f"cannot write the flow store {settings.flow_path} ({_first_line(exc)})") from None
     try:
-        # fresh: past HAPI's 60 s search cache, or a refresh would miss what changed just now
-        with fhir_client(settings, fresh=True) as client:
+        # Not ``fresh``: its ``no-store`` makes HAPI answer a search synchronously, one page and no
+        # ``next`` link (100 of 10 000 referrals read). Every search already says ``no-cache``, past
+        # HAPI's 60 s search cache.
+        with fhir_client(settings) as client:
             day = today or datetime.now().astimezone().date()
             return store.rebuild(con, client, day) if rebuild else store.refresh(con, client, day)
     finally:
