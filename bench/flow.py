@@ -57,7 +57,7 @@ if sys.argv[1] == "report":  # what `mmr-adapter flow --format html` does after 
            "decided": found["region"]["reviews_decided"], "first_visits": found["region"]["first_visits"]}
 else:
     con = store.open_store(settings.flow_path)
-    with fhir_client(settings, fresh=True) as client:
+    with fhir_client(settings) as client:  # as operations.flow.refresh: no-store would make HAPI answer one page
         if sys.argv[1] == "rebuild":
             result = store.rebuild(con, client, date(2026, 12, 7))
         else:  # no overlap: everything here was written within the production overlap's five minutes
@@ -209,6 +209,8 @@ def main() -> None:
                     "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
                 }
                 rebuild = run_child("rebuild", env)
+                if rebuild["loaded"]["mmr_referral"] != len(made):  # a figure over lost data means nothing
+                    raise SystemExit(f"the rebuild read {rebuild['loaded']['mmr_referral']} of {len(made)} referrals")
                 changed = a_days_changes(fhir, made)
                 refresh = run_child("refresh", env)
                 report = run_child("report", env)
