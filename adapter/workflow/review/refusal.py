@@ -40,7 +40,7 @@ from typing import Any
 from adapter.fhir.resource import Resource
 from adapter.mappings import HSA_SYSTEM, Clinic, directory
 from adapter.workflow import confirmations as conf
-from adapter.workflow import options
+from adapter.workflow import options, task_states
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral
 from adapter.workflow.referral import ACTIVE, as_list, clinic_reference, codings, dig, performer_clinic
 from adapter.workflow.review.completeness import gate
@@ -204,9 +204,13 @@ def back_to_clinic(
     """A reassignment outside the pool, or a removed owner (``problem`` :data:`NO_OWNER`): the review
     goes back to the clinic, saying why (see the module)."""
     text = refused_text(problem, options.language(ctx))
-    waiting = review.get("status") == "on-hold"  # it keeps waiting for the patient or the referrer
+    # It keeps waiting for the patient or the referrer: a hold of the state table's; a Task someone
+    # filled with another business status starts again from the clinic's worklist.
+    held = business_status(review) if review.get("status") == "on-hold" else None
+    table = task_states.table_of(review)
+    waiting = held is not None and table is not None and table.row("on-hold", held) is not None
     status = "on-hold" if waiting else "received"
-    business = business_status(review) if waiting else "awaiting-assignment"
+    business = held if waiting else "awaiting-assignment"
     write = revise(
         referral,
         review,
