@@ -118,7 +118,7 @@ def flow(
         except ValueError as exc:
             _refuse(f"--clinic: {exc}")
         if publish:
-            published = operations.publish(settings, (first, last), at)
+            published = operations.publish(settings, (first, last), at, found=figures)  # computed once
             click.echo(
                 f"MeasureReports {first}..{last}: {len(published.created)} created, "
                 f"{len(published.updated)} updated, {len(published.unchanged)} unchanged",

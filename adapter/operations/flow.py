@@ -112,16 +112,22 @@ def first_working_day(year: int, month: int) -> date:
 
 
 def publish(
-    settings: Settings, period: Period, at: datetime | None = None, fhir: FhirClient | None = None
+    settings: Settings,
+    period: Period,
+    at: datetime | None = None,
+    fhir: FhirClient | None = None,
+    found: dict[str, Any] | None = None,
 ) -> Published:
     """Publish the period's MeasureReports (``adapter/operations/publish.py``: idempotent), the
-    figures read from the store at ``at`` (default: the period's end), with the subject list of
-    the referrals waiting beyond the guarantee then. The store is not refreshed here: the caller
-    decides (the command with ``--refresh``, beat always)."""
+    figures read from the store at ``at`` (default: the period's end) unless the caller already
+    has them (``found``: the command printing them too), with the subject list of the referrals
+    waiting beyond the guarantee then. The store is not refreshed here: the caller decides (the
+    command with ``--refresh``, beat always)."""
     from adapter.operations.publish import publish as write_reports
 
     at = at or end_of(period)
     with reading(settings) as con:
-        found = flow_figures.compute(con, at, period[0], period[1], guarantee_days=settings.care_guarantee_days)
+        if found is None:
+            found = flow_figures.compute(con, at, period[0], period[1], guarantee_days=settings.care_guarantee_days)
         beyond = flow_figures.waiting_beyond_guarantee(con, at, settings.care_guarantee_days)
     return write_reports(settings, found, period, waiting_beyond=beyond, fhir=fhir)
