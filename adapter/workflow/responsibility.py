@@ -152,11 +152,10 @@ def restore_owner(referral: Referral, event: Event, ctx: Context) -> Plan:
         return NOTHING
     lang = options.language(ctx)
     plan = NOTHING
-    for task in open_tasks(referral):
-        if not _unowned(task):
-            continue
+    unowned = [task for task in open_tasks(referral) if _unowned(task)]
+    clinic = performer_clinic(referral) if unowned else None  # looked up once, and only when needed
+    for task in unowned:
         kind = _kind(task)
-        clinic = performer_clinic(referral)
         if kind == "review" and clinic is not None:
             plan += back_to_clinic(referral, task, clinic, "owner removed", ctx, NO_OWNER, "owner-restored")
             continue
