@@ -39,6 +39,7 @@ from tests.support.workflow import (
     consent,
     patient,
     referrer,
+    renamed_references,
     response,
     section,
     service_request,
@@ -193,7 +194,7 @@ class Builder:
             return after
         resources = {}
         for k, r in after.resources.items():
-            body = _renamed_refs(r, names)
+            body = renamed_references(r, names)
             if k in names:
                 body["id"] = names[k].split("/", 1)[1]
             resources[names.get(k, k)] = body
@@ -460,17 +461,6 @@ def _directory() -> list[Resource]:
 def _stored(resource: Resource) -> Resource:
     """A version as it is PUT: without the in-memory server's meta."""
     return {k: copy.deepcopy(v) for k, v in resource.items() if k != "meta"}
-
-
-def _renamed_refs(value: Any, names: dict[str, str]) -> Any:
-    if isinstance(value, dict):
-        out = {k: _renamed_refs(v, names) for k, v in value.items()}
-        if isinstance(out.get("reference"), str) and out["reference"] in names:
-            out["reference"] = names[out["reference"]]
-        return out
-    if isinstance(value, list):
-        return [_renamed_refs(v, names) for v in value]
-    return value
 
 
 def _event(resource: Resource) -> Event:

@@ -230,14 +230,15 @@ def _identifiers(resource: Resource) -> set[str]:
     return {f"{i.get('system')}|{i.get('value')}" for i in resource.get("identifier") or ()}
 
 
-def _rewrite(value: Any, ids: dict[str, str]) -> Any:
+def renamed_references(value: Any, ids: dict[str, str]) -> Any:
+    """``value`` with every ``reference`` named in ``ids`` replaced by its new name, at any depth."""
     if isinstance(value, dict):
-        out = {k: _rewrite(v, ids) for k, v in value.items()}
+        out = {k: renamed_references(v, ids) for k, v in value.items()}
         if isinstance(out.get("reference"), str) and out["reference"] in ids:
             out["reference"] = ids[out["reference"]]
         return out
     if isinstance(value, list):
-        return [_rewrite(v, ids) for v in value]
+        return [renamed_references(v, ids) for v in value]
     return value
 
 
@@ -269,7 +270,7 @@ def apply(state: Referral, plan: Plan) -> Referral:
             assert w.if_match == current, f"If-Match {w.if_match} but {key} is at version {current}"
             body["meta"] = {**(body.get("meta") or {}), "versionId": str(int(current or "0") + 1)}
         resources[key] = body
-    resources = {k: _rewrite(v, ids) for k, v in resources.items()}
+    resources = {k: renamed_references(v, ids) for k, v in resources.items()}
     sr_key = f"ServiceRequest/{state.id}"
     return Referral(resources[sr_key], resources)
 
