@@ -235,14 +235,17 @@ def test_the_commands_refresh_reads_every_page(
 ) -> None:
     """``flow --rebuild`` (operations.flow.refresh) pages through every search as a rebuild with the
     session's client does: on HAPI a ``no-store`` search is answered synchronously, one page and no
-    ``next`` link, which kept 100 of 10 000 referrals in the benchmark. Pages of 5 make it show here."""
+    ``next`` link, which kept 100 of 10 000 referrals in the benchmark. Pages of 5 make it show on HAPI."""
     monkeypatch.setattr(store, "PAGE", 5)
     settings = Settings(fhir_base_url=fhir.base_url, state_dir=tmp_path)
-    by_command = flow.refresh(settings, rebuild=True)
-    con = store.open_store(tmp_path / "direct.duckdb")
+    flow.refresh(settings, rebuild=True)
+    con = duckdb.connect(str(settings.flow_path), read_only=True)
     try:
-        direct = store.rebuild(con, fhir, date(2026, 12, 7))
+        held = {row[0] for row in con.execute("SELECT identifier FROM mmr_referral").fetchall()}
+        appointments = {row[0] for row in con.execute("SELECT referral FROM mmr_appointment").fetchall()}
     finally:
         con.close()
-    assert by_command.loaded["mmr_referral"] >= len(written) > store.PAGE
-    assert by_command.loaded == direct.loaded
+    # Every journey, not the first page's five: the shared server holds other tests' referrals too,
+    # and its worker may still be writing, so the check is what this module wrote, not a total.
+    assert {j.key for j in written} <= held and len(held) > store.PAGE
+    assert {j.referral for j in written if j.latest("Appointment")} <= appointments
