@@ -28,6 +28,7 @@ from adapter.fhir.resource import Resource
 from adapter.mappings import codes, directory, flow_rules
 from adapter.operations.setup import directory_resources, upsert
 from adapter.workflow.core import Context, Event, Referral
+from adapter.workflow.mmrpv.common import PROGRAMME_START
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
     ALL_MET,
@@ -180,7 +181,12 @@ class Builder:
         return self
 
     def timer(self, name: str, at: datetime) -> Builder:
-        return self.settle(Event("timer", "ServiceRequest", self.journey.referral, timer=name), at)
+        """The routine's timer ``name`` comes due at ``at``; one that changes nothing is a mistake in the
+        journey (a misspelt name is no timer of the routine's, and it plans nothing)."""
+        before = len(self.journey.transactions)
+        self.settle(Event("timer", "ServiceRequest", self.journey.referral, timer=name), at)
+        assert len(self.journey.transactions) > before, f"{self.journey.name}: timer {name} changed nothing"
+        return self
 
     def _renamed(self, before: Referral, after: Referral) -> Referral:
         """New resources get ids of this journey (the in-memory server's are short hex, which HAPI refuses
@@ -347,7 +353,7 @@ def journeys(prefix: str | None = None, shift: timedelta = timedelta(0)) -> list
     pv.decide("MMRpv", day(2026, 3, 4, 11))
     aid = pv.appointment(day(2026, 3, 16), day(2026, 4, 7, 9), site=HBG)
     pv.appointment_status(aid, "booked", day(2026, 3, 20), start=day(2026, 4, 14, 9))
-    pv.timer("programme-start", day(2026, 4, 14, 9))
+    pv.timer(PROGRAMME_START, day(2026, 4, 14, 9))
     out.append(pv.journey)
 
     late = Builder("late", prefix, day(2026, 3, 30, 9), HASSLEHOLM)  # deadline 2 April 16:00
