@@ -13,7 +13,16 @@ import pytest
 from adapter.fhir.client import FhirClient
 from adapter.mappings import HSA_SYSTEM, directory
 from adapter.workflow.referral import dig
-from tests.support.e2e_referrals import assessments, code, key, messages, referral_on_server, review_in, tasks
+from tests.support.e2e_referrals import (
+    assessments,
+    code,
+    decide,
+    key,
+    messages,
+    referral_on_server,
+    review_in,
+    tasks,
+)
 from tests.support.referrals import LUND, TEST_PERSONNUMMER
 from tests.support.stack import Stack, wait_for
 
@@ -142,6 +151,27 @@ def test_a_version_naming_another_clinic_leaves_the_review_at_its_clinic(stack: 
         what="the reviewer's version",
     )
     assert later["owner"] == review["owner"] and "statusReason" not in later
+
+
+def test_a_version_naming_another_clinic_after_the_decision_changes_nothing_and_is_told(
+    stack: Stack, fhir: FhirClient
+) -> None:
+    sr = referral_on_server(fhir, extension=assessments())
+    decide(fhir, review_in(fhir, sr, "recommended"), "MMRpv")
+    forwarded = wait_for(lambda: tasks(fhir, sr).get("mmrpv-intake"), what="the MMRpv unit's intake Task")
+    settled = wait_for(
+        lambda: (t := tasks(fhir, sr)) and t["referral-review"]["status"] == "completed" and t, what="the review closed"
+    )
+    current = fhir.read("ServiceRequest", sr["id"])
+    fhir.update({**current, "performer": _performer("SE2321000255-SMH1")}, if_match=current["meta"]["versionId"])
+    version = fhir.read("ServiceRequest", sr["id"])["meta"]["versionId"]
+    told = wait_for(
+        lambda: messages(fhir, sr).get(f"{key(sr)}-performer-unchanged-referrer-v{version}"), what="the notice"
+    )
+    assert "redan bedömd av" in told["payload"][0]["contentString"]
+    now = tasks(fhir, sr)
+    assert now["referral-review"]["meta"]["versionId"] == settled["referral-review"]["meta"]["versionId"]
+    assert now["mmrpv-intake"]["owner"] == forwarded["owner"] and "referral-routing" not in now
 
 
 def _remove_owner(fhir: FhirClient, task: dict[str, Any]) -> None:

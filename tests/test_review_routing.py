@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter.mappings import HSA_SYSTEM, codes, directory
-from adapter.workflow.core import HELD
+from adapter.workflow.core import HELD, Referral
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
     ALL_MET,
@@ -174,6 +174,49 @@ def test_a_new_version_naming_another_clinic_leaves_the_review_where_it_is_and_t
     assert code(review(done)["businessStatus"]) == "decided"
     booking = task(done, "R-1-booking-mmrsv")
     assert booking["owner"]["reference"] == f"Organization/{LUND}"
+
+
+def _closed_review(state: Referral, how: str) -> Referral:
+    """The review closed by the reviewer: decided ``MMRsv`` or ``MMRpv`` (booked at the clinic, or
+    forwarded to the MMRpv unit), or ``rejected``; the routine's answer to it applied."""
+    if how == "rejected":
+        closed = update_resource(
+            state,
+            review(state),
+            status="rejected",
+            businessStatus=codes().concept("business-status", "rejected"),
+            statusReason={"text": "Inte aktuellt för MMR."},
+        )
+    else:
+        closed = decide_as_reviewer(state, how)
+    _, after = run(closed, resource_event(review(closed)), ctx())
+    return after
+
+
+@pytest.mark.parametrize("how", ["MMRsv", "MMRpv", "rejected"])
+@pytest.mark.parametrize("case", ["another-clinic", "unknown"])
+def test_a_new_version_naming_another_receiver_after_the_review_is_not_applied_and_the_referrer_is_told(
+    how: str, case: str
+) -> None:
+    """Issue 23, a case that fell silent: the review is over (booked at the clinic, forwarded to the
+    MMRpv unit, or rejected) when the referrer sends a version naming another clinic, or an unknown
+    one. Nothing moves (the decision and what followed from it stand), and the referrer is told, once
+    per version, that the change was not applied and whom to ask instead."""
+    state = referral(service_request(extension=ALL_MET))
+    _, reviewed = run(state, sr_event(state), ctx())
+    closed = _closed_review(reviewed, how)
+    tasks = of_type(closed, "Task")
+    performer = [_performer("SE2321000255-SMH1")] if case == "another-clinic" else UNROUTABLE["unknown"]["performer"]
+    changed = update_resource(closed, closed.service_request, performer=performer)
+    plan, after = run(changed, sr_event(changed), ctx())
+    assert of_type(after, "Task") == tasks  # no Task moved, reopened, held or made
+    notice = messages(after)["R-1-performer-unchanged-referrer-v2"]
+    assert notice["recipient"] == [{"reference": "PractitionerRole/ref1"}]
+    text = notice["payload"][0]["contentString"]
+    assert "redan bedömd av Smärtrehabilitering SUS Lund" in text and "har inte genomförts" in text
+    assert "XXX9" not in text and "Hässleholm" not in text
+    assert plan.counts == ("performer-unchanged",)
+    assert_replay_plans_nothing(changed, plan, after, sr_event(changed), ctx())
 
 
 def test_a_review_handed_to_another_clinics_reviewer_is_still_refused_once_the_referral_names_that_clinic() -> None:

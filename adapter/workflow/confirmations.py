@@ -185,10 +185,14 @@ def notify(
     occasion: str,
     extra: Mapping[str, Any] | None = None,
     also_to: list[dict[str, Any]] | None = None,
+    variant: str | None = None,
     **values: Any,
 ) -> Plan:
-    """A notice (overdue, questionnaire request, reminders) to one recipient kind, once per occasion."""
+    """A notice (overdue, questionnaire request, reminders) to one recipient kind, once per occasion.
+    ``variant``: the notice's text for ``<recipient kind>-<variant>`` (the same notice, and the same
+    once-per-occasion identifier, in words for another situation)."""
     lang = language(ctx)
+    words_for = f"{recipient_kind}-{variant}" if variant else recipient_kind
     return send_once(
         referral,
         ctx,
@@ -198,7 +202,7 @@ def notify(
         category=codes().concept("notification-type", notice, lang),
         extra=extra,
         also_to=also_to,
-        words=lambda: text("notices", notice, recipient_kind, lang, {**base_values(referral), **values}),
+        words=lambda: text("notices", notice, words_for, lang, {**base_values(referral), **values}),
     )
 
 

@@ -23,6 +23,8 @@ or another clinic of it, does not move it (the review goes on at the clinic it w
 revoke and send a new referral. Moving it would leave the first clinic's work (its supplement
 request, the patient's questionnaire, the reviewer's assessment) with a clinic that never asked
 for it, and the referrer cannot know how far the review has come; the clinic can.
+Once the review is over (decided, forwarded to the MMRpv unit, rejected) such a version moves
+nothing either, and the referrer gets the same notice in words for a referral already reviewed.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ UNCHANGED_NOTICE = "performer-unchanged"  # a referral under review stays at its
 CLOSED_BY_HAND = frozenset({"cancelled", "failed", "rejected"})
 PROBLEMS = ("missing", "unknown", "ambiguous", "not-a-clinic")
 MOVED = "another-clinic"  # a referral under review names another clinic of the routine: not moved
+REVIEWED = "reviewed"  # ... and once the review is over (decided, forwarded, rejected)
+AFTER_REVIEW = "after-review"  # the performer-unchanged notice's words once the review is over
 ENDED = frozenset({REVOKED, "completed", "entered-in-error"})
 
 
@@ -180,10 +184,14 @@ def _refuse_new_performer(referral: Referral, problem: str, ctx: Context) -> Pla
     """A referral under review got a version naming another clinic, or none of the routine: the review
     stays at the clinic that has it (taking it away mid-review would leave the patient's review with nobody who
     knows it, and the clinic may already have asked the patient), and the referrer is told, once per
-    version, that the change was not applied and how to move the referral instead."""
+    version, that the change was not applied and how to move the referral instead. Once the review is
+    over (decided, forwarded, rejected) the same: what followed from the decision stands, and the
+    referrer learns whom to ask, in words for a referral already reviewed."""
     review = review_task(referral)
-    if review is None or not is_open(review) or reviewing_clinic(referral) is None:
+    if review is None or reviewing_clinic(referral) is None:
         return NOTHING
+    over = not is_open(review)
+    reason = REVIEWED if over and problem == MOVED else problem
     version = str((referral.service_request.get("meta") or {}).get("versionId") or "1")
     plan = conf.notify(
         referral,
@@ -191,7 +199,8 @@ def _refuse_new_performer(referral: Referral, problem: str, ctx: Context) -> Pla
         UNCHANGED_NOTICE,
         "referrer",
         f"v{version}",
-        reason=why(problem, language(ctx)).rstrip("."),
+        variant=AFTER_REVIEW if over else None,
+        reason=why(reason, language(ctx)).rstrip("."),
     )
     if not plan.writes:
         return NOTHING
