@@ -98,6 +98,25 @@ def test_a_review_at_a_clinic_without_a_pool_goes_back_to_that_clinic_in_english
     assert plan.counts.count("owner-restored") == 1
 
 
+def test_a_review_whose_clinic_nobody_can_tell_goes_to_the_referral_coordinator() -> None:
+    """The fallback owner of issue 23: a review registered before it recorded its clinic, its owner
+    removed, of a referral whose latest version names two clinics. Nothing says whose it is, so the
+    region's referral coordinator holds it (never an open Task nobody holds), and says so."""
+    start = recommended_at(LUND)
+    task = review(start)
+    unrecorded = update_resource(start, task, input=None)  # as registered before the record
+    two = [{"identifier": {"system": HSA_SYSTEM, "value": c.hsa_id}} for c in directory().clinics[:2]]
+    ambiguous = update_resource(unrecorded, unrecorded.service_request, performer=two)
+    before = _removed(ambiguous, review(ambiguous))
+    plan, after = run(before, resource_event(review(before)), ctx())
+    coordinator = directory().coordinator
+    task = review(after)
+    assert task["owner"]["reference"] == f"Organization/{coordinator.hsa_id}"
+    assert task["statusReason"]["text"] == conf.template("refused", "no-owner-unit", "sv", {"owner": coordinator.name})
+    assert plan.counts.count("owner-restored") == 1 and responsible(after).ok
+    assert_replay_plans_nothing(before, plan, after, resource_event(review(before)), ctx())
+
+
 # ---------------------------------------------------------------- every open Task of ours, every kind
 
 

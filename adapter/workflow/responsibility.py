@@ -18,7 +18,8 @@ version without ``owner``: an open Task nobody holds. :func:`restore_owner` (a r
 on every resource event, so whatever event reads the state next mends it before the other steps
 build on it) mends it here, for every kind at once: the Task goes back to the party
 the routine gives that kind (:func:`rightful_owner`: the coordinator, the clinic, the MMRpv unit
-or its administrative function, the patient), never to a guessed previous owner (the core sees
+or its administrative function, the patient; the coordinator too where the referral does not say
+whose it is), never to a guessed previous owner (the core sees
 the Task as it is, not its history), and says so in ``statusReason.text`` and a ``note``, in the
 words of ``refused.no-owner*`` in ``mappings/confirmations.yaml``. The review goes back to its
 clinic as a refused reassignment does (``review.refusal.back_to_clinic``: ``awaiting-assignment``,
@@ -123,9 +124,19 @@ def _unowned(task: Resource) -> bool:
     return not dig(task, "owner", "reference")
 
 
-def rightful_owner(referral: Referral, task: Resource) -> tuple[dict[str, Any], str] | None:
+def rightful_owner(referral: Referral, task: Resource) -> tuple[dict[str, Any], str]:
     """The owner the routine gives a Task of this kind, and its name for the text (``""``: the
-    patient); ``None`` when the referral does not say (no usable patient, no clinic)."""
+    patient). Where the referral does not say (no usable patient, no clinic it can be told to be
+    at), the region's referral coordinator: the named fallback owner, as for a referral nobody in
+    the directory can own."""
+    found = _routine_owner(referral, task)
+    if found is None:
+        coordinator = directory().coordinator
+        return unit_reference(coordinator, "Organization"), coordinator.name
+    return found
+
+
+def _routine_owner(referral: Referral, task: Resource) -> tuple[dict[str, Any], str] | None:
     kind, d = _kind(task), directory()
     if kind == "routing":
         return unit_reference(d.coordinator, "Organization"), d.coordinator.name
@@ -159,11 +170,7 @@ def restore_owner(referral: Referral, event: Event, ctx: Context) -> Plan:
         if kind == "review" and clinic is not None:
             plan += back_to_clinic(referral, task, clinic, "owner removed", ctx, NO_OWNER, "owner-restored")
             continue
-        found = rightful_owner(referral, task)
-        if found is None:
-            plan += Plan(notes=(f"{_named(task)} is open without an owner, and the referral names none to restore",))
-            continue
-        owner, name = found
+        owner, name = rightful_owner(referral, task)
         if name:
             text = conf.template("refused", f"{NO_OWNER}-unit", lang, {"owner": name})
         else:
