@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapter.fhir.client import FhirClient
-from adapter.mappings import codes
+from adapter.mappings import HSA_SYSTEM, codes
 from adapter.operations.status import journey_lines
 from adapter.pipeline.state import State
 from adapter.workflow.mmrpv.common import carries_out, unit_ref
@@ -252,6 +252,41 @@ def test_a_moved_appointment_is_confirmed_once_more_and_a_duplicate_notification
     ]
     assert len(plans) == 1
     assert plans[0]["period"]["start"] == "2027-04-13T10:00:00+02:00"  # the programme moved with the booking
+
+
+def test_a_booking_at_a_place_that_is_no_site_is_answered_and_its_correction_completes_the_round(
+    stack: Stack, fhir: FhirClient
+) -> None:
+    """Issue 23: the unit books the patient at a mistyped HSA id (a logical reference, which any server
+    takes). The booking Task says why to the administrative function; the corrected Appointment completes it."""
+    wrong = {"actor": {"identifier": {"system": HSA_SYSTEM, "value": "SE2321000255-MMRPV-HBX"}}, "status": "accepted"}
+    sr = forwarded(fhir)
+    at_stage(fhir, sr, "received", "awaiting-booking")
+    mistaken = fhir.create(
+        {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": "2027-04-06T09:00:00+02:00",
+            "end": "2027-04-06T16:00:00+02:00",
+            "basedOn": [{"reference": f"ServiceRequest/{sr['id']}"}],
+            "participant": [{"actor": sr["subject"], "status": "accepted"}, wrong],
+        }
+    )
+    told = wait_for(
+        lambda: (t := task_by_key(fhir, f"{key(sr)}-booking-mmrpv-1")) and t.get("statusReason") and t,
+        what="the booking Task's reason",
+    )
+    assert told["status"] == "requested" and told["statusReason"]["text"].startswith("Bokningen kunde inte registreras")
+    assert "HBX" not in told["statusReason"]["text"] and not bek(fhir, sr)
+    current = fhir.read("Appointment", mistaken["id"])
+    right = {"actor": {"reference": f"Location/{SITES['helsingborg']}"}, "status": "accepted"}
+    fhir.update({**current, "participant": [current["participant"][0], right]}, if_match=current["meta"]["versionId"])
+    done = wait_for(
+        lambda: (t := task_by_key(fhir, f"{key(sr)}-booking-mmrpv-1")) and t["status"] == "completed" and t,
+        what="the booking Task completed",
+    )
+    assert "statusReason" not in done and code(done["businessStatus"]) == "booked"
+    wait_for(lambda: len(bek(fhir, sr)) == 2, what="the BEK")
 
 
 def test_an_event_at_the_mmrpv_unit_costs_one_search_and_one_transaction(

@@ -15,7 +15,7 @@ import pytest
 from adapter.conformance.outcome import has_errors
 from adapter.conformance.validate import validate_resource
 from adapter.fhir.resource import Resource
-from adapter.mappings import codes
+from adapter.mappings import HSA_SYSTEM, codes, directory
 from adapter.workflow.core import Context, Event, Referral
 from adapter.workflow.steps import ROUTINE
 from tests.support.workflow import (
@@ -276,6 +276,55 @@ def test_a_cancelled_appointment_reopens_booking_and_the_new_one_is_confirmed() 
     assert task(state, "R-1-booking-mmrpv-2")["status"] == "completed"
     assert len([k for k in messages(state) if "-BEK-" in k]) == 4
     assert len(of_type(state, "CarePlan")) == 1  # the programme is planned once
+
+
+def _mistaken(kind: str) -> Resource:
+    """The unit's booking with one mistake: the place a unit that is no site of the MMRpv unit (a
+    mistyped HSA id, as a logical reference), the patient left out, or no start."""
+    body = appointment("a1", HBG, "2026-04-07T09:00:00+02:00")
+    if kind == "not-a-site":
+        body["participant"][1] = {"actor": {"identifier": {"system": HSA_SYSTEM, "value": "SE2321000255-MMRPV-HBX"}}}
+    elif kind == "no-patient":
+        body["participant"] = body["participant"][1:]
+    else:
+        del body["start"], body["end"]
+    return body
+
+
+@pytest.mark.parametrize("kind", ["not-a-site", "no-patient", "no-start"])
+def test_a_booking_the_routine_cannot_read_is_answered_on_the_booking_task_and_its_correction_completes_it(
+    kind: str,
+) -> None:
+    """Issue 23, a case that fell silent: the unit's Appointment for the referral is no booking the
+    routine can read. The booking Task stays the administrative function's, open, with a reason in
+    its words (never a value from the Appointment); reminders go on; the corrected Appointment
+    completes it and the reason goes."""
+    state = add(forwarded(), _mistaken(kind))
+    event = resource_event(state.get("Appointment/a1") or {})
+    plan = ROUTINE.decide(as_loaded(state), event, Context(now=NOW + timedelta(days=3)))
+    assert plan.counts.count("booking-refused") == 1
+    state = settle(state, event, Context(now=NOW + timedelta(days=3)))
+    open_ = task(state, "R-1-booking-mmrpv-1")
+    assert (open_["status"], code(open_["businessStatus"])) == ("requested", "awaiting-booking")
+    reason = open_["statusReason"]["text"]
+    assert reason.startswith("Bokningen kunde inte registreras") and open_["note"][-1]["text"] == reason
+    assert "HBX" not in reason and "a1" not in reason
+    if kind == "not-a-site":
+        assert all(site.name in reason for site in directory().sites)
+    assert not [k for k in messages(state) if "-BEK-" in k]
+    assert stage(state, "R-1-mmrpv-intake") == ("received", "awaiting-booking")
+    # the reminder still comes at the deadline
+    due = datetime.fromisoformat(open_["restriction"]["period"]["end"])
+    reminded = settle(state, timer_event(state, "mmrpv-booking-reminder"), Context(now=due + timedelta(minutes=1)))
+    assert [k for k in messages(reminded) if "booking-reminder" in k]
+    # corrected: the same Appointment, as it should have been
+    right = appointment("a1", HBG, "2026-04-07T09:00:00+02:00")
+    corrected = {k: right[k] for k in ("participant", "start", "end")}
+    fixed = update_resource(state, state.get("Appointment/a1") or {}, **corrected)
+    fixed = settle(fixed, resource_event(fixed.get("Appointment/a1") or {}), Context(now=NOW + timedelta(days=4)))
+    done = task(fixed, "R-1-booking-mmrpv-1")
+    assert (done["status"], code(done["businessStatus"])) == ("completed", "booked") and "statusReason" not in done
+    assert len([k for k in messages(fixed) if "-BEK-" in k]) == 2
 
 
 def test_unbooked_past_the_deadline_reminds_the_administrative_function_once_per_round() -> None:

@@ -22,21 +22,25 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.fhir.resource import Resource
-from adapter.mappings import codes
+from adapter.mappings import codes, directory
+from adapter.workflow import confirmations as conf
 from adapter.workflow.calendar import add_working_days, local, parse_day_end, parse_moment, working_day_deadline
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create
 from adapter.workflow.mmrpv import messages
 from adapter.workflow.mmrpv.common import (
+    BOOKED,
     BOOKING_REMINDER,
     TASK,
     active,
     admin_ref,
+    appointment_site,
     booking,
     booking_key,
     booking_tasks,
     care_commitment,
     care_ended,
     fired,
+    has_patient,
     intake_open,
     intake_task,
     live,
@@ -47,11 +51,12 @@ from adapter.workflow.mmrpv.common import (
     unit_ref,
 )
 from adapter.workflow.mmrpv.site import Suggestion, suggest_site
-from adapter.workflow.options import number, option
-from adapter.workflow.referral import dig, subject_reference
+from adapter.workflow.options import language, number, option
+from adapter.workflow.referral import dig, points_to, subject_reference
 from adapter.workflow.tasks import concept, key_of, parameters, revise
 
 PROGRAMME_OVER = frozenset({"completed", "revoked", "entered-in-error"})
+REFUSALS = ("booking-not-a-site", "booking-no-patient", "booking-no-start")
 
 
 def _task_body(referral: Referral, intake: Resource, suggestion: Suggestion, ctx: Context) -> dict[str, Any]:
@@ -107,6 +112,7 @@ def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     if found is None or task is None:
         return NOTHING
     output = {"type": concept("task-parameter", "appointment", ctx), "valueReference": {"reference": found.reference}}
+    ours = {t for lang in ("sv", "en") for t in _refusal_texts(lang).values()}
     write = revise(
         referral,
         task,
@@ -115,8 +121,57 @@ def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
         businessStatus=concept("business-status", "booked", ctx),
         output=[*(task.get("output") or ()), output],
         lastModified=ctx.now.isoformat(),
+        # a reason of ours for an Appointment it could not read no longer holds
+        **({"statusReason": None} if dig(task, "statusReason", "text") in ours else {}),
     )
     return Plan(writes=(write,), notes=(f"booked at {found.site.key}",))
+
+
+def booking_problem(referral: Referral, appointment: Resource) -> str | None:
+    """Why an Appointment the unit booked for the referral is no booking the routine can read
+    (:func:`common.booking`), or ``None``: a key of ``refused.booking-*`` in confirmations.yaml.
+    Appointments that are not booked for this referral (another referral's, cancelled) have none."""
+    if appointment.get("status") not in BOOKED or not points_to(appointment.get("basedOn"), referral.reference):
+        return None
+    if appointment_site(appointment) is None:
+        return "booking-not-a-site"
+    if not has_patient(appointment, referral):
+        return "booking-no-patient"
+    if parse_moment(appointment.get("start")) is None:
+        return "booking-no-start"
+    return None
+
+
+def _refusal_texts(lang: str) -> dict[str, str]:
+    sites = ", ".join(s.name for s in directory().sites)
+    return {key: conf.template("refused", key, lang, {"sites": sites}) for key in REFUSALS}
+
+
+def refuse_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
+    """The unit's Appointment for the referral that the routine cannot read as a booking (no site of
+    the unit, the patient left out, no start) is answered on the open booking Task, in the words of
+    ``refused.booking-*`` for the administrative function: the Task stays open and theirs, its
+    reminders go on, and the corrected Appointment completes it (:func:`complete_booking` drops the
+    reason). Never a value from the Appointment; once per wording."""
+    task = open_booking_task(referral)
+    if task is None or booking(referral) is not None or not active(referral):
+        return NOTHING
+    problems = sorted({p for a in referral.all("Appointment") if (p := booking_problem(referral, a))})
+    if not problems:
+        return NOTHING
+    text = _refusal_texts(language(ctx))[problems[0]]
+    if dig(task, "statusReason", "text") == text:
+        return NOTHING
+    note = {"time": ctx.now.isoformat(), "text": text}
+    write = revise(
+        referral,
+        task,
+        TASK,
+        statusReason={"text": text},
+        note=[*(task.get("note") or ()), note],
+        lastModified=ctx.now.isoformat(),
+    )
+    return Plan(writes=(write,), counts=("booking-refused",), notes=(f"booking not readable ({problems[0]})",))
 
 
 def confirm_booking(referral: Referral, event: Event, ctx: Context) -> Plan:

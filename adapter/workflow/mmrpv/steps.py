@@ -17,6 +17,7 @@ ORDER = (
     episode.commit_care,
     booking.open_booking,
     booking.complete_booking,
+    booking.refuse_booking,
     booking.confirm_booking,
     booking.remind_booking,
     programme.plan_programme,
