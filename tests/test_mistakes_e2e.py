@@ -116,15 +116,19 @@ def test_the_coordinator_closing_a_held_referral_tells_the_referrer(stack: Stack
     wait_for(lambda: code(tasks(fhir, sr)["referral-routing"]["businessStatus"]) == "closed", what="closed")
 
 
+def _readdressed(fhir: FhirClient, sr: dict[str, Any], performer: str) -> dict[str, Any]:
+    """The referrer's new version naming ``performer``; the notice it gets for that version."""
+    current = fhir.read("ServiceRequest", sr["id"])
+    fhir.update({**current, "performer": _performer(performer)}, if_match=current["meta"]["versionId"])
+    version = fhir.read("ServiceRequest", sr["id"])["meta"]["versionId"]
+    notice = f"{key(sr)}-performer-unchanged-referrer-v{version}"
+    return wait_for(lambda: messages(fhir, sr).get(notice), what="the notice")
+
+
 def test_a_version_naming_no_clinic_leaves_the_review_at_its_clinic(stack: Stack, fhir: FhirClient) -> None:
     sr = referral_on_server(fhir, extension=assessments())
     review = review_in(fhir, sr, "recommended")
-    current = fhir.read("ServiceRequest", sr["id"])
-    fhir.update({**current, "performer": _performer("SE2321000255-XXX9")}, if_match=current["meta"]["versionId"])
-    version = fhir.read("ServiceRequest", sr["id"])["meta"]["versionId"]
-    told = wait_for(
-        lambda: messages(fhir, sr).get(f"{key(sr)}-performer-unchanged-referrer-v{version}"), what="the notice"
-    )
+    told = _readdressed(fhir, sr, "SE2321000255-XXX9")
     assert "har inte genomförts" in told["payload"][0]["contentString"]
     now = tasks(fhir, sr)["referral-review"]
     assert (now["owner"], now["status"], code(now["businessStatus"])) == (review["owner"], "received", "recommended")
@@ -134,13 +138,7 @@ def test_a_version_naming_no_clinic_leaves_the_review_at_its_clinic(stack: Stack
 def test_a_version_naming_another_clinic_leaves_the_review_at_its_clinic(stack: Stack, fhir: FhirClient) -> None:
     sr = referral_on_server(fhir, extension=assessments())
     review = review_in(fhir, sr, "recommended")
-    current = fhir.read("ServiceRequest", sr["id"])
-    other = "SE2321000255-SMH1"  # Hässleholm, a clinic of the routine
-    fhir.update({**current, "performer": _performer(other)}, if_match=current["meta"]["versionId"])
-    version = fhir.read("ServiceRequest", sr["id"])["meta"]["versionId"]
-    told = wait_for(
-        lambda: messages(fhir, sr).get(f"{key(sr)}-performer-unchanged-referrer-v{version}"), what="the notice"
-    )
+    told = _readdressed(fhir, sr, "SE2321000255-SMH1")  # Hässleholm, a clinic of the routine
     assert "flyttas inte till en annan mottagning" in told["payload"][0]["contentString"]
     now = tasks(fhir, sr)["referral-review"]
     assert (now["owner"], now["status"], code(now["businessStatus"])) == (review["owner"], "received", "recommended")
@@ -162,12 +160,7 @@ def test_a_version_naming_another_clinic_after_the_decision_changes_nothing_and_
     settled = wait_for(
         lambda: (t := tasks(fhir, sr)) and t["referral-review"]["status"] == "completed" and t, what="the review closed"
     )
-    current = fhir.read("ServiceRequest", sr["id"])
-    fhir.update({**current, "performer": _performer("SE2321000255-SMH1")}, if_match=current["meta"]["versionId"])
-    version = fhir.read("ServiceRequest", sr["id"])["meta"]["versionId"]
-    told = wait_for(
-        lambda: messages(fhir, sr).get(f"{key(sr)}-performer-unchanged-referrer-v{version}"), what="the notice"
-    )
+    told = _readdressed(fhir, sr, "SE2321000255-SMH1")
     assert "redan bedömd av" in told["payload"][0]["contentString"]
     now = tasks(fhir, sr)
     assert now["referral-review"]["meta"]["versionId"] == settled["referral-review"]["meta"]["versionId"]
