@@ -325,6 +325,14 @@ def test_a_booking_the_routine_cannot_read_is_answered_on_the_booking_task_and_i
     done = task(fixed, "R-1-booking-mmrpv-1")
     assert (done["status"], code(done["businessStatus"])) == ("completed", "booked") and "statusReason" not in done
     assert len([k for k in messages(fixed) if "-BEK-" in k]) == 2
+    # or cancelled instead: the round stays open for a new booking, the reason goes
+    cancelled = update_resource(state, state.get("Appointment/a1") or {}, status="cancelled")
+    cancelled = settle(
+        cancelled, resource_event(cancelled.get("Appointment/a1") or {}), Context(now=NOW + timedelta(days=4))
+    )
+    still = task(cancelled, "R-1-booking-mmrpv-1")
+    assert (still["status"], code(still["businessStatus"])) == ("requested", "awaiting-booking")
+    assert "statusReason" not in still and still["note"][-1]["text"] == reason
 
 
 def test_unbooked_past_the_deadline_reminds_the_administrative_function_once_per_round() -> None:

@@ -112,7 +112,6 @@ def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     if found is None or task is None:
         return NOTHING
     output = {"type": concept("task-parameter", "appointment", ctx), "valueReference": {"reference": found.reference}}
-    ours = {t for lang in ("sv", "en") for t in _refusal_texts(lang).values()}
     write = revise(
         referral,
         task,
@@ -122,7 +121,7 @@ def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
         output=[*(task.get("output") or ()), output],
         lastModified=ctx.now.isoformat(),
         # a reason of ours for an Appointment it could not read no longer holds
-        **({"statusReason": None} if dig(task, "statusReason", "text") in ours else {}),
+        **({"statusReason": None} if dig(task, "statusReason", "text") in _ours() else {}),
     )
     return Plan(writes=(write,), notes=(f"booked at {found.site.key}",))
 
@@ -147,20 +146,29 @@ def _refusal_texts(lang: str) -> dict[str, str]:
     return {key: conf.template("refused", key, lang, {"sites": sites}) for key in REFUSALS}
 
 
+def _ours() -> set[str]:
+    return {t for lang in ("sv", "en") for t in _refusal_texts(lang).values()}
+
+
 def refuse_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     """The unit's Appointment for the referral that the routine cannot read as a booking (no site of
     the unit, the patient left out, no start) is answered on the open booking Task, in the words of
     ``refused.booking-*`` for the administrative function: the Task stays open and theirs, its
     reminders go on, and the corrected Appointment completes it (:func:`complete_booking` drops the
-    reason). Never a value from the Appointment; once per wording."""
+    reason), and one cancelled instead takes the reason away. Never a value from the Appointment;
+    once per wording."""
     task = open_booking_task(referral)
     if task is None or booking(referral) is not None or not active(referral):
         return NOTHING
     problems = sorted({p for a in referral.all("Appointment") if (p := booking_problem(referral, a))})
-    if not problems:
-        return NOTHING
+    said = dig(task, "statusReason", "text")
+    if not problems:  # the unreadable Appointment was cancelled or deleted: our reason no longer holds
+        if said not in _ours():
+            return NOTHING
+        write = revise(referral, task, TASK, statusReason=None, lastModified=ctx.now.isoformat())
+        return Plan(writes=(write,), notes=("unreadable booking gone: reason cleared",))
     text = _refusal_texts(language(ctx))[problems[0]]
-    if dig(task, "statusReason", "text") == text:
+    if said == text:
         return NOTHING
     note = {"time": ctx.now.isoformat(), "text": text}
     write = revise(
