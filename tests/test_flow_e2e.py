@@ -25,7 +25,7 @@ import pytest
 
 from adapter.fhir.client import FhirClient
 from adapter.flow import figures, store
-from adapter.mappings import codes, directory
+from adapter.mappings import directory
 from tests.support.journeys import (
     ANGELHOLM,
     HASSLEHOLM,
@@ -78,14 +78,7 @@ def further_day(found: list[Journey]) -> dict[str, int]:
     again = Builder.resume(by_name(found, "again"))
     again.decide("MMRpv", day(2026, 5, 5, 10))
     late = Builder.resume(by_name(found, "late"))
-    aid = late.appointment(day(2026, 5, 5, 9), day(2026, 5, 12, 10), clinic=HASSLEHOLM)
-    late.change(
-        late.journey.task("booking"),
-        day(2026, 5, 5, 9, 5),
-        status="completed",
-        businessStatus=codes().concept("business-status", "booked"),
-        output=[{"type": {"text": "Appointment"}, "valueReference": {"reference": f"Appointment/{aid}"}}],
-    )
+    late.booked_at_clinic(day(2026, 5, 5, 9), day(2026, 5, 12, 10), HASSLEHOLM)
     return before
 
 

@@ -29,6 +29,14 @@ from tests.support.workflow import (
 from tests.test_review_decision import recommended
 
 
+def waiting_for_supplement() -> Referral:
+    """A referral without its pain history: the review on hold for the referrer's supplement (KOM sent)."""
+    state = referral(service_request(extension=ALL_MET, note=None))
+    _, waiting = run(state, sr_event(state), ctx())
+    assert code(review(waiting)["businessStatus"]) == "awaiting-supplement"
+    return waiting
+
+
 def _writes(state: Referral, level_code: str | None, business: str = "decided", system: str | None = None) -> Referral:
     """The reviewer's PATCH of the cookbook's "Decide", with whatever they typed."""
     c = codes()
@@ -79,9 +87,7 @@ def test_decided_without_a_decision_is_refused_visibly() -> None:
 
 
 def test_a_decision_on_an_incomplete_referral_is_refused_and_it_keeps_waiting_for_the_supplement() -> None:
-    state = referral(service_request(extension=ALL_MET, note=None))
-    _, waiting = run(state, sr_event(state), ctx())
-    assert code(review(waiting)["businessStatus"]) == "awaiting-supplement"
+    waiting = waiting_for_supplement()
     before = _writes(waiting, "MMRsv")
     plan, after = run(before, resource_event(review(before)), ctx())
     task = review(after)
@@ -228,9 +234,7 @@ def test_a_clinic_without_a_pool_may_assign_its_own_staff_but_not_another_clinic
 
 
 def test_a_review_waiting_for_the_supplement_keeps_waiting_when_sent_back_to_the_clinic() -> None:
-    state = referral(service_request(extension=ALL_MET, note=None))
-    _, waiting = run(state, sr_event(state), ctx())
-    assert code(review(waiting)["businessStatus"]) == "awaiting-supplement"
+    waiting = waiting_for_supplement()
     before = _hands_to(waiting, "SE2321000255-SMH1R2")
     plan, after = run(before, resource_event(review(before)), ctx())
     task = review(after)

@@ -281,6 +281,19 @@ class Builder:
         )
         return aid
 
+    def booked_at_clinic(self, at: datetime, start: datetime, clinic: str) -> str:
+        """The clinic books its own visit (MMRsv) at ``at``: the Appointment, then its booking Task
+        completed ``booked`` with the Appointment as output five minutes later. Returns its id."""
+        aid = self.appointment(at, start, clinic=clinic)
+        self.change(
+            self.journey.task("booking"),
+            at + timedelta(minutes=5),
+            status="completed",
+            businessStatus=codes().concept("business-status", "booked"),
+            output=[{"type": {"text": "Appointment"}, "valueReference": {"reference": f"Appointment/{aid}"}}],
+        )
+        return aid
+
     def appointment_status(
         self, aid: str, status: str, at: datetime, *, reason: str | None = None, start: datetime | None = None
     ) -> Builder:
@@ -338,14 +351,7 @@ def journeys(prefix: str | None = None, shift: timedelta = timedelta(0)) -> list
 
     sv = Builder("sv", prefix, day(2026, 3, 2, 8), LUND)
     sv.decide("MMRsv", day(2026, 3, 3, 14))
-    aid = sv.appointment(day(2026, 3, 10), day(2026, 4, 20, 10), clinic=LUND)
-    sv.change(
-        sv.journey.task("booking"),
-        day(2026, 3, 10, 9, 5),
-        status="completed",
-        businessStatus=codes().concept("business-status", "booked"),
-        output=[{"type": {"text": "Appointment"}, "valueReference": {"reference": f"Appointment/{aid}"}}],
-    )
+    aid = sv.booked_at_clinic(day(2026, 3, 10), day(2026, 4, 20, 10), LUND)
     sv.appointment_status(aid, "fulfilled", day(2026, 4, 20, 13))
     out.append(sv.journey)
 
