@@ -117,6 +117,17 @@ def test_a_review_whose_clinic_nobody_can_tell_goes_to_the_referral_coordinator(
     assert_replay_plans_nothing(before, plan, after, resource_event(review(before)), ctx())
 
 
+def test_an_owner_named_by_identifier_alone_is_an_owner() -> None:
+    """A logical reference (a patient known by personnummer only) names an owner: nothing to restore,
+    and the referral is held (else each restore would be written again on its own notification)."""
+    state = stage("asked")
+    questionnaire = next(t for t in open_tasks(state) if table_of(t) and table_of(t).kind == "questionnaire")
+    logical = {"identifier": {"system": "http://electronichealth.se/identifier/personnummer", "value": "191212121212"}}
+    before = update_resource(state, questionnaire, owner=logical)
+    plan, _ = run(before, resource_event(questionnaire), ctx())
+    assert "owner-restored" not in plan.counts and responsible(before).ok
+
+
 # ---------------------------------------------------------------- every open Task of ours, every kind
 
 

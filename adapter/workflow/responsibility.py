@@ -104,7 +104,7 @@ def responsible(referral: Referral) -> Responsibility:
             return Responsibility(
                 holders, problem=f"{len(holders)} open Tasks hold the next step: {', '.join(map(_named, holders))}"
             )
-        if not (holders[0].get("owner") or {}).get("reference"):
+        if _unowned(holders[0]):
             return Responsibility(holders, problem=f"{_named(holders[0])} is open without an owner")
         return Responsibility(holders)
     if not ours:
@@ -121,7 +121,9 @@ def open_tasks(referral: Referral) -> list[Resource]:
 
 
 def _unowned(task: Resource) -> bool:
-    return not dig(task, "owner", "reference")
+    """No ``owner`` that names anyone: neither a literal reference nor an identifier (a logical
+    reference, as a patient known only by personnummer is owner of their questionnaire)."""
+    return not (dig(task, "owner", "reference") or dig(task, "owner", "identifier", "value"))
 
 
 def rightful_owner(referral: Referral, task: Resource) -> tuple[dict[str, Any], str]:
