@@ -50,7 +50,7 @@ def refresh(settings: Settings, rebuild: bool = False, today: date | None = None
         # ``next`` link (100 of 10 000 referrals read). Every search already says ``no-cache``, past
         # HAPI's 60 s search cache.
         with fhir_client(settings) as client:
-            day = today or datetime.now().astimezone().date()
+            day = today or datetime.now(STOCKHOLM).date()
             return store.rebuild(con, client, day) if rebuild else store.refresh(con, client, day)
     finally:
         con.close()
