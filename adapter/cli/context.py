@@ -30,6 +30,12 @@ def exit_with(code: int) -> NoReturn:
     click.get_current_context().exit(int(code))
 
 
+def refuse(line: str) -> NoReturn:
+    """End the command as a usage error, saying why in one line on stderr."""
+    click.echo(line, err=True)
+    exit_with(ExitCode.USAGE)
+
+
 class Main(click.Group):
     """The ``mmr-adapter`` group: runs a command and turns a configuration error into one line."""
 

@@ -12,11 +12,11 @@ import io
 import json
 from datetime import datetime, time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from adapter.cli.context import ExitCode, exit_with
+from adapter.cli.context import ExitCode, exit_with, refuse
 from adapter.config import load_settings
 
 FORMATS = ("table", "json", "csv", "html")
@@ -78,11 +78,11 @@ def flow(
     --rebuild or --publish, or a --referral was held by no organisation of the directory.
     """
     if refresh and rebuild:
-        _refuse("--refresh and --rebuild exclude each other: --rebuild already reads everything")
+        refuse("--refresh and --rebuild exclude each other: --rebuild already reads everything")
     if (start is None) != (end is None):
-        _refuse("--from and --to go together")
+        refuse("--from and --to go together")
     if referral and (output_format == "html" or publish):
-        _refuse("--referral prints a chain of owners as table, json or csv, and publishes nothing")
+        refuse("--referral prints a chain of owners as table, json or csv, and publishes nothing")
     from adapter.fhir.client import FhirError
     from adapter.flow.page import render
     from adapter.operations import flow as operations
@@ -94,9 +94,9 @@ def flow(
     now = datetime.now(STOCKHOLM).replace(microsecond=0)
     first, last = (start.date(), end.date()) if start and end else operations.month_before((at or now).date())
     if first > last:
-        _refuse("--from is after --to")
+        refuse("--from is after --to")
     if clinic is not None and publish:
-        _refuse("--publish reports every organisation and the region: leave out --clinic")
+        refuse("--publish reports every organisation and the region: leave out --clinic")
     # A published month is seen from its end (--at aside), as beat publishes it: reports that do not
     # change with the day they were made.
     at = at or (operations.end_of((first, last)) if publish else now)
@@ -116,7 +116,7 @@ def flow(
         try:
             figures = operations.figures(settings, at, first, last, clinic)
         except ValueError as exc:
-            _refuse(f"--clinic: {exc}")
+            refuse(f"--clinic: {exc}")
         if publish:
             published = operations.publish(settings, (first, last), at, found=figures)  # computed once
             click.echo(
@@ -142,11 +142,6 @@ def flow(
     if nobody and (output_format != "table" or output):
         click.echo(_nobody_line(nobody), err=True)
     exit_with(ExitCode.OK)
-
-
-def _refuse(line: str) -> NoReturn:
-    click.echo(line, err=True)
-    exit_with(ExitCode.USAGE)
 
 
 def _emit(text: str, output: str | None) -> None:

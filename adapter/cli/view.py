@@ -12,11 +12,11 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from adapter.cli.context import ExitCode, exit_with
+from adapter.cli.context import ExitCode, exit_with, refuse
 
 
 @click.group("view")
@@ -48,13 +48,13 @@ def run(view_file: str, resources_file: str, output: str) -> None:
     try:
         parsed = parse_view(json.loads(Path(view_file).read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _refuse(f"cannot read the ViewDefinition {click.format_filename(view_file)}: {_reason(exc)}")
+        refuse(f"cannot read the ViewDefinition {click.format_filename(view_file)}: {_reason(exc)}")
     except ViewError as exc:
-        _refuse(f"invalid ViewDefinition: {exc}")
+        refuse(f"invalid ViewDefinition: {exc}")
     try:
         resources = list(_resources(Path(resources_file)))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        _refuse(f"cannot read the resources {click.format_filename(resources_file)}: {_reason(exc)}")
+        refuse(f"cannot read the resources {click.format_filename(resources_file)}: {_reason(exc)}")
     try:
         rows = list(parsed.rows(resources))
     except RunError as exc:
@@ -62,11 +62,6 @@ def run(view_file: str, resources_file: str, output: str) -> None:
         exit_with(ExitCode.FAILED)
     _write(rows, parsed.columns, output)
     exit_with(ExitCode.OK)
-
-
-def _refuse(line: str) -> NoReturn:
-    click.echo(line, err=True)
-    exit_with(ExitCode.USAGE)
 
 
 def _reason(exc: Exception) -> str:

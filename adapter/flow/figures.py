@@ -16,12 +16,10 @@ from typing import Any
 
 import duckdb
 
-from adapter.mappings import mappings_dir
+from adapter.mappings import flow_rules, mappings_dir
 from adapter.workflow.calendar import STOCKHOLM, local
 
-# The organisations figures are given for, from the directory (the coordinator only holds).
-KINDS = ("clinic", "unit", "site")
-HOLD_REASONS = ("referrer", "patient")
+HOLD_REASONS = tuple(flow_rules().hold_reasons)  # mappings/flow.yaml: waiting for the referrer, the patient
 # Medians and percentiles are interpolated (DuckDB's quantile_cont): floats, null when nothing counted.
 _FLOATS = frozenset({"review_median_working_days", "first_visit_median_days", "first_visit_p90_days"})
 _PARAMETER = re.compile(r"\$([a-z_]+)")

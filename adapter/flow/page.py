@@ -23,11 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from adapter.mappings import load
+from adapter.workflow.calendar import STOCKHOLM
 
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
 BUCKETS = ("waiting_0_30", "waiting_31_60", "waiting_61_90", "waiting_over_90")
 BUCKET_DAYS = 30  # each bucket is 30 days wide on the chart's day axis; the last is open (> 90)
 PATIENT_CHOSEN = "waiting_patient_chosen"
