@@ -89,7 +89,7 @@ def test_rebuild_then_every_format_from_the_same_store(
     ]  # Lund reviewed it, then the MMRpv unit took it
 
 
-def test_a_refresh_reads_what_changed_since_the_checkpoint(
+def test_refresh_says_it_refreshed_the_store_it_rebuilt(
     server: tuple[Sandbox, list[journeys.Journey]], tmp_path: Path
 ) -> None:
     sandbox = server[0]

@@ -52,7 +52,7 @@ from adapter.workflow.mmrpv.common import (
 )
 from adapter.workflow.mmrpv.site import Suggestion, suggest_site
 from adapter.workflow.options import language, number, option
-from adapter.workflow.referral import dig, points_to, subject_reference
+from adapter.workflow.referral import as_list, dig, points_to, subject_reference
 from adapter.workflow.tasks import concept, key_of, parameters, revise
 
 PROGRAMME_OVER = frozenset({"completed", "revoked", "entered-in-error"})
@@ -176,7 +176,7 @@ def refuse_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
         task,
         TASK,
         statusReason={"text": text},
-        note=[*(task.get("note") or ()), note],
+        note=[*as_list(task.get("note")), note],
         lastModified=ctx.now.isoformat(),
     )
     return Plan(writes=(write,), counts=("booking-refused",), notes=(f"booking not readable ({problems[0]})",))
