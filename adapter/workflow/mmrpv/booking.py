@@ -28,19 +28,17 @@ from adapter.workflow.calendar import add_working_days, local, parse_day_end, pa
 from adapter.workflow.core import NOTHING, Context, Event, Plan, Referral, Timer, create
 from adapter.workflow.mmrpv import messages
 from adapter.workflow.mmrpv.common import (
-    BOOKED,
     BOOKING_REMINDER,
     TASK,
     active,
     admin_ref,
-    appointment_site,
     booking,
     booking_key,
+    booking_problem,
     booking_tasks,
     care_commitment,
     care_ended,
     fired,
-    has_patient,
     intake_open,
     intake_task,
     live,
@@ -52,7 +50,7 @@ from adapter.workflow.mmrpv.common import (
 )
 from adapter.workflow.mmrpv.site import Suggestion, suggest_site
 from adapter.workflow.options import language, number, option
-from adapter.workflow.referral import as_list, dig, points_to, subject_reference
+from adapter.workflow.referral import as_list, dig, subject_reference
 from adapter.workflow.tasks import concept, key_of, parameters, revise
 
 PROGRAMME_OVER = frozenset({"completed", "revoked", "entered-in-error"})
@@ -124,21 +122,6 @@ def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
         **({"statusReason": None} if dig(task, "statusReason", "text") in _ours() else {}),
     )
     return Plan(writes=(write,), notes=(f"booked at {found.site.key}",))
-
-
-def booking_problem(referral: Referral, appointment: Resource) -> str | None:
-    """Why an Appointment the unit booked for the referral is no booking the routine can read
-    (:func:`common.booking`), or ``None``: a key of ``refused.booking-*`` in confirmations.yaml.
-    Appointments that are not booked for this referral (another referral's, cancelled) have none."""
-    if appointment.get("status") not in BOOKED or not points_to(appointment.get("basedOn"), referral.reference):
-        return None
-    if appointment_site(appointment) is None:
-        return "booking-not-a-site"
-    if not has_patient(appointment, referral):
-        return "booking-no-patient"
-    if parse_moment(appointment.get("start")) is None:
-        return "booking-no-start"
-    return None
 
 
 def _refusal_texts(lang: str) -> dict[str, str]:

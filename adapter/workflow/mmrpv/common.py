@@ -276,19 +276,30 @@ def has_patient(appointment: Resource, referral: Referral) -> bool:
     return False
 
 
+def booking_problem(referral: Referral, appointment: Resource) -> str | None:
+    """Why an Appointment the unit booked for the referral (status booked or later, ``basedOn`` it) is
+    no booking the routine can read, or ``None``: a key of ``refused.booking-*`` in
+    confirmations.yaml. Appointments not booked for this referral (another's, cancelled) have none."""
+    if appointment.get("status") not in BOOKED or not points_to(appointment.get("basedOn"), referral.reference):
+        return None
+    if appointment_site(appointment) is None:
+        return "booking-not-a-site"
+    if not has_patient(appointment, referral):
+        return "booking-no-patient"
+    if parse_moment(appointment.get("start")) is None:
+        return "booking-no-start"
+    return None
+
+
 def booking(referral: Referral) -> Booking | None:
-    """The booking that stands: status booked (or later), at a site, with the patient, with a start."""
+    """The booking that stands: booked (or later) for the referral, at a site, with the patient, with a
+    start (:func:`booking_problem` finds none); the earliest."""
     found = []
     for appointment in referral.all("Appointment"):
-        if (
-            appointment.get("status") not in BOOKED
-            or not appointment.get("id")
-            or not points_to(appointment.get("basedOn"), referral.reference)
-            or not has_patient(appointment, referral)
-        ):
-            continue
-        site, start = appointment_site(appointment), parse_moment(appointment.get("start"))
-        if site and start:
+        booked = appointment.get("status") in BOOKED and points_to(appointment.get("basedOn"), referral.reference)
+        if booked and appointment.get("id") and booking_problem(referral, appointment) is None:
+            site, start = appointment_site(appointment), parse_moment(appointment.get("start"))
+            assert site is not None and start is not None  # booking_problem checked both
             found.append(Booking(appointment, site, start))
     return min(found, key=lambda b: (b.start, b.appointment["id"])) if found else None
 
