@@ -119,9 +119,8 @@ def test_the_coordinator_closing_a_held_referral_tells_the_referrer(stack: Stack
 def _readdressed(fhir: FhirClient, sr: dict[str, Any], performer: str) -> dict[str, Any]:
     """The referrer's new version naming ``performer``; the notice it gets for that version."""
     current = fhir.read("ServiceRequest", sr["id"])
-    fhir.update({**current, "performer": _performer(performer)}, if_match=current["meta"]["versionId"])
-    version = fhir.read("ServiceRequest", sr["id"])["meta"]["versionId"]
-    notice = f"{key(sr)}-performer-unchanged-referrer-v{version}"
+    updated = fhir.update({**current, "performer": _performer(performer)}, if_match=current["meta"]["versionId"])
+    notice = f"{key(sr)}-performer-unchanged-referrer-v{updated['meta']['versionId']}"
     return wait_for(lambda: messages(fhir, sr).get(notice), what="the notice")
 
 

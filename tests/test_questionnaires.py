@@ -16,6 +16,7 @@ from adapter.workflow.questionnaires import DUE_TIMER, companions, configured
 from tests.support.workflow import (
     NOW,
     add,
+    as_loaded,
     code,
     messages,
     referral,
@@ -28,7 +29,7 @@ from tests.support.workflow import (
     timer_event,
     update_resource,
 )
-from tests.test_mmrpv_steps import STHLM, appointment, as_loaded, forwarded, settle
+from tests.test_mmrpv_steps import STHLM, appointment, forwarded, settle
 from tests.test_review_questionnaire import QTASK
 
 INTAKE = "https://mmr-adapter.se/fhir/Questionnaire/mmr-intake|0.1.0"

@@ -48,7 +48,6 @@ from tests.support.workflow import (
 
 LUND, HASSLEHOLM, ANGELHOLM = "SE2321000255-SML1", "SE2321000255-SMH1", "SE2321000255-SMA1"
 HBG, MLM = "SE2321000255-MMRPV-HBG", "SE2321000255-MMRPV-MLM"
-TASK_TYPE = "https://mmr-adapter.se/fhir/CodeSystem/mmr-task-type"
 SECTIONS = (
     section("pain-history", "Smärta sedan 2019."),
     section("work-situation", "Arbetar 50 %."),
