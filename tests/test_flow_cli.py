@@ -53,7 +53,7 @@ def flow(server: Sandbox, state: Path, *args: str) -> subprocess.CompletedProces
 
 
 def key(made: list[journeys.Journey], name: str) -> str:
-    return next(j.key for j in made if j.name == name)
+    return journeys.by_name(made, name).key
 
 
 def test_rebuild_then_every_format_from_the_same_store(

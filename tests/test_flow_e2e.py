@@ -34,6 +34,7 @@ from tests.support.journeys import (
     MLM,
     Builder,
     Journey,
+    by_name,
     day,
     install_directory,
     journeys,
@@ -117,10 +118,6 @@ def run(fhir: FhirClient) -> Run:
     rebuilt = figures.compute(only(fresh, found), AT2, FROM2, TO2)
     loaded_after = figures.compute(loaded(found), AT2, FROM2, TO2)
     return Run(found, server, memory, first, refreshed, rebuilt, loaded_after, not result.rebuilt)
-
-
-def by_name(found: list[Journey], name: str) -> Journey:
-    return next(j for j in found if j.name == name)
 
 
 def org(figs: dict[str, Any], hsa: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from adapter.flow import store
 from adapter.mappings import directory, task_state_tables
 from adapter.operations import flow
 from adapter.polling import poll
-from tests.support.journeys import HBG, LUND, Journey, install_directory, journeys, write
+from tests.support.journeys import HBG, LUND, Journey, by_name, install_directory, journeys, write
 
 TODAY = date(2026, 12, 7)
 
@@ -50,10 +50,6 @@ def referral_rows(con: duckdb.DuckDBPyConnection, journeys_: list[Journey]) -> d
         order = ", ".join(store.columns(con, table))
         out[table] = keyed(con, f"SELECT * FROM {table} ORDER BY {order}")
     return out
-
-
-def by_name(found: list[Journey], name: str) -> Journey:
-    return next(j for j in found if j.name == name)
 
 
 def test_a_rebuild_holds_every_journey_as_the_views_give_it(fhir: FhirClient, written: list[Journey]) -> None:

@@ -19,7 +19,7 @@ from adapter.flow import store
 from adapter.flow.viewdef import View, parse_view
 from adapter.mappings import HSA_SYSTEM, codes, directory, flow_rules, task_state_tables
 from adapter.operations.setup import directory_resources
-from tests.support.journeys import HBG, LUND, Journey, journeys
+from tests.support.journeys import HBG, LUND, Journey, by_name, journeys
 
 VIEWS = sorted(store.views_dir().glob("ViewDefinition-*.json"))
 SHAREABLE_TYPES = {"string", "code", "id", "uri", "dateTime", "instant", "date", "integer", "boolean", "decimal"}
@@ -120,7 +120,7 @@ def test_a_referral_is_mmr_by_its_code_or_its_category(fixed: list[Journey]) -> 
 def test_the_referral_view_over_the_journeys(fixed: list[Journey]) -> None:
     found = {r["identifier"]: r for r in rows("mmr_referral", current(fixed))}
     assert set(found) == {j.key for j in fixed}
-    sv = next(j for j in fixed if j.name == "sv")
+    sv = by_name(fixed, "sv")
     assert found[sv.key] == {
         "referral": sv.referral,
         "identifier": sv.key,
@@ -145,7 +145,7 @@ def test_the_task_view_gives_every_version_of_our_tasks_only(fixed: list[Journey
     assert "someone-elses" not in {r["task"] for r in found}
     assert {r["kind"] for r in found} == {"review", "booking", "intake", "questionnaire"}
     # the patient asked: the review on hold for the patient, the questionnaire Task the patient's, until answered
-    asked = next(j for j in fixed if j.name == "asked")
+    asked = by_name(fixed, "asked")
     assert [
         (r["kind"], r["status"], r["business_status"], r["owner_type"], r["changed_at"])
         for r in found
@@ -157,7 +157,7 @@ def test_the_task_view_gives_every_version_of_our_tasks_only(fixed: list[Journey
         ("questionnaire", "completed", "answered", "Patient", "2026-03-14T12:01:00+01:00"),
     ]
     # on hold for the referrer from arrival until the supplement; the other one still on hold
-    supplement = next(j for j in fixed if j.name == "supplement")
+    supplement = by_name(fixed, "supplement")
     held = [
         (r["status"], r["business_status"], r["owner_type"], r["changed_at"])
         for r in found
@@ -167,12 +167,12 @@ def test_the_task_view_gives_every_version_of_our_tasks_only(fixed: list[Journey
         ("on-hold", "awaiting-supplement", "PractitionerRole", "2026-03-05T10:00:00+01:00"),
         ("received", "recommended", "PractitionerRole", "2026-03-09T10:01:00+01:00"),
     ]
-    still = next(j for j in fixed if j.name == "held")
+    still = by_name(fixed, "held")
     assert [(r["status"], r["business_status"]) for r in found if r["referral"] == still.referral] == [
         ("on-hold", "awaiting-supplement")
     ]
     # the forwarded referral's intake Task is the MMRpv unit's; its booking the administrative function's
-    pv = next(j for j in fixed if j.name == "pv")
+    pv = by_name(fixed, "pv")
     owners = {(r["kind"], r["owner"], r["owner_type"]) for r in found if r["referral"] == pv.referral}
     assert ("intake", directory().mmrpv.hsa_id, "Organization") in owners
     assert ("booking", directory().mmrpv_admin.hsa_id, "Organization") in owners
@@ -195,7 +195,7 @@ def test_the_appointment_and_careplan_views_over_the_journeys(fixed: list[Journe
     assert by_journey["pv"]["location"] == HBG and by_journey["pv"]["start"] == "2026-04-14T09:00:00+02:00"
     assert by_journey["chosen"]["status"] == "cancelled" and by_journey["chosen"]["waiting_reason"] == "patient-chosen"
     plans = rows("mmr_careplan", current(fixed))
-    pv = next(j for j in fixed if j.name == "pv")
+    pv = by_name(fixed, "pv")
     assert [(p["referral"], p["status"], p["period_start"]) for p in plans] == [
         (pv.referral, "active", "2026-04-14T09:00:00+02:00")
     ]

@@ -36,7 +36,6 @@ from tests.support.workflow import (
     STHLM,
     apply,
     as_loaded,
-    assessment,
     consent,
     patient,
     referrer,
@@ -402,6 +401,11 @@ def journeys(prefix: str | None = None, shift: timedelta = timedelta(0)) -> list
     return out
 
 
+def by_name(found: list[Journey], name: str) -> Journey:
+    """The journey of that name (``sv``, ``pv``, ...) among ``found``."""
+    return next(j for j in found if j.name == name)
+
+
 # ---------------------------------------------------------------- on a server
 
 
@@ -478,4 +482,16 @@ def _event(resource: Resource) -> Event:
     return Event("changed", resource["resourceType"], resource["id"], (resource.get("meta") or {}).get("versionId"))
 
 
-__all__ = ["Builder", "Journey", "assessment", "directory", "install_directory", "journeys", "record", "write"]
+__all__ = [
+    "Builder",
+    "Journey",
+    "Transaction",
+    "by_name",
+    "clinician",
+    "day",
+    "install_directory",
+    "journeys",
+    "puts",
+    "record",
+    "write",
+]
