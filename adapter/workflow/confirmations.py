@@ -12,12 +12,12 @@ is checked against the loaded state and guarded on the server by ``If-None-Exist
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from adapter.mappings import codes, directory, load
 from adapter.workflow.core import NOTHING, Context, Plan, Referral, Write, create
-from adapter.workflow.options import language
+from adapter.workflow.options import LANGUAGES, language
 from adapter.workflow.referral import (
     clinic_reference,
     patient_reference,
@@ -215,6 +215,12 @@ def template(section: str, key: str, lang: str, values: Mapping[str, Any]) -> st
     """A text of ``section`` (no recipient level, as ``held``) in ``lang``, its placeholders filled."""
     entry = texts()[section][key]
     return str(entry.get(lang) or entry["sv"]).format_map(_Blank(values))
+
+
+def every_language(section: str, keys: Iterable[str], values: Mapping[str, Any] | None = None) -> set[str]:
+    """Every text of ``keys`` in ``section``, in every language, filled with ``values``: how a step
+    knows a text it wrote before (to keep, replace or clear it), whichever language it was written in."""
+    return {template(section, key, lang, values or {}) for key in keys for lang in LANGUAGES}
 
 
 def reason(key: str, lang: str) -> str:

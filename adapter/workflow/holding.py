@@ -159,7 +159,7 @@ def _closed_by_hand(referral: Referral, held: dict[str, Any], ctx: Context) -> P
         return NOTHING
     lang = language(ctx)
     given = (held.get("statusReason") or {}).get("text")
-    ours = {why(p, lg) for p in PROBLEMS for lg in ("sv", "en")}
+    ours = conf.every_language("held", PROBLEMS)
     reason = given if isinstance(given, str) and given.strip() and given not in ours else conf.reason("no-reason", lang)
     coordinator = directory().coordinator
     return conf.notify(

@@ -124,13 +124,12 @@ def complete_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
     return Plan(writes=(write,), notes=(f"booked at {found.site.key}",))
 
 
-def _refusal_texts(lang: str) -> dict[str, str]:
-    sites = ", ".join(s.name for s in directory().sites)
-    return {key: conf.template("refused", key, lang, {"sites": sites}) for key in REFUSALS}
+def _sites() -> dict[str, str]:
+    return {"sites": ", ".join(s.name for s in directory().sites)}
 
 
 def _ours() -> set[str]:
-    return {t for lang in ("sv", "en") for t in _refusal_texts(lang).values()}
+    return conf.every_language("refused", REFUSALS, _sites())
 
 
 def refuse_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
@@ -150,7 +149,7 @@ def refuse_booking(referral: Referral, event: Event, ctx: Context) -> Plan:
             return NOTHING
         write = revise(referral, task, TASK, statusReason=None, lastModified=ctx.now.isoformat())
         return Plan(writes=(write,), notes=("unreadable booking gone: reason cleared",))
-    text = _refusal_texts(language(ctx))[problems[0]]
+    text = conf.template("refused", problems[0], language(ctx), _sites())
     if said == text:
         return NOTHING
     note = {"time": ctx.now.isoformat(), "text": text}

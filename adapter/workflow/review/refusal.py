@@ -69,7 +69,7 @@ def refused_text(problem: str, lang: str) -> str:
 
 def refused_texts() -> set[str]:
     """Every refusal text in every language: how a later valid decision recognises ours to clear."""
-    return {str(t) for key in (*PROBLEMS, NO_OWNER) for t in conf.texts()["refused"][key].values()}
+    return conf.every_language("refused", (*PROBLEMS, NO_OWNER))
 
 
 def owner_ids(referral: Referral, owner: Any) -> set[str]:
@@ -108,8 +108,7 @@ def owner_problem(referral: Referral, review: Resource, clinic: Clinic) -> str |
 def reassignment_refused(review: Resource) -> bool:
     """The review went back to the clinic (a refused reassignment, a removed owner): the clinic
     assigns it again, by hand."""
-    texts = {str(t) for key in BACK_TO_CLINIC for t in conf.texts()["refused"][key].values()}
-    return dig(review, "statusReason", "text") in texts
+    return dig(review, "statusReason", "text") in conf.every_language("refused", BACK_TO_CLINIC)
 
 
 def problem_of(referral: Referral, review: Resource, ctx: Context) -> tuple[str, str] | None:
